@@ -1,0 +1,1 @@
+"""Reads and the hierarchy of nodes: routing, caching, recursion and referral."""

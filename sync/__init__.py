@@ -1,0 +1,1 @@
+"""The log between nodes: outbox, Kafka transport, consumers and the hash chain."""
