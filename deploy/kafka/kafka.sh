@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Run a real single-node Apache Kafka broker (KRaft, combined broker+controller)
+# for tests and CI, built only from org.apache.kafka jars on Maven Central.
+#
+#   kafka.sh fetch          resolve the broker jars into the cache (once)
+#   kafka.sh start [PORT]   clean start; prints KAFKA_BOOTSTRAP=127.0.0.1:PORT
+#   kafka.sh stop           stop the broker started by `start` (idempotent)
+#   kafka.sh status         say whether it runs (exit 0 if running, 1 if not)
+#
+# Env: IDRES_CACHE (default ~/.cache/idres), IDRES_STATE (default /tmp/idres-kafka),
+#      KAFKA_HEAP_OPTS (default -Xms128m -Xmx512m), KAFKA_START_TIMEOUT (default 60 s).
+# Only stdout line is the KAFKA_BOOTSTRAP one; progress and errors go to stderr.
+# Needs java 17+, python3 (stdlib only) and, for the first fetch, mvn.
+# Version (pom.xml): 3.9.x, the last 3.x line. 4.x also passed our aiokafka
+# 0.14 checks, but aiokafka does not declare 4.x support yet and 4.x dropped
+# old protocol versions; switching needs log4j2 jars instead of reload4j.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+POM="$HERE/pom.xml"
+# Read the version from the POM with sed: asking mvn costs seconds per call.
+VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")"
+CACHE="${IDRES_CACHE:-$HOME/.cache/idres}/kafka/$VERSION"
+STATE="${IDRES_STATE:-/tmp/idres-kafka}"
+PIDFILE="$STATE/kafka.pid"
+LOGDIR="$STATE/logs"
+TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+
+log() { echo "kafka.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+fetch() {
+  # The jar dir is keyed on the POM's checksum, so editing the POM refetches;
+  # it holds copies (not ~/.m2 paths), so it stays valid if ~/.m2 is wiped.
+  local sum; sum="$(sha256sum "$POM" | cut -c1-64)"
+  if [[ -f "$CACHE/pom.sha256" && "$(cat "$CACHE/pom.sha256")" == "$sum" ]]; then
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found (needed once to fetch Kafka $VERSION)"
+  log "fetching Kafka $VERSION jars from Maven Central into $CACHE"
+  local tmp="$CACHE.tmp.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  # Batch mode, no stdin (CI has none); Maven 3.8 -q still emits colour codes,
+  # hence the sed. Copy to a temp dir and rename, so an interrupted fetch never
+  # leaves a half-filled cache that looks done.
+  mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$tmp/lib" </dev/null 2>&1 \
+      | sed 's/\x1b\[[0-9;]*m//g' >&2 \
+    || { rm -rf "$tmp"; die "mvn dependency:copy-dependencies failed"; }
+  echo "$sum" >"$tmp/pom.sha256"
+  rm -rf "$CACHE"; mv "$tmp" "$CACHE"
+}
+
+# Our pid only if it is alive and is still our broker (guards against pid reuse).
+running_pid() {
+  [[ -f "$PIDFILE" ]] || return 1
+  local pid; pid="$(cat "$PIDFILE")"
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "kafka.Kafka $STATE/server.properties" || return 1
+  echo "$pid"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Ready = the broker answers a Metadata request and lists itself: a bare TCP
+# connect is not enough. python3 stdlib only (no venv needed); Metadata v4 is
+# accepted by Kafka 1.0 through 4.x.
+probe() {
+  python3 - "$1" <<'PY'
+import socket, struct, sys
+port = int(sys.argv[1])
+cid = b"idres-probe"
+body = struct.pack(">hhih", 3, 4, 7, len(cid)) + cid + struct.pack(">ib", -1, 0)
+try:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        def recv(n):
+            b = b""
+            while len(b) < n:
+                c = s.recv(n - len(b))
+                if not c:
+                    raise EOFError
+                b += c
+            return b
+        (size,) = struct.unpack(">i", recv(4))
+        r = recv(size)
+    corr, _throttle, nbrokers = struct.unpack(">iii", r[:12])
+    sys.exit(0 if corr == 7 and nbrokers >= 1 else 1)
+except Exception:
+    sys.exit(1)
+PY
+}
+
+start() {
+  local port="${1:-}"
+  fetch
+  # Every start is clean: stop a previous broker of ours and wipe its data.
+  stop
+  # Remove only what we create, in case IDRES_STATE points somewhere shared.
+  rm -rf "$STATE/data" "$LOGDIR"; mkdir -p "$STATE/data" "$LOGDIR"
+  if [[ -n "$port" ]]; then
+    # Fail fast (and never mistake another broker for ours) if PORT is taken.
+    python3 -c 'import socket,sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null \
+      || die "port $port on 127.0.0.1 is already in use"
+  else
+    port="$(free_port)"
+  fi
+  local cport; cport="$(free_port)"
+  while [[ "$cport" == "$port" ]]; do cport="$(free_port)"; done
+
+  cat >"$STATE/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$STATE/data
+# One broker: every replication factor / ISR must be 1 or writes stall.
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+min.insync.replicas=1
+default.replication.factor=1
+# Few internal partitions: the first group/transaction coordinator lookup
+# creates these topics, and 50 partitions each is slow on 2 cores.
+offsets.topic.num.partitions=3
+transaction.state.log.num.partitions=3
+num.partitions=3
+auto.create.topics.enable=true
+# Tests join groups constantly; don't wait 3 s for more members.
+group.initial.rebalance.delay.ms=0
+EOF
+
+  # reload4j config: broker logs go to a file, not to our stdout.
+  cat >"$STATE/log4j.properties" <<EOF
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$LOGDIR/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+EOF
+
+  local java_cp="$CACHE/lib/*"
+  local cluster_id
+  # Same shape as `StorageTool random-uuid` (22-char url-safe base64) without
+  # paying a JVM start; avoid a leading '-' so it is not parsed as an option.
+  cluster_id="$(python3 -c 'import base64,os
+while True:
+    u = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    if not u.startswith("-"): print(u); break')"
+  java -cp "$java_cp" -Dlog4j.configuration="file:$STATE/log4j.properties" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" \
+      </dev/null >"$LOGDIR/format.log" 2>&1 \
+    || { cat "$LOGDIR/format.log" >&2; die "storage format failed"; }
+
+  # setsid + no stdin: the broker must not hold the caller's terminal or get
+  # its signals (CI runs us with no stdin). stdout/stderr only carry JVM crashes.
+  # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of words
+  setsid java ${KAFKA_HEAP_OPTS:--Xms128m -Xmx512m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+      -Djava.awt.headless=true -Dkafka.logs.dir="$LOGDIR" \
+      -Dlog4j.configuration="file:$STATE/log4j.properties" \
+      -cp "$java_cp" kafka.Kafka "$STATE/server.properties" \
+      </dev/null >"$LOGDIR/stdout.log" 2>&1 &
+  local pid=$!
+  echo "$pid" >"$PIDFILE"
+  echo "127.0.0.1:$port" >"$STATE/bootstrap"
+
+  local deadline=$((SECONDS + TIMEOUT))
+  until probe "$port"; do
+    if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "broker not ready on port $port after $((SECONDS - deadline + TIMEOUT)) s"
+      # The cause is usually an ERROR line buried under shutdown noise: show both.
+      { echo "--- first errors in $LOGDIR/server.log:"
+        grep -E '\] (ERROR|FATAL) ' "$LOGDIR/server.log" | head -n 10
+        echo "--- tail:"; tail -n 20 "$LOGDIR/server.log"
+        cat "$LOGDIR/stdout.log"; } >&2 2>/dev/null || true
+      stop
+      exit 1
+    fi
+    sleep 0.5
+  done
+  log "Kafka $VERSION ready (pid $pid, logs in $LOGDIR)"
+  echo "KAFKA_BOOTSTRAP=127.0.0.1:$port"
+}
+
+stop() {
+  local pid
+  if ! pid="$(running_pid)"; then rm -f "$PIDFILE"; return 0; fi
+  log "stopping broker pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  # Controlled shutdown of one node is normally a few seconds; don't hang CI.
+  for _ in $(seq 1 40); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "still alive after 20 s, sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 1
+  fi
+  rm -f "$PIDFILE"
+}
+
+status() {
+  local pid
+  if pid="$(running_pid)"; then
+    echo "running pid=$pid bootstrap=$(cat "$STATE/bootstrap" 2>/dev/null) version=$VERSION"
+  else
+    echo "stopped"
+    return 1
+  fi
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) shift; start "${1:-}" ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 {fetch|start [PORT]|stop|status}" >&2; exit 2 ;;
+esac

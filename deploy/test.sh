@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: install, lint, type-check, then pytest
+# against a real PostgreSQL (embedded unless DATABASE_URL is set) and a real
+# Apache Kafka broker (started here unless KAFKA_BOOTSTRAP is set).
+# Extra arguments go to pytest, e.g. deploy/test.sh -k store
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+started=$SECONDS
+
+bash deploy/setup.sh --dev
+
+# The broker runs on Java 17+; its jars come from Maven Central through mvn.
+if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test: installing Java 17 and Maven from Debian's packages" >&2
+    apt-get update -qq </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven </dev/null
+  else
+    echo "test: needs java (17+) and mvn on PATH for the Kafka broker" >&2
+    exit 1
+  fi
+fi
+
+. .venv/bin/activate
+echo "test: ruff" >&2
+ruff check .
+ruff format --check .
+echo "test: mypy --strict" >&2
+mypy
+
+if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
+  IDRES_STATE="$(mktemp -d /tmp/idres-test-kafka.XXXXXX)"
+  export IDRES_STATE
+  trap 'bash deploy/kafka/kafka.sh stop || true; rm -rf "$IDRES_STATE"' EXIT
+  line="$(bash deploy/kafka/kafka.sh start)"
+  export KAFKA_BOOTSTRAP="${line#KAFKA_BOOTSTRAP=}"
+fi
+echo "test: pytest (Kafka at $KAFKA_BOOTSTRAP, PostgreSQL ${DATABASE_URL:+at $DATABASE_URL}${DATABASE_URL:-embedded})" >&2
+status=0
+python -m pytest "$@" || status=$?
+echo "test: finished in $((SECONDS - started)) s" >&2
+exit "$status"
