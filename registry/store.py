@@ -1,17 +1,20 @@
 """The record store: a Protocol, and its PostgreSQL implementation over asyncpg.
 
-Each write is one transaction that changes the record's rows and appends its
-version history; a failed write leaves nothing behind. asyncpg errors are
-translated here into the domain's StoreUnavailable.
+A batch of writes is one transaction: it locks the identifiers it touches, lets a
+policy decide each operation against the current records, then changes the rows,
+appends version history and the outbound log in bulk (COPY). A failure leaves
+nothing behind. asyncpg errors become the domain's StoreUnavailable here.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 import asyncpg
@@ -25,16 +28,22 @@ from schemas.codec_cbor import (
     encode_refs,
 )
 from schemas.errors import (
+    Forbidden,
     IdentifierExists,
     IdentifierNotFound,
     IdresError,
     InvalidIdentifier,
+    InvalidValue,
     StoreUnavailable,
+    ValuesNotFound,
 )
 from schemas.identifiers import Identifier, parse
+from schemas.oplog import Operation, encode_operation
 from schemas.record import DataFormat, HandleValue, Permissions, Record, TtlType, check_values
 
 Op = Literal["create", "replace", "delete"]
+IDEMPOTENCY_TTL = 24 * 3600
+_RETRIES = 3  # conflicts between concurrent batches roll back and retry whole
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,6 +69,83 @@ class HistoryEntry:
     at: datetime
     changes: tuple[Change, ...]
     record: Record | None  # the record after the change; None after a delete
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PutOp:
+    """Create or replace a record; with ``indexes``, set only those values of it."""
+
+    record: Record
+    overwrite: bool = True
+    indexes: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteOp:
+    """Delete a record; with ``indexes``, remove only those values of it."""
+
+    handle: str
+    indexes: frozenset[int] | None = None
+
+
+WriteOp = PutOp | DeleteOp
+Outcome = WriteResult | IdresError
+
+
+def op_handle(op: WriteOp) -> str:
+    return op.record.handle if isinstance(op, PutOp) else op.handle
+
+
+class Policy(Protocol):
+    """Decides each operation of a batch inside its transaction (no I/O of its own)."""
+
+    def prefix_handles(self, op: WriteOp) -> Iterable[str]:
+        """Records the decision needs besides the target (prefix records)."""
+        ...
+
+    def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
+        """The operation to apply (possibly amended), or raise an IdresError."""
+        ...
+
+
+class AllowAll:
+    """The policy of trusted callers: the node's own bootstrap, tests of the store."""
+
+    def prefix_handles(self, op: WriteOp) -> Iterable[str]:
+        return ()
+
+    def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
+        return op
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredResponse:
+    status: int
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    """What makes a signed write safe to retry and impossible to replay."""
+
+    scope: str  # the signing key's id
+    signature: bytes | None  # refused if seen before (RFC 9421 §7.2.2)
+    signature_expires: int  # until when the signature must be remembered
+    idempotency_key: str | None
+    fingerprint: bytes  # sha-256 of what the request asks, to refuse key reuse
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Applied:
+    outcomes: list[Outcome] | None  # None when an earlier response was replayed
+    response: StoredResponse | None
+
+
+class IdempotencyMismatch(IdresError):
+    """An Idempotency-Key reused for a different request."""
+
+    response_code = 202
+    http_status = 422
 
 
 class RecordStore(Protocol):
@@ -93,17 +179,42 @@ def _content(v: HandleValue) -> tuple[Any, ...]:
     return (v.type, v.format, v.value, v.ttl, v.ttl_type, v.permissions, v.references)
 
 
-_SELECT_VALUES = (
-    "SELECT idx, type, format, data, ttl, ttl_type, ts, perms, refs"
-    " FROM handle_values WHERE handle = $1 ORDER BY idx"
+_VALUE_COLUMNS = (
+    "handle",
+    "idx",
+    "type",
+    "format",
+    "data",
+    "ttl",
+    "ttl_type",
+    "ts",
+    "perms",
+    "refs",
 )
+_SELECT_MANY = (
+    "SELECT handle, idx, type, format, data, ttl, ttl_type, ts, perms, refs"
+    " FROM handle_values WHERE handle = ANY($1::text[]) ORDER BY handle, idx"
+)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Planned:
+    position: int
+    op: Op
+    handle: str
+    ident: Identifier
+    version: int
+    old: Record | None
+    new: Record | None
+    changes: tuple[Change, ...]
 
 
 class PostgresStore:
     """RecordStore on PostgreSQL; the pool's schema is migrated by ``create_pool``."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, clock: Callable[[], float] = time.time) -> None:
         self._pool = pool
+        self._clock = clock
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
@@ -115,93 +226,30 @@ class PostgresStore:
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"database error: {exc}") from exc
 
+    # --- reads -----------------------------------------------------------------------
+
     async def get(self, handle: str) -> Record | None:
+        return (await self.get_many([handle])).get(handle)
+
+    async def get_many(self, handles: Iterable[str]) -> dict[str, Record]:
         async with self._conn() as conn:
-            rows = await conn.fetch(_SELECT_VALUES, handle)
-        if not rows:
-            return None
-        return Record(handle=handle, values=tuple(_row_to_value(r) for r in rows))
+            return await _fetch_records(conn, handles)
 
-    async def put(self, record: Record, *, actor: str, overwrite: bool = True) -> WriteResult:
-        ident = _canonical(record.handle)
-        check_values(record.values)
-        # Two tries: a create that races another create of the same identifier
-        # finds nothing to lock, loses the insert, and on the second try replaces it.
-        for _attempt in range(2):
-            result = await self._put_once(record, ident, actor=actor, overwrite=overwrite)
-            if result is not None:
-                return result
-        raise StoreUnavailable(f"{record.handle}: concurrent writes kept conflicting; retry")
-
-    async def _put_once(
-        self, record: Record, ident: Identifier, *, actor: str, overwrite: bool
-    ) -> WriteResult | None:
-        async with self._conn() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT version FROM identifiers WHERE handle = $1 FOR UPDATE", record.handle
+    async def list_handles(
+        self, routing_prefix: str, *, exact: bool, page: int, page_size: int
+    ) -> tuple[int, list[str]]:
+        """Identifiers whose routing key is ``routing_prefix`` (or starts with it)."""
+        where = "routing_key = $1" if exact else "routing_key LIKE $1"
+        arg = routing_prefix if exact else _like_prefix(routing_prefix)
+        async with self._conn() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM identifiers WHERE {where}", arg)
+            rows = await conn.fetch(
+                f"SELECT handle FROM identifiers WHERE {where} ORDER BY handle LIMIT $2 OFFSET $3",
+                arg,
+                page_size,
+                page * page_size,
             )
-            old: Record | None = None
-            if row is None:
-                # history outlives deletes, so a re-created identifier continues its versions
-                version = await conn.fetchval(
-                    "INSERT INTO identifiers (handle, scheme, routing_key, version)"
-                    " SELECT $1, $2, $3, coalesce(max(version), 0) + 1"
-                    " FROM history WHERE handle = $1"
-                    " ON CONFLICT (handle) DO NOTHING RETURNING version",
-                    record.handle,
-                    str(ident.scheme),
-                    str(ident.routing),
-                )
-                if version is None:
-                    if not overwrite:
-                        raise IdentifierExists(record.handle)
-                    return None
-            else:
-                if not overwrite:
-                    raise IdentifierExists(record.handle)
-                old_rows = await conn.fetch(_SELECT_VALUES, record.handle)
-                old = Record(handle=record.handle, values=tuple(_row_to_value(r) for r in old_rows))
-                version = row["version"] + 1
-                await conn.execute(
-                    "UPDATE identifiers SET version = $2, updated_at = now() WHERE handle = $1",
-                    record.handle,
-                    version,
-                )
-                await conn.execute("DELETE FROM handle_values WHERE handle = $1", record.handle)
-            await conn.executemany(
-                "INSERT INTO handle_values"
-                " (handle, idx, type, format, data, ttl, ttl_type, ts, perms, refs)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                [_value_to_row(record.handle, v) for v in record.values],
-            )
-            changes = diff(old, record)
-            await _append_history(
-                conn,
-                record.handle,
-                version,
-                "create" if old is None else "replace",
-                actor,
-                changes,
-                encode_record(record),
-            )
-        return WriteResult(
-            handle=record.handle, version=version, created=old is None, changes=changes
-        )
-
-    async def delete(self, handle: str, *, actor: str) -> WriteResult:
-        async with self._conn() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT version FROM identifiers WHERE handle = $1 FOR UPDATE", handle
-            )
-            if row is None:
-                raise IdentifierNotFound(handle)
-            old_rows = await conn.fetch(_SELECT_VALUES, handle)
-            old = Record(handle=handle, values=tuple(_row_to_value(r) for r in old_rows))
-            await conn.execute("DELETE FROM identifiers WHERE handle = $1", handle)
-            version = row["version"] + 1
-            changes = diff(old, None)
-            await _append_history(conn, handle, version, "delete", actor, changes, None)
-        return WriteResult(handle=handle, version=version, created=False, changes=changes)
+        return int(total), [r["handle"] for r in rows]
 
     async def history(self, handle: str) -> list[HistoryEntry]:
         async with self._conn() as conn:
@@ -222,6 +270,312 @@ class PostgresStore:
             for r in rows
         ]
 
+    # --- writes ----------------------------------------------------------------------
+
+    async def put(self, record: Record, *, actor: str, overwrite: bool = True) -> WriteResult:
+        return await self._single(PutOp(record=record, overwrite=overwrite), actor)
+
+    async def delete(self, handle: str, *, actor: str) -> WriteResult:
+        return await self._single(DeleteOp(handle=handle), actor)
+
+    async def _single(self, op: WriteOp, actor: str) -> WriteResult:
+        applied = await self.apply([op], actor=actor)
+        assert applied.outcomes is not None
+        (outcome,) = applied.outcomes
+        if isinstance(outcome, IdresError):
+            raise outcome
+        return outcome
+
+    async def apply(
+        self,
+        ops: Sequence[WriteOp],
+        *,
+        actor: str,
+        policy: Policy | None = None,
+        guard: Guard | None = None,
+        render: Callable[[list[Outcome]], StoredResponse] | None = None,
+    ) -> Applied:
+        """Apply ``ops`` in one transaction; each gets its own outcome.
+
+        Operations that are malformed, refused by ``policy`` or in conflict with the
+        current records fail alone; the rest commit together, or none do. With a
+        ``guard`` the signature is refused if seen before and an Idempotency-Key
+        replays the response ``render`` made the first time.
+        """
+        policy = policy or AllowAll()
+        outcomes: list[Outcome | None] = [None] * len(ops)
+        valid: list[tuple[int, WriteOp, Identifier]] = []
+        seen: dict[str, int] = {}
+        for pos, op in enumerate(ops):
+            try:
+                ident = _canonical(op_handle(op))
+                if isinstance(op, PutOp):
+                    check_values(op.record.values)
+                if ident.canonical in seen:
+                    first = seen[ident.canonical]
+                    raise InvalidValue.single(
+                        f"operations[{pos}]",
+                        f"{ident.canonical} is already written by operations[{first}]",
+                    )
+                seen[ident.canonical] = pos
+                valid.append((pos, op, ident))
+            except IdresError as exc:
+                outcomes[pos] = exc
+        for attempt in range(_RETRIES):
+            try:
+                async with self._conn() as conn, conn.transaction():
+                    return await self._apply_in(conn, valid, outcomes, actor, policy, guard, render)
+            except StoreUnavailable as exc:
+                retryable = isinstance(
+                    exc.__cause__,
+                    (
+                        asyncpg.UniqueViolationError,
+                        asyncpg.DeadlockDetectedError,
+                        asyncpg.SerializationError,
+                    ),
+                )
+                if not retryable or attempt == _RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _apply_in(
+        self,
+        conn: asyncpg.Connection,
+        valid: list[tuple[int, WriteOp, Identifier]],
+        first_outcomes: list[Outcome | None],
+        actor: str,
+        policy: Policy,
+        guard: Guard | None,
+        render: Callable[[list[Outcome]], StoredResponse] | None,
+    ) -> Applied:
+        outcomes = list(first_outcomes)
+        now = self._clock()
+        if guard is not None:
+            replayed = await _check_guard(conn, guard, now)
+            if replayed is not None:
+                return Applied(outcomes=None, response=replayed)
+        handles = sorted(ident.canonical for _, _, ident in valid)
+        # Lock in a fixed order so concurrent batches cannot deadlock each other.
+        existing = {
+            r["handle"]: r["version"]
+            for r in await conn.fetch(
+                "SELECT handle, version FROM identifiers WHERE handle = ANY($1::text[])"
+                " ORDER BY handle FOR UPDATE",
+                handles,
+            )
+        }
+        old_records = await _fetch_records(conn, existing)
+        context_names = {h for _, op, _ in valid for h in policy.prefix_handles(op)}
+        context = await _fetch_records(conn, context_names - old_records.keys())
+        context.update({h: r for h, r in old_records.items() if h in context_names})
+        fresh = [h for h in handles if h not in existing]
+        last_version = (
+            {
+                r["handle"]: r["v"]
+                for r in await conn.fetch(
+                    "SELECT handle, max(version) AS v FROM history"
+                    " WHERE handle = ANY($1::text[]) GROUP BY handle",
+                    fresh,
+                )
+            }
+            if fresh
+            else {}
+        )
+
+        planned: list[_Planned] = []
+        for pos, op, ident in valid:
+            handle = ident.canonical
+            old = old_records.get(handle)
+            try:
+                if isinstance(op, PutOp) and old is not None and not op.overwrite:
+                    raise IdentifierExists(handle)
+                if isinstance(op, DeleteOp) and old is None:
+                    raise IdentifierNotFound(handle)
+                op = _merge_indexes(op, old)
+                op = policy.decide(op, old, context)
+                new = op.record if isinstance(op, PutOp) else None
+                if new is not None:
+                    check_values(new.values)
+            except IdresError as exc:
+                outcomes[pos] = exc
+                continue
+            version = (existing[handle] if old is not None else last_version.get(handle, 0)) + 1
+            kind: Op = "delete" if new is None else ("create" if old is None else "replace")
+            planned.append(
+                _Planned(
+                    position=pos,
+                    op=kind,
+                    handle=handle,
+                    ident=ident,
+                    version=version,
+                    old=old,
+                    new=new,
+                    changes=diff(old, new),
+                )
+            )
+        await _write(conn, planned, actor, int(now))
+        for p in planned:
+            outcomes[p.position] = WriteResult(
+                handle=p.handle, version=p.version, created=p.op == "create", changes=p.changes
+            )
+        final = [o for o in outcomes if o is not None]
+        assert len(final) == len(outcomes)
+        response = render(final) if render is not None else None
+        if guard is not None and guard.idempotency_key is not None and response is not None:
+            await conn.execute(
+                "UPDATE idempotency SET status = $3, body = $4 WHERE scope = $1 AND key = $2",
+                guard.scope,
+                guard.idempotency_key,
+                response.status,
+                response.body,
+            )
+        return Applied(outcomes=final, response=response)
+
+    async def purge_expired(self) -> None:
+        """Forget signatures past their window and idempotency keys past a day."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        async with self._conn() as conn:
+            await conn.execute("DELETE FROM seen_signatures WHERE expires_at < $1", now)
+            await conn.execute(
+                "DELETE FROM idempotency WHERE created_at < $1 - make_interval(secs => $2)",
+                now,
+                IDEMPOTENCY_TTL,
+            )
+
+
+def _merge_indexes(op: WriteOp, old: Record | None) -> WriteOp:
+    """Turn an edit of single values into the whole record it leaves behind."""
+    if op.indexes is None:
+        return op
+    kept = tuple(v for v in (old.values if old else ()) if v.index not in op.indexes)
+    if isinstance(op, DeleteOp):
+        assert old is not None
+        missing = sorted(op.indexes - {v.index for v in old.values})
+        if missing:
+            raise ValuesNotFound(
+                f"{op.handle} has no value at index " + ", ".join(map(str, missing))
+            )
+        if not kept:
+            raise InvalidValue.single(
+                "index",
+                "removing these values would leave the record empty; delete the record instead",
+            )
+        return PutOp(record=Record(handle=op.handle, values=kept))
+    stray = sorted({v.index for v in op.record.values} - op.indexes)
+    if stray:
+        raise InvalidValue.single(
+            "values",
+            f"with ?index=, send only values at those indexes; not {', '.join(map(str, stray))}",
+        )
+    return PutOp(record=Record(handle=op.record.handle, values=kept + op.record.values))
+
+
+async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> StoredResponse | None:
+    if guard.idempotency_key is not None:
+        # A concurrent request with the same key waits here for the first to commit.
+        inserted = await conn.fetchval(
+            "INSERT INTO idempotency (scope, key, fingerprint) VALUES ($1, $2, $3)"
+            " ON CONFLICT (scope, key) DO NOTHING RETURNING true",
+            guard.scope,
+            guard.idempotency_key,
+            guard.fingerprint,
+        )
+        if not inserted:
+            row = await conn.fetchrow(
+                "SELECT fingerprint, status, body FROM idempotency WHERE scope = $1 AND key = $2",
+                guard.scope,
+                guard.idempotency_key,
+            )
+            if row["fingerprint"] != guard.fingerprint:
+                raise IdempotencyMismatch(
+                    f"Idempotency-Key {guard.idempotency_key!r} was used for a different "
+                    "request; use a new key for a new request"
+                )
+            if row["status"] is not None:
+                return StoredResponse(status=row["status"], body=row["body"])
+    if guard.signature is not None:
+        fresh = await conn.fetchval(
+            "INSERT INTO seen_signatures (digest, expires_at) VALUES ($1, $2)"
+            " ON CONFLICT (digest) DO NOTHING RETURNING true",
+            hashlib.sha256(guard.signature).digest(),
+            datetime.fromtimestamp(max(guard.signature_expires, now), UTC),
+        )
+        if not fresh:
+            raise Forbidden(
+                "replayed request: this signature was already used; sign the "
+                "request anew (or send an Idempotency-Key to retry safely)"
+            )
+    return None
+
+
+async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, now: int) -> None:
+    if not planned:
+        return
+    creates = [p for p in planned if p.op == "create"]
+    replaces = [p for p in planned if p.op == "replace"]
+    deletes = [p for p in planned if p.op == "delete"]
+    if creates:
+        await conn.execute(
+            "INSERT INTO identifiers (handle, scheme, routing_key, version)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])",
+            [p.handle for p in creates],
+            [str(p.ident.scheme) for p in creates],
+            [str(p.ident.routing) for p in creates],
+            [p.version for p in creates],
+        )
+    if replaces:
+        await conn.execute(
+            "UPDATE identifiers AS i SET version = u.v, updated_at = now()"
+            " FROM unnest($1::text[], $2::bigint[]) AS u(h, v) WHERE i.handle = u.h",
+            [p.handle for p in replaces],
+            [p.version for p in replaces],
+        )
+        await conn.execute(
+            "DELETE FROM handle_values WHERE handle = ANY($1::text[])", [p.handle for p in replaces]
+        )
+    if deletes:
+        await conn.execute(
+            "DELETE FROM identifiers WHERE handle = ANY($1::text[])", [p.handle for p in deletes]
+        )
+    rows = [_value_to_row(p.handle, v) for p in planned if p.new for v in p.new.values]
+    if rows:
+        await conn.copy_records_to_table("handle_values", records=rows, columns=_VALUE_COLUMNS)
+    history, outbox = [], []
+    for p in planned:
+        snapshot = encode_record(p.new) if p.new is not None else None
+        changes = json.dumps(
+            [{"index": c.index, "type": c.type, "change": c.change} for c in p.changes]
+        )
+        history.append((p.handle, p.version, p.op, actor, changes, snapshot))
+        payload = encode_operation(
+            Operation(
+                op=p.op, handle=p.handle, version=p.version, actor=actor, at=now, record=p.new
+            )
+        )
+        outbox.append((p.handle, p.version, p.op, payload))
+    await conn.copy_records_to_table(
+        "history",
+        records=history,
+        columns=("handle", "version", "op", "actor", "changes", "record"),
+    )
+    await conn.copy_records_to_table(
+        "outbox", records=outbox, columns=("handle", "version", "op", "payload")
+    )
+
+
+async def _fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dict[str, Record]:
+    names = list(handles)
+    if not names:
+        return {}
+    grouped: dict[str, list[HandleValue]] = {}
+    for r in await conn.fetch(_SELECT_MANY, names):
+        grouped.setdefault(r["handle"], []).append(_row_to_value(r))
+    return {h: Record(handle=h, values=tuple(vs)) for h, vs in grouped.items()}
+
+
+def _like_prefix(prefix: str) -> str:
+    return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
 
 def _canonical(handle: str) -> Identifier:
     ident = parse(handle)
@@ -230,27 +584,6 @@ def _canonical(handle: str) -> Identifier:
             handle, f"store records under the canonical form {ident.canonical!r}"
         )
     return ident
-
-
-async def _append_history(
-    conn: asyncpg.Connection,
-    handle: str,
-    version: int,
-    op: Op,
-    actor: str,
-    changes: tuple[Change, ...],
-    record: bytes | None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO history (handle, version, op, actor, changes, record)"
-        " VALUES ($1, $2, $3, $4, $5::jsonb, $6)",
-        handle,
-        version,
-        op,
-        actor,
-        json.dumps([{"index": c.index, "type": c.type, "change": c.change} for c in changes]),
-        record,
-    )
 
 
 def _value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:

@@ -7,6 +7,7 @@ Only the HTTP layer turns these into responses; parsers, codecs and stores raise
     ├── InvalidValue                 202           400   (carries every FieldError)
     ├── EncodingError                202           400   (undecodable CBOR/JSON)
     ├── IdentifierNotFound           100           404
+    ├── ValuesNotFound               200           404   (no value at an index)
     ├── IdentifierExists             101           409
     ├── ValueExists                  201           409
     ├── NotResponsible               301           400
@@ -83,6 +84,10 @@ class InvalidValue(IdresError):
         more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
         super().__init__(f"invalid record: {summary}{more}")
 
+    @classmethod
+    def single(cls, field: str, reason: str) -> InvalidValue:
+        return cls([FieldError(field=field, reason=reason)])
+
 
 class EncodingError(IdresError):
     """Bytes that do not decode to the structure they claim to be."""
@@ -98,6 +103,13 @@ class IdentifierNotFound(IdresError):
     def __init__(self, handle: str) -> None:
         super().__init__(f"identifier not found: {handle}")
         self.handle = handle
+
+
+class ValuesNotFound(IdresError):
+    """The record exists but has no value at the index a write names."""
+
+    response_code = 200
+    http_status = 404
 
 
 class IdentifierExists(IdresError):

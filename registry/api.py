@@ -1,0 +1,522 @@
+"""The registry's HTTP API (aiohttp), after the Handle.Net REST API where they overlap.
+
+PUT/GET/DELETE /api/handles/{identifier}, GET /api/handles?prefix=, POST /api/batch,
+GET /api/handles/{identifier}/history, POST /api/prefixes, GET /openapi.json.
+Writes are signed (RFC 9421); handlers translate HTTP to store operations and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from aiohttp import web
+
+from registry import httpsig
+from registry.authz import Signer, authorize, covering_prefix_handles, parse_prefix
+from registry.authz import prefix_record_handle as record_of_prefix
+from registry.httpio import (
+    BadRequest,
+    dump,
+    error_body,
+    errors_middleware,
+    json_response,
+    query_bool,
+    query_int,
+    query_ints,
+    read_body,
+    read_json,
+)
+from registry.openapi import OPENAPI
+from registry.service import (
+    Authenticated,
+    RegistryPolicy,
+    SignedRequest,
+    authenticate,
+    can_read_private,
+    fingerprint,
+    prefix_record,
+)
+from registry.store import (
+    DeleteOp,
+    Guard,
+    Outcome,
+    PostgresStore,
+    PutOp,
+    StoredResponse,
+    WriteOp,
+    WriteResult,
+)
+from schemas.codec_json import value_to_json, values_from_json
+from schemas.errors import (
+    AuthenticationNeeded,
+    FieldError,
+    Forbidden,
+    IdentifierNotFound,
+    IdresError,
+    InvalidIdentifier,
+    InvalidValue,
+)
+from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
+from schemas.record import AdminPerm, HandleValue, Record
+
+HANDLES = "/api/handles/"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RegistryConfig:
+    served: tuple[RoutingKey, ...]
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch: int = 10_000
+    signature_max_age: int = 300
+    purge_interval: float = 60.0
+
+
+class RegistryAPI:
+    def __init__(
+        self,
+        store: PostgresStore,
+        config: RegistryConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/api/handles", self.list_handles)
+        app.router.add_get(HANDLES + "{tail:.+}", self.get_handle)
+        app.router.add_put(HANDLES + "{tail:.+}", self.put_handle)
+        app.router.add_delete(HANDLES + "{tail:.+}", self.delete_handle)
+        app.router.add_post("/api/batch", self.batch)
+        app.router.add_post("/api/prefixes", self.delegate_prefix)
+        app.router.add_get("/openapi.json", self.openapi)
+        app.router.add_get("/healthz", self.healthz)
+        app.cleanup_ctx.append(self._purge_loop)
+
+    async def _purge_loop(self, app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.config.purge_interval)
+                with contextlib.suppress(IdresError):
+                    await self.store.purge_expired()
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    # --- reading -----------------------------------------------------------------------
+
+    async def get_handle(self, request: web.Request) -> web.Response:
+        text, history = _target(request)
+        ident = parse(text)
+        types = set(request.query.getall("type", []))
+        indexes = query_ints(request, "index")
+        public_only = query_bool(request, "publicOnly", False)
+        body = await read_body(request, max_bytes=self.config.max_body_bytes)
+        auth = await self._authenticate(request, body)
+        signer = auth.signer if auth else None
+        if history:
+            return await self._history(ident, signer)
+        record = await self.store.get(ident.canonical)
+        if record is None:
+            raise IdentifierNotFound(ident.canonical)
+        chosen = [
+            v
+            for v in record.values
+            if (not types or v.type in types) and (indexes is None or v.index in indexes)
+        ]
+        hidden = [v for v in chosen if not v.permissions.public_read]
+        private_ok = (
+            bool(hidden) and not public_only and await self._may_read_private(signer, record, ident)
+        )
+        shown = [
+            v
+            for v in chosen
+            if v.permissions.public_read or (private_ok and v.permissions.admin_read)
+        ]
+        if not shown and hidden and not public_only:
+            if signer is None:
+                raise AuthenticationNeeded(
+                    f"the values of {ident.canonical} are not public; "
+                    "sign the request with an admin key to read them"
+                )
+            raise Forbidden(f"key {signer} may not read the non-public values of {ident.canonical}")
+        if not shown:
+            return json_response(
+                {
+                    "responseCode": 200,
+                    "handle": ident.canonical,
+                    "message": "no values match the filters",
+                }
+            )
+        return json_response(
+            {
+                "responseCode": 1,
+                "handle": ident.canonical,
+                "values": [value_to_json(v) for v in shown],
+            }
+        )
+
+    async def _may_read_private(
+        self, signer: Signer | None, record: Record, ident: Identifier
+    ) -> bool:
+        if signer is None:
+            return False
+        prefixes = await self.store.get_many(covering_prefix_handles(ident))
+        return can_read_private(signer, record, prefixes.values())
+
+    async def _history(self, ident: Identifier, signer: Signer | None) -> web.Response:
+        entries = await self.store.history(ident.canonical)
+        if not entries:
+            raise IdentifierNotFound(ident.canonical)
+        latest = next((e.record for e in reversed(entries) if e.record is not None), None)
+        private_ok = latest is not None and await self._may_read_private(signer, latest, ident)
+
+        def visible(values: Sequence[HandleValue]) -> list[dict[str, Any]]:
+            return [
+                value_to_json(v)
+                for v in values
+                if v.permissions.public_read or (private_ok and v.permissions.admin_read)
+            ]
+
+        return json_response(
+            {
+                "responseCode": 1,
+                "handle": ident.canonical,
+                "history": [
+                    {
+                        "version": e.version,
+                        "op": e.op,
+                        "actor": e.actor,
+                        "at": e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                        "changes": [
+                            {"index": c.index, "type": c.type, "change": c.change}
+                            for c in e.changes
+                        ],
+                        "values": visible(e.record.values) if e.record else [],
+                    }
+                    for e in entries
+                ],
+            }
+        )
+
+    async def list_handles(self, request: web.Request) -> web.Response:
+        raw = request.query.get("prefix")
+        if not raw:
+            raise BadRequest("query parameter prefix is required, e.g. ?prefix=88.100.1")
+        prefix = parse_prefix(raw)
+        page = query_int(request, "page", 0, low=0, high=10**9)
+        size = query_int(request, "pageSize", 100, low=1, high=10_000)
+        body = await read_body(request, max_bytes=self.config.max_body_bytes)
+        auth = await self._authenticate(request, body)
+        records = await self.store.get_many(
+            record_of_prefix(p) for p in prefix.prefixes() if p.labels
+        )
+        authorize(
+            auth.signer if auth else None,
+            AdminPerm.LIST_HANDLES,
+            target=None,
+            prefixes=records.values(),
+            what=f"list the identifiers under {raw}",
+        )
+        exact = prefix.namespace is Namespace.HANDLE
+        total, handles = await self.store.list_handles(
+            str(prefix), exact=exact, page=page, page_size=size
+        )
+        return json_response(
+            {
+                "responseCode": 1,
+                "prefix": raw,
+                "totalCount": total,
+                "page": page,
+                "pageSize": size,
+                "handles": handles,
+            }
+        )
+
+    # --- writing -----------------------------------------------------------------------
+
+    async def put_handle(self, request: web.Request) -> web.Response:
+        text, _ = _target(request)
+        ident = parse(text)
+        overwrite = query_bool(request, "overwrite", True)
+        indexes = query_ints(request, "index")
+        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
+        values = values_from_json(body, now=int(self.clock()))
+        record = Record(handle=ident.canonical, values=values)
+        return await self._write(
+            request, raw, [PutOp(record=record, overwrite=overwrite, indexes=indexes)], single=True
+        )
+
+    async def delete_handle(self, request: web.Request) -> web.Response:
+        text, _ = _target(request)
+        ident = parse(text)
+        indexes = query_ints(request, "index")
+        raw = await read_body(request, max_bytes=self.config.max_body_bytes)
+        return await self._write(
+            request, raw, [DeleteOp(handle=ident.canonical, indexes=indexes)], single=True
+        )
+
+    async def delegate_prefix(self, request: web.Request) -> web.Response:
+        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
+        prefix, key, index = _delegation(body)
+        record = prefix_record(prefix, key, now=int(self.clock()), key_index=index)
+        return await self._write(request, raw, [PutOp(record=record, overwrite=False)], single=True)
+
+    async def batch(self, request: web.Request) -> web.Response:
+        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
+        decoded = _batch_ops(body, now=int(self.clock()), limit=self.config.max_batch)
+        return await self._write(request, raw, decoded, single=False)
+
+    async def _write(
+        self,
+        request: web.Request,
+        raw: bytes,
+        decoded: Sequence[WriteOp | IdresError],
+        *,
+        single: bool,
+    ) -> web.Response:
+        auth = await self._authenticate(request, raw)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        guard = None
+        if auth is not None:
+            guard = Guard(
+                scope=str(auth.signer),
+                signature=auth.signature,
+                signature_expires=auth.expires,
+                idempotency_key=key,
+                fingerprint=fingerprint(_signed(request, raw)),
+            )
+        ops = [d for d in decoded if not isinstance(d, IdresError)]
+
+        def render(outcomes: list[Outcome]) -> StoredResponse:
+            it = iter(outcomes)
+            merged = [d if isinstance(d, IdresError) else next(it) for d in decoded]
+            if single:
+                return _single_response(merged[0])
+            return StoredResponse(
+                status=200,
+                body=dump(
+                    {
+                        "responseCode": 1,
+                        "results": [_result(i, o, decoded[i]) for i, o in enumerate(merged)],
+                    }
+                ),
+            )
+
+        applied = await self.store.apply(
+            ops,
+            actor=str(auth.signer) if auth else "anonymous",
+            policy=RegistryPolicy(auth.signer if auth else None, self.config.served),
+            guard=guard,
+            render=render,
+        )
+        assert applied.response is not None
+        headers = {"Idempotent-Replayed": "true"} if applied.outcomes is None else {}
+        return web.Response(
+            body=applied.response.body,
+            status=applied.response.status,
+            content_type="application/json",
+            headers=headers,
+        )
+
+    async def _authenticate(self, request: web.Request, body: bytes) -> Authenticated | None:
+        signed = _signed(request, body)
+        auth = await authenticate(
+            self.store, signed, now=int(self.clock()), max_age=self.config.signature_max_age
+        )
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        if key is not None:
+            if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
+                raise BadRequest(
+                    f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters"
+                )
+            if auth is not None and "idempotency-key" not in _covered(request):
+                raise Forbidden(f"the signature must cover the {IDEMPOTENCY_HEADER} header")
+        return auth
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return json_response(OPENAPI)
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        await self.store.get("0.NA/healthz")  # one round trip to PostgreSQL
+        return json_response({"status": "ok"})
+
+
+def create_app(
+    store: PostgresStore, config: RegistryConfig, *, clock: Callable[[], float] = time.time
+) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    RegistryAPI(store, config, clock=clock).install(app)
+    return app
+
+
+def _signed(request: web.Request, body: bytes) -> SignedRequest:
+    return SignedRequest(
+        method=request.method,
+        path=request.rel_url.raw_path,
+        query=request.rel_url.raw_query_string,
+        headers=dict(request.headers),
+        body=body,
+    )
+
+
+def _covered(request: web.Request) -> tuple[str, ...]:
+    params = httpsig.parse_signature({k.lower(): v for k, v in request.headers.items()})
+    return params.components
+
+
+def _target(request: web.Request) -> tuple[str, bool]:
+    """The identifier named by the raw path, and whether ``/history`` follows it.
+
+    Matching the raw path keeps ``%2F`` apart from ``/``: an identifier whose suffix
+    really ends in ``/history`` is addressed with its last slash as ``%2F``.
+    """
+    tail = request.rel_url.raw_path[len(HANDLES) :]
+    history = request.method == "GET" and tail.endswith("/history")
+    if history:
+        tail = tail[: -len("/history")]
+    try:
+        return unquote_to_bytes(tail).decode("utf-8"), history
+    except UnicodeDecodeError:
+        raise InvalidIdentifier(tail, "not UTF-8 after percent-decoding") from None
+
+
+def _single_response(outcome: Outcome | IdresError) -> StoredResponse:
+    if isinstance(outcome, IdresError):
+        return StoredResponse(status=outcome.http_status, body=dump(error_body(outcome)))
+    return StoredResponse(
+        status=201 if outcome.created else 200,
+        body=dump({"responseCode": 1, "handle": outcome.handle, "version": outcome.version}),
+    )
+
+
+def _result(
+    position: int, outcome: Outcome | IdresError, sent: WriteOp | IdresError
+) -> dict[str, Any]:
+    if isinstance(outcome, WriteResult):
+        return {
+            "index": position,
+            "handle": outcome.handle,
+            "responseCode": 1,
+            "status": 201 if outcome.created else 200,
+            "version": outcome.version,
+        }
+    body = {"index": position, **error_body(outcome), "status": outcome.http_status}
+    if not isinstance(sent, IdresError):
+        body["handle"] = sent.record.handle if isinstance(sent, PutOp) else sent.handle
+    return body
+
+
+def _delegation(body: Any) -> tuple[RoutingKey, bytes, int]:
+    if not isinstance(body, dict):
+        raise InvalidValue.single("(body)", "must be a JSON object")
+    errors = [
+        FieldError(field=k, reason="unknown field")
+        for k in body
+        if k not in ("prefix", "publicKey", "keyIndex")
+    ]
+    prefix = key = None
+    if not isinstance(body.get("prefix"), str):
+        errors.append(FieldError(field="prefix", reason="is required, e.g. 88.100.1"))
+    else:
+        try:
+            prefix = parse_prefix(body["prefix"])
+        except InvalidIdentifier as exc:
+            errors.append(FieldError(field="prefix", reason=exc.message))
+    try:
+        key = base64.b64decode(body.get("publicKey", ""), validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        errors.append(
+            FieldError(
+                field="publicKey",
+                reason="must be base64 of a DER SubjectPublicKeyInfo (idres keygen prints it)",
+            )
+        )
+    if not key and not any(e.field == "publicKey" for e in errors):
+        errors.append(FieldError(field="publicKey", reason="is required"))
+    index = body.get("keyIndex", 300)
+    if isinstance(index, bool) or not isinstance(index, int) or not 101 <= index < 2**31:
+        errors.append(FieldError(field="keyIndex", reason="must be an integer from 101 on"))
+    if errors:
+        raise InvalidValue(errors)
+    assert prefix is not None
+    assert key is not None
+    return prefix, key, index
+
+
+_OP_FIELDS = frozenset({"op", "handle", "values", "overwrite", "index"})
+
+
+def _batch_ops(body: Any, *, now: int, limit: int) -> list[WriteOp | IdresError]:
+    if not isinstance(body, dict) or not isinstance(body.get("operations"), list):
+        raise InvalidValue.single("operations", 'send {"operations": [...]}')
+    extra = [k for k in body if k != "operations"]
+    if extra:
+        raise InvalidValue([FieldError(field=k, reason="unknown field") for k in extra])
+    items = body["operations"]
+    if not 1 <= len(items) <= limit:
+        raise InvalidValue.single("operations", f"{len(items)} operations; send 1 to {limit}")
+    return [_batch_op(item, f"operations[{i}]", now) for i, item in enumerate(items)]
+
+
+def _batch_op(item: Any, where: str, now: int) -> WriteOp | IdresError:
+    try:
+        if not isinstance(item, dict):
+            raise InvalidValue.single(where, "must be a JSON object")
+        unknown = [
+            FieldError(field=f"{where}.{k}", reason="unknown field")
+            for k in item
+            if k not in _OP_FIELDS
+        ]
+        if unknown:
+            raise InvalidValue(unknown)
+        op = item.get("op", "put")
+        if op not in ("put", "delete"):
+            raise InvalidValue.single(f"{where}.op", "must be put or delete")
+        if not isinstance(item.get("handle"), str):
+            raise InvalidValue.single(f"{where}.handle", "is required")
+        ident = parse(item["handle"])
+        indexes = _op_indexes(item.get("index"), f"{where}.index")
+        if op == "delete":
+            return DeleteOp(handle=ident.canonical, indexes=indexes)
+        overwrite = item.get("overwrite", True)
+        if not isinstance(overwrite, bool):
+            raise InvalidValue.single(f"{where}.overwrite", "must be true or false")
+        try:
+            values = values_from_json({"values": item.get("values")}, now=now)
+        except InvalidValue as exc:
+            raise InvalidValue(
+                [FieldError(field=f"{where}.{e.field}", reason=e.reason) for e in exc.errors]
+            ) from None
+        return PutOp(
+            record=Record(handle=ident.canonical, values=values),
+            overwrite=overwrite,
+            indexes=indexes,
+        )
+    except IdresError as exc:
+        return exc
+
+
+def _op_indexes(raw: Any, where: str) -> frozenset[int] | None:
+    if raw is None:
+        return None
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or any(isinstance(i, bool) or not isinstance(i, int) for i in raw)
+    ):
+        raise InvalidValue.single(where, "must be a non-empty list of integers")
+    return frozenset(raw)

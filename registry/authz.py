@@ -1,0 +1,203 @@
+"""Who may write what: HS_ADMIN permissions over identifiers and their prefix records.
+
+A prefix P is administered by the record ``0.NA/P`` (the Handle convention; other
+namespaces write their routing key, e.g. ``0.NA/gs1:690123``). A signer, named by
+its key id ``index:handle``, may act where an HS_ADMIN value of the target record, or
+of a prefix record above it, names that key with every permission the change needs.
+Pure decisions: nothing here awaits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from schemas.errors import AuthenticationNeeded, Forbidden, InvalidIdentifier
+from schemas.identifiers import Identifier, Namespace, RoutingKey
+from schemas.identifiers.handle import parse_prefix as parse_handle_prefix
+from schemas.identifiers.text import DIGITS, check_text
+from schemas.record import AdminPerm, AdminRef, DataFormat, HandleValue, Record
+
+PREFIX_RECORD_PREFIX = "0.NA"
+ADMIN_TYPES = frozenset({"HS_ADMIN"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Signer:
+    """The key that signed a request: value ``index`` (an HS_PUBKEY) of ``handle``."""
+
+    handle: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.index}:{self.handle}"
+
+
+def prefix_record_handle(routing: RoutingKey) -> str:
+    """``0.NA/88.100.1`` for handle prefixes, ``0.NA/gs1:690123`` for other namespaces."""
+    name = str(routing)
+    if routing.namespace is Namespace.HANDLE:
+        name = name.removeprefix("handle:")
+    return f"{PREFIX_RECORD_PREFIX}/{name}"
+
+
+def named_prefix(ident: Identifier) -> RoutingKey | None:
+    """For a prefix record ``0.NA/P`` (P in canonical form), the prefix P; else None."""
+    if not ident.canonical.startswith(PREFIX_RECORD_PREFIX + "/"):
+        return None
+    try:
+        key = parse_prefix(ident.canonical[len(PREFIX_RECORD_PREFIX) + 1 :])
+    except InvalidIdentifier:
+        return None
+    return key if prefix_record_handle(key) == ident.canonical else None
+
+
+def parse_prefix(text: str) -> RoutingKey:
+    """A prefix as users write it: ``88.100.1`` (handle), or ``gs1:690123``,
+    ``oid:1.2.156``, ``ecode:1000``, ``bid:ab12`` for the other namespaces."""
+    check_text(text, scheme="prefix")
+    if ":" not in text:
+        segments = parse_handle_prefix(text, text, scheme="prefix")
+        return RoutingKey(namespace=Namespace.HANDLE, labels=tuple(segments))
+    name, _, rest = text.partition(":")
+    start = len(name) + 1
+    if name in ("gs1", "ecode"):
+        if not rest or any(c not in DIGITS for c in rest):
+            raise InvalidIdentifier(
+                text, f"a {name} prefix is one or more digits", position=start, scheme="prefix"
+            )
+        return RoutingKey(namespace=Namespace(name), labels=tuple(rest))
+    if name == "oid":
+        arcs = rest.split(".")
+        if not rest or any(
+            not a or any(c not in DIGITS for c in a) or (len(a) > 1 and a[0] == "0") for a in arcs
+        ):
+            raise InvalidIdentifier(
+                text,
+                "an oid prefix is dotted decimal arcs without leading zeros",
+                position=start,
+                scheme="prefix",
+            )
+        return RoutingKey(namespace=Namespace.OID, labels=tuple(arcs))
+    if name == "bid":
+        if len(rest) != 4 or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789" for c in rest):
+            raise InvalidIdentifier(
+                text,
+                "a bid prefix is a 4-character sub-chain code",
+                position=start,
+                scheme="prefix",
+            )
+        return RoutingKey(namespace=Namespace.BID, labels=(rest,))
+    raise InvalidIdentifier(
+        text,
+        f"unknown prefix namespace {name!r} (gs1, oid, ecode, bid)",
+        position=0,
+        scheme="prefix",
+    )
+
+
+def governing_key(ident: Identifier) -> RoutingKey:
+    """The routing key whose prefixes govern ``ident``: a prefix record's own prefix."""
+    return named_prefix(ident) or ident.routing
+
+
+def covering_prefix_handles(ident: Identifier) -> list[str]:
+    """Prefix records that administer ``ident``, longest prefix first.
+
+    For a prefix record ``0.NA/P`` these are the records of P's proper prefixes: a
+    prefix is delegated by its parent, not by itself.
+    """
+    key = governing_key(ident)
+    prefixes = key.prefixes()
+    if named_prefix(ident) is not None:
+        prefixes = prefixes[1:]
+    return [prefix_record_handle(p) for p in prefixes if p.labels]
+
+
+def required_permissions(old: Record | None, new: Record | None) -> AdminPerm:
+    """The HS_ADMIN permissions a change from ``old`` to ``new`` needs (None: absent)."""
+    if new is None:
+        return AdminPerm.DELETE_HANDLE
+    if old is None:
+        return AdminPerm.ADD_HANDLE
+    needed = AdminPerm(0)
+    before = {v.index: v for v in old.values}
+    after = {v.index: v for v in new.values}
+    for index in before.keys() | after.keys():
+        a, b = before.get(index), after.get(index)
+        admin = (a is not None and a.type in ADMIN_TYPES) or (
+            b is not None and b.type in ADMIN_TYPES
+        )
+        if a is None:
+            needed |= AdminPerm.ADD_ADMIN if admin else AdminPerm.ADD_VALUE
+        elif b is None:
+            needed |= AdminPerm.REMOVE_ADMIN if admin else AdminPerm.REMOVE_VALUE
+        elif _content(a) != _content(b):
+            needed |= AdminPerm.MODIFY_ADMIN if admin else AdminPerm.MODIFY_VALUE
+    return needed
+
+
+def _content(v: HandleValue) -> tuple[object, ...]:
+    return (v.type, v.format, v.value, v.ttl, v.ttl_type, v.permissions, v.references)
+
+
+def granted(signer: Signer, records: Iterable[Record | None]) -> AdminPerm:
+    """Union of the permissions HS_ADMIN values of ``records`` give to ``signer``."""
+    perms = AdminPerm(0)
+    for record in records:
+        if record is None:
+            continue
+        for admin in record.admins():
+            if admin.handle == signer.handle and admin.index == signer.index:
+                perms |= admin.permissions
+    return perms
+
+
+def authorize(
+    signer: Signer | None,
+    needed: AdminPerm,
+    *,
+    target: Record | None,
+    prefixes: Iterable[Record | None],
+    what: str,
+) -> None:
+    """Raise unless ``signer`` holds every permission in ``needed``.
+
+    Permissions are not added up across records: one HS_ADMIN value (of the target
+    or of one prefix record) must grant them all, as in the Handle System.
+    """
+    if not needed:
+        return
+    if signer is None:
+        raise AuthenticationNeeded(f"{what} needs a signed request (RFC 9421)")
+    for record in (target, *prefixes):
+        if needed in granted(signer, [record]):
+            return
+    names = ", ".join(p.name.lower() for p in AdminPerm if p in needed and p.name)
+    raise Forbidden(
+        f"key {signer} may not {what}: it lacks {names} on the identifier "
+        "and on every prefix above it"
+    )
+
+
+def default_admin(signer: Signer, index: int = 100) -> HandleValue:
+    """The HS_ADMIN a new record gets when it names none: the creating key, full rights
+    over the record (prefix rights stay with the prefix record)."""
+    perms = AdminPerm((1 << 12) - 1) & ~(
+        AdminPerm.ADD_DERIVED_PREFIX | AdminPerm.DELETE_DERIVED_PREFIX | AdminPerm.LIST_HANDLES
+    )
+    return HandleValue(
+        index=index,
+        type="HS_ADMIN",
+        format=DataFormat.ADMIN,
+        value=AdminRef(handle=signer.handle, index=signer.index, permissions=perms),
+    )
+
+
+def served(ident: Identifier, served_prefixes: Iterable[RoutingKey]) -> bool:
+    """Whether this node holds ``ident``: one of its prefixes covers it."""
+    key = governing_key(ident)
+    for prefix in served_prefixes:
+        if prefix.namespace is key.namespace and key.labels[: len(prefix.labels)] == prefix.labels:
+            return True
+    return False

@@ -1,0 +1,155 @@
+"""The HTTP boundary: JSON bodies in, domain errors out as Handle-style JSON responses.
+
+Only this layer turns exceptions into responses; a client's mistake is never a 500,
+and an unexpected failure is logged here and answered without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from schemas.errors import IdresError, InvalidValue
+
+log = logging.getLogger("idres.http")
+JSON = "application/json"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
+    return web.Response(body=dump(body), status=status, content_type=JSON)
+
+
+def dump(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def error_body(exc: IdresError) -> dict[str, Any]:
+    body: dict[str, Any] = {"responseCode": exc.response_code, "message": exc.message}
+    if isinstance(exc, InvalidValue):
+        body["errors"] = [{"field": e.field, "reason": e.reason} for e in exc.errors]
+    position = getattr(exc, "position", None)
+    if position is not None:
+        body["position"] = position
+    return body
+
+
+def error_response(exc: IdresError) -> web.Response:
+    return json_response(error_body(exc), status=exc.http_status)
+
+
+class PayloadTooLarge(IdresError):
+    response_code = 202
+    http_status = 413
+
+
+class UnsupportedMediaType(IdresError):
+    response_code = 202
+    http_status = 415
+
+
+class BadRequest(IdresError):
+    response_code = 202
+    http_status = 400
+
+
+# aiohttp's own refusals, in Handle terms
+_HTTP_CODES = {404: 100, 405: 2, 413: 202}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except IdresError as exc:
+        return error_response(exc)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return json_response(
+            {
+                "responseCode": 202,
+                "message": f"request body too large: {exc.text}",
+            },
+            status=413,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, 2)
+        message = exc.reason if exc.status != 404 else f"no such resource: {request.path}"
+        return json_response({"responseCode": code, "message": message}, status=exc.status)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"responseCode": 2, "message": "internal server error"}, 500)
+
+
+async def read_json(request: web.Request, *, max_bytes: int) -> tuple[bytes, Any]:
+    """The raw body and its JSON value; refuses other content types and bad JSON."""
+    body = await read_body(request, max_bytes=max_bytes)
+    ctype = request.content_type
+    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise UnsupportedMediaType(f"send the body as {JSON}, not {ctype or 'no content type'}")
+    try:
+        # decode first: json.loads(bytes) would guess UTF-16/32 from a BOM (RFC 8259 §8.1)
+        return body, json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"body is not UTF-8 (byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+
+
+async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
+    """The whole body, refused past ``max_bytes`` (the app's client_max_size as well)."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(
+            f"request body is {request.content_length} bytes; at most {max_bytes}"
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body is over {max_bytes} bytes") from None
+    except ValueError as exc:  # a malformed chunked body
+        raise BadRequest(f"could not read the body: {exc}") from None
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body is over {max_bytes} bytes")
+    return body
+
+
+def query_bool(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("true", "1", "yes", ""):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"query parameter {name}={raw!r}: use true or false")
+
+
+def query_ints(request: web.Request, name: str) -> frozenset[int] | None:
+    raw = request.query.getall(name, [])
+    if not raw:
+        return None
+    try:
+        values = frozenset(int(x) for part in raw for x in part.split(","))
+    except ValueError:
+        raise BadRequest(f"query parameter {name}: integers only, not {raw!r}") from None
+    return values
+
+
+def query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter {name}={raw!r}: not an integer") from None
+    if not low <= value <= high:
+        raise BadRequest(f"query parameter {name}={value}: must be from {low} to {high}")
+    return value

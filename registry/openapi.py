@@ -1,0 +1,393 @@
+"""The OpenAPI 3.1 description of the registry API, served at /openapi.json.
+
+Kept by hand beside the handlers; tests check it against the running server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERRORS = {
+    "400": _json(
+        _ref("Error"),
+        "Malformed identifier (102), invalid value (202), bad query or "
+        "JSON, or a prefix this node does not hold (301)",
+    ),
+    "401": _json(_ref("Error"), "Authentication needed (402): sign the request (RFC 9421)"),
+    "403": _json(
+        _ref("Error"), "The signature fails, is replayed, or the key lacks the permission (400)"
+    ),
+    "413": _json(_ref("Error"), "Body larger than the node allows"),
+    "415": _json(_ref("Error"), "Body is not application/json"),
+}
+_IDENTIFIER = {
+    "name": "identifier",
+    "in": "path",
+    "required": True,
+    "description": "Any identifier idres parses (88.100.1/ABC, 06901234567892, "
+    "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is.",
+    "schema": {"type": "string"},
+}
+_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
+_IDEMPOTENCY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retry-safe key: a retry with the same key and request gets "
+    "the first response (Idempotent-Replayed: true). Must be signed.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "idres registry API",
+        "version": "0.1.0",
+        "description": "Register, update, delete and read identifiers. Bodies and answers "
+        "follow the Handle.Net REST API JSON; writes carry HTTP Message Signatures "
+        "(RFC 9421) over @method, @path, @query and Content-Digest (RFC 9530), with the "
+        "key id 'index:handle' of an HS_PUBKEY value.",
+    },
+    "components": {
+        "securitySchemes": {
+            "httpMessageSignature": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Signature",
+                "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519 "
+                "or ecdsa-p256-sha256; created within the node's window.",
+            }
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["responseCode", "message"],
+                "properties": {
+                    "responseCode": {"type": "integer"},
+                    "message": {"type": "string"},
+                    "position": {"type": "integer"},
+                    "errors": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["field", "reason"],
+                            "properties": {
+                                "field": {"type": "string"},
+                                "reason": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            "Data": {
+                "oneOf": [
+                    {"type": "string"},
+                    {
+                        "type": "object",
+                        "required": ["value"],
+                        "properties": {
+                            "format": {
+                                "enum": ["string", "base64", "hex", "admin", "key", "vlist"]
+                            },
+                            "value": {},
+                        },
+                        "additionalProperties": False,
+                    },
+                ]
+            },
+            "Reference": {
+                "type": "object",
+                "required": ["handle", "index"],
+                "properties": {"handle": {"type": "string"}, "index": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+            "Value": {
+                "type": "object",
+                "required": ["index", "type", "data"],
+                "additionalProperties": False,
+                "properties": {
+                    "index": {"type": "integer", "minimum": 1, "maximum": 2147483647},
+                    "type": {"type": "string"},
+                    "data": _ref("Data"),
+                    "ttl": {"type": "integer", "minimum": 0},
+                    "ttlType": {"enum": ["relative", "absolute"]},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "permissions": {"type": "string", "pattern": "^[01]{4}$"},
+                    "references": {"type": "array", "items": _ref("Reference")},
+                },
+            },
+            "Values": {
+                "type": "object",
+                "required": ["values"],
+                "additionalProperties": False,
+                "properties": {"values": {"type": "array", "items": _ref("Value")}},
+            },
+            "Record": {
+                "type": "object",
+                "required": ["responseCode", "handle"],
+                "properties": {
+                    "responseCode": {"enum": [1, 200]},
+                    "handle": {"type": "string"},
+                    "values": {"type": "array", "items": _ref("Value")},
+                    "message": {"type": "string"},
+                },
+            },
+            "Written": {
+                "type": "object",
+                "required": ["responseCode", "handle", "version"],
+                "properties": {
+                    "responseCode": {"const": 1},
+                    "handle": {"type": "string"},
+                    "version": {"type": "integer"},
+                },
+            },
+            "HandleList": {
+                "type": "object",
+                "required": ["responseCode", "prefix", "totalCount", "page", "pageSize", "handles"],
+                "properties": {
+                    "responseCode": {"const": 1},
+                    "prefix": {"type": "string"},
+                    "totalCount": {"type": "integer"},
+                    "page": {"type": "integer"},
+                    "pageSize": {"type": "integer"},
+                    "handles": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "History": {
+                "type": "object",
+                "required": ["responseCode", "handle", "history"],
+                "properties": {
+                    "responseCode": {"const": 1},
+                    "handle": {"type": "string"},
+                    "history": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["version", "op", "actor", "at", "changes", "values"],
+                            "properties": {
+                                "version": {"type": "integer"},
+                                "op": {"enum": ["create", "replace", "delete"]},
+                                "actor": {"type": "string"},
+                                "at": {"type": "string", "format": "date-time"},
+                                "changes": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["index", "type", "change"],
+                                        "properties": {
+                                            "index": {"type": "integer"},
+                                            "type": {"type": "string"},
+                                            "change": {"enum": ["added", "modified", "removed"]},
+                                        },
+                                    },
+                                },
+                                "values": {"type": "array", "items": _ref("Value")},
+                            },
+                        },
+                    },
+                },
+            },
+            "BatchRequest": {
+                "type": "object",
+                "required": ["operations"],
+                "additionalProperties": False,
+                "properties": {
+                    "operations": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 10000,
+                        "items": {
+                            "type": "object",
+                            "required": ["handle"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "op": {"enum": ["put", "delete"]},
+                                "handle": {"type": "string"},
+                                "values": {"type": "array", "items": _ref("Value")},
+                                "overwrite": {"type": "boolean"},
+                                "index": {"type": "array", "items": {"type": "integer"}},
+                            },
+                        },
+                    }
+                },
+            },
+            "BatchResponse": {
+                "type": "object",
+                "required": ["responseCode", "results"],
+                "properties": {
+                    "responseCode": {"const": 1},
+                    "results": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["index", "responseCode", "status"],
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "handle": {"type": "string"},
+                                "responseCode": {"type": "integer"},
+                                "status": {"type": "integer"},
+                                "version": {"type": "integer"},
+                                "message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+            "Delegation": {
+                "type": "object",
+                "required": ["prefix", "publicKey"],
+                "additionalProperties": False,
+                "properties": {
+                    "prefix": {"type": "string", "examples": ["88.100.1"]},
+                    "publicKey": {"type": "string", "contentEncoding": "base64"},
+                    "keyIndex": {"type": "integer", "minimum": 101},
+                },
+            },
+        },
+    },
+    "paths": {
+        "/api/handles/{identifier}": {
+            "parameters": [_IDENTIFIER],
+            "get": {
+                "summary": "Read a record (non-public values need an admin's signature)",
+                "parameters": [
+                    {"name": "type", "in": "query", "schema": {"type": "string"}},
+                    {"name": "index", "in": "query", "schema": {"type": "integer"}},
+                    {"name": "publicOnly", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                "responses": {
+                    "200": _json(
+                        _ref("Record"),
+                        "The record, or responseCode 200 when no value matches the filters",
+                    ),
+                    "404": _json(_ref("Error"), "Identifier not found (100)"),
+                    **_ERRORS,
+                },
+            },
+            "put": {
+                "summary": "Create or replace a record, or with ?index= some of its values",
+                "security": _SIGNED,
+                "parameters": [
+                    {
+                        "name": "overwrite",
+                        "in": "query",
+                        "schema": {"type": "boolean"},
+                        "description": "false: 409 (101) if the identifier exists",
+                    },
+                    {"name": "index", "in": "query", "schema": {"type": "integer"}},
+                    _IDEMPOTENCY,
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Values")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Written"), "Created"),
+                    "200": _json(_ref("Written"), "Replaced"),
+                    "409": _json(_ref("Error"), "Identifier exists (101)"),
+                    "422": _json(_ref("Error"), "Idempotency-Key reused for another request"),
+                    **_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete a record, or with ?index= some of its values",
+                "security": _SIGNED,
+                "parameters": [
+                    {"name": "index", "in": "query", "schema": {"type": "integer"}},
+                    _IDEMPOTENCY,
+                ],
+                "responses": {
+                    "200": _json(_ref("Written"), "Deleted"),
+                    "404": _json(_ref("Error"), "Not found (100), or no value at that index (200)"),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/api/handles/{identifier}/history": {
+            "parameters": [_IDENTIFIER],
+            "get": {
+                "summary": "Every version: who signed it, when, what changed",
+                "responses": {
+                    "200": _json(_ref("History"), "History, oldest first"),
+                    "404": _json(_ref("Error"), "Never existed (100)"),
+                    **_ERRORS,
+                },
+            },
+        },
+        "/api/handles": {
+            "get": {
+                "summary": "List the identifiers under a prefix (needs list_handles)",
+                "security": _SIGNED,
+                "parameters": [
+                    {
+                        "name": "prefix",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "pageSize",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000},
+                    },
+                ],
+                "responses": {"200": _json(_ref("HandleList"), "One page"), **_ERRORS},
+            }
+        },
+        "/api/batch": {
+            "post": {
+                "summary": "Many writes in one request and one transaction, each with its "
+                "own result",
+                "security": _SIGNED,
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("BatchRequest")}},
+                },
+                "responses": {
+                    "200": _json(_ref("BatchResponse"), "One result per operation"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/prefixes": {
+            "post": {
+                "summary": "Delegate a child prefix to a key (needs add_derived_prefix on the "
+                "parent)",
+                "security": _SIGNED,
+                "parameters": [_IDEMPOTENCY],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Delegation")}},
+                },
+                "responses": {
+                    "201": _json(_ref("Written"), "Delegated: record 0.NA/{prefix}"),
+                    "409": _json(_ref("Error"), "Already delegated (101)"),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This description",
+                "responses": {"200": {"description": "OpenAPI 3.1"}},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness, with a database round trip",
+                "responses": {"200": {"description": "ok"}},
+            }
+        },
+    },
+}

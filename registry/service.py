@@ -1,0 +1,235 @@
+"""The registry's rules around the store: who signed a request, and what they may do.
+
+``authenticate`` checks an RFC 9421 signature against the HS_PUBKEY its key id names;
+``RegistryPolicy`` decides each write inside the store's transaction from the
+records' HS_ADMIN values; ``bootstrap`` gives the node's served prefixes their
+admin key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from registry import httpsig
+from registry.authz import (
+    Signer,
+    authorize,
+    covering_prefix_handles,
+    default_admin,
+    granted,
+    named_prefix,
+    prefix_record_handle,
+    required_permissions,
+    served,
+)
+from registry.store import PostgresStore, PutOp, WriteOp, op_handle
+from schemas.errors import Forbidden, IdentifierExists, NotResponsible
+from schemas.identifiers import RoutingKey, parse
+from schemas.record import ALL_ADMIN_PERMS, AdminPerm, AdminRef, DataFormat, HandleValue, Record
+
+ADMIN_INDEX = 100
+KEY_INDEX = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Authenticated:
+    signer: Signer
+    signature: bytes
+    expires: int  # until when the signature could be replayed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SignedRequest:
+    method: str
+    path: str  # as sent, percent-encoded
+    query: str  # as sent, without '?'
+    headers: Mapping[str, str]
+    body: bytes
+
+
+async def authenticate(
+    store: PostgresStore, request: SignedRequest, *, now: int, max_age: int
+) -> Authenticated | None:
+    """The signer of ``request``, None if it is unsigned; raises if the signature fails."""
+    lowered = {k.lower(): v for k, v in request.headers.items()}
+    if "signature" not in lowered and "signature-input" not in lowered:
+        return None
+    params = httpsig.parse_signature(lowered)
+    httpsig.check_freshness(params, now=now, max_age=max_age)
+    httpsig.check_content_digest(lowered.get("content-digest"), request.body)
+    handle, index = httpsig.parse_key_id(params.keyid)
+    key_record = await store.get(handle)
+    der = key_record.public_keys().get(index) if key_record else None
+    if der is None:
+        raise Forbidden(f"key id {params.keyid!r} names no HS_PUBKEY on this node")
+    base = httpsig.signature_base(
+        params, method=request.method, path=request.path, query=request.query, headers=lowered
+    )
+    httpsig.verify(params, base, der)
+    expires = params.expires if params.expires is not None else params.created + max_age
+    return Authenticated(
+        signer=Signer(handle=handle, index=index), signature=params.signature, expires=expires
+    )
+
+
+def fingerprint(request: SignedRequest) -> bytes:
+    """What a request asks for, to tell a retry from a new request under the same key."""
+    h = hashlib.sha256()
+    for part in (request.method.upper(), request.path, request.query):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(request.body)
+    return h.digest()
+
+
+class RegistryPolicy:
+    """HS_ADMIN rules for one signed request on a node that serves ``served_prefixes``."""
+
+    def __init__(self, signer: Signer | None, served_prefixes: tuple[RoutingKey, ...]) -> None:
+        self.signer = signer
+        self.served_prefixes = served_prefixes
+
+    def prefix_handles(self, op: WriteOp) -> Iterable[str]:
+        return covering_prefix_handles(parse(op_handle(op)))
+
+    def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
+        ident = parse(op_handle(op))
+        if not served(ident, self.served_prefixes):
+            raise NotResponsible(
+                f"this node does not hold {ident.canonical}; its prefixes are "
+                + ", ".join(str(p) for p in self.served_prefixes)
+            )
+        new = op.record if isinstance(op, PutOp) else None
+        if (
+            isinstance(op, PutOp)
+            and old is None
+            and self.signer is not None
+            and not new_has_admin(op.record)
+        ):
+            op = PutOp(record=with_default_admin(op.record, self.signer), overwrite=op.overwrite)
+            new = op.record
+        needed = required_permissions(old, new)
+        if named_prefix(ident) is not None:
+            # prefixes are created and removed by the parent's derived-prefix rights
+            if old is None:
+                needed = AdminPerm.ADD_DERIVED_PREFIX
+            elif new is None:
+                needed = AdminPerm.DELETE_DERIVED_PREFIX
+        prefixes = [context.get(h) for h in covering_prefix_handles(ident)]
+        target = None if (old is None or (named_prefix(ident) is not None and new is None)) else old
+        verb = {
+            AdminPerm.ADD_HANDLE: "create",
+            AdminPerm.DELETE_HANDLE: "delete",
+            AdminPerm.ADD_DERIVED_PREFIX: "delegate",
+            AdminPerm.DELETE_DERIVED_PREFIX: "remove the prefix",
+        }.get(needed, "change")
+        authorize(
+            self.signer, needed, target=target, prefixes=prefixes, what=f"{verb} {ident.canonical}"
+        )
+        return op
+
+
+def new_has_admin(record: Record) -> bool:
+    return any(v.type == "HS_ADMIN" for v in record.values)
+
+
+def with_default_admin(record: Record, signer: Signer) -> Record:
+    taken = {v.index for v in record.values}
+    index = next(i for i in range(ADMIN_INDEX, ADMIN_INDEX + len(taken) + 1) if i not in taken)
+    admin = default_admin(signer, index)
+    return Record(handle=record.handle, values=(*record.values, admin))
+
+
+def can_read_private(
+    signer: Signer | None, record: Record, prefix_records: Iterable[Record | None]
+) -> bool:
+    """Whether ``signer`` may see values without public-read permission."""
+    if signer is None:
+        return False
+    return AdminPerm.READ_VALUE in granted(signer, [record]) or any(
+        AdminPerm.READ_VALUE in granted(signer, [p]) for p in prefix_records
+    )
+
+
+def prefix_record(
+    prefix: RoutingKey,
+    public_key_der: bytes | None,
+    *,
+    now: int,
+    key_index: int = KEY_INDEX,
+    admin: Signer | None = None,
+) -> Record:
+    """The record ``0.NA/P`` that hands prefix P to one key, with every permission.
+
+    With ``public_key_der`` the key is stored in the record itself (a delegation);
+    with ``admin`` the record names a key kept elsewhere (the node admin's).
+    """
+    handle = prefix_record_handle(prefix)
+    owner = admin or Signer(handle=handle, index=key_index)
+    values = [
+        HandleValue(
+            index=ADMIN_INDEX,
+            type="HS_ADMIN",
+            format=DataFormat.ADMIN,
+            value=AdminRef(handle=owner.handle, index=owner.index, permissions=ALL_ADMIN_PERMS),
+            timestamp=now,
+        )
+    ]
+    if public_key_der is not None:
+        values.append(
+            HandleValue(
+                index=key_index,
+                type="HS_PUBKEY",
+                format=DataFormat.KEY,
+                value=public_key_der,
+                timestamp=now,
+            )
+        )
+    return Record(handle=handle, values=tuple(values))
+
+
+NODE_ADMIN = Signer(handle="0.NA/node.admin", index=KEY_INDEX)
+
+
+async def bootstrap(
+    store: PostgresStore, served_prefixes: Iterable[RoutingKey], admin_key_der: bytes, *, now: int
+) -> Signer:
+    """Install the node admin's key and give each served prefix to it; return its key id.
+
+    The admin record is rewritten at every start, so a new key in the configuration
+    takes over; prefix records that exist are left as their owners made them.
+    """
+    admin = Record(
+        handle=NODE_ADMIN.handle,
+        values=(
+            HandleValue(
+                index=ADMIN_INDEX,
+                type="HS_ADMIN",
+                format=DataFormat.ADMIN,
+                value=AdminRef(
+                    handle=NODE_ADMIN.handle, index=NODE_ADMIN.index, permissions=ALL_ADMIN_PERMS
+                ),
+                timestamp=now,
+            ),
+            HandleValue(
+                index=NODE_ADMIN.index,
+                type="HS_PUBKEY",
+                format=DataFormat.KEY,
+                value=admin_key_der,
+                timestamp=now,
+            ),
+        ),
+    )
+    current = await store.get(NODE_ADMIN.handle)
+    if current is None or current.public_keys() != admin.public_keys():
+        await store.put(admin, actor="bootstrap")
+    for prefix in served_prefixes:
+        with contextlib.suppress(IdentifierExists):
+            await store.put(
+                prefix_record(prefix, None, now=now, admin=NODE_ADMIN),
+                actor="bootstrap",
+                overwrite=False,
+            )
+    return NODE_ADMIN

@@ -1,0 +1,66 @@
+"""A registry node on a loopback port, over a fresh real PostgreSQL database per test."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest_asyncio
+from aiohttp import web
+
+from registry import httpsig
+from registry.api import RegistryConfig, create_app
+from registry.authz import parse_prefix
+from registry.client import RegistryClient
+from registry.service import bootstrap
+from registry.store import PostgresStore
+
+SERVED = ("88.100", "gs1:690")
+ROOT_KEY_ID = "300:0.NA/node.admin"
+
+
+@dataclass
+class Node:
+    url: str
+    store: PostgresStore
+    pool: asyncpg.Pool
+    admin: httpsig.PrivateKey
+    config: RegistryConfig
+
+    def client(
+        self, key: httpsig.PrivateKey | None = None, key_id: str | None = None
+    ) -> RegistryClient:
+        return RegistryClient(self.url, key=key, key_id=key_id)
+
+    def admin_client(self) -> RegistryClient:
+        return self.client(self.admin, ROOT_KEY_ID)
+
+
+@pytest_asyncio.fixture
+async def node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
+    store = PostgresStore(pool)
+    admin = httpsig.generate_key()
+    served = tuple(parse_prefix(p) for p in SERVED)
+    await bootstrap(store, served, httpsig.public_key_der(admin), now=int(time.time()))
+    config = RegistryConfig(served=served, max_body_bytes=256 * 1024, max_batch=5000)
+    runner = web.AppRunner(create_app(store, config), access_log=None)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    site = web.SockSite(runner, sock)
+    await site.start()
+    host, port = sock.getsockname()
+    yield Node(url=f"http://{host}:{port}", store=store, pool=pool, admin=admin, config=config)
+    await runner.cleanup()
+
+
+async def delegate(node: Node, prefix: str) -> tuple[httpsig.PrivateKey, str]:
+    """A new enterprise key that owns ``prefix``, delegated by the node admin."""
+    key = httpsig.generate_key()
+    async with node.admin_client() as admin:
+        reply = await admin.delegate(prefix, httpsig.public_key_der(key))
+    assert reply.status == 201, reply.body
+    return key, f"300:0.NA/{prefix}"
