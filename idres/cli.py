@@ -1,19 +1,34 @@
-"""The ``idres`` command line: one subcommand per job, errors as exit status 2."""
+"""The ``idres`` command line: one subcommand per job, errors as exit status 2.
+
+Registrant commands sign their requests with ``--key`` (a PEM private key from
+``idres keygen``) as ``--key-id`` (``index:handle`` of its HS_PUBKEY); both may come
+from IDRES_KEY and IDRES_KEY_ID, the server from IDRES_SERVER.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
 
 from idres import __version__
-from schemas.errors import InvalidIdentifier
+from idres.config import NodeConfig
+from registry import httpsig
+from registry.client import RegistryClient, Reply
+from schemas.errors import IdresError, InvalidIdentifier
 from schemas.identifiers import parse
 from schemas.identifiers.text import MAX_INPUT_CHARS
 
 EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_INVALID = 2
+DEFAULT_SERVER = "http://127.0.0.1:8000"
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
@@ -47,7 +62,9 @@ def _inputs(identifiers: list[str]) -> Iterator[str]:
         yield from identifiers
         return
     for line in sys.stdin.buffer:
-        yield line.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8", "surrogateescape")
+        text = line.removesuffix(b"\n").removesuffix(b"\r")  # LF or CRLF files
+        if text:  # a blank line (a file's last newline, a separator) is no identifier
+            yield text.decode("utf-8", "surrogateescape")
 
 
 def _pointer(exc: InvalidIdentifier) -> str:
@@ -57,24 +74,279 @@ def _pointer(exc: InvalidIdentifier) -> str:
     return f"error: {exc.message}\n  {exc.text}\n  {' ' * exc.position}^"
 
 
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    path = Path(args.out)
+    if path.exists() and not args.force:
+        print(f"error: {path} exists; use --force to overwrite it", file=sys.stderr)
+        return EXIT_INVALID
+    key = httpsig.generate_key(args.alg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(httpsig.private_key_pem(key))
+    path.chmod(0o600)
+    public = base64.b64encode(httpsig.public_key_der(key)).decode()
+    print(json.dumps({"key": str(path), "alg": args.alg, "publicKey": public}))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from idres.node import serve
+
+    config = NodeConfig.from_env()
+    overrides: dict[str, Any] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if args.prefix:
+        overrides["prefixes"] = tuple(args.prefix)
+    if args.admin_key:
+        overrides["admin_key"] = Path(args.admin_key)
+    if args.data_dir:
+        overrides["data_dir"] = Path(args.data_dir)
+    from dataclasses import replace
+
+    asyncio.run(serve(replace(config, **overrides)))
+    return EXIT_OK
+
+
+def _client(args: argparse.Namespace, *, need_key: bool = True) -> RegistryClient:
+    key_path = args.key or os.environ.get("IDRES_KEY")
+    key_id = args.key_id or os.environ.get("IDRES_KEY_ID")
+    server = args.server or os.environ.get("IDRES_SERVER", DEFAULT_SERVER)
+    if need_key and (not key_path or not key_id):
+        raise _Usage(
+            "this command signs its request: give --key FILE and --key-id INDEX:HANDLE "
+            "(or IDRES_KEY and IDRES_KEY_ID)"
+        )
+    key = None
+    if key_path:
+        try:
+            key = httpsig.load_private_key(Path(key_path).read_bytes())
+        except OSError as exc:
+            raise _Usage(f"cannot read key {key_path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise _Usage(f"{key_path}: {exc}") from None
+    return RegistryClient(server, key=key, key_id=key_id)
+
+
+class _Usage(Exception):
+    """A mistake in how the command was called."""
+
+
+def _print_reply(reply: Reply) -> int:
+    print(json.dumps(reply.body, ensure_ascii=False))
+    if not reply.ok:
+        print(f"error: HTTP {reply.status}: {reply.body.get('message', '')}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _values_from_args(args: argparse.Namespace) -> list[dict[str, Any]]:
+    if args.values_file:
+        try:
+            loaded = json.loads(Path(args.values_file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise _Usage(f"cannot read values from {args.values_file}: {exc}") from None
+        values = loaded.get("values", loaded) if isinstance(loaded, dict) else loaded
+        if not isinstance(values, list):
+            raise _Usage(f'{args.values_file}: expected a list of values or {{"values": ...}}')
+        return values
+    pairs: list[tuple[str, str]] = [("URL", u) for u in args.url or []]
+    for item in args.value or []:
+        type_, sep, text = item.partition("=")
+        if not sep:
+            raise _Usage(f"--value {item!r}: write TYPE=TEXT, e.g. --value EMAIL=ops@example.com")
+        pairs.append((type_, text))
+    if not pairs:
+        raise _Usage("give the record's values: --url URL, --value TYPE=TEXT or --values-file F")
+    return [
+        {"index": i, "type": t, "data": {"format": "string", "value": v}}
+        for i, (t, v) in enumerate(pairs, start=1)
+    ]
+
+
+async def _register(args: argparse.Namespace) -> int:
+    values = _values_from_args(args)
+    async with _client(args) as client:
+        return _print_reply(
+            await client.put(
+                args.handle,
+                values,
+                overwrite=not args.create_only,
+                idempotency_key=os.urandom(16).hex(),
+            )
+        )
+
+
+async def _delete(args: argparse.Namespace) -> int:
+    async with _client(args) as client:
+        return _print_reply(await client.delete(args.handle, idempotency_key=os.urandom(16).hex()))
+
+
+async def _history(args: argparse.Namespace) -> int:
+    async with _client(args, need_key=False) as client:
+        return _print_reply(await client.history(args.handle))
+
+
+async def _get(args: argparse.Namespace) -> int:
+    async with _client(args, need_key=False) as client:
+        return _print_reply(await client.get(args.handle))
+
+
+def _delegate(args: argparse.Namespace) -> int:
+    text = args.public_key
+    if Path(text).exists():
+        data = Path(text).read_bytes()
+        der = (
+            httpsig.public_key_der(httpsig.load_private_key(data))
+            if b"PRIVATE" in data
+            else _pem_public(data)
+        )
+    else:
+        try:
+            der = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise _Usage(
+                "--public-key: a key file or base64 DER (idres keygen prints it)"
+            ) from None
+
+    async def send() -> int:
+        async with _client(args) as client:
+            return _print_reply(await client.delegate(args.prefix, der, key_index=args.key_index))
+
+    return asyncio.run(send())
+
+
+def _pem_public(data: bytes) -> bytes:
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_public_key,
+    )
+
+    return load_pem_public_key(data).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+async def _import(args: argparse.Namespace) -> int:
+    from idres.importer import run_import
+
+    async with _client(args) as client:
+        return await run_import(
+            client,
+            Path(args.file),
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            replace=args.replace,
+            progress=not args.quiet,
+        )
+
+
+def _run_async(coro_fn: Any) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        result: int = asyncio.run(coro_fn(args))
+        return result
+
+    return run
+
+
+def _signing_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", help=f"registry URL (IDRES_SERVER, default {DEFAULT_SERVER})")
+    p.add_argument("--key", help="PEM private key file (IDRES_KEY)")
+    p.add_argument("--key-id", help="INDEX:HANDLE of the key's HS_PUBKEY (IDRES_KEY_ID)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idres", description="Identifier-resolution network: register, resolve, sync."
     )
     parser.add_argument("--version", action="version", version=f"idres {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+
     p = sub.add_parser(
         "parse",
         help="parse identifiers of any scheme",
-        description="Print scheme, canonical form and routing key of each identifier, one "
-        "JSON object per line; exit 2 if any is invalid. '-' reads one per line from stdin.",
+        description="Print scheme, canonical form and routing key of each "
+        "identifier, one JSON object per line; exit 2 if any is invalid. '-' "
+        "reads one per line from stdin.",
     )
     p.add_argument("identifiers", nargs="+", metavar="IDENTIFIER")
     p.set_defaults(func=_cmd_parse)
+
+    p = sub.add_parser("keygen", help="make a key pair for signing requests")
+    p.add_argument("--out", required=True, help="where to write the PEM private key")
+    p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_cmd_keygen)
+
+    p = sub.add_parser("serve", help="run one registry node")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--prefix", action="append", help="a prefix this node holds (repeatable)")
+    p.add_argument("--admin-key", help="PEM key of the node admin (default: data-dir/admin.pem)")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("register", help="create or replace an identifier's record")
+    p.add_argument("handle")
+    p.add_argument("--url", action="append", help="a URL value (repeatable)")
+    p.add_argument("--value", action="append", metavar="TYPE=TEXT", help="a string value")
+    p.add_argument("--values-file", help="JSON file with the values (Handle REST shape)")
+    p.add_argument("--create-only", action="store_true", help="fail if it exists")
+    _signing_options(p)
+    p.set_defaults(func=_run_async(_register))
+
+    p = sub.add_parser("delete", help="delete an identifier")
+    p.add_argument("handle")
+    _signing_options(p)
+    p.set_defaults(func=_run_async(_delete))
+
+    p = sub.add_parser("history", help="every version of an identifier")
+    p.add_argument("handle")
+    _signing_options(p)
+    p.set_defaults(func=_run_async(_history))
+
+    p = sub.add_parser("get", help="read an identifier's record from a registry node")
+    p.add_argument("handle")
+    _signing_options(p)
+    p.set_defaults(func=_run_async(_get))
+
+    p = sub.add_parser("delegate", help="delegate a child prefix to a key")
+    p.add_argument("prefix", help="e.g. 88.100.1, gs1:6901234, oid:1.2.156.3001")
+    p.add_argument("--public-key", required=True, help="key file or base64 DER public key")
+    p.add_argument("--key-index", type=int, default=300)
+    _signing_options(p)
+    p.set_defaults(func=_delegate)
+
+    p = sub.add_parser("import", help="register identifiers from a CSV or JSON Lines file")
+    p.add_argument("file")
+    p.add_argument("--batch-size", type=int, default=2000)
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--replace", action="store_true", help="replace existing records")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _signing_options(p)
+    p.set_defaults(func=_run_async(_import))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except _Usage as exc:
+        print(f"idres {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except IdresError as exc:
+        print(f"idres {args.command}: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (| head): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"idres {args.command}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
     return status

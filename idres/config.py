@@ -1,0 +1,58 @@
+"""Node configuration, read once from the environment and the command line.
+
+Every setting has a named default; ``NodeConfig`` is frozen so no part of the node
+can change what another part was told.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_DATA_DIR = Path("~/.local/share/idres")
+DEFAULT_PREFIXES = (
+    "88",
+    "86",
+    "10",
+    "gs1:0",
+    "gs1:6",
+    "gs1:9",
+    "oid:1.2.156",
+    "oid:2.16.156",
+    "ecode:1",
+    "ecode:2",
+)
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_SIGNATURE_MAX_AGE = 300
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str | None = None  # None: an embedded PostgreSQL under data_dir
+    data_dir: Path = DEFAULT_DATA_DIR
+    prefixes: tuple[str, ...] = field(default=DEFAULT_PREFIXES)
+    admin_key: Path | None = None  # PEM private or public key; None: data_dir/admin.pem
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
+        env = os.environ if env is None else env
+        prefixes = tuple(p for p in env.get("IDRES_PREFIXES", "").split(",") if p)
+        admin = env.get("IDRES_ADMIN_KEY")
+        return cls(
+            host=env.get("IDRES_HOST", DEFAULT_HOST),
+            port=int(env.get("IDRES_PORT", DEFAULT_PORT)),
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("IDRES_DATA_DIR", str(DEFAULT_DATA_DIR))),
+            prefixes=prefixes or DEFAULT_PREFIXES,
+            admin_key=Path(admin) if admin else None,
+            max_body_bytes=int(env.get("IDRES_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            signature_max_age=int(env.get("IDRES_SIGNATURE_MAX_AGE", DEFAULT_SIGNATURE_MAX_AGE)),
+        )

@@ -1,0 +1,257 @@
+"""``idres import``: register a file of identifiers in signed batches, resumably.
+
+Rows become batch operations; each batch carries an Idempotency-Key derived from the
+file and the batch's place in it, so a batch re-sent after an interruption is
+answered from the server's record instead of being applied twice. A checkpoint
+beside the file lists the batches already answered; per-row errors are collected
+and written to ``FILE.errors.jsonl`` at the end instead of stopping the import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from registry.client import RegistryClient
+from schemas.errors import IdresError
+
+EXIT_OK = 0
+EXIT_ROW_ERRORS = 1
+
+
+@dataclass(slots=True, kw_only=True)
+class Row:
+    line: int
+    op: dict[str, Any] | None
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class Progress:
+    total: int
+    out: TextIO = field(default=sys.stderr)
+    done: int = 0
+    failed: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _last: float = 0.0
+
+    def advance(self, n: int, failed: int) -> None:
+        self.done += n
+        self.failed += failed
+        now = time.monotonic()
+        if now - self._last >= 0.2 or self.done >= self.total:
+            self._last = now
+            self.draw()
+
+    def draw(self) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        frac = self.done / self.total if self.total else 1.0
+        bar = "#" * int(30 * frac)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else 0
+        line = (
+            f"[{bar:<30}] {self.done}/{self.total} {100 * frac:5.1f}% "
+            f"{rate:,.0f}/s eta {eta:,.0f}s errors {self.failed}"
+        )
+        end = "\r" if self.out.isatty() and self.done < self.total else "\n"
+        print(line, end=end, file=self.out, flush=True)
+
+
+def read_rows(path: Path) -> Iterator[Row]:
+    """Rows of a CSV (header: handle, then one column per value type, optionally
+    TYPE:INDEX) or of JSON Lines ({"handle": ..., "values": [...]})."""
+    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        yield from _jsonl_rows(path)
+    else:
+        yield from _csv_rows(path)
+
+
+def _jsonl_rows(path: Path) -> Iterator[Row]:
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw)
+            except (UnicodeDecodeError, ValueError) as exc:
+                yield Row(line=n, op=None, error=f"not JSON: {exc}")
+                continue
+            if not isinstance(item, dict) or "handle" not in item:
+                yield Row(line=n, op=None, error='expected {"handle": ..., "values": [...]}')
+                continue
+            yield Row(line=n, op={"op": "put", **item})
+
+
+def _csv_rows(path: Path) -> Iterator[Row]:
+    with path.open(encoding="utf-8", newline="", errors="surrogateescape") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        if not header or header[0].strip().lower() != "handle":
+            yield Row(line=1, op=None, error="the first column of the header must be 'handle'")
+            return
+        columns: list[tuple[str, int]] = []
+        for pos, name in enumerate(header[1:], start=1):
+            type_, _, index = name.strip().partition(":")
+            columns.append((type_, int(index) if index.isdigit() else pos))
+        for row in reader:
+            line = reader.line_num
+            if not row or not any(row):
+                continue
+            if len(row) != len(header):
+                yield Row(
+                    line=line, op=None, error=f"{len(row)} columns; the header has {len(header)}"
+                )
+                continue
+            values = [
+                {"index": index, "type": type_, "data": text}
+                for (type_, index), text in zip(columns, row[1:], strict=True)
+                if text
+            ]
+            yield Row(line=line, op={"op": "put", "handle": row[0], "values": values})
+
+
+def _file_identity(path: Path) -> str:
+    st = path.stat()
+    h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    with path.open("rb") as f:
+        h.update(f.read(1 << 20))
+    return h.hexdigest()[:32]
+
+
+def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+async def run_import(
+    client: RegistryClient,
+    path: Path,
+    *,
+    batch_size: int = 2000,
+    concurrency: int = 2,
+    replace: bool = False,
+    progress: bool = True,
+    out: TextIO = sys.stderr,
+) -> int:
+    if not await asyncio.to_thread(path.is_file):
+        print(f"idres import: {path}: no such file", file=out)
+        return 2
+    identity = _file_identity(path)
+    checkpoint = path.with_name(path.name + ".idres-import.json")
+    done: set[int] = set()
+    if checkpoint.exists():
+        saved = json.loads(checkpoint.read_text())
+        if saved.get("file") == identity and saved.get("batchSize") == batch_size:
+            done = set(saved.get("done", []))
+    total = sum(1 for _ in read_rows(path))
+    bar = Progress(total=total, out=out if progress else io.StringIO())
+    errors: list[dict[str, Any]] = []
+    queue: asyncio.Queue[tuple[int, list[Row]] | None] = asyncio.Queue(maxsize=concurrency * 2)
+
+    async def send(number: int, batch: list[Row]) -> None:
+        good = [r for r in batch if r.op is not None]
+        for r in batch:
+            if r.op is None:
+                errors.append({"line": r.line, "message": r.error})
+        failed = len(batch) - len(good)
+        if good:
+            ops = [{**r.op, "overwrite": replace} for r in good if r.op is not None]
+            reply = await _send_with_retry(client, ops, f"import-{identity}-{number}")
+            if not reply.ok:
+                raise IdresError(
+                    f"batch {number} refused: HTTP {reply.status}: {reply.body.get('message', '')}"
+                )
+            for r, res in zip(good, reply.body["results"], strict=True):
+                if res["responseCode"] != 1:
+                    failed += 1
+                    errors.append(
+                        {
+                            "line": r.line,
+                            "handle": res.get("handle"),
+                            "responseCode": res["responseCode"],
+                            "message": res.get("message"),
+                        }
+                    )
+        done.add(number)
+        checkpoint.write_text(
+            json.dumps({"file": identity, "batchSize": batch_size, "done": sorted(done)})
+        )
+        bar.advance(len(batch), failed)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            await send(*item)
+
+    workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
+    try:
+        for number, batch in enumerate(_batches(read_rows(path), batch_size)):
+            if number in done:
+                bar.advance(len(batch), 0)
+                continue
+            await queue.put((number, batch))
+            if any(w.done() for w in workers):
+                break
+        for _ in workers:
+            await queue.put(None)
+        await asyncio.gather(*workers)
+    finally:
+        for w in workers:
+            w.cancel()
+    if bar.done < bar.total:
+        bar.draw()
+    errors.sort(key=lambda e: e["line"])
+    error_file = path.with_name(path.name + ".errors.jsonl")
+    if errors:
+        error_file.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+        print(
+            f"idres import: {bar.done - len(errors)} registered, {len(errors)} rows failed; "
+            f"see {error_file}",
+            file=out,
+        )
+        for e in errors[:5]:
+            print(f"  line {e['line']}: {e['message']}", file=out)
+    else:
+        error_file.unlink(missing_ok=True)
+        print(
+            f"idres import: {bar.done} registered in {time.monotonic() - bar.started:.1f}s",
+            file=out,
+        )
+    checkpoint.unlink(missing_ok=True)
+    return EXIT_ROW_ERRORS if errors else EXIT_OK
+
+
+async def _send_with_retry(client: RegistryClient, ops: list[dict[str, Any]], key: str) -> Any:
+    """Send one batch; on a lost connection or a 5xx, send it again under the same key."""
+    delay = 0.5
+    for attempt in range(6):
+        try:
+            reply = await client.batch(ops, idempotency_key=key)
+        except IdresError:
+            if attempt == 5:
+                raise
+        else:
+            if reply.status < 500:
+                return reply
+            if attempt == 5:
+                return reply
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 8)
+    raise AssertionError("unreachable")

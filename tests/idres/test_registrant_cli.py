@@ -1,0 +1,250 @@
+"""The registrant's whole flow with the real ``idres`` commands and a real ``idres serve``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+pytestmark = [pytest.mark.postgres]
+ADMIN_ID = "300:0.NA/node.admin"
+
+
+def idres(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "idres", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.fixture
+def server(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """``idres serve`` on a free port over the test's database; yields (URL, admin key)."""
+    admin = tmp_path / "admin.pem"
+    assert idres("keygen", "--out", str(admin)).returncode == 0
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "idres",
+            "serve",
+            "--port",
+            str(port),
+            "--prefix",
+            "88.100",
+            "--admin-key",
+            str(admin),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert "serving" in first, first + (proc.stderr.read() if proc.stderr else "")
+        yield f"http://127.0.0.1:{port}", admin
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err  # SIGTERM is a clean stop
+    assert "Traceback" not in err
+
+
+def test_keygen_delegate_register_history_delete(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, admin = server
+    ent = tmp_path / "enterprise.pem"
+    made = idres("keygen", "--out", str(ent), "--alg", "p256")
+    assert made.returncode == 0
+    assert json.loads(made.stdout)["alg"] == "p256"
+    assert oct(ent.stat().st_mode & 0o777) == "0o600"
+
+    as_admin = ["--server", url, "--key", str(admin), "--key-id", ADMIN_ID]
+    as_ent = ["--server", url, "--key", str(ent), "--key-id", "300:0.NA/88.100.1"]
+    delegated = idres("delegate", "88.100.1", "--public-key", str(ent), *as_admin)
+    assert delegated.returncode == 0, delegated.stderr
+
+    reg = idres(
+        "register",
+        "88.100.1/ABC-123",
+        "--url",
+        "https://example.com/p/ABC",
+        "--value",
+        "EMAIL=ops@example.com",
+        *as_ent,
+    )
+    assert reg.returncode == 0, reg.stderr
+    assert json.loads(reg.stdout) == {"responseCode": 1, "handle": "88.100.1/ABC-123", "version": 1}
+
+    stranger = idres(
+        "register",
+        "88.100.1/ABC-123",
+        "--url",
+        "https://evil.example/",
+        *as_admin[:2],
+        "--key",
+        str(ent),
+        "--key-id",
+        "300:0.NA/88.100.9",
+    )
+    assert stranger.returncode == 1
+    assert "HTTP 403" in stranger.stderr
+
+    got = idres("get", "88.100.1/ABC-123", "--server", url)
+    assert [v["type"] for v in json.loads(got.stdout)["values"]] == ["URL", "EMAIL", "HS_ADMIN"]
+
+    assert idres("delete", "88.100.1/ABC-123", *as_ent).returncode == 0
+    hist = idres("history", "88.100.1/ABC-123", "--server", url)
+    entries = json.loads(hist.stdout)["history"]
+    assert [(e["op"], e["actor"]) for e in entries] == [
+        ("create", "300:0.NA/88.100.1"),
+        ("delete", "300:0.NA/88.100.1"),
+    ]
+
+
+def test_missing_key_options_are_a_usage_error(server: tuple[str, Path]) -> None:
+    url, _ = server
+    proc = idres(
+        "register",
+        "88.100.1/X",
+        "--url",
+        "https://e.x/",
+        "--server",
+        url,
+        env={k: v for k, v in os.environ.items() if not k.startswith("IDRES_KEY")},
+    )
+    assert proc.returncode == 2
+    assert "--key" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def write_csv(path: Path, rows: int, bad: tuple[int, ...] = ()) -> None:
+    with path.open("w") as f:
+        f.write("handle,URL,EMAIL\n")
+        for n in range(rows):
+            handle = f"88.100.1/bad {n}" if n in bad else f"88.100.1/SKU-{n:06d}"
+            f.write(f"{handle},https://example.com/p/{n},ops@example.com\n")
+
+
+def test_import_reports_row_errors_and_registers_the_rest(
+    server: tuple[str, Path], tmp_path: Path, db_url: str
+) -> None:
+    url, admin = server
+    data = tmp_path / "products.csv"
+    write_csv(data, 3000, bad=(7, 2500))
+    proc = idres(
+        "import",
+        str(data),
+        "--batch-size",
+        "500",
+        "--server",
+        url,
+        "--key",
+        str(admin),
+        "--key-id",
+        ADMIN_ID,
+    )
+    assert proc.returncode == 1
+    assert "2998 registered, 2 rows failed" in proc.stderr
+    assert "3000/3000" in proc.stderr  # the progress bar reached the end
+    report = (tmp_path / "products.csv.errors.jsonl").read_text()
+    errors = [json.loads(line) for line in report.splitlines()]
+    assert [(e["line"], e["responseCode"]) for e in errors] == [(9, 102), (2502, 102)]
+    assert count_handles(db_url) == 2998
+
+
+def count_handles(db_url: str) -> int:
+    import asyncio
+
+    async def count() -> int:
+        conn = await asyncpg.connect(db_url)
+        try:
+            n: int = await conn.fetchval(
+                "SELECT count(*) FROM identifiers WHERE handle LIKE '88.100.1/SKU-%'"
+            )
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM history WHERE handle LIKE '88.100.1/SKU-%'"
+                )
+                == n
+            )
+            return n
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+def test_an_interrupted_import_resumes_without_duplicates(
+    server: tuple[str, Path], tmp_path: Path, db_url: str
+) -> None:
+    url, admin = server
+    data = tmp_path / "big.csv"
+    write_csv(data, 20_000)
+    args = [
+        sys.executable,
+        "-m",
+        "idres",
+        "import",
+        str(data),
+        "--batch-size",
+        "200",
+        "--concurrency",
+        "2",
+        "--server",
+        url,
+        "--key",
+        str(admin),
+        "--key-id",
+        ADMIN_ID,
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    checkpoint = tmp_path / "big.csv.idres-import.json"
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    partial = count_handles(db_url)
+    assert 0 < partial < 20_000
+
+    resumed = idres(
+        "import",
+        str(data),
+        "--batch-size",
+        "200",
+        "--server",
+        url,
+        "--key",
+        str(admin),
+        "--key-id",
+        ADMIN_ID,
+        "--quiet",
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "20000 registered" in resumed.stderr
+    assert count_handles(db_url) == 20_000  # every row once: no row written twice
+    assert not checkpoint.exists()
