@@ -65,7 +65,7 @@ from schemas.errors import (
     InvalidValue,
 )
 from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
-from schemas.record import AdminPerm, HandleValue, Record
+from schemas.record import AdminPerm, HandleValue, Record, check_values
 
 HANDLES = "/api/handles/"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -273,6 +273,7 @@ class RegistryAPI:
         raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
         prefix, key, index = _delegation(body)
         record = prefix_record(prefix, key, now=int(self.clock()), key_index=index)
+        check_values(record.values)  # the key: Ed25519 or P-256, DER
         return await self._write(request, raw, [PutOp(record=record, overwrite=False)], single=True)
 
     async def batch(self, request: web.Request) -> web.Response:
@@ -322,6 +323,7 @@ class RegistryAPI:
             policy=RegistryPolicy(auth.signer if auth else None, self.config.served),
             guard=guard,
             render=render,
+            validated=True,
         )
         assert applied.response is not None
         headers = {"Idempotent-Replayed": "true"} if applied.outcomes is None else {}

@@ -9,16 +9,18 @@ Pure decisions: nothing here awaits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from schemas.errors import AuthenticationNeeded, Forbidden, InvalidIdentifier
 from schemas.identifiers import Identifier, Namespace, RoutingKey
 from schemas.identifiers.handle import parse_prefix as parse_handle_prefix
 from schemas.identifiers.text import DIGITS, check_text
-from schemas.record import AdminPerm, AdminRef, DataFormat, HandleValue, Record
+from schemas.record import AdminPerm, HandleValue, Record
 
 PREFIX_RECORD_PREFIX = "0.NA"
+_NA_LABELS = ("0", "NA")
 ADMIN_TYPES = frozenset({"HS_ADMIN"})
 
 
@@ -43,7 +45,7 @@ def prefix_record_handle(routing: RoutingKey) -> str:
 
 def named_prefix(ident: Identifier) -> RoutingKey | None:
     """For a prefix record ``0.NA/P`` (P in canonical form), the prefix P; else None."""
-    if not ident.canonical.startswith(PREFIX_RECORD_PREFIX + "/"):
+    if ident.routing.namespace is not Namespace.HANDLE or ident.routing.labels != _NA_LABELS:
         return None
     try:
         key = parse_prefix(ident.canonical[len(PREFIX_RECORD_PREFIX) + 1 :])
@@ -101,17 +103,21 @@ def governing_key(ident: Identifier) -> RoutingKey:
     return named_prefix(ident) or ident.routing
 
 
-def covering_prefix_handles(ident: Identifier) -> list[str]:
+def covering_prefix_handles(ident: Identifier) -> tuple[str, ...]:
     """Prefix records that administer ``ident``, longest prefix first.
 
     For a prefix record ``0.NA/P`` these are the records of P's proper prefixes: a
     prefix is delegated by its parent, not by itself.
     """
-    key = governing_key(ident)
-    prefixes = key.prefixes()
-    if named_prefix(ident) is not None:
-        prefixes = prefixes[1:]
-    return [prefix_record_handle(p) for p in prefixes if p.labels]
+    own = named_prefix(ident)
+    return _covering(own or ident.routing, own is not None)
+
+
+@functools.lru_cache(maxsize=4096)
+def _covering(key: RoutingKey, skip_self: bool) -> tuple[str, ...]:
+    # Identifiers under one prefix share their routing key: a batch computes this once.
+    prefixes = key.prefixes()[1 if skip_self else 0 :]
+    return tuple(prefix_record_handle(p) for p in prefixes if p.labels)
 
 
 def required_permissions(old: Record | None, new: Record | None) -> AdminPerm:
@@ -160,37 +166,28 @@ def authorize(
     target: Record | None,
     prefixes: Iterable[Record | None],
     what: str,
+    grant: Callable[[Record], AdminPerm] | None = None,
 ) -> None:
     """Raise unless ``signer`` holds every permission in ``needed``.
 
-    Permissions are not added up across records: one HS_ADMIN value (of the target
-    or of one prefix record) must grant them all, as in the Handle System.
+    Permissions are not added up across records: the target or one prefix record
+    must grant them all, as in the Handle System. ``grant`` may stand in for
+    ``granted`` (a caller deciding many operations caches it per prefix record).
     """
     if not needed:
         return
     if signer is None:
         raise AuthenticationNeeded(f"{what} needs a signed request (RFC 9421)")
     for record in (target, *prefixes):
-        if needed in granted(signer, [record]):
+        if record is None:
+            continue
+        perms = grant(record) if grant is not None else granted(signer, [record])
+        if needed in perms:
             return
     names = ", ".join(p.name.lower() for p in AdminPerm if p in needed and p.name)
     raise Forbidden(
         f"key {signer} may not {what}: it lacks {names} on the identifier "
         "and on every prefix above it"
-    )
-
-
-def default_admin(signer: Signer, index: int = 100) -> HandleValue:
-    """The HS_ADMIN a new record gets when it names none: the creating key, full rights
-    over the record (prefix rights stay with the prefix record)."""
-    perms = AdminPerm((1 << 12) - 1) & ~(
-        AdminPerm.ADD_DERIVED_PREFIX | AdminPerm.DELETE_DERIVED_PREFIX | AdminPerm.LIST_HANDLES
-    )
-    return HandleValue(
-        index=index,
-        type="HS_ADMIN",
-        format=DataFormat.ADMIN,
-        value=AdminRef(handle=signer.handle, index=signer.index, permissions=perms),
     )
 
 

@@ -23,9 +23,10 @@ from schemas.codec_cbor import (
     decode_data,
     decode_record,
     decode_refs,
+    dumps_ordered,
     encode_data,
-    encode_record,
     encode_refs,
+    record_to_cbor_obj,
 )
 from schemas.errors import (
     Forbidden,
@@ -160,6 +161,8 @@ class RecordStore(Protocol):
 
 def diff(old: Record | None, new: Record | None) -> tuple[Change, ...]:
     """What changed between two versions of a record, by index."""
+    if old is None and new is not None:  # a create: everything is new (and sorted)
+        return tuple(Change(index=v.index, type=v.type, change="added") for v in new.values)
     before = {v.index: v for v in old.values} if old else {}
     after = {v.index: v for v in new.values} if new else {}
     out: list[Change] = []
@@ -294,13 +297,15 @@ class PostgresStore:
         policy: Policy | None = None,
         guard: Guard | None = None,
         render: Callable[[list[Outcome]], StoredResponse] | None = None,
+        validated: bool = False,
     ) -> Applied:
         """Apply ``ops`` in one transaction; each gets its own outcome.
 
         Operations that are malformed, refused by ``policy`` or in conflict with the
         current records fail alone; the rest commit together, or none do. With a
         ``guard`` the signature is refused if seen before and an Idempotency-Key
-        replays the response ``render`` made the first time.
+        replays the response ``render`` made the first time. ``validated`` says the
+        caller already ran ``check_values`` on every record (as the JSON decoder does).
         """
         policy = policy or AllowAll()
         outcomes: list[Outcome | None] = [None] * len(ops)
@@ -309,7 +314,7 @@ class PostgresStore:
         for pos, op in enumerate(ops):
             try:
                 ident = _canonical(op_handle(op))
-                if isinstance(op, PutOp):
+                if isinstance(op, PutOp) and not validated:
                     check_values(op.record.values)
                 if ident.canonical in seen:
                     first = seen[ident.canonical]
@@ -391,11 +396,12 @@ class PostgresStore:
                     raise IdentifierExists(handle)
                 if isinstance(op, DeleteOp) and old is None:
                     raise IdentifierNotFound(handle)
-                op = _merge_indexes(op, old)
-                op = policy.decide(op, old, context)
+                merged = _merge_indexes(op, old)
+                if merged is not op and isinstance(merged, PutOp):
+                    check_values(merged.record.values)  # old and new values together
+                # the policy decides; it is trusted not to make a valid record invalid
+                op = policy.decide(merged, old, context)
                 new = op.record if isinstance(op, PutOp) else None
-                if new is not None:
-                    check_values(new.values)
             except IdresError as exc:
                 outcomes[pos] = exc
                 continue
@@ -542,7 +548,9 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         await conn.copy_records_to_table("handle_values", records=rows, columns=_VALUE_COLUMNS)
     history, outbox = [], []
     for p in planned:
-        snapshot = encode_record(p.new) if p.new is not None else None
+        # the record's CBOR structure is built once, for the history and the log alike
+        record_obj = record_to_cbor_obj(p.new) if p.new is not None else None
+        snapshot = dumps_ordered(record_obj) if record_obj is not None else None
         changes = json.dumps(
             [{"index": c.index, "type": c.type, "change": c.change} for c in p.changes]
         )
@@ -550,7 +558,8 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         payload = encode_operation(
             Operation(
                 op=p.op, handle=p.handle, version=p.version, actor=actor, at=now, record=p.new
-            )
+            ),
+            record_obj=record_obj,
         )
         outbox.append((p.handle, p.version, p.op, payload))
     await conn.copy_records_to_table(
@@ -591,12 +600,12 @@ def _value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:
         handle,
         v.index,
         v.type,
-        str(v.format),
+        v.format.value,
         encode_data(v),
         v.ttl,
-        int(v.ttl_type),
+        v.ttl_type.value,
         v.timestamp,
-        int(v.permissions.to_bits(), 2),
+        v.permissions.as_int(),
         encode_refs(v.references),
     )
 

@@ -41,11 +41,22 @@ _VALUE_KEYS = frozenset(
 
 
 def encode_record(record: Record) -> bytes:
-    return cbor2.dumps(record_to_cbor_obj(record), canonical=True)
+    return dumps_ordered(record_to_cbor_obj(record))
+
+
+def dumps_ordered(obj: Any) -> bytes:
+    """CBOR of a structure whose maps were built with their keys already in RFC 8949
+    §4.2.1 order, as every builder here does: then plain encoding is the deterministic
+    one (cbor2 always writes the shortest integer and length heads) and about three
+    times faster than sorting on every call. Tests hold the two equal."""
+    return cbor2.dumps(obj)
 
 
 def record_to_cbor_obj(record: Record) -> dict[str, Any]:
-    """The plain structure behind ``encode_record``, for embedding in larger messages."""
+    """The plain structure behind ``encode_record``, for embedding in larger messages.
+
+    Keys in encoded-bytes order: shorter first, then bytewise (RFC 8949 §4.2.1).
+    """
     return {
         "v": FORMAT_VERSION,
         "handle": record.handle,
@@ -54,23 +65,22 @@ def record_to_cbor_obj(record: Record) -> dict[str, Any]:
 
 
 def _value_obj(value: HandleValue) -> dict[str, Any]:
-    perms = int(value.permissions.to_bits(), 2)
     return {
-        "index": value.index,
-        "type": value.type,
-        "format": str(value.format),
-        "data": _data_obj(value.value),
         "ttl": value.ttl,
-        "ttlType": int(value.ttl_type),
-        "timestamp": value.timestamp,
-        "perms": perms,
+        "data": _data_obj(value.value),
         "refs": [[r.handle, r.index] for r in value.references],
+        "type": value.type,
+        "index": value.index,
+        "perms": value.permissions.as_int(),
+        "format": value.format.value,
+        "ttlType": value.ttl_type.value,
+        "timestamp": value.timestamp,
     }
 
 
 def _data_obj(data: DataValue) -> Any:
     if isinstance(data, AdminRef):
-        return {"handle": data.handle, "index": data.index, "perms": int(data.permissions)}
+        return {"index": data.index, "perms": int(data.permissions), "handle": data.handle}
     if isinstance(data, tuple):
         return [[r.handle, r.index] for r in data]
     return data
@@ -182,11 +192,24 @@ def _refs(raw: Any, where: str) -> tuple[Reference, ...]:
 
 
 def encode_data(value: HandleValue) -> bytes:
-    """Deterministic CBOR of one value's data alone, as the store keeps it."""
-    return cbor2.dumps(_data_obj(value.value), canonical=True)
+    """One value's data as the store keeps it: the bytes themselves for string (UTF-8)
+    and binary formats, deterministic CBOR for the structured ones (admin, vlist)."""
+    data = value.value
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    if isinstance(data, bytes):
+        return data
+    return dumps_ordered(_data_obj(data))
 
 
 def decode_data(fmt: DataFormat, data: bytes) -> DataValue:
+    if fmt is DataFormat.STRING:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EncodingError(f"stored string is not UTF-8: {exc}") from exc
+    if fmt not in (DataFormat.ADMIN, DataFormat.VLIST):
+        return data
     try:
         obj = cbor2.loads(data)
     except (cbor2.CBORDecodeError, ValueError, TypeError) as exc:
@@ -194,7 +217,12 @@ def decode_data(fmt: DataFormat, data: bytes) -> DataValue:
     return _data_from_obj(fmt, obj, "data")
 
 
+_EMPTY_ARRAY = b"\x80"
+
+
 def encode_refs(refs: tuple[Reference, ...]) -> bytes:
+    if not refs:
+        return _EMPTY_ARRAY
     return cbor2.dumps([[r.handle, r.index] for r in refs], canonical=True)
 
 

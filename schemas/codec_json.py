@@ -122,9 +122,35 @@ class _Fields:
         return v
 
 
+_FAST_KEYS = frozenset({"index", "type", "data", "ttl"})
+
+
+def _simple_value(item: dict[str, Any], now: int) -> HandleValue | None:
+    """The common shape (a string value, default permissions) without the general
+    machinery; None sends anything else down the full decoder. Rules are checked
+    afterwards for both alike (``values_errors``)."""
+    if not item.keys() <= _FAST_KEYS:
+        return None
+    index, type_, data = item.get("index"), item.get("type"), item.get("data")
+    ttl = item.get("ttl", DEFAULT_TTL)
+    if type(index) is not int or type(type_) is not str or type(ttl) is not int:
+        return None  # exact types: bool is an int subclass and is not an index
+    if type(data) is dict and data.keys() == {"format", "value"} and data["format"] == "string":
+        data = data["value"]
+    if type(data) is not str:
+        return None
+    return HandleValue(
+        index=index, type=type_, format=DataFormat.STRING, value=data, ttl=ttl, timestamp=now
+    )
+
+
 def _value_from_json(
     item: Any, where: str, now: int, errors: list[FieldError]
 ) -> HandleValue | None:
+    if type(item) is dict:
+        simple = _simple_value(item, now)
+        if simple is not None:
+            return simple
     if not isinstance(item, dict):
         errors.append(FieldError(field=where, reason="must be a JSON object"))
         return None

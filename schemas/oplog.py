@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import cbor2
 
-from schemas.codec_cbor import record_from_cbor_obj, record_to_cbor_obj
+from schemas.codec_cbor import dumps_ordered, record_from_cbor_obj, record_to_cbor_obj
 from schemas.errors import EncodingError
 from schemas.record import Record
 
@@ -31,17 +31,22 @@ class Operation:
     record: Record | None
 
 
-def encode_operation(operation: Operation) -> bytes:
+def encode_operation(operation: Operation, *, record_obj: dict[str, Any] | None = None) -> bytes:
+    """The operation's deterministic CBOR; ``record_obj`` reuses the structure of
+    ``codec_cbor.record_to_cbor_obj`` when the caller has already built it."""
+    if operation.record is not None and record_obj is None:
+        record_obj = record_to_cbor_obj(operation.record)
+    # keys in RFC 8949 §4.2.1 order, so plain encoding is the deterministic one
     obj: dict[str, Any] = {
         "v": OPLOG_VERSION,
-        "op": operation.op,
-        "handle": operation.handle,
-        "version": operation.version,
-        "actor": operation.actor,
         "at": operation.at,
-        "record": record_to_cbor_obj(operation.record) if operation.record else None,
+        "op": operation.op,
+        "actor": operation.actor,
+        "handle": operation.handle,
+        "record": record_obj if operation.record is not None else None,
+        "version": operation.version,
     }
-    return cbor2.dumps(obj, canonical=True)
+    return dumps_ordered(obj)
 
 
 def decode_operation(data: bytes) -> Operation:

@@ -7,6 +7,7 @@ HS_PUBKEY carries a key that may sign for it. Nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
@@ -104,6 +105,10 @@ class Permissions:
     def to_bits(self) -> str:
         flags = (self.admin_read, self.admin_write, self.public_read, self.public_write)
         return "".join("1" if f else "0" for f in flags)
+
+    def as_int(self) -> int:
+        """The bits as a number, admin read = 8 ... public write = 1."""
+        return 8 * self.admin_read + 4 * self.admin_write + 2 * self.public_read + self.public_write
 
     @classmethod
     def from_bits(cls, bits: str) -> Permissions:
@@ -222,27 +227,8 @@ def value_errors(value: HandleValue, where: str) -> list[FieldError]:
 
     if not 1 <= value.index <= MAX_INDEX:
         bad("index", f"must be from 1 to {MAX_INDEX}, not {value.index}")
-    type_bytes = len(value.type.encode("utf-8", "surrogatepass"))
-    if not value.type or type_bytes > MAX_TYPE_BYTES or not _TYPE_RE.fullmatch(value.type):
-        bad(
-            "type",
-            f"{value.type!r} is not a type name (1 to {MAX_TYPE_BYTES} of "
-            "letters, digits and _ . : / + -)",
-        )
-    elif value.type.startswith("HS_") and value.type not in KNOWN_HS_TYPES:
-        bad(
-            "type",
-            f"{value.type!r}: HS_ types are reserved; known: " + ", ".join(sorted(KNOWN_HS_TYPES)),
-        )
-    required = TYPE_FORMATS.get(value.type)
-    if required is not None and value.format is not required:
-        bad("data.format", f"{value.type} data must have format {required!s}, not {value.format!s}")
-    elif value.format in (DataFormat.ADMIN, DataFormat.KEY) and required is not value.format:
-        bad(
-            "data.format",
-            f"format {value.format!s} is only for "
-            + ("HS_ADMIN" if value.format is DataFormat.ADMIN else "HS_PUBKEY"),
-        )
+    for name, reason in _type_problems(value.type, value.format):
+        bad(name, reason)
     errors.extend(_data_errors(value, where))
     if not 0 <= value.ttl <= MAX_TTL:
         bad("ttl", f"must be from 0 to {MAX_TTL} seconds, not {value.ttl}")
@@ -253,6 +239,41 @@ def value_errors(value: HandleValue, where: str) -> list[FieldError]:
     for k, ref in enumerate(value.references):
         errors.extend(_reference_errors(ref, f"{where}.references[{k}]"))
     return errors
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_problems(type_: str, fmt: DataFormat) -> tuple[tuple[str, str], ...]:
+    """What is wrong with a type name and its data format; cached, as a few types
+    (URL, EMAIL, HS_ADMIN, ...) make up nearly every value."""
+    problems: list[tuple[str, str]] = []
+    type_bytes = len(type_.encode("utf-8", "surrogatepass"))
+    if not type_ or type_bytes > MAX_TYPE_BYTES or not _TYPE_RE.fullmatch(type_):
+        problems.append(
+            (
+                "type",
+                f"{type_!r} is not a type name (1 to {MAX_TYPE_BYTES} of "
+                "letters, digits and _ . : / + -)",
+            )
+        )
+    elif type_.startswith("HS_") and type_ not in KNOWN_HS_TYPES:
+        problems.append(
+            (
+                "type",
+                f"{type_!r}: HS_ types are reserved; known: " + ", ".join(sorted(KNOWN_HS_TYPES)),
+            )
+        )
+    required = TYPE_FORMATS.get(type_)
+    if required is not None and fmt is not required:
+        problems.append(("data.format", f"{type_} data must have format {required!s}, not {fmt!s}"))
+    elif fmt in (DataFormat.ADMIN, DataFormat.KEY) and required is not fmt:
+        problems.append(
+            (
+                "data.format",
+                f"format {fmt!s} is only for "
+                + ("HS_ADMIN" if fmt is DataFormat.ADMIN else "HS_PUBKEY"),
+            )
+        )
+    return tuple(problems)
 
 
 def _data_errors(value: HandleValue, where: str) -> list[FieldError]:

@@ -7,6 +7,8 @@ grammar and returns a frozen ``Identifier``; every failure is an
 
 from __future__ import annotations
 
+import functools
+
 from schemas.errors import InvalidIdentifier
 from schemas.identifiers.did import parse_did
 from schemas.identifiers.digital_link import parse_digital_link
@@ -31,8 +33,13 @@ _EXPLICIT_GS1 = {"gtin:": Scheme.GTIN, "gln:": Scheme.GLN, "sscc:": Scheme.SSCC}
 _DOTTED_DIGITS = DIGITS | {"."}
 
 
+@functools.lru_cache(maxsize=16384)
 def parse(text: str) -> Identifier:
-    """Parse ``text`` as whichever scheme its shape names."""
+    """Parse ``text`` as whichever scheme its shape names.
+
+    Cached: one request names an identifier to several layers (the API, the policy,
+    the store), and an Identifier is immutable, so each parses it only once.
+    """
     check_text(text)
     lower = text[:8].lower()
     if lower.startswith("did:"):

@@ -21,6 +21,8 @@ def check_text(text: str, *, scheme: str | None = None) -> None:
             f"input is {len(text)} characters long; no identifier exceeds {MAX_INPUT_CHARS}",
             scheme=scheme,
         )
+    if text.isascii() and text.isprintable() and " " not in text:
+        return  # the common case, decided in C: no space, control or non-ASCII character
     for pos, ch in enumerate(text):
         if "\ud800" <= ch <= "\udfff":
             # argv bytes that were not UTF-8 arrive as lone surrogates (PEP 383)

@@ -20,7 +20,7 @@ CREATE TABLE handle_values (
     idx       integer NOT NULL CHECK (idx > 0),
     type      text NOT NULL,
     format    text NOT NULL,
-    data      bytea NOT NULL,                -- deterministic CBOR of the data (codec_cbor)
+    data      bytea NOT NULL,                -- UTF-8 / raw bytes; CBOR for admin, vlist
     ttl       integer NOT NULL CHECK (ttl >= 0),
     ttl_type  smallint NOT NULL CHECK (ttl_type IN (0, 1)),
     ts        bigint NOT NULL,               -- seconds since the epoch

@@ -46,15 +46,12 @@ async def test_registrant_flow_create_read_replace_history_delete(node: Node) ->
 
         read = await c.get("88.100.1/ABC-123")
         assert read.status == 200
-        values = {v["type"]: v for v in read.body["values"]}
-        assert values["URL"]["data"]["value"] == "https://example.com/p/ABC"
-        # the creator became the record's admin, as Handle servers do
-        assert values["HS_ADMIN"]["data"]["value"]["handle"] == "0.NA/88.100.1"
-        assert values["HS_ADMIN"]["data"]["value"]["index"] == 300
+        # no HS_ADMIN of its own: the prefix record 0.NA/88.100.1 governs it
+        assert read.body["values"] == [
+            {**URL_VALUE, "ttl": 86400, "timestamp": read.body["values"][0]["timestamp"]}
+        ]
 
-        replaced = await c.put(
-            "88.100.1/ABC-123", [url(1, "https://example.com/v2"), read.body["values"][1]]
-        )
+        replaced = await c.put("88.100.1/ABC-123", [url(1, "https://example.com/v2")])
         assert (replaced.status, replaced.body["version"]) == (200, 2)
 
         deleted = await c.delete("88.100.1/ABC-123")
@@ -447,8 +444,8 @@ async def test_non_public_values_need_an_admin_signature_to_read(node: Node) -> 
     async with node.client(*await delegate(node, "88.100.3")) as stranger:
         refused = await stranger.get("88.100.1/HIDDEN", type="NOTE")
     types = lambda r: sorted(v["type"] for v in r.body["values"])  # noqa: E731
-    assert types(as_admin) == ["HS_ADMIN", "NOTE", "URL"]
-    assert types(as_public) == types(public_only) == ["HS_ADMIN", "URL"]
+    assert types(as_admin) == ["NOTE", "URL"]
+    assert types(as_public) == types(public_only) == ["URL"]
     assert (hidden.status, hidden.body["responseCode"]) == (401, 402)
     assert refused.status == 403
 

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.codec_cbor import decode_record, encode_record
+from schemas.codec_cbor import decode_record, encode_record, record_to_cbor_obj
 from schemas.codec_json import record_to_json, values_from_json
 from schemas.errors import EncodingError, InvalidValue
 from schemas.record import (
@@ -146,6 +146,8 @@ _values = st.lists(
 def test_cbor_round_trip_is_byte_stable(values: list[HandleValue]) -> None:
     record = Record(handle="88.100.1/X", values=tuple(values))
     data = encode_record(record)
+    # the builders order keys themselves; sorting them again must change nothing
+    assert data == cbor2.dumps(cbor2.loads(data), canonical=True)
     back = decode_record(data)
     assert back == record
     assert encode_record(back) == data
@@ -509,6 +511,35 @@ def test_invalid_value_message_is_json_serialisable_and_bounded() -> None:
     json.dumps([str(e) for e in info.value.errors])
 
 
+def test_admin_data_and_operations_are_in_deterministic_key_order() -> None:
+    from schemas.oplog import Operation, encode_operation
+
+    admin = HandleValue(
+        index=100,
+        type="HS_ADMIN",
+        format=DataFormat.ADMIN,
+        timestamp=NOW,
+        value=AdminRef(
+            handle="0.NA/88.1", index=300, permissions=AdminPerm.from_bits("111111111111")
+        ),
+    )
+    record = Record(handle="0.NA/88.1", values=(admin,))
+    for data in (
+        encode_record(record),
+        encode_operation(
+            Operation(
+                op="replace",
+                handle="0.NA/88.1",
+                version=7,
+                actor="300:0.NA/88.1",
+                at=NOW,
+                record=record,
+            )
+        ),
+    ):
+        assert data == cbor2.dumps(cbor2.loads(data), canonical=True)
+
+
 def test_references_keep_their_order() -> None:
     refs = (Reference(handle="88.1/B", index=2), Reference(handle="88.1/A", index=1))
     record = Record(
@@ -520,3 +551,29 @@ def test_references_keep_their_order() -> None:
         ),
     )
     assert decode_record(encode_record(record)).values[0].value == refs
+
+
+def test_an_operation_with_a_spliced_record_encodes_as_if_built_whole() -> None:
+    from schemas.oplog import Operation, decode_operation, encode_operation
+
+    record = Record(handle="88.1/A", values=(url_value(),))
+    op = Operation(
+        op="create", handle="88.1/A", version=1, actor="300:0.NA/88.1", at=NOW, record=record
+    )
+    whole = cbor2.dumps(
+        {
+            "v": 1,
+            "op": "create",
+            "handle": "88.1/A",
+            "version": 1,
+            "actor": "300:0.NA/88.1",
+            "at": NOW,
+            "record": cbor2.loads(URL_RECORD_CBOR),
+        },
+        canonical=True,
+    )
+    assert encode_operation(op) == whole
+    assert encode_operation(op, record_obj=record_to_cbor_obj(record)) == whole
+    assert decode_operation(whole) == op
+    deleted = Operation(op="delete", handle="88.1/A", version=2, actor="a", at=NOW, record=None)
+    assert decode_operation(encode_operation(deleted)) == deleted
