@@ -1,7 +1,7 @@
 # The two commands of the README. Both set up what they need on a fresh machine.
 .PHONY: demo test
 
-# The main job. Until `idres up` lands (issue 4) it parses one identifier of each scheme.
+# The main job. Until `idres up` lands (issue 4) it parses sample identifiers of each kind.
 demo:
 	bash deploy/setup.sh
 	.venv/bin/idres parse 88.100.1/ABC-123 06901234567892 1.2.156.3001.1 \

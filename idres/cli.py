@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import dataclasses
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -89,7 +91,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from idres.node import serve
+    from idres.node import run
 
     config = NodeConfig.from_env()
     overrides: dict[str, Any] = {}
@@ -103,10 +105,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["admin_key"] = Path(args.admin_key)
     if args.data_dir:
         overrides["data_dir"] = Path(args.data_dir)
-    from dataclasses import replace
-
-    asyncio.run(serve(replace(config, **overrides)))
-    return EXIT_OK
+    if args.workers is not None:
+        overrides["workers"] = args.workers
+    return run(dataclasses.replace(config, **overrides))
 
 
 def _client(args: argparse.Namespace, *, need_key: bool = True) -> RegistryClient:
@@ -241,6 +242,44 @@ async def _import(args: argparse.Namespace) -> int:
         )
 
 
+def _cmd_sign(args: argparse.Namespace) -> int:
+    """Print RFC 9421 signature headers as a curl config (``curl -K``), for curl users."""
+    key_path = args.key or os.environ.get("IDRES_KEY")
+    key_id = args.key_id or os.environ.get("IDRES_KEY_ID")
+    if not key_path or not key_id:
+        raise _Usage("give --key FILE and --key-id INDEX:HANDLE (or IDRES_KEY, IDRES_KEY_ID)")
+    try:
+        key = httpsig.load_private_key(Path(key_path).read_bytes())
+        body = b""
+        if args.data is not None:
+            body = (
+                Path(args.data[1:]).read_bytes()
+                if args.data.startswith("@")
+                else args.data.encode("utf-8")
+            )
+    except (OSError, ValueError) as exc:
+        raise _Usage(str(exc)) from None
+    path, _, query = args.path.partition("?")
+    headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+    headers.update(
+        httpsig.sign_request(
+            method=args.method.upper(),
+            path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            key=key,
+            keyid=key_id,
+            created=int(time.time()),
+            nonce=os.urandom(8).hex(),
+        )
+    )
+    for name, value in headers.items():
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        print(f'header = "{name}: {escaped}"')
+    return EXIT_OK
+
+
 def _run_async(coro_fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         result: int = asyncio.run(coro_fn(args))
@@ -284,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", action="append", help="a prefix this node holds (repeatable)")
     p.add_argument("--admin-key", help="PEM key of the node admin (default: data-dir/admin.pem)")
     p.add_argument("--data-dir")
+    p.add_argument(
+        "--workers", type=int, help="processes serving the port (IDRES_WORKERS, default 1)"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("register", help="create or replace an identifier's record")
@@ -316,6 +358,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key-index", type=int, default=300)
     _signing_options(p)
     p.set_defaults(func=_delegate)
+
+    p = sub.add_parser(
+        "sign",
+        help="signature headers for curl (curl -K <(idres sign ...))",
+        description="Sign a request as the registry expects (RFC 9421 with a "
+        "Content-Digest) and print the headers as a curl config.",
+    )
+    p.add_argument("method", help="PUT, DELETE, POST or GET")
+    p.add_argument(
+        "path",
+        help="the request path as sent, with its query, e.g. "
+        "/api/handles/88.100.1/ABC?overwrite=false",
+    )
+    p.add_argument("--data", help="the body as sent: text, or @FILE")
+    p.add_argument("--idempotency-key", help="also send and sign this Idempotency-Key")
+    p.add_argument("--key", help="PEM private key file (IDRES_KEY)")
+    p.add_argument("--key-id", help="INDEX:HANDLE of the key's HS_PUBKEY (IDRES_KEY_ID)")
+    p.set_defaults(func=_cmd_sign)
 
     p = sub.add_parser("import", help="register identifiers from a CSV or JSON Lines file")
     p.add_argument("file")

@@ -28,6 +28,7 @@ DEFAULT_PREFIXES = (
 )
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_SIGNATURE_MAX_AGE = 300
+DEFAULT_WORKERS = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,6 +41,7 @@ class NodeConfig:
     admin_key: Path | None = None  # PEM private or public key; None: data_dir/admin.pem
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
+    workers: int = DEFAULT_WORKERS  # processes accepting on one socket
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:

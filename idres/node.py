@@ -1,17 +1,23 @@
 """Assemble and run one node: PostgreSQL, the store, the admin key, the HTTP API.
 
-This is the only place that knows how the parts fit; each part is handed what it
-needs.
+This is the only place that knows how the parts fit. With several workers the node
+binds its socket once and forks: every worker accepts on it with its own event loop
+and connection pool, since all the registry's state lives in PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import socket
+import sys
 import time
 from pathlib import Path
 
+import uvloop
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -22,10 +28,11 @@ from cryptography.hazmat.primitives.serialization import (
 from idres.config import NodeConfig
 from registry import httpsig
 from registry.api import RegistryConfig, create_app
-from registry.authz import parse_prefix
+from registry.authz import Signer, parse_prefix
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
+from schemas.identifiers import RoutingKey
 
 log = logging.getLogger("idres.node")
 
@@ -47,15 +54,83 @@ def admin_public_key(config: NodeConfig) -> tuple[bytes, Path]:
     return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo), path
 
 
-async def serve(config: NodeConfig) -> None:
+async def _bootstrap(url: str, served: tuple[RoutingKey, ...], admin_der: bytes) -> Signer:
+    pool = await create_pool(url, min_size=1, max_size=2)
+    try:
+        return await bootstrap(PostgresStore(pool), served, admin_der, now=int(time.time()))
+    finally:
+        await pool.close()
+
+
+def run(config: NodeConfig) -> int:
+    """Run the node until SIGINT or SIGTERM; the process's exit status."""
     served = tuple(parse_prefix(p) for p in config.prefixes)
-    url = config.database_url
-    if url is None:
-        url = await asyncio.to_thread(start_embedded, config.data_dir / "pg")
+    url = config.database_url or start_embedded(config.data_dir / "pg")
+    admin_der, admin_path = admin_public_key(config)
+    admin_id = asyncio.run(_bootstrap(url, served, admin_der))
+    sock = socket.create_server((config.host, config.port), backlog=1024)
+    host, port = sock.getsockname()[:2]
+    print(
+        f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
+        f"{config.workers} worker{'s' if config.workers > 1 else ''})",
+        flush=True,
+    )
+    print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
+    if config.workers <= 1:
+        uvloop.run(_worker(sock, url, served, config))
+        return 0
+    return _supervise(sock, url, served, config)
+
+
+def _supervise(
+    sock: socket.socket, url: str, served: tuple[RoutingKey, ...], config: NodeConfig
+) -> int:
+    """Fork the workers, stop them all when told to or when one dies."""
+    children: list[int] = []
+    for _ in range(config.workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
+            status = 0
+            try:
+                uvloop.run(_worker(sock, url, served, config))
+            except BaseException:
+                log.exception("worker failed")
+                status = 1
+            finally:
+                sys.stdout.flush()
+                os._exit(status)
+        children.append(pid)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.remove(pid)
+        if not stopping:
+            failed = True
+            stop(signal.SIGTERM, None)  # one worker died: take the node down, loudly
+            print(f"idres: worker {pid} exited ({status}); stopping", file=sys.stderr)
+    sock.close()
+    return 1 if failed else 0
+
+
+async def _worker(
+    sock: socket.socket, url: str, served: tuple[RoutingKey, ...], config: NodeConfig
+) -> None:
     pool = await create_pool(url)
     store = PostgresStore(pool)
-    admin_der, admin_path = admin_public_key(config)
-    admin_id = await bootstrap(store, served, admin_der, now=int(time.time()))
     app = create_app(
         store,
         RegistryConfig(
@@ -66,14 +141,7 @@ async def serve(config: NodeConfig) -> None:
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, config.host, config.port)
-    await site.start()
-    print(
-        f"idres: serving http://{config.host}:{config.port} "
-        f"(prefixes {', '.join(config.prefixes)})",
-        flush=True,
-    )
-    print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
+    await web.SockSite(runner, sock).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -246,3 +246,36 @@ def test_an_interrupted_import_resumes_without_duplicates(
     assert "20000 registered" in resumed.stderr
     assert count_handles(db_url) == 20_000  # every row once: no row written twice
     assert not checkpoint.exists()
+
+
+def test_the_same_flow_with_curl_and_idres_sign(server: tuple[str, Path], tmp_path: Path) -> None:
+    url, admin = server
+    values = tmp_path / "values.json"
+    values.write_text(
+        '{"values": [{"index": 1, "type": "URL", "data": "https://example.com/p/CURL"}]}'
+    )
+    env = {**os.environ, "IDRES_KEY": str(admin), "IDRES_KEY_ID": ADMIN_ID}
+    idres_cmd = f"{sys.executable} -m idres"
+
+    def curl(script: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-c", script], capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+
+    put = curl(
+        f"curl -sS -K <({idres_cmd} sign PUT /api/handles/88.100.1/CURL?overwrite=false"
+        f" --data @{values}) -X PUT -H 'Content-Type: application/json'"
+        f" --data-binary @{values} '{url}/api/handles/88.100.1/CURL?overwrite=false'"
+    )
+    assert json.loads(put.stdout) == {"responseCode": 1, "handle": "88.100.1/CURL", "version": 1}, (
+        put.stderr
+    )
+    got = curl(f"curl -sS {url}/api/handles/88.100.1/CURL")
+    assert json.loads(got.stdout)["values"][0]["data"]["value"] == "https://example.com/p/CURL"
+    unsigned = curl(f"curl -sS -X DELETE {url}/api/handles/88.100.1/CURL")
+    assert json.loads(unsigned.stdout)["responseCode"] == 402
+    deleted = curl(
+        f"curl -sS -K <({idres_cmd} sign DELETE /api/handles/88.100.1/CURL)"
+        f" -X DELETE {url}/api/handles/88.100.1/CURL"
+    )
+    assert json.loads(deleted.stdout)["version"] == 2, deleted.stderr

@@ -308,7 +308,7 @@ async def test_bad_signatures_are_refused_with_a_reason(
     [
         ("88.100.1/a b", b'{"values": []}', "application/json", 400, 102, "whitespace"),
         ("88.100.1/X", b'{"values": [', "application/json", 400, 202, "line 1 column 13"),
-        ("88.100.1/X", b"\xff\xfe", "application/json", 400, 202, "not UTF-8"),
+        ("88.100.1/X", b"\xff\xfe", "application/json", 400, 202, "not valid UTF-8"),
         ("88.100.1/X", b'{"values": []}', "text/plain", 415, 202, "application/json"),
         (
             "88.100.1/X",
