@@ -110,6 +110,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return run(dataclasses.replace(config, **overrides))
 
 
+def _cmd_up(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from idres.network import prepare, up
+
+    data_dir = Path(args.data_dir or NodeConfig.from_env().data_dir)
+    prepared = prepare(data_dir, host=args.host, base_port=args.base_port)
+    uvloop.run(up(prepared, data_dir))
+    return EXIT_OK
+
+
 def _client(args: argparse.Namespace, *, need_key: bool = True) -> RegistryClient:
     key_path = args.key or os.environ.get("IDRES_KEY")
     key_id = args.key_id or os.environ.get("IDRES_KEY_ID")
@@ -327,6 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="processes serving the port (IDRES_WORKERS, default 1)"
     )
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser(
+        "up",
+        help="run a whole network on this machine (6 nodes)",
+        description="One super, two backbone and three sub-chain nodes, with "
+        "an embedded PostgreSQL and example identifiers of each scheme.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument(
+        "--base-port",
+        type=int,
+        default=8000,
+        help="the super node's port; the others follow (0: any free ports)",
+    )
+    p.add_argument("--data-dir", help="where keys and data live (IDRES_DATA_DIR)")
+    p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser("register", help="create or replace an identifier's record")
     p.add_argument("handle")

@@ -28,11 +28,12 @@ from cryptography.hazmat.primitives.serialization import (
 from idres.config import NodeConfig
 from registry import httpsig
 from registry.api import RegistryConfig, create_app
-from registry.authz import Signer, parse_prefix
+from registry.authz import Signer
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from schemas.identifiers import RoutingKey
+from schemas.identifiers.prefix import parse_prefix
 
 log = logging.getLogger("idres.node")
 

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes
 from aiohttp import web
 
 from registry import httpsig
-from registry.authz import Signer, authorize, covering_prefix_handles, parse_prefix
+from registry.authz import Signer, authorize, covering_prefix_handles
 from registry.authz import prefix_record_handle as record_of_prefix
 from registry.httpio import (
     BadRequest,
@@ -65,6 +65,7 @@ from schemas.errors import (
     InvalidValue,
 )
 from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
+from schemas.identifiers.prefix import parse_prefix
 from schemas.record import AdminPerm, HandleValue, Record, check_values
 
 HANDLES = "/api/handles/"
@@ -92,15 +93,19 @@ class RegistryAPI:
         self.config = config
         self.clock = clock
 
-    def install(self, app: web.Application) -> None:
+    def install(self, app: web.Application, *, reads: bool = True) -> None:
+        """Add the registry's routes; ``reads=False`` leaves GET of a record and
+        /healthz to a resolver installed beside it (which calls ``get_handle``)."""
         app.router.add_get("/api/handles", self.list_handles)
-        app.router.add_get(HANDLES + "{tail:.+}", self.get_handle)
+        if reads:
+            app.router.add_get(HANDLES + "{tail:.+}", self.get_handle)
         app.router.add_put(HANDLES + "{tail:.+}", self.put_handle)
         app.router.add_delete(HANDLES + "{tail:.+}", self.delete_handle)
         app.router.add_post("/api/batch", self.batch)
         app.router.add_post("/api/prefixes", self.delegate_prefix)
         app.router.add_get("/openapi.json", self.openapi)
-        app.router.add_get("/healthz", self.healthz)
+        if reads:
+            app.router.add_get("/healthz", self.healthz)
         app.cleanup_ctx.append(self._purge_loop)
 
     async def _purge_loop(self, app: web.Application) -> AsyncIterator[None]:
@@ -119,7 +124,7 @@ class RegistryAPI:
     # --- reading -----------------------------------------------------------------------
 
     async def get_handle(self, request: web.Request) -> web.Response:
-        text, history = _target(request)
+        text, history = target_of(request)
         ident = parse(text)
         types = set(request.query.getall("type", []))
         indexes = query_ints(request, "index")
@@ -249,7 +254,7 @@ class RegistryAPI:
     # --- writing -----------------------------------------------------------------------
 
     async def put_handle(self, request: web.Request) -> web.Response:
-        text, _ = _target(request)
+        text, _ = target_of(request)
         ident = parse(text)
         overwrite = query_bool(request, "overwrite", True)
         indexes = query_ints(request, "index")
@@ -261,7 +266,7 @@ class RegistryAPI:
         )
 
     async def delete_handle(self, request: web.Request) -> web.Response:
-        text, _ = _target(request)
+        text, _ = target_of(request)
         ident = parse(text)
         indexes = query_ints(request, "index")
         raw = await read_body(request, max_bytes=self.config.max_body_bytes)
@@ -380,7 +385,7 @@ def _covered(request: web.Request) -> tuple[str, ...]:
     return params.components
 
 
-def _target(request: web.Request) -> tuple[str, bool]:
+def target_of(request: web.Request) -> tuple[str, bool]:
     """The identifier named by the raw path, and whether ``/history`` follows it.
 
     Matching the raw path keeps ``%2F`` apart from ``/``: an identifier whose suffix

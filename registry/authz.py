@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 from schemas.errors import AuthenticationNeeded, Forbidden, InvalidIdentifier
 from schemas.identifiers import Identifier, Namespace, RoutingKey
-from schemas.identifiers.handle import parse_prefix as parse_handle_prefix
-from schemas.identifiers.text import DIGITS, check_text
+from schemas.identifiers.prefix import parse_prefix
 from schemas.record import AdminPerm, HandleValue, Record
 
 PREFIX_RECORD_PREFIX = "0.NA"
@@ -52,50 +51,6 @@ def named_prefix(ident: Identifier) -> RoutingKey | None:
     except InvalidIdentifier:
         return None
     return key if prefix_record_handle(key) == ident.canonical else None
-
-
-def parse_prefix(text: str) -> RoutingKey:
-    """A prefix as users write it: ``88.100.1`` (handle), or ``gs1:690123``,
-    ``oid:1.2.156``, ``ecode:1000``, ``bid:ab12`` for the other namespaces."""
-    check_text(text, scheme="prefix")
-    if ":" not in text:
-        segments = parse_handle_prefix(text, text, scheme="prefix")
-        return RoutingKey(namespace=Namespace.HANDLE, labels=tuple(segments))
-    name, _, rest = text.partition(":")
-    start = len(name) + 1
-    if name in ("gs1", "ecode"):
-        if not rest or any(c not in DIGITS for c in rest):
-            raise InvalidIdentifier(
-                text, f"a {name} prefix is one or more digits", position=start, scheme="prefix"
-            )
-        return RoutingKey(namespace=Namespace(name), labels=tuple(rest))
-    if name == "oid":
-        arcs = rest.split(".")
-        if not rest or any(
-            not a or any(c not in DIGITS for c in a) or (len(a) > 1 and a[0] == "0") for a in arcs
-        ):
-            raise InvalidIdentifier(
-                text,
-                "an oid prefix is dotted decimal arcs without leading zeros",
-                position=start,
-                scheme="prefix",
-            )
-        return RoutingKey(namespace=Namespace.OID, labels=tuple(arcs))
-    if name == "bid":
-        if len(rest) != 4 or any(c not in "abcdefghijklmnopqrstuvwxyz0123456789" for c in rest):
-            raise InvalidIdentifier(
-                text,
-                "a bid prefix is a 4-character sub-chain code",
-                position=start,
-                scheme="prefix",
-            )
-        return RoutingKey(namespace=Namespace.BID, labels=(rest,))
-    raise InvalidIdentifier(
-        text,
-        f"unknown prefix namespace {name!r} (gs1, oid, ecode, bid)",
-        position=0,
-        scheme="prefix",
-    )
 
 
 def governing_key(ident: Identifier) -> RoutingKey:

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from registry import httpsig
 from registry.api import RegistryConfig, create_app
-from registry.authz import parse_prefix
 from registry.client import RegistryClient
 from registry.service import bootstrap
 from registry.store import PostgresStore
+from schemas.identifiers.prefix import parse_prefix
 
 SERVED = ("88.100", "gs1:690")
 ROOT_KEY_ID = "300:0.NA/node.admin"

@@ -1,0 +1,116 @@
+"""How one node's parts fit: its store, its registry, its resolver, one aiohttp app.
+
+``idres serve`` builds one of these per worker process; ``idres up`` builds six in
+one process. Nothing here reads configuration: it is handed what it needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from registry.api import RegistryAPI, RegistryConfig
+from registry.httpio import errors_middleware
+from registry.store import PostgresStore
+from resolver.api import ResolverAPI, local_answer
+from resolver.cache import CacheConfig
+from resolver.metrics import Metrics
+from resolver.service import Answer, Resolver, ResolverConfig
+from resolver.topology import Delegation, Directory, Role, prefix_key, sign_delegation
+from resolver.transport import HttpTransport, NodeTransport
+from schemas.codec_json import record_to_json
+from schemas.identifiers import Identifier
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSpec:
+    """One node of the hierarchy, as the operator lays it out."""
+
+    name: str
+    role: Role
+    parent: str | None
+    url: str
+    prefixes: tuple[str, ...]
+
+
+def node_public_key(key: ed25519.Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def delegations(
+    specs: list[NodeSpec], keys: dict[str, ed25519.Ed25519PrivateKey]
+) -> list[Delegation]:
+    """Each node's delegation, signed by its parent's key (the super node's by its own)."""
+    issued = int(time.time())
+    out = []
+    for spec in specs:
+        unsigned = Delegation(
+            name=spec.name,
+            role=spec.role,
+            url=spec.url,
+            parent=spec.parent,
+            prefixes=spec.prefixes,
+            public_key=node_public_key(keys[spec.name]),
+            issued=issued,
+        )
+        issuer = keys[spec.parent] if spec.parent is not None else keys[spec.name]
+        out.append(sign_delegation(unsigned, issuer))
+    return out
+
+
+def build_app(
+    *,
+    name: str,
+    role: Role,
+    store: PostgresStore,
+    directory: Callable[[], Directory],
+    max_body_bytes: int,
+    signature_max_age: int = 300,
+    cache: CacheConfig | None = None,
+    transport: NodeTransport | None = None,
+    upstream_timeout: float = 2.0,
+) -> web.Application:
+    """The node's app: registry writes for its prefixes, resolution for everything."""
+    me = directory().by_name[name]
+    served = tuple(prefix_key(p) for p in me.prefixes)
+    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
+    registry = RegistryAPI(
+        store,
+        RegistryConfig(
+            served=served, max_body_bytes=max_body_bytes, signature_max_age=signature_max_age
+        ),
+    )
+    registry.install(app, reads=False)
+    metrics = Metrics(name)
+    upstream = transport or HttpTransport(timeout=upstream_timeout)
+
+    async def local(ident: Identifier) -> Answer:
+        record = await store.get(ident.canonical)
+        if record is None:
+            return local_answer(None, ident.canonical)
+        public = tuple(v for v in record.values if v.permissions.public_read)
+        return local_answer(record_to_json(record, values=public), ident.canonical)
+
+    resolver = Resolver(
+        config=ResolverConfig(name=name, cache=cache or CacheConfig()),
+        directory=directory,
+        local=local,
+        transport=upstream,
+        metrics=metrics,
+    )
+    ResolverAPI(resolver, registry, directory, metrics, role=role.value).install(app)
+
+    async def close_transport(app: web.Application) -> None:
+        await upstream.close()
+
+    app.on_cleanup.append(close_transport)
+    app[RESOLVER] = resolver
+    return app
+
+
+RESOLVER = web.AppKey("resolver", Resolver)

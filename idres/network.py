@@ -1,0 +1,268 @@
+"""``idres up``: a whole network on one machine, one process, real PostgreSQL.
+
+One super node, two backbone nodes and three sub-chain nodes, each on its own port
+with its own database in one embedded PostgreSQL server; the node keys, the data and
+the seeded examples stay in the data directory, so a restart keeps everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    load_pem_private_key,
+)
+
+from idres.assembly import NodeSpec, build_app, delegations
+from registry import httpsig
+from registry.database import create_pool, start_embedded
+from registry.service import bootstrap
+from registry.store import PostgresStore
+from resolver.topology import Directory, Role, prefix_key
+from schemas.codec_json import values_from_json
+from schemas.errors import IdentifierExists
+from schemas.identifiers import parse
+from schemas.identifiers.did import b58encode
+from schemas.record import Record
+
+# (name, role, parent, port offset, prefixes)
+LAYOUT: tuple[tuple[str, Role, str | None, int, tuple[str, ...]], ...] = (
+    ("super", Role.SUPER, None, 0, ("bid:",)),
+    ("backbone-1", Role.BACKBONE, "super", 1, ("88", "gs1:6")),
+    ("backbone-2", Role.BACKBONE, "super", 2, ("86", "oid:1.2.156", "ecode:1")),
+    ("sub-a", Role.SUBCHAIN, "backbone-1", 10, ("88.100", "gs1:690")),
+    ("sub-b", Role.SUBCHAIN, "backbone-1", 11, ("88.200", "bid:ab12")),
+    ("sub-c", Role.SUBCHAIN, "backbone-2", 12, ("86.1000", "oid:1.2.156.3001", "ecode:1000")),
+)
+_DID_SUFFIX = b58encode(bytes(range(1, 23)))
+
+# (node, identifier, values): one example of each scheme, where the layout puts it
+SEEDS: tuple[tuple[str, str, list[dict[str, object]]], ...] = (
+    (
+        "sub-a",
+        "88.100.1/ABC-123",
+        [
+            {"index": 1, "type": "URL", "data": "https://example.com/products/ABC-123"},
+            {"index": 2, "type": "EMAIL", "data": "quality@example.com"},
+        ],
+    ),
+    (
+        "sub-a",
+        "06901234567892",
+        [
+            {"index": 1, "type": "URL", "data": "https://example.com/gtin/06901234567892"},
+            {"index": 2, "type": "DESC", "data": "Green tea, 500 g"},
+        ],
+    ),
+    (
+        "sub-b",
+        "88.200.7/LOT-42",
+        [{"index": 1, "type": "URL", "data": "https://example.com/batches/LOT-42"}],
+    ),
+    (
+        "sub-b",
+        f"did:bid:ab12:ef{_DID_SUFFIX}",
+        [{"index": 1, "type": "URL", "data": "https://example.com/agents/ab12"}],
+    ),
+    (
+        "sub-c",
+        "86.1000.12/x",
+        [{"index": 1, "type": "URL", "data": "https://example.com/parallel/x"}],
+    ),
+    (
+        "sub-c",
+        "1.2.156.3001.1",
+        [{"index": 1, "type": "URL", "data": "https://example.com/oid/1.2.156.3001.1"}],
+    ),
+    (
+        "sub-c",
+        "ecode:10001000000000000001",
+        [{"index": 1, "type": "URL", "data": "https://example.com/ecode/1000100"}],
+    ),
+    (
+        "super",
+        f"did:bid:ef{_DID_SUFFIX}",
+        [{"index": 1, "type": "URL", "data": "https://example.com/main-chain/agent"}],
+    ),
+)
+
+
+@dataclass
+class Running:
+    specs: list[NodeSpec]
+    runners: list[web.AppRunner]
+    pools: list[asyncpg.Pool]
+
+
+def _node_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    if path.exists():
+        key = load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, ed25519.Ed25519PrivateKey)
+        return key
+    key = ed25519.Ed25519PrivateKey.generate()
+    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    path.chmod(0o600)
+    return key
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), backlog=1024)
+    except OSError as exc:
+        raise SystemExit(
+            f"idres up: cannot listen on {host}:{port}: {exc.strerror}; "
+            "is another idres up running? (--base-port moves the network)"
+        ) from None
+
+
+@dataclass
+class Prepared:
+    """What ``prepare`` made ready before the event loop: keys, PostgreSQL, sockets."""
+
+    home: Path
+    url: str
+    keys: dict[str, ed25519.Ed25519PrivateKey]
+    admin_der: bytes
+    sockets: list[socket.socket]
+    host: str
+
+
+def prepare(data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000) -> Prepared:
+    """The blocking part of starting: files, the embedded server, the listening sockets."""
+    home = data_dir.expanduser() / "up"
+    (home / "keys").mkdir(parents=True, exist_ok=True)
+    url = start_embedded(home / "pg")
+    keys = {name: _node_key(home / "keys" / f"{name}.pem") for name, *_ in LAYOUT}
+    admin_path = home / "keys" / "admin.pem"
+    if not admin_path.exists():
+        admin_path.write_bytes(httpsig.private_key_pem(httpsig.generate_key()))
+        admin_path.chmod(0o600)
+    admin_der = httpsig.public_key_der(httpsig.load_private_key(admin_path.read_bytes()))
+    sockets = [
+        _bind(host, base_port + offset) if base_port else _bind(host, 0)
+        for _, _, _, offset, _ in LAYOUT
+    ]
+    return Prepared(home=home, url=url, keys=keys, admin_der=admin_der, sockets=sockets, host=host)
+
+
+async def start(prepared: Prepared) -> Running:
+    url, sockets, host = prepared.url, prepared.sockets, prepared.host
+    specs = [
+        NodeSpec(
+            name=name,
+            role=role,
+            parent=parent,
+            prefixes=prefixes,
+            url=f"http://{host}:{sock.getsockname()[1]}",
+        )
+        for (name, role, parent, _, prefixes), sock in zip(LAYOUT, sockets, strict=True)
+    ]
+    signed = delegations(specs, prepared.keys)
+    directory = Directory(signed, trust_anchor=signed[0].public_key)
+    running = Running(specs=specs, runners=[], pools=[])
+    admin = await asyncpg.connect(url)
+    try:
+        existing = {r["datname"] for r in await admin.fetch("SELECT datname FROM pg_database")}
+        for spec in specs:
+            db = _database(spec.name)
+            if db not in existing:
+                await admin.execute(f'CREATE DATABASE "{db}"')
+    finally:
+        await admin.close()
+    for spec, sock in zip(specs, sockets, strict=True):
+        pool = await create_pool(
+            url.replace("/postgres?", f"/{_database(spec.name)}?"), min_size=1, max_size=8
+        )
+        running.pools.append(pool)
+        store = PostgresStore(pool)
+        served = tuple(prefix_key(p) for p in spec.prefixes)
+        await bootstrap(store, served, prepared.admin_der, now=int(time.time()))
+        await _seed(store, spec.name)
+        app = build_app(
+            name=spec.name,
+            role=spec.role,
+            store=store,
+            directory=lambda: directory,
+            max_body_bytes=16 * 1024 * 1024,
+        )
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        running.runners.append(runner)
+    return running
+
+
+def _database(node: str) -> str:
+    return "idres_" + node.replace("-", "_")
+
+
+async def _seed(store: PostgresStore, node: str) -> None:
+    now = int(time.time())
+    for where, handle, values in SEEDS:
+        if where != node:
+            continue
+        record = Record(
+            handle=parse(handle).canonical, values=values_from_json({"values": values}, now=now)
+        )
+        with contextlib.suppress(IdentifierExists):  # seeded on an earlier start
+            await store.put(record, actor="seed", overwrite=False)
+
+
+async def stop(running: Running) -> None:
+    for runner in running.runners:
+        await runner.cleanup()
+    for pool in running.pools:
+        await pool.close()
+
+
+def summary(running: Running, data_dir: Path) -> str:
+    lines = ["idres up: a network of 6 nodes on this machine", ""]
+    width = max(len(s.name) for s in running.specs)
+    for spec in running.specs:
+        lines.append(
+            f"  {spec.name:<{width}}  {spec.role.value:<8}  {spec.url:<22}  "
+            f"{', '.join(spec.prefixes)}"
+        )
+    entry = running.specs[0].url
+    lines += ["", "examples (ask the super node; it finds the node that holds each):"]
+    for node, handle, _ in SEEDS:
+        lines.append(f"  {handle:<45} held by {node}")
+    lines += [
+        "",
+        "try:",
+        f"  .venv/bin/idres resolve 88.100.1/ABC-123 06901234567892 --server {entry}",
+        f"  curl {entry}/api/handles/88.100.1/ABC-123",
+        f"  curl '{entry}/api/handles/1.2.156.3001.1?recursive=false'",
+        f"  curl {entry}/metrics",
+        "",
+        f"data: {data_dir.expanduser() / 'up'} (kept across restarts); "
+        f"admin key id 300:0.NA/node.admin, key {data_dir.expanduser() / 'up/keys/admin.pem'}",
+        "Ctrl-C stops the network.",
+    ]
+    return "\n".join(lines)
+
+
+async def up(prepared: Prepared, data_dir: Path) -> None:
+    running = await start(prepared)
+    print(summary(running, data_dir), flush=True)
+    stop_event = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_event.set)
+    try:
+        await stop_event.wait()
+    finally:
+        print("idres up: stopping", flush=True)
+        await stop(running)

@@ -1,0 +1,192 @@
+"""The resolution interface of a node: Handle REST reads through the hierarchy, batch
+resolve, the directory, health and Prometheus metrics.
+
+A read of a record this node holds, or any signed read (it may see non-public
+values), goes to the registry's handler; the rest goes through the Resolver. The
+common answer, unfiltered and cached, is written as the bytes the cache holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from registry.api import RegistryAPI, target_of
+from registry.httpio import BadRequest, dump, error_body, json_response, query_bool, query_ints
+from registry.httpio import read_json as read_json_body
+from resolver.metrics import Metrics
+from resolver.service import VIA_HEADER, Answer, Resolver
+from resolver.topology import Directory
+from schemas.codec_json import record_to_json
+from schemas.errors import AuthenticationNeeded, IdresError, InvalidValue
+from schemas.identifiers import Identifier, parse
+
+MAX_BATCH_RESOLVE = 1000
+JSON = "application/json"
+
+
+class ResolverAPI:
+    def __init__(
+        self,
+        resolver: Resolver,
+        registry: RegistryAPI,
+        directory: Callable[[], Directory],
+        metrics: Metrics,
+        *,
+        role: str,
+    ) -> None:
+        self.resolver = resolver
+        self.registry = registry
+        self.directory = directory
+        self.metrics = metrics
+        self.role = role
+
+    def install(self, app: web.Application) -> None:
+        app.router.add_get("/api/handles/{tail:.+}", self.get_handle)
+        app.router.add_post("/api/resolve", self.resolve_many)
+        app.router.add_get("/api/directory", self.directory_json)
+        app.router.add_get("/metrics", self.metrics_text)
+        app.router.add_get("/healthz", self.healthz)
+
+    async def get_handle(self, request: web.Request) -> web.StreamResponse:
+        self.metrics.inc("idres_requests_total", 'interface="rest"')
+        text, history = target_of(request)
+        if history or "Signature" in request.headers:
+            # a node answers history and signed reads only for what it holds itself
+            return await self.registry.get_handle(request)
+        ident = parse(text)
+        recursive = query_bool(request, "recursive", True)
+        auth = query_bool(request, "auth", False)
+        types = set(request.query.getall("type", []))
+        indexes = query_ints(request, "index")
+        query_bool(request, "publicOnly", False)  # unsigned reads see public values only
+        answer = await self.resolver.resolve(
+            ident, recursive=recursive, auth=auth, via=_via(request)
+        )
+        return respond(answer, ident, types=types, indexes=indexes)
+
+    async def resolve_many(self, request: web.Request) -> web.Response:
+        self.metrics.inc("idres_requests_total", 'interface="batch"')
+        _, body = await read_json_body(request, max_bytes=self.registry.config.max_body_bytes)
+        if (
+            not isinstance(body, dict)
+            or set(body) != {"identifiers"}
+            or not isinstance(body["identifiers"], list)
+        ):
+            raise InvalidValue.single("identifiers", 'send {"identifiers": ["...", ...]}')
+        items = body["identifiers"]
+        if not 1 <= len(items) <= MAX_BATCH_RESOLVE:
+            raise InvalidValue.single(
+                "identifiers", f"{len(items)} identifiers; send 1 to {MAX_BATCH_RESOLVE}"
+            )
+        limit = asyncio.Semaphore(64)
+
+        async def one(item: Any) -> dict[str, Any]:
+            if not isinstance(item, str):
+                return {
+                    "input": item,
+                    "responseCode": 102,
+                    "status": 400,
+                    "message": "not a string",
+                }
+            try:
+                ident = parse(item)
+                async with limit:
+                    answer = await self.resolver.resolve(ident)
+            except IdresError as exc:
+                return {"input": item, **error_body(exc), "status": exc.http_status}
+            return {
+                "input": item,
+                "status": answer.status,
+                **orjson.loads(answer.body),
+                **({"stale": True} if answer.stale else {}),
+            }
+
+        results = await asyncio.gather(*(one(i) for i in items))
+        return json_response({"responseCode": 1, "results": results})
+
+    async def directory_json(self, request: web.Request) -> web.Response:
+        nodes = sorted(self.directory().by_name.values(), key=lambda d: d.name)
+        return json_response({"responseCode": 1, "nodes": [d.to_json() for d in nodes]})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        text = self.metrics.render({"idres_cache_entries": len(self.resolver.cache)})
+        return web.Response(
+            text=text, content_type="text/plain", headers={"Cache-Control": "no-store"}
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        await self.registry.store.get("0.NA/healthz")  # one round trip to PostgreSQL
+        return json_response({"status": "ok", "node": self.resolver.config.name, "role": self.role})
+
+
+def respond(
+    answer: Answer, ident: Identifier, *, types: set[str], indexes: frozenset[int] | None
+) -> web.Response:
+    """The answer as sent: the cached bytes themselves unless the request narrows or
+    decorates them (filters, Digital Link qualifiers, a stale mark)."""
+    headers = {"Idres-Source": answer.source}
+    if answer.stale:
+        headers["Idres-Stale"] = "true"
+    if not (types or indexes is not None or ident.qualifiers or answer.stale):
+        return web.Response(
+            body=answer.body, status=answer.status, content_type=JSON, headers=headers
+        )
+    body = orjson.loads(answer.body)
+    values = body.get("values")
+    if isinstance(values, list) and (types or indexes is not None):
+        body["values"] = [
+            v
+            for v in values
+            if isinstance(v, dict)
+            and (not types or v.get("type") in types)
+            and (indexes is None or v.get("index") in indexes)
+        ]
+        if not body["values"]:
+            body = {
+                "responseCode": 200,
+                "handle": body.get("handle"),
+                "message": "no values match the filters",
+            }
+    if ident.qualifiers:
+        body["qualifiers"] = dict(ident.qualifiers)
+    if answer.stale:
+        body["stale"] = True
+    return web.Response(body=dump(body), status=answer.status, content_type=JSON, headers=headers)
+
+
+def _via(request: web.Request) -> tuple[str, ...]:
+    raw = request.headers.get(VIA_HEADER, "")
+    hops = tuple(h.strip() for h in raw.split(",") if h.strip())
+    if len(hops) > 32:
+        raise BadRequest(f"{VIA_HEADER} names {len(hops)} hops")
+    return hops
+
+
+def local_answer(record_json: dict[str, Any] | None, handle: str) -> Answer:
+    """What this node answers for a record it holds, to anyone: its public values."""
+    if record_json is None:
+        return Answer(
+            status=404,
+            body=dump(
+                {
+                    "responseCode": 100,
+                    "handle": handle,
+                    "message": f"identifier not found: {handle}",
+                }
+            ),
+        )
+    if not record_json["values"]:
+        exc = AuthenticationNeeded(
+            f"the values of {handle} are not public; sign the "
+            "request with an admin key to read them"
+        )
+        return Answer(status=401, body=dump(error_body(exc)))
+    return Answer(status=200, body=dump(record_json))
+
+
+__all__ = ["ResolverAPI", "local_answer", "record_to_json"]

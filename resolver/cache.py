@@ -1,0 +1,99 @@
+"""The resolution cache: answers kept for their TTL, negative answers briefly, and
+expired answers kept a while longer to serve, marked stale, when upstream fails.
+
+A plain data structure over an injected clock; nothing here awaits. Failures are
+never stored: only a record (positive) or "not found" (negative) enters.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Entry:
+    body: bytes  # the answer, encoded once (JSON of the Handle REST shape)
+    status: int  # 200 for a record, 404 for "not found"
+    expires: float  # fresh until
+    stale_until: float  # servable, marked stale, until (when upstream fails)
+
+    @property
+    def negative(self) -> bool:
+        return self.status == 404
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CacheConfig:
+    max_entries: int = 1_000_000
+    negative_ttl: float = 5.0
+    max_ttl: float = 86_400.0
+    stale_for: float = 3_600.0  # how long past its TTL an answer may be served stale
+
+
+class Cache:
+    """LRU over canonical identifiers. ``get`` returns only fresh entries;
+    ``get_stale`` also those past their TTL but within the stale bound."""
+
+    def __init__(
+        self, config: CacheConfig = CacheConfig(), clock: Callable[[], float] | None = None
+    ) -> None:
+        import time
+
+        self.config = config
+        self._clock = clock or time.monotonic
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.expires <= self._clock():
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def get_stale(self, key: str) -> Entry | None:
+        entry = self._entries.get(key)
+        if entry is None or entry.stale_until <= self._clock():
+            return None
+        return entry
+
+    def put_positive(self, key: str, body: bytes, ttl: float) -> Entry:
+        now = self._clock()
+        ttl = max(0.0, min(ttl, self.config.max_ttl))
+        entry = Entry(
+            body=body, status=200, expires=now + ttl, stale_until=now + ttl + self.config.stale_for
+        )
+        self._store(key, entry)
+        return entry
+
+    def put_negative(self, key: str, body: bytes) -> Entry:
+        now = self._clock()
+        # a "not found" is never served stale: the identifier may exist by now
+        entry = Entry(
+            body=body,
+            status=404,
+            expires=now + self.config.negative_ttl,
+            stale_until=now + self.config.negative_ttl,
+        )
+        self._store(key, entry)
+        return entry
+
+    def _store(self, key: str, entry: Entry) -> None:
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.config.max_entries:
+            self._entries.popitem(last=False)
+
+
+def record_ttl(ttls: list[tuple[int, bool]], now: float) -> float:
+    """How long a record may be cached: its shortest value TTL (RFC 3651 §3.1).
+
+    Each item is (ttl, absolute); an absolute TTL is a time since the epoch.
+    """
+    if not ttls:
+        return 0.0
+    return max(0.0, min(float(t) - now if absolute else float(t) for t, absolute in ttls))

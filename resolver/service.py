@@ -1,0 +1,214 @@
+"""Resolution at one node: answer locally, from the cache, by asking the next node
+(recursion), or by naming it (referral).
+
+Decisions come from the directory (``Directory.route``) and the cache; this module
+drives them: single flight for concurrent misses, stale answers when the next node
+fails, loop detection through the ``Idres-Via`` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+import orjson
+
+from registry.httpio import dump
+from resolver.cache import Cache, CacheConfig, Entry, record_ttl
+from resolver.metrics import Metrics
+from resolver.topology import Directory, Route
+from resolver.transport import LoopDetected, NodeTransport, UpstreamError
+from schemas.errors import IdentifierNotFound, IdresError
+from schemas.identifiers import Identifier
+
+VIA_HEADER = "Idres-Via"
+SAFE_PATH = "/:@!$&'()*+,;=-._~"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolverConfig:
+    name: str
+    max_hops: int = 8
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Answer:
+    status: int
+    body: bytes  # JSON, Handle REST shape
+    stale: bool = False
+    source: str = "local"  # local | cache | upstream | referral | none
+
+
+LocalRead = Callable[[Identifier], Awaitable[Answer]]
+
+
+def not_found(handle: str) -> bytes:
+    return dump(
+        {"responseCode": 100, "handle": handle, "message": f"identifier not found: {handle}"}
+    )
+
+
+class Resolver:
+    def __init__(
+        self,
+        *,
+        config: ResolverConfig,
+        directory: Callable[[], Directory],
+        local: LocalRead,
+        transport: NodeTransport,
+        metrics: Metrics,
+        cache: Cache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.directory = directory
+        self.local = local
+        self.transport = transport
+        self.metrics = metrics
+        self.cache = cache or Cache(config.cache)
+        self._clock = clock
+        self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
+
+    def route(self, ident: Identifier) -> Route:
+        return self.directory().route(self.config.name, ident.routing)
+
+    async def resolve(
+        self,
+        ident: Identifier,
+        *,
+        recursive: bool = True,
+        auth: bool = False,
+        via: tuple[str, ...] = (),
+    ) -> Answer:
+        """The answer for ``ident``; raises IdresError subclasses for failures."""
+        if self.config.name in via:
+            raise LoopDetected(f"resolution loop: {' -> '.join((*via, self.config.name))}")
+        if len(via) >= self.config.max_hops:
+            raise LoopDetected(f"resolution took more than {self.config.max_hops} hops")
+        route = self.route(ident)
+        if route.kind == "local":
+            return await self.local(ident)
+        key = ident.canonical
+        if not auth:
+            entry = self.cache.get(key)
+            if entry is not None:
+                self.metrics.inc("idres_cache_hits_total")
+                return Answer(status=entry.status, body=entry.body, source="cache")
+            self.metrics.inc("idres_cache_misses_total")
+        if route.kind == "none":
+            entry = self.cache.put_negative(key, not_found(key))
+            return Answer(status=404, body=entry.body, source="none")
+        assert route.node is not None
+        if not recursive:
+            return self._referral(ident, route)
+        # one upstream call per identifier at a time; an auth=true lookup gets its own
+        flight = (key, auth)
+        pending = self._inflight.get(flight)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._inflight[flight] = future
+        try:
+            answer = await self._ask(ident, route, auth=auth, via=via)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # consumed: waiters re-raise it, nobody logs it twice
+            raise
+        else:
+            future.set_result(answer)
+            return answer
+        finally:
+            del self._inflight[flight]
+
+    def _referral(self, ident: Identifier, route: Route) -> Answer:
+        """Name the node to ask next (Handle 303 prefix referral down, 302 service up)."""
+        assert route.node is not None
+        code = 303 if route.kind == "down" else 302
+        referral = {
+            "node": route.node.name,
+            "role": route.node.role.value,
+            "url": route.node.url + _handle_path(ident.canonical),
+        }
+        if route.prefix is not None:
+            referral["prefix"] = str(route.prefix)
+        body = {
+            "responseCode": code,
+            "handle": ident.canonical,
+            "message": f"ask {route.node.name} at {route.node.url}",
+            "referral": referral,
+        }
+        return Answer(status=200, body=dump(body), source="referral")
+
+    async def _ask(
+        self, ident: Identifier, route: Route, *, auth: bool, via: tuple[str, ...]
+    ) -> Answer:
+        assert route.node is not None
+        key = ident.canonical
+        url = route.node.url + _handle_path(key) + ("?auth=true" if auth else "")
+        headers = {VIA_HEADER: ",".join((*via, self.config.name))}
+        started = time.perf_counter()
+        try:
+            upstream = await self.transport.get(url, headers=headers)
+        except UpstreamError as exc:
+            self.metrics.inc("idres_upstream_requests_total", f'result="{type(exc).__name__}"')
+            return self._stale_or_raise(key, exc)
+        self.metrics.observe_upstream(time.perf_counter() - started)
+        code = upstream.json.get("responseCode")
+        if upstream.status == 200 and code == 1:
+            self.metrics.inc("idres_upstream_requests_total", 'result="ok"')
+            ttl = record_ttl(_value_ttls(upstream.json), self._clock())
+            self.cache.put_positive(key, upstream.body, ttl)
+            return Answer(status=200, body=upstream.body, source="upstream")
+        if upstream.status == 404 and code == 100:
+            self.metrics.inc("idres_upstream_requests_total", 'result="not_found"')
+            entry = self.cache.put_negative(key, upstream.body)
+            return Answer(status=404, body=entry.body, source="upstream")
+        if upstream.status >= 500 or upstream.status == 508:
+            self.metrics.inc("idres_upstream_requests_total", f'result="http_{upstream.status}"')
+            if upstream.status == 508:  # a loop further up is an answer, not an outage
+                return Answer(status=508, body=upstream.body, source="upstream")
+            return self._stale_or_raise(
+                key,
+                UpstreamError(
+                    f"the next node failed with HTTP {upstream.status}: "
+                    f"{upstream.json.get('message', '')}"
+                ),
+            )
+        # a client error or a referral the next node gave: pass it on, never cached
+        self.metrics.inc("idres_upstream_requests_total", f'result="http_{upstream.status}"')
+        return Answer(status=upstream.status, body=upstream.body, source="upstream")
+
+    def _stale_or_raise(self, key: str, exc: IdresError) -> Answer:
+        entry: Entry | None = self.cache.get_stale(key)
+        if entry is None or entry.negative:
+            raise exc
+        self.metrics.inc("idres_stale_answers_total")
+        return Answer(status=entry.status, body=entry.body, stale=True, source="cache")
+
+
+def _handle_path(handle: str) -> str:
+    return "/api/handles/" + quote(handle, safe=SAFE_PATH)
+
+
+def _value_ttls(body: dict[str, object]) -> list[tuple[int, bool]]:
+    values = body.get("values")
+    if not isinstance(values, list):
+        return []
+    out = []
+    for v in values:
+        if isinstance(v, dict) and isinstance(v.get("ttl"), int):
+            out.append((v["ttl"], v.get("ttlType") == "absolute"))
+    return out
+
+
+def decode(answer: Answer) -> dict[str, object]:
+    parsed = orjson.loads(answer.body)
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+__all__ = ["Answer", "IdentifierNotFound", "Resolver", "ResolverConfig"]

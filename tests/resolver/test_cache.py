@@ -1,0 +1,60 @@
+"""The resolution cache: TTLs, negative answers, stale bounds and eviction."""
+
+from __future__ import annotations
+
+from resolver.cache import Cache, CacheConfig, record_ttl
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_positive_answers_live_for_their_ttl_then_only_as_stale() -> None:
+    clock = Clock()
+    cache = Cache(CacheConfig(stale_for=60), clock)
+    cache.put_positive("k", b"record", ttl=10)
+    clock.now += 9.9
+    assert cache.get("k") is not None
+    clock.now += 0.2
+    assert cache.get("k") is None
+    stale = cache.get_stale("k")
+    assert stale is not None
+    assert stale.body == b"record"
+    clock.now += 60
+    assert cache.get_stale("k") is None
+
+
+def test_negative_answers_are_brief_and_never_stale() -> None:
+    clock = Clock()
+    cache = Cache(CacheConfig(negative_ttl=2, stale_for=3600), clock)
+    cache.put_negative("k", b"not found")
+    entry = cache.get("k")
+    assert entry is not None
+    assert entry.negative
+    clock.now += 2.01
+    assert cache.get("k") is None
+    assert cache.get_stale("k") is None
+
+
+def test_ttls_are_capped_and_the_least_recently_used_is_evicted() -> None:
+    clock = Clock()
+    cache = Cache(CacheConfig(max_entries=2, max_ttl=100), clock)
+    cache.put_positive("a", b"1", ttl=10**9)
+    cache.put_positive("b", b"2", ttl=10)
+    assert cache.get("a") is not None  # a is now the most recently used
+    cache.put_positive("c", b"3", ttl=10)
+    assert cache.get("b") is None
+    assert len(cache) == 2
+    clock.now += 100.5
+    assert cache.get("a") is None  # capped at max_ttl
+
+
+def test_record_ttl_is_the_shortest_value_ttl() -> None:
+    assert record_ttl([(86400, False), (60, False)], now=0) == 60
+    assert record_ttl([(5000, True)], now=4000) == 1000  # absolute: an expiry time
+    assert record_ttl([(100, True)], now=4000) == 0
+    assert record_ttl([], now=0) == 0
