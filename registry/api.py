@@ -11,15 +11,15 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from registry import httpsig
 from registry.authz import Signer, authorize, covering_prefix_handles
 from registry.authz import prefix_record_handle as record_of_prefix
 from registry.httpio import (
@@ -68,6 +68,7 @@ from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
 from schemas.identifiers.prefix import parse_prefix
 from schemas.record import AdminPerm, HandleValue, Record, check_values
 
+log = logging.getLogger("idres.registry")
 HANDLES = "/api/handles/"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
@@ -112,8 +113,10 @@ class RegistryAPI:
         async def loop() -> None:
             while True:
                 await asyncio.sleep(self.config.purge_interval)
-                with contextlib.suppress(IdresError):
+                try:
                     await self.store.purge_expired()
+                except Exception:  # keep purging later; say why it failed now
+                    log.exception("purging expired signatures and idempotency keys failed")
 
         task = asyncio.create_task(loop())
         yield
@@ -236,9 +239,13 @@ class RegistryAPI:
             prefixes=records.values(),
             what=f"list the identifiers under {raw}",
         )
-        exact = prefix.namespace is Namespace.HANDLE
+        match: Literal["exact", "dotted", "digits"] = "digits"  # GS1, Ecode
+        if prefix.namespace in (Namespace.HANDLE, Namespace.BID):
+            match = "exact"
+        elif prefix.namespace is Namespace.OID:
+            match = "dotted"
         total, handles = await self.store.list_handles(
-            str(prefix), exact=exact, page=page, page_size=size
+            str(prefix), match=match, page=page, page_size=size
         )
         return json_response(
             {
@@ -254,6 +261,7 @@ class RegistryAPI:
     # --- writing -----------------------------------------------------------------------
 
     async def put_handle(self, request: web.Request) -> web.Response:
+        _known_query(request, {"overwrite", "index"})
         text, _ = target_of(request)
         ident = parse(text)
         overwrite = query_bool(request, "overwrite", True)
@@ -266,6 +274,7 @@ class RegistryAPI:
         )
 
     async def delete_handle(self, request: web.Request) -> web.Response:
+        _known_query(request, {"index"})  # a mistyped ?indx= must not delete the record
         text, _ = target_of(request)
         ident = parse(text)
         indexes = query_ints(request, "index")
@@ -300,8 +309,8 @@ class RegistryAPI:
         if auth is not None:
             guard = Guard(
                 scope=str(auth.signer),
-                signature=auth.signature,
-                signature_expires=auth.expires,
+                replay_token=auth.replay_token,
+                replay_expires=auth.expires,
                 idempotency_key=key,
                 fingerprint=fingerprint(_signed(request, raw)),
             )
@@ -345,13 +354,11 @@ class RegistryAPI:
             self.store, signed, now=int(self.clock()), max_age=self.config.signature_max_age
         )
         key = request.headers.get(IDEMPOTENCY_HEADER)
-        if key is not None:
-            if not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable():
-                raise BadRequest(
-                    f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters"
-                )
-            if auth is not None and "idempotency-key" not in _covered(request):
-                raise Forbidden(f"the signature must cover the {IDEMPOTENCY_HEADER} header")
+        if key is not None and (
+            not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable()
+        ):
+            raise BadRequest(f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters")
+        # a signature that does not cover the key was refused by parse_signature
         return auth
 
     async def openapi(self, request: web.Request) -> web.Response:
@@ -375,14 +382,23 @@ def _signed(request: web.Request, body: bytes) -> SignedRequest:
         method=request.method,
         path=request.rel_url.raw_path,
         query=request.rel_url.raw_query_string,
-        headers=dict(request.headers),
+        headers=_headers(request),
         body=body,
     )
 
 
-def _covered(request: web.Request) -> tuple[str, ...]:
-    params = httpsig.parse_signature({k.lower(): v for k, v in request.headers.items()})
-    return params.components
+def _known_query(request: web.Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter {unknown[0]!r}; this request takes "
+            + (", ".join(sorted(allowed)) or "none")
+        )
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    """Lower-cased names; a field sent on several lines joined as one (RFC 9110 §5.3)."""
+    return {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
 
 
 def target_of(request: web.Request) -> tuple[str, bool]:

@@ -20,7 +20,9 @@ from schemas.record import AdminPerm, HandleValue, Record
 
 PREFIX_RECORD_PREFIX = "0.NA"
 _NA_LABELS = ("0", "NA")
-ADMIN_TYPES = frozenset({"HS_ADMIN"})
+# Values that decide who may act: changing a key that an HS_ADMIN names is as strong
+# as changing the HS_ADMIN itself, so all of them need the admin permissions.
+ADMIN_TYPES = frozenset({"HS_ADMIN", "HS_PUBKEY", "HS_SECKEY", "HS_VLIST"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,7 +83,9 @@ def required_permissions(old: Record | None, new: Record | None) -> AdminPerm:
         return AdminPerm.DELETE_HANDLE
     if old is None:
         return AdminPerm.ADD_HANDLE
-    needed = AdminPerm(0)
+    # Replacing a record is a modification even when its content comes back the same:
+    # a new version with new timestamps, and no unsigned or unauthorised no-op writes.
+    needed = AdminPerm.MODIFY_VALUE
     before = {v.index: v for v in old.values}
     after = {v.index: v for v in new.values}
     for index in before.keys() | after.keys():
@@ -129,8 +133,6 @@ def authorize(
     must grant them all, as in the Handle System. ``grant`` may stand in for
     ``granted`` (a caller deciding many operations caches it per prefix record).
     """
-    if not needed:
-        return
     if signer is None:
         raise AuthenticationNeeded(f"{what} needs a signed request (RFC 9421)")
     for record in (target, *prefixes):

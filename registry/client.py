@@ -41,8 +41,12 @@ class ClientError(IdresError):
 
 
 def handle_path(handle: str, suffix: str = "") -> str:
-    """``/api/handles/`` + the identifier percent-encoded, its '/' kept (RFC 3986 §3.3)."""
-    return "/api/handles/" + quote(handle, safe="/:@!$&'()*+,;=-._~") + suffix
+    """``/api/handles/`` + the identifier percent-encoded, its '/' kept (RFC 3986 §3.3);
+    an identifier that itself ends in ``/history`` gets that slash as ``%2F``."""
+    path = quote(handle, safe="/:@!$&'()*+,;=-._~")
+    if path.endswith("/history"):
+        path = path[: -len("/history")] + "%2Fhistory"
+    return "/api/handles/" + path + suffix
 
 
 class RegistryClient:

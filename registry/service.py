@@ -30,14 +30,15 @@ from schemas.identifiers import RoutingKey, parse
 from schemas.record import ALL_ADMIN_PERMS, AdminPerm, AdminRef, DataFormat, HandleValue, Record
 
 ADMIN_INDEX = 100
+CLOCK_SKEW = 30  # seconds a signature's "created" may lie in the future
 KEY_INDEX = 300
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Authenticated:
     signer: Signer
-    signature: bytes
-    expires: int  # until when the signature could be replayed
+    replay_token: bytes  # the same for every form of one signed request
+    expires: int  # until when the request could be replayed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,7 +58,7 @@ async def authenticate(
     if "signature" not in lowered and "signature-input" not in lowered:
         return None
     params = httpsig.parse_signature(lowered)
-    httpsig.check_freshness(params, now=now, max_age=max_age)
+    httpsig.check_freshness(params, now=now, max_age=max_age, max_skew=CLOCK_SKEW)
     httpsig.check_content_digest(lowered.get("content-digest"), request.body)
     handle, index = httpsig.parse_key_id(params.keyid)
     key_record = await store.get(handle)
@@ -68,9 +69,18 @@ async def authenticate(
         params, method=request.method, path=request.path, query=request.query, headers=lowered
     )
     httpsig.verify(params, base, der)
-    expires = params.expires if params.expires is not None else params.created + max_age
+    # Remembered until no clock could accept it again: the freshness window, the skew
+    # allowed, a second of rounding. Never longer, whatever "expires" says.
+    last_valid = params.created + max_age
+    if params.expires is not None:
+        last_valid = min(last_valid, params.expires)
+    # The replay token is the signed content, not the signature bytes: an ECDSA
+    # signature has a second valid form (r, n - s) that would pass as new (RFC 9421 §7.2.2).
+    token = hashlib.sha256(params.keyid.encode("utf-8") + b"\n" + base).digest()
     return Authenticated(
-        signer=Signer(handle=handle, index=index), signature=params.signature, expires=expires
+        signer=Signer(handle=handle, index=index),
+        replay_token=token,
+        expires=last_valid + CLOCK_SKEW + 1,
     )
 
 

@@ -8,13 +8,12 @@ nothing behind. asyncpg errors become the domain's StoreUnavailable here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import asyncpg
@@ -130,8 +129,8 @@ class Guard:
     """What makes a signed write safe to retry and impossible to replay."""
 
     scope: str  # the signing key's id
-    signature: bytes | None  # refused if seen before (RFC 9421 §7.2.2)
-    signature_expires: int  # until when the signature must be remembered
+    replay_token: bytes | None  # refused if seen before (RFC 9421 §7.2.2)
+    replay_expires: int  # until when the token must be remembered
     idempotency_key: str | None
     fingerprint: bytes  # sha-256 of what the request asks, to refuse key reuse
 
@@ -239,16 +238,29 @@ class PostgresStore:
             return await _fetch_records(conn, handles)
 
     async def list_handles(
-        self, routing_prefix: str, *, exact: bool, page: int, page_size: int
+        self,
+        routing_prefix: str,
+        *,
+        match: Literal["exact", "dotted", "digits"],
+        page: int,
+        page_size: int,
     ) -> tuple[int, list[str]]:
-        """Identifiers whose routing key is ``routing_prefix`` (or starts with it)."""
-        where = "routing_key = $1" if exact else "routing_key LIKE $1"
-        arg = routing_prefix if exact else _like_prefix(routing_prefix)
+        """Identifiers under a prefix: its routing key exactly (handle prefixes), it or
+        its dotted descendants (OIDs: 1.2.156.1 does not hold 1.2.156.10), or every
+        routing key that starts with it (GS1 and Ecode, delegated digit by digit)."""
+        below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))
+        where, args = {
+            "exact": ("routing_key = $1", [routing_prefix]),
+            "dotted": ("(routing_key = $1 OR routing_key LIKE $2)", [routing_prefix, below]),
+            "digits": ("routing_key LIKE $1", [below]),
+        }[match]
+        n = len(args)
         async with self._conn() as conn:
-            total = await conn.fetchval(f"SELECT count(*) FROM identifiers WHERE {where}", arg)
+            total = await conn.fetchval(f"SELECT count(*) FROM identifiers WHERE {where}", *args)
             rows = await conn.fetch(
-                f"SELECT handle FROM identifiers WHERE {where} ORDER BY handle LIMIT $2 OFFSET $3",
-                arg,
+                f"SELECT handle FROM identifiers WHERE {where} ORDER BY handle"
+                f" LIMIT ${n + 1} OFFSET ${n + 2}",
+                *args,
                 page_size,
                 page * page_size,
             )
@@ -443,9 +455,8 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.execute("DELETE FROM seen_signatures WHERE expires_at < $1", now)
             await conn.execute(
-                "DELETE FROM idempotency WHERE created_at < $1 - make_interval(secs => $2)",
-                now,
-                IDEMPOTENCY_TTL,
+                "DELETE FROM idempotency WHERE created_at < $1",
+                now - timedelta(seconds=IDEMPOTENCY_TTL),
             )
 
 
@@ -499,12 +510,12 @@ async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> St
                 )
             if row["status"] is not None:
                 return StoredResponse(status=row["status"], body=row["body"])
-    if guard.signature is not None:
+    if guard.replay_token is not None:
         fresh = await conn.fetchval(
             "INSERT INTO seen_signatures (digest, expires_at) VALUES ($1, $2)"
             " ON CONFLICT (digest) DO NOTHING RETURNING true",
-            hashlib.sha256(guard.signature).digest(),
-            datetime.fromtimestamp(max(guard.signature_expires, now), UTC),
+            guard.replay_token,
+            datetime.fromtimestamp(max(guard.replay_expires, now), UTC),
         )
         if not fresh:
             raise Forbidden(
@@ -517,7 +528,8 @@ async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> St
 async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, now: int) -> None:
     if not planned:
         return
-    creates = [p for p in planned if p.op == "create"]
+    # inserted in key order, as the lock was taken, so concurrent batches cannot deadlock
+    creates = sorted((p for p in planned if p.op == "create"), key=lambda p: p.handle)
     replaces = [p for p in planned if p.op == "replace"]
     deletes = [p for p in planned if p.op == "delete"]
     if creates:

@@ -15,6 +15,7 @@ from schemas.errors import FieldError, InvalidValue
 from schemas.record import (
     DEFAULT_PERMISSIONS,
     DEFAULT_TTL,
+    MAX_TIMESTAMP,
     AdminPerm,
     AdminRef,
     DataFormat,
@@ -33,7 +34,9 @@ _VALUE_FIELDS = frozenset(
 
 
 def format_timestamp(seconds: int) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # clamped, so that a record from any source (a peer, an old row) can always be shown
+    clamped = min(max(seconds, 0), MAX_TIMESTAMP)
+    return datetime.fromtimestamp(clamped, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def record_to_json(
@@ -280,9 +283,9 @@ def _references(raw: Any, where: str, errors: list[FieldError]) -> tuple[Referen
 
 
 def _ttl_type(raw: Any, f: _Fields) -> TtlType | None:
-    if raw in ("relative", 0):
+    if raw == "relative" or (type(raw) is int and raw == 0):
         return TtlType.RELATIVE
-    if raw in ("absolute", 1):
+    if raw == "absolute" or (type(raw) is int and raw == 1):
         return TtlType.ABSOLUTE
     f.fail("ttlType", "must be 'relative' or 'absolute'")
     return None
@@ -302,7 +305,14 @@ def _timestamp(raw: Any, now: int, f: _Fields) -> int | None:
     if parsed.tzinfo is None:
         f.fail("timestamp", "needs a time zone (Z or +hh:mm)")
         return None
-    return int(parsed.timestamp())
+    try:
+        seconds = int(parsed.timestamp())
+    except (OverflowError, ValueError):
+        seconds = -1
+    if not 0 <= seconds <= MAX_TIMESTAMP:
+        f.fail("timestamp", f"{raw[:40]!r} is outside 1970 to 9999 UTC")
+        return None
+    return seconds
 
 
 def _permissions(raw: Any, f: _Fields) -> Permissions | None:

@@ -21,6 +21,7 @@ from schemas.identifiers import parse
 
 MAX_INDEX = 2**31 - 1  # indexes and TTLs are 4-byte signed integers on the Handle wire
 MAX_TTL = 2**31 - 1
+MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last instant RFC 3339 can write
 MAX_VALUES = 1000
 MAX_DATA_BYTES = 65535
 MAX_TYPE_BYTES = 128
@@ -232,8 +233,8 @@ def value_errors(value: HandleValue, where: str) -> list[FieldError]:
     errors.extend(_data_errors(value, where))
     if not 0 <= value.ttl <= MAX_TTL:
         bad("ttl", f"must be from 0 to {MAX_TTL} seconds, not {value.ttl}")
-    if value.timestamp < 0:
-        bad("timestamp", "must not be before 1970")
+    if not 0 <= value.timestamp <= MAX_TIMESTAMP:
+        bad("timestamp", "must be from 1970 to 9999 (RFC 3339 years have four digits)")
     if len(value.references) > MAX_REFERENCES:
         bad("references", f"{len(value.references)} references; at most {MAX_REFERENCES}")
     for k, ref in enumerate(value.references):

@@ -543,3 +543,140 @@ async def test_every_write_reaches_the_outbox_in_the_same_transaction(node: Node
         ("88.100.1/O", 1, "create"),
         ("88.100.1/O", 2, "delete"),
     ]
+
+
+# --- regressions from review -------------------------------------------------------------
+
+
+async def test_writes_that_change_nothing_still_need_a_signer_and_modify_rights(node: Node) -> None:
+    secret = {"index": 2, "type": "EMAIL", "data": "secret@corp.cn", "permissions": "1100"}
+    async with node.admin_client() as c:
+        await c.put("88.100.1/SAME", [url(), secret])
+    async with node.client() as anon:
+        same = await anon.put("88.100.1/SAME", [url(), secret])
+        guess = await anon.request(
+            "PUT", handle_path("88.100.1/SAME"), query={"index": 2}, body={"values": [secret]}
+        )
+    async with node.client(*await delegate(node, "88.100.2")) as stranger:
+        other = await stranger.put("88.100.1/SAME", [url(), secret])
+    assert (same.status, guess.status) == (401, 401)  # no oracle for a right guess
+    assert other.status == 403
+    assert len(await node.store.history("88.100.1/SAME")) == 1
+
+
+async def test_timestamps_past_year_9999_are_refused_and_records_stay_readable(node: Node) -> None:
+    async with node.admin_client() as c:
+        far = await c.put("88.100.1/T", [{**url(), "timestamp": "9999-12-31T23:59:59-23:59"}])
+        assert (far.status, far.body["errors"][0]["field"]) == (400, "values[0].timestamp")
+        await c.put("88.100.1/T", [url()])
+        assert (await c.get("88.100.1/T")).status == 200
+
+
+async def test_an_ecdsa_signature_in_its_other_form_is_still_a_replay(node: Node) -> None:
+    p256 = httpsig.generate_key("p256")
+    async with node.admin_client() as admin:
+        assert (await admin.delegate("88.100.9", httpsig.public_key_der(p256))).status == 201
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    target, headers = signed(node, p256, "300:0.NA/88.100.9", "PUT", "88.100.9/V", body)
+    label, _, value = headers["Signature"].partition("=")
+    raw = base64.b64decode(value.strip(":"))
+    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # P-256 order
+    s_other = (n - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    other = {**headers, "Signature": f"{label}=:{base64.b64encode(raw[:32] + s_other).decode()}:"}
+    async with aiohttp.ClientSession() as s:
+        async with s.put(target, data=body, headers=headers) as first:
+            assert first.status == 201
+        async with s.put(target, data=body, headers=other) as second:
+            assert second.status == 403
+            assert "replayed" in (await second.json())["message"]
+
+
+async def test_replacing_a_key_needs_admin_rights_not_value_rights(node: Node) -> None:
+    owner, owner_id = await delegate(node, "88.100.5")
+    operator = httpsig.generate_key()
+    op_der = base64.b64encode(httpsig.public_key_der(operator)).decode()
+    async with node.client(owner, owner_id) as c:
+        record = (await c.get("0.NA/88.100.5")).body["values"]
+        record += [
+            {"index": 301, "type": "HS_PUBKEY", "data": {"format": "key", "value": op_der}},
+            {
+                "index": 101,
+                "type": "HS_ADMIN",
+                "data": {
+                    "format": "admin",
+                    "value": {
+                        "handle": "0.NA/88.100.5",
+                        "index": 301,
+                        "permissions": "000001110000",
+                    },
+                },
+            },
+        ]
+        assert (await c.put("0.NA/88.100.5", record)).status == 200
+    async with node.client(operator, "301:0.NA/88.100.5") as c:
+        takeover = await c.request(
+            "PUT",
+            handle_path("0.NA/88.100.5"),
+            query={"index": 300},
+            body={
+                "values": [
+                    {"index": 300, "type": "HS_PUBKEY", "data": {"format": "key", "value": op_der}}
+                ]
+            },
+        )
+    assert takeover.status == 403
+    assert "modify_admin" in takeover.body["message"]
+
+
+async def test_listing_an_oid_prefix_leaves_out_its_siblings(node: Node) -> None:
+    served = (
+        *node.config.served,
+        __import__("schemas.identifiers.prefix", fromlist=["x"]).parse_prefix("oid:1.2.156"),
+    )
+    object.__setattr__(node.config, "served", served)
+    from registry.service import bootstrap
+
+    await bootstrap(node.store, served, httpsig.public_key_der(node.admin), now=0)
+    one, one_id = await delegate(node, "oid:1.2.156.1")
+    ten, ten_id = await delegate(node, "oid:1.2.156.10")
+    async with node.client(one, one_id) as c:
+        await c.put("1.2.156.1.7", [url()])
+    async with node.client(ten, ten_id) as c:
+        await c.put("1.2.156.10.7", [url()])
+    async with node.client(one, one_id) as c:
+        listed = await c.list("oid:1.2.156.1")
+    assert listed.body["handles"] == ["1.2.156.1.7"]
+
+
+async def test_unknown_query_parameters_on_writes_are_refused(node: Node) -> None:
+    async with node.admin_client() as c:
+        await c.put("88.100.1/Q2", [url(1), url(2, "https://b.example/")])
+        typo = await c.request("DELETE", handle_path("88.100.1/Q2"), query={"indx": 2})
+        kept = await c.get("88.100.1/Q2")
+    assert (typo.status, typo.body["responseCode"]) == (400, 202)
+    assert "indx" in typo.body["message"]
+    assert len(kept.body["values"]) == 2
+
+
+async def test_a_far_future_expires_parameter_is_not_a_server_error(node: Node) -> None:
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    path = handle_path("88.100.1/EXP")
+    headers = {"Content-Type": "application/json"}
+    headers.update(
+        httpsig.sign_request(
+            method="PUT",
+            path=path,
+            query="",
+            headers=headers,
+            body=body,
+            key=node.admin,
+            keyid=ROOT_KEY_ID,
+            created=int(time.time()),
+        )
+    )
+    headers["Signature-Input"] += ";expires=999999999999999"  # not signed: refused, not 500
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(URL(node.url + path, encoded=True), data=body, headers=headers) as resp,
+    ):
+        assert resp.status == 403

@@ -194,3 +194,18 @@ async def test_lookup_by_identifier_is_one_index_probe(pool: asyncpg.Pool) -> No
     assert top["Node Type"] in ("Index Scan", "Index Only Scan"), top
     assert top["Index Name"] == "handle_values_pkey"
     assert "Plans" not in top  # no sort, no second pass
+
+
+async def test_purging_forgets_old_idempotency_keys_and_signatures(pool: asyncpg.Pool) -> None:
+    await pool.execute(
+        "INSERT INTO idempotency (scope, key, fingerprint, status, body,"
+        " created_at) VALUES ('k', 'old', '\\x00', 200, '{}',"
+        " now() - interval '2 days'), ('k', 'new', '\\x00', 200, '{}', now())"
+    )
+    await pool.execute(
+        "INSERT INTO seen_signatures (digest, expires_at) VALUES"
+        " ('\\x01', now() - interval '1 minute'), ('\\x02', now() + interval '1 minute')"
+    )
+    await PostgresStore(pool).purge_expired()
+    assert [r["key"] for r in await pool.fetch("SELECT key FROM idempotency")] == ["new"]
+    assert await count(pool, "seen_signatures") == 1

@@ -17,6 +17,7 @@ from schemas.codec_cbor import decode_record, encode_record, record_to_cbor_obj
 from schemas.codec_json import record_to_json, values_from_json
 from schemas.errors import EncodingError, InvalidValue
 from schemas.record import (
+    MAX_TIMESTAMP,
     AdminPerm,
     AdminRef,
     DataFormat,
@@ -127,7 +128,7 @@ _values = st.lists(
         value=st.binary(max_size=64),
         ttl=st.integers(0, 2**31 - 1),
         ttl_type=st.sampled_from(TtlType),
-        timestamp=st.integers(0, 2**40),
+        timestamp=st.integers(0, MAX_TIMESTAMP),
         permissions=st.builds(
             Permissions,
             admin_read=st.booleans(),
@@ -577,3 +578,10 @@ def test_an_operation_with_a_spliced_record_encodes_as_if_built_whole() -> None:
     assert decode_operation(whole) == op
     deleted = Operation(op="delete", handle="88.1/A", version=2, actor="a", at=NOW, record=None)
     assert decode_operation(encode_operation(deleted)) == deleted
+
+
+def test_a_peer_cannot_send_a_timestamp_past_year_9999() -> None:
+    obj = cbor2.loads(URL_RECORD_CBOR)
+    obj["values"][0]["timestamp"] = MAX_TIMESTAMP + 1
+    with pytest.raises(EncodingError, match="1970 to 9999"):
+        decode_record(cbor2.dumps(obj, canonical=True))
