@@ -1,12 +1,17 @@
 # The two commands of the README. Both set up what they need on a fresh machine.
-.PHONY: demo test
+.PHONY: up test demo
 
-# The main job. Until `idres up` lands (issue 4) it parses sample identifiers of each kind.
+# The main job: a whole network (1 super, 2 backbone, 3 sub-chain nodes) on this machine.
+up:
+	bash deploy/setup.sh
+	.venv/bin/idres up
+
+test:
+	bash deploy/test.sh
+
+# Parse one identifier of each kind (no servers).
 demo:
 	bash deploy/setup.sh
 	.venv/bin/idres parse 88.100.1/ABC-123 06901234567892 1.2.156.3001.1 \
 	  https://id.example.com/01/09506000134352/10/LOT7 ecode:10001000000000000001 \
 	  did:bid:ab12:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq did:cn:88.100.1
-
-test:
-	bash deploy/test.sh

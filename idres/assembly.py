@@ -9,11 +9,19 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+    load_pem_private_key,
+)
 
+from idres.keyfiles import write_secret
 from registry.api import RegistryAPI, RegistryConfig
 from registry.httpio import errors_middleware
 from registry.store import PostgresStore
@@ -36,6 +44,18 @@ class NodeSpec:
     parent: str | None
     url: str
     prefixes: tuple[str, ...]
+
+
+def load_node_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    """The node's Ed25519 key (it signs delegations), made on first use."""
+    if path.exists():
+        key = load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise SystemExit(f"idres: {path} is not an Ed25519 private key")
+        return key
+    key = ed25519.Ed25519PrivateKey.generate()
+    write_secret(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    return key
 
 
 def node_public_key(key: ed25519.Ed25519PrivateKey) -> bytes:

@@ -21,8 +21,10 @@ from typing import Any
 
 from idres import __version__
 from idres.config import NodeConfig
+from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.client import RegistryClient, Reply
+from schemas.codec_json import value_to_json
 from schemas.errors import IdresError, InvalidIdentifier
 from schemas.identifiers import parse
 from schemas.identifiers.text import MAX_INPUT_CHARS
@@ -82,9 +84,7 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
         print(f"error: {path} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_INVALID
     key = httpsig.generate_key(args.alg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(httpsig.private_key_pem(key))
-    path.chmod(0o600)
+    write_secret(path, httpsig.private_key_pem(key), replace=args.force)
     public = base64.b64encode(httpsig.public_key_der(key)).decode()
     print(json.dumps({"key": str(path), "alg": args.alg, "publicKey": public}))
     return EXIT_OK
@@ -119,6 +119,50 @@ def _cmd_up(args: argparse.Namespace) -> int:
     prepared = prepare(data_dir, host=args.host, base_port=args.base_port)
     uvloop.run(up(prepared, data_dir))
     return EXIT_OK
+
+
+async def _resolve(args: argparse.Namespace) -> int:
+    from resolver.client import Client
+
+    server = args.server or os.environ.get("IDRES_SERVER", DEFAULT_SERVER)
+    status = EXIT_OK
+    async with Client(server) as client:
+        for text in _inputs(args.identifiers):
+            try:
+                found = await client.resolve(text, recursive=not args.no_recursive, auth=args.auth)
+            except InvalidIdentifier as exc:
+                status = EXIT_INVALID
+                print(
+                    json.dumps(
+                        {
+                            "input": text,
+                            "error": {"responseCode": exc.response_code, "message": exc.message},
+                        }
+                    )
+                )
+                continue
+            except IdresError as exc:
+                status = max(status, EXIT_FAILED)
+                print(
+                    json.dumps(
+                        {
+                            "input": text,
+                            "error": {"responseCode": exc.response_code, "message": exc.message},
+                        }
+                    )
+                )
+                continue
+            out: dict[str, Any] = {
+                "input": text,
+                "handle": found.handle,
+                "values": [value_to_json(v) for v in found.values],
+            }
+            if found.stale:
+                out["stale"] = True
+            if found.qualifiers:
+                out["qualifiers"] = dict(found.qualifiers)
+            print(json.dumps(out, ensure_ascii=False))
+    return status
 
 
 def _client(args: argparse.Namespace, *, need_key: bool = True) -> RegistryClient:
@@ -354,6 +398,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", help="where keys and data live (IDRES_DATA_DIR)")
     p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser(
+        "resolve",
+        help="resolve identifiers through the network",
+        description="Ask a node (the super node by default) for each "
+        "identifier's record; one JSON object per line. Exit 1 if any is "
+        "not found or fails, 2 if any is malformed.",
+    )
+    p.add_argument("identifiers", nargs="+", metavar="IDENTIFIER")
+    p.add_argument("--server", help=f"a node's URL (IDRES_SERVER, default {DEFAULT_SERVER})")
+    p.add_argument(
+        "--no-recursive",
+        action="store_true",
+        help="ask for a referral instead of a recursive answer",
+    )
+    p.add_argument("--auth", action="store_true", help="skip caches (authoritative answer)")
+    p.set_defaults(func=_run_async(_resolve))
 
     p = sub.add_parser("register", help="create or replace an identifier's record")
     p.add_argument("handle")

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -122,14 +123,6 @@ def _csv_rows(path: Path) -> Iterator[Row]:
             yield Row(line=line, op={"op": "put", "handle": row[0], "values": values})
 
 
-def _file_identity(path: Path) -> str:
-    st = path.stat()
-    h = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:32]
-
-
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
     batch: list[Row] = []
     for row in rows:
@@ -139,6 +132,46 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
             batch = []
     if batch:
         yield batch
+
+
+@dataclass(slots=True)
+class Checkpoint:
+    """What a run has done, beside the file: resumed only for the same file and options.
+
+    ``run`` names the run in every batch's Idempotency-Key: a resumed run re-sends a
+    batch under the same key (answered from the first time), a new run under new ones.
+    """
+
+    path: Path
+    identity: str
+    run: str
+    done: set[int]
+
+    @classmethod
+    def load(cls, path: Path, identity: str) -> tuple[Checkpoint, bool]:
+        try:
+            saved = json.loads(path.read_text())
+            if saved["identity"] == identity:
+                return cls(path, identity, str(saved["run"]), set(saved["done"])), True
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # absent, unreadable or another file's: start a new run
+        return cls(path, identity, os.urandom(8).hex(), set()), False
+
+    def save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(
+            json.dumps({"identity": self.identity, "run": self.run, "done": sorted(self.done)})
+        )
+        os.replace(tmp, self.path)  # never a half-written checkpoint
+
+
+def _run_identity(path: Path, batch_size: int, replace: bool) -> str:
+    """The file's content and the options that shape its batches."""
+    h = hashlib.sha256(f"{batch_size}|{replace}|".encode())
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:32]
 
 
 async def run_import(
@@ -154,47 +187,43 @@ async def run_import(
     if not await asyncio.to_thread(path.is_file):
         print(f"idres import: {path}: no such file", file=out)
         return 2
-    identity = _file_identity(path)
-    checkpoint = path.with_name(path.name + ".idres-import.json")
-    done: set[int] = set()
-    if checkpoint.exists():
-        saved = json.loads(checkpoint.read_text())
-        if saved.get("file") == identity and saved.get("batchSize") == batch_size:
-            done = set(saved.get("done", []))
+    identity = await asyncio.to_thread(_run_identity, path, batch_size, replace)
+    checkpoint, resumed = Checkpoint.load(
+        path.with_name(path.name + ".idres-import.json"), identity
+    )
+    error_file = path.with_name(path.name + ".errors.jsonl")
+    if not resumed:
+        error_file.unlink(missing_ok=True)  # a resumed run adds to its own earlier errors
     total = sum(1 for _ in read_rows(path))
     bar = Progress(total=total, out=out if progress else io.StringIO())
-    errors: list[dict[str, Any]] = []
     queue: asyncio.Queue[tuple[int, list[Row]] | None] = asyncio.Queue(maxsize=concurrency * 2)
 
     async def send(number: int, batch: list[Row]) -> None:
+        errors = [{"line": r.line, "message": r.error} for r in batch if r.op is None]
         good = [r for r in batch if r.op is not None]
-        for r in batch:
-            if r.op is None:
-                errors.append({"line": r.line, "message": r.error})
-        failed = len(batch) - len(good)
         if good:
             ops = [{**r.op, "overwrite": replace} for r in good if r.op is not None]
-            reply = await _send_with_retry(client, ops, f"import-{identity}-{number}")
+            reply = await _send_with_retry(client, ops, f"import-{checkpoint.run}-{number}")
             if not reply.ok:
                 raise IdresError(
                     f"batch {number} refused: HTTP {reply.status}: {reply.body.get('message', '')}"
                 )
-            for r, res in zip(good, reply.body["results"], strict=True):
-                if res["responseCode"] != 1:
-                    failed += 1
-                    errors.append(
-                        {
-                            "line": r.line,
-                            "handle": res.get("handle"),
-                            "responseCode": res["responseCode"],
-                            "message": res.get("message"),
-                        }
-                    )
-        done.add(number)
-        checkpoint.write_text(
-            json.dumps({"file": identity, "batchSize": batch_size, "done": sorted(done)})
-        )
-        bar.advance(len(batch), failed)
+            errors += [
+                {
+                    "line": r.line,
+                    "handle": res.get("handle"),
+                    "responseCode": res["responseCode"],
+                    "message": res.get("message"),
+                }
+                for r, res in zip(good, reply.body["results"], strict=True)
+                if res["responseCode"] != 1
+            ]
+        if errors:  # written before the batch counts as done, so a crash cannot lose them
+            with error_file.open("a", encoding="utf-8") as f:
+                f.writelines(json.dumps(e, ensure_ascii=False) + "\n" for e in errors)
+        checkpoint.done.add(number)
+        checkpoint.save()
+        bar.advance(len(batch), len(errors))
 
     async def worker() -> None:
         while (item := await queue.get()) is not None:
@@ -203,39 +232,53 @@ async def run_import(
     workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     try:
         for number, batch in enumerate(_batches(read_rows(path), batch_size)):
-            if number in done:
+            if number in checkpoint.done:
                 bar.advance(len(batch), 0)
                 continue
-            await queue.put((number, batch))
-            if any(w.done() for w in workers):
+            # wait for room in the queue, or for a worker to fail (then stop feeding)
+            put = asyncio.ensure_future(queue.put((number, batch)))
+            await asyncio.wait({put, *workers}, return_when=asyncio.FIRST_COMPLETED)
+            if not put.done():
+                put.cancel()
                 break
-        for _ in workers:
-            await queue.put(None)
+        if all(not w.done() for w in workers):
+            for _ in workers:
+                await queue.put(None)
         await asyncio.gather(*workers)
+    except IdresError as exc:
+        print(f"\nidres import: {exc.message}; run the same command again to resume", file=out)
+        return EXIT_ROW_ERRORS
     finally:
         for w in workers:
             w.cancel()
     if bar.done < bar.total:
         bar.draw()
-    errors.sort(key=lambda e: e["line"])
-    error_file = path.with_name(path.name + ".errors.jsonl")
-    if errors:
-        error_file.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in errors))
+    failed = _count_lines(error_file)
+    if failed:
         print(
-            f"idres import: {bar.done - len(errors)} registered, {len(errors)} rows failed; "
+            f"idres import: {bar.total - failed} registered, {failed} rows failed; "
             f"see {error_file}",
             file=out,
         )
-        for e in errors[:5]:
-            print(f"  line {e['line']}: {e['message']}", file=out)
+        with error_file.open(encoding="utf-8") as f:
+            for line in list(f)[:5]:
+                e = json.loads(line)
+                print(f"  line {e['line']}: {e['message']}", file=out)
     else:
-        error_file.unlink(missing_ok=True)
         print(
             f"idres import: {bar.done} registered in {time.monotonic() - bar.started:.1f}s",
             file=out,
         )
-    checkpoint.unlink(missing_ok=True)
-    return EXIT_ROW_ERRORS if errors else EXIT_OK
+    checkpoint.path.unlink(missing_ok=True)
+    return EXIT_ROW_ERRORS if failed else EXIT_OK
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 async def _send_with_retry(client: RegistryClient, ops: list[dict[str, Any]], key: str) -> Any:

@@ -18,14 +18,9 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    load_pem_private_key,
-)
 
-from idres.assembly import NodeSpec, build_app, delegations
+from idres.assembly import NodeSpec, build_app, delegations, load_node_key
+from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
@@ -106,17 +101,6 @@ class Running:
     pools: list[asyncpg.Pool]
 
 
-def _node_key(path: Path) -> ed25519.Ed25519PrivateKey:
-    if path.exists():
-        key = load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, ed25519.Ed25519PrivateKey)
-        return key
-    key = ed25519.Ed25519PrivateKey.generate()
-    path.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-    path.chmod(0o600)
-    return key
-
-
 def _bind(host: str, port: int) -> socket.socket:
     try:
         return socket.create_server((host, port), backlog=1024)
@@ -144,11 +128,10 @@ def prepare(data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000) -
     home = data_dir.expanduser() / "up"
     (home / "keys").mkdir(parents=True, exist_ok=True)
     url = start_embedded(home / "pg")
-    keys = {name: _node_key(home / "keys" / f"{name}.pem") for name, *_ in LAYOUT}
+    keys = {name: load_node_key(home / "keys" / f"{name}.pem") for name, *_ in LAYOUT}
     admin_path = home / "keys" / "admin.pem"
     if not admin_path.exists():
-        admin_path.write_bytes(httpsig.private_key_pem(httpsig.generate_key()))
-        admin_path.chmod(0o600)
+        write_secret(admin_path, httpsig.private_key_pem(httpsig.generate_key()))
     admin_der = httpsig.public_key_der(httpsig.load_private_key(admin_path.read_bytes()))
     sockets = [
         _bind(host, base_port + offset) if base_port else _bind(host, 0)

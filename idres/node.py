@@ -25,13 +25,15 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from idres.assembly import NodeSpec, build_app, delegations, load_node_key
 from idres.config import NodeConfig
+from idres.keyfiles import write_secret
 from registry import httpsig
-from registry.api import RegistryConfig, create_app
 from registry.authz import Signer
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
+from resolver.topology import Directory, Role
 from schemas.identifiers import RoutingKey
 from schemas.identifiers.prefix import parse_prefix
 
@@ -44,10 +46,7 @@ def admin_public_key(config: NodeConfig) -> tuple[bytes, Path]:
     if not path.exists():
         if config.admin_key is not None:
             raise SystemExit(f"idres: admin key {path} does not exist")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = httpsig.generate_key()
-        path.write_bytes(httpsig.private_key_pem(key))
-        path.chmod(0o600)
+        write_secret(path, httpsig.private_key_pem(httpsig.generate_key()))
     pem = path.read_bytes()
     if b"PRIVATE KEY" in pem:
         return httpsig.public_key_der(httpsig.load_private_key(pem)), path
@@ -64,13 +63,27 @@ async def _bootstrap(url: str, served: tuple[RoutingKey, ...], admin_der: bytes)
 
 
 def run(config: NodeConfig) -> int:
-    """Run the node until SIGINT or SIGTERM; the process's exit status."""
+    """Run the node until SIGINT or SIGTERM; the process's exit status.
+
+    A node started alone is a one-node hierarchy: a super node whose delegation,
+    signed with its own key (``DATA_DIR/node.pem``), holds the configured prefixes.
+    """
     served = tuple(parse_prefix(p) for p in config.prefixes)
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)
     admin_id = asyncio.run(_bootstrap(url, served, admin_der))
     sock = socket.create_server((config.host, config.port), backlog=1024)
     host, port = sock.getsockname()[:2]
+    node_key = load_node_key(config.data_dir.expanduser() / "node.pem")
+    spec = NodeSpec(
+        name="node",
+        role=Role.SUPER,
+        parent=None,
+        url=f"http://{host}:{port}",
+        prefixes=config.prefixes,
+    )
+    signed = delegations([spec], {"node": node_key})
+    directory = Directory(signed, trust_anchor=signed[0].public_key)
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
         f"{config.workers} worker{'s' if config.workers > 1 else ''})",
@@ -78,14 +91,12 @@ def run(config: NodeConfig) -> int:
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
     if config.workers <= 1:
-        uvloop.run(_worker(sock, url, served, config))
+        uvloop.run(_worker(sock, url, directory, config))
         return 0
-    return _supervise(sock, url, served, config)
+    return _supervise(sock, url, directory, config)
 
 
-def _supervise(
-    sock: socket.socket, url: str, served: tuple[RoutingKey, ...], config: NodeConfig
-) -> int:
+def _supervise(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> int:
     """Fork the workers, stop them all when told to or when one dies."""
     children: list[int] = []
     for _ in range(config.workers):
@@ -93,7 +104,7 @@ def _supervise(
         if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
             status = 0
             try:
-                uvloop.run(_worker(sock, url, served, config))
+                uvloop.run(_worker(sock, url, directory, config))
             except BaseException:
                 log.exception("worker failed")
                 status = 1
@@ -127,18 +138,15 @@ def _supervise(
     return 1 if failed else 0
 
 
-async def _worker(
-    sock: socket.socket, url: str, served: tuple[RoutingKey, ...], config: NodeConfig
-) -> None:
+async def _worker(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> None:
     pool = await create_pool(url)
-    store = PostgresStore(pool)
-    app = create_app(
-        store,
-        RegistryConfig(
-            served=served,
-            max_body_bytes=config.max_body_bytes,
-            signature_max_age=config.signature_max_age,
-        ),
+    app = build_app(
+        name="node",
+        role=Role.SUPER,
+        store=PostgresStore(pool),
+        directory=lambda: directory,
+        max_body_bytes=config.max_body_bytes,
+        signature_max_age=config.signature_max_age,
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -168,7 +168,7 @@ def test_import_reports_row_errors_and_registers_the_rest(
     assert "2998 registered, 2 rows failed" in proc.stderr
     assert "3000/3000" in proc.stderr  # the progress bar reached the end
     report = (tmp_path / "products.csv.errors.jsonl").read_text()
-    errors = [json.loads(line) for line in report.splitlines()]
+    errors = sorted((json.loads(line) for line in report.splitlines()), key=lambda e: e["line"])
     assert [(e["line"], e["responseCode"]) for e in errors] == [(9, 102), (2502, 102)]
     assert count_handles(db_url) == 2998
 
@@ -279,3 +279,28 @@ def test_the_same_flow_with_curl_and_idres_sign(server: tuple[str, Path], tmp_pa
         f" -X DELETE {url}/api/handles/88.100.1/CURL"
     )
     assert json.loads(deleted.stdout)["version"] == 2, deleted.stderr
+
+
+def test_an_import_with_a_key_that_may_not_write_stops_instead_of_hanging(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, admin = server
+    data = tmp_path / "refused.csv"
+    write_csv(data, 40_000)  # far more batches than the queue holds
+    proc = idres(
+        "import",
+        str(data),
+        "--batch-size",
+        "200",
+        "--server",
+        url,
+        "--key",
+        str(admin),
+        "--key-id",
+        "300:0.NA/88.100.404",
+        "--quiet",
+        timeout=60,
+    )
+    assert proc.returncode == 1
+    assert "refused: HTTP 403" in proc.stderr
+    assert "Traceback" not in proc.stderr
