@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -18,12 +19,15 @@ from aiohttp import web
 from registry.api import RegistryAPI, target_of
 from registry.httpio import BadRequest, dump, error_body, json_response, query_bool, query_ints
 from registry.httpio import read_json as read_json_body
+from resolver import did
+from resolver import web as web_view
 from resolver.metrics import Metrics
 from resolver.service import VIA_HEADER, Answer, Resolver
 from resolver.topology import Directory
 from schemas.codec_json import record_to_json
-from schemas.errors import AuthenticationNeeded, IdresError, InvalidValue
-from schemas.identifiers import Identifier, parse
+from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
+from schemas.identifiers import Identifier, Scheme, parse
+from schemas.identifiers.digital_link import PRIMARY_KEYS
 
 MAX_BATCH_RESOLVE = 1000
 JSON = "application/json"
@@ -51,10 +55,14 @@ class ResolverAPI:
         app.router.add_get("/api/directory", self.directory_json)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/healthz", self.healthz)
+        # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
+        app.router.add_get("/{tail:.+}", self.proxy)
 
     async def get_handle(self, request: web.Request) -> web.StreamResponse:
         self.metrics.inc("idres_requests_total", 'interface="rest"')
         text, history = target_of(request)
+        if did.CONTENT_TYPE in request.headers.get("Accept", ""):
+            return await self._did(text)
         if history or "Signature" in request.headers:
             # a node answers history and signed reads only for what it holds itself
             return await self.registry.get_handle(request)
@@ -68,6 +76,63 @@ class ResolverAPI:
             ident, recursive=recursive, auth=auth, via=_via(request)
         )
         return respond(answer, ident, types=types, indexes=indexes)
+
+    async def _did(self, text: str) -> web.Response:
+        """A W3C DID resolution result, errors included, for did:bid and did:cn."""
+        try:
+            ident = parse(text)
+            if ident.scheme not in (Scheme.DID_BID, Scheme.DID_CN):
+                raise InvalidIdentifier(text, "not a did:bid or did:cn DID", position=0)
+        except InvalidIdentifier as exc:
+            return _did_response(did.resolution_error("invalidDid", exc.message), 400)
+        try:
+            answer = await self.resolver.resolve(ident)
+        except IdresError as exc:
+            return _did_response(
+                did.resolution_error("internalError", exc.message), exc.http_status
+            )
+        body = orjson.loads(answer.body)
+        if answer.status == 404:
+            return _did_response(did.resolution_error("notFound", str(body.get("message"))), 404)
+        if answer.status != 200 or body.get("responseCode") != 1:
+            return _did_response(
+                did.resolution_error("internalError", str(body.get("message"))), answer.status
+            )
+        return _did_response(did.resolution_result(ident.canonical, body), 200)
+
+    async def proxy(self, request: web.Request) -> web.Response:
+        """Browsers and scanners: redirect to the record's URL, or show it."""
+        self.metrics.inc("idres_requests_total", 'interface="proxy"')
+        raw = request.rel_url.raw_path[1:]
+        try:
+            text = unquote_to_bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            return _html(raw, None, "not UTF-8 after percent-decoding", 400)
+        first, _, rest = text.partition("/")
+        if first in PRIMARY_KEYS and rest:  # a Digital Link path: this host is the resolver
+            text = f"https://{request.host}/{text}"
+        try:
+            ident = parse(text)
+            answer = await self.resolver.resolve(ident)
+        except IdresError as exc:
+            return _html(text, None, exc.message, exc.http_status)
+        record = orjson.loads(answer.body)
+        if answer.status != 200 or record.get("responseCode") != 1:
+            return _html(ident.canonical, None, str(record.get("message", "")), answer.status)
+        if ident.uri is not None:  # GS1 Digital Link (GS1 DL URI syntax 1.2, resolver)
+            if "application/linkset+json" in request.headers.get("Accept", ""):
+                return web.Response(
+                    body=dump(web_view.linkset(ident.uri, record)),
+                    content_type="application/linkset+json",
+                )
+            target = web_view.default_link(record)
+            if target and "noredirect" not in request.query:
+                return web.Response(status=307, headers={"Location": target})
+            return _html(ident.canonical, record, "", 200)
+        target = web_view.redirect_target(record)
+        if target and "noredirect" not in request.query:
+            return web.Response(status=302, headers={"Location": target})
+        return _html(ident.canonical, record, "", 200)
 
     async def resolve_many(self, request: web.Request) -> web.Response:
         self.metrics.inc("idres_requests_total", 'interface="batch"')
@@ -157,6 +222,16 @@ def respond(
     if answer.stale:
         body["stale"] = True
     return web.Response(body=dump(body), status=answer.status, content_type=JSON, headers=headers)
+
+
+def _did_response(result: dict[str, Any], status: int) -> web.Response:
+    return web.Response(body=dump(result), status=status, content_type=did.CONTENT_TYPE)
+
+
+def _html(handle: str, record: dict[str, Any] | None, message: str, status: int) -> web.Response:
+    return web.Response(
+        text=web_view.page(handle, record, message=message), status=status, content_type="text/html"
+    )
 
 
 def _via(request: web.Request) -> tuple[str, ...]:
