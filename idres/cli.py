@@ -107,6 +107,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["data_dir"] = Path(args.data_dir)
     if args.workers is not None:
         overrides["workers"] = args.workers
+    if args.directory:
+        overrides.update(
+            directory=Path(args.directory), name=args.name, trust_anchor=args.trust_anchor
+        )
+    if args.no_cache:
+        overrides["cache"] = False
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -380,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument(
         "--workers", type=int, help="processes serving the port (IDRES_WORKERS, default 1)"
+    )
+    p.add_argument("--directory", help="JSON file of signed delegations (a hierarchy)")
+    p.add_argument("--name", help="this node's name in --directory")
+    p.add_argument("--trust-anchor", help="base64 DER of the super node's key")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="resolve every lookup upstream (for measuring the cold path)",
     )
     p.set_defaults(func=_cmd_serve)
 

@@ -42,6 +42,12 @@ class NodeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
     workers: int = DEFAULT_WORKERS  # processes accepting on one socket
+    # In a hierarchy: this node's name in a directory file of signed delegations, and
+    # the super node's key (base64 DER) that the directory must verify against.
+    name: str | None = None
+    directory: Path | None = None
+    trust_anchor: str | None = None
+    cache: bool = True  # False: every lookup goes upstream (the cold-path benchmark)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:

@@ -89,11 +89,15 @@ def _jsonl_rows(path: Path) -> Iterator[Row]:
             if not isinstance(item, dict) or "handle" not in item:
                 yield Row(line=n, op=None, error='expected {"handle": ..., "values": [...]}')
                 continue
+            if _not_utf8(json.dumps(item, ensure_ascii=False)):
+                yield Row(line=n, op=None, error="a string holds a lone surrogate (not UTF-8)")
+                continue
             yield Row(line=n, op={"op": "put", **item})
 
 
 def _csv_rows(path: Path) -> Iterator[Row]:
-    with path.open(encoding="utf-8", newline="", errors="surrogateescape") as f:
+    # utf-8-sig: spreadsheets write a BOM; surrogateescape: bad bytes become row errors
+    with path.open(encoding="utf-8-sig", newline="", errors="surrogateescape") as f:
         reader = csv.reader(f)
         try:
             header = next(reader)
@@ -105,7 +109,8 @@ def _csv_rows(path: Path) -> Iterator[Row]:
         columns: list[tuple[str, int]] = []
         for pos, name in enumerate(header[1:], start=1):
             type_, _, index = name.strip().partition(":")
-            columns.append((type_, int(index) if index.isdigit() else pos))
+            numbered = index.isascii() and index.isdigit() and len(index) <= 10
+            columns.append((type_, int(index) if numbered else pos))
         for row in reader:
             line = reader.line_num
             if not row or not any(row):
@@ -115,12 +120,23 @@ def _csv_rows(path: Path) -> Iterator[Row]:
                     line=line, op=None, error=f"{len(row)} columns; the header has {len(header)}"
                 )
                 continue
+            if any(_not_utf8(cell) for cell in row):
+                yield Row(line=line, op=None, error="the line is not UTF-8")
+                continue
             values = [
                 {"index": index, "type": type_, "data": text}
                 for (type_, index), text in zip(columns, row[1:], strict=True)
                 if text
             ]
             yield Row(line=line, op={"op": "put", "handle": row[0], "values": values})
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:

@@ -8,7 +8,10 @@ and connection pool, since all the registry's state lives in PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -33,9 +36,10 @@ from registry.authz import Signer
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
-from resolver.topology import Directory, Role
+from resolver.cache import CacheConfig
+from resolver.topology import Delegation, Directory, Role, prefix_key
+from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
-from schemas.identifiers.prefix import parse_prefix
 
 log = logging.getLogger("idres.node")
 
@@ -65,25 +69,19 @@ async def _bootstrap(url: str, served: tuple[RoutingKey, ...], admin_der: bytes)
 def run(config: NodeConfig) -> int:
     """Run the node until SIGINT or SIGTERM; the process's exit status.
 
-    A node started alone is a one-node hierarchy: a super node whose delegation,
-    signed with its own key (``DATA_DIR/node.pem``), holds the configured prefixes.
+    With a directory file, the node is the one its name designates there, and serves
+    that delegation's prefixes. Alone, it is a one-node hierarchy: a super node whose
+    delegation, signed with its own key (``DATA_DIR/node.pem``), holds the prefixes.
     """
-    served = tuple(parse_prefix(p) for p in config.prefixes)
+    sock = socket.create_server((config.host, config.port), backlog=1024)
+    host, port = sock.getsockname()[:2]
+    name, directory = _directory(config, f"http://{host}:{port}")
+    me = directory.by_name[name]
+    served = tuple(prefix_key(p) for p in me.prefixes)
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)
     admin_id = asyncio.run(_bootstrap(url, served, admin_der))
-    sock = socket.create_server((config.host, config.port), backlog=1024)
-    host, port = sock.getsockname()[:2]
-    node_key = load_node_key(config.data_dir.expanduser() / "node.pem")
-    spec = NodeSpec(
-        name="node",
-        role=Role.SUPER,
-        parent=None,
-        url=f"http://{host}:{port}",
-        prefixes=config.prefixes,
-    )
-    signed = delegations([spec], {"node": node_key})
-    directory = Directory(signed, trust_anchor=signed[0].public_key)
+    config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
         f"{config.workers} worker{'s' if config.workers > 1 else ''})",
@@ -94,6 +92,28 @@ def run(config: NodeConfig) -> int:
         uvloop.run(_worker(sock, url, directory, config))
         return 0
     return _supervise(sock, url, directory, config)
+
+
+def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:
+    if config.directory is None:
+        node_key = load_node_key(config.data_dir.expanduser() / "node.pem")
+        spec = NodeSpec(
+            name="node", role=Role.SUPER, parent=None, url=url, prefixes=config.prefixes
+        )
+        signed = delegations([spec], {"node": node_key})
+        return "node", Directory(signed, trust_anchor=signed[0].public_key)
+    if not config.name or not config.trust_anchor:
+        raise SystemExit("idres serve: --directory needs --name and --trust-anchor")
+    try:
+        entries = json.loads(config.directory.read_text())
+        signed = [Delegation.from_json(e) for e in entries]
+        anchor = base64.b64decode(config.trust_anchor, validate=True)
+        directory = Directory(signed, trust_anchor=anchor)
+    except (OSError, ValueError, IdresError) as exc:
+        raise SystemExit(f"idres serve: directory {config.directory}: {exc}") from None
+    if config.name not in directory.by_name:
+        raise SystemExit(f"idres serve: {config.name!r} is not in {config.directory}")
+    return config.name, directory
 
 
 def _supervise(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> int:
@@ -140,13 +160,15 @@ def _supervise(sock: socket.socket, url: str, directory: Directory, config: Node
 
 async def _worker(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> None:
     pool = await create_pool(url)
+    name = config.name or "node"
     app = build_app(
-        name="node",
-        role=Role.SUPER,
+        name=name,
+        role=directory.by_name[name].role,
         store=PostgresStore(pool),
         directory=lambda: directory,
         max_body_bytes=config.max_body_bytes,
         signature_max_age=config.signature_max_age,
+        cache=None if config.cache else CacheConfig(max_entries=0),
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

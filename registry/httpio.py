@@ -6,6 +6,7 @@ and an unexpected failure is logged here and answered without a traceback.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -13,6 +14,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from schemas.errors import IdresError, InvalidValue
 
@@ -85,6 +88,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         code = _HTTP_CODES.get(exc.status, 2)
         message = exc.reason if exc.status != 404 else f"no such resource: {request.path}"
         return json_response({"responseCode": code, "message": message}, status=exc.status)
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise  # the client went away: nothing to answer, nothing to log
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response({"responseCode": 2, "message": "internal server error"}, 500)
@@ -113,7 +118,7 @@ async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body is over {max_bytes} bytes") from None
-    except ValueError as exc:  # a malformed chunked body
+    except (ValueError, RequestPayloadError, HttpProcessingError) as exc:  # chunking, gzip
         raise BadRequest(f"could not read the body: {exc}") from None
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"request body is over {max_bytes} bytes")

@@ -54,7 +54,7 @@ _DIGESTS: dict[str, Callable[[bytes], bytes]] = {
 # target URI or a response, which a request handler does not hand us.
 _DERIVED = frozenset({"@method", "@authority", "@path", "@query"})
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 9110 §5.1 token, lowercased
-_KEY_ID = re.compile(r"(0|[1-9][0-9]*):(\S+)")
+_KEY_ID = re.compile(r"(0|[1-9][0-9]{0,9}):(\S+)")  # an index has at most 10 digits
 
 
 # --- RFC 8941 structured fields: the subset Signature, Signature-Input and Content-Digest use

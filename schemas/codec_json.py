@@ -16,6 +16,7 @@ from schemas.record import (
     DEFAULT_PERMISSIONS,
     DEFAULT_TTL,
     MAX_TIMESTAMP,
+    MAX_VALUES,
     AdminPerm,
     AdminRef,
     DataFormat,
@@ -89,6 +90,9 @@ def values_from_json(body: Any, *, now: int) -> tuple[HandleValue, ...]:
     raw = body.get("values")
     if not isinstance(raw, list):
         errors.append(FieldError(field="values", reason="must be a list of values"))
+        raise InvalidValue(errors)
+    if len(raw) > MAX_VALUES:  # refused before any is decoded: no work for a huge list
+        errors.append(FieldError(field="values", reason=f"{len(raw)} values; at most {MAX_VALUES}"))
         raise InvalidValue(errors)
     decoded: list[tuple[int, HandleValue]] = []
     for pos, item in enumerate(raw):

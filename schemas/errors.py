@@ -78,10 +78,13 @@ class InvalidValue(IdresError):
     response_code = 202
     http_status = 400
 
+    MAX_REPORTED = 100  # errors listed in one answer; the message counts the rest
+
     def __init__(self, errors: list[FieldError] | tuple[FieldError, ...]) -> None:
-        self.errors = tuple(errors)
+        self.total = len(errors)
+        self.errors = tuple(errors[: self.MAX_REPORTED])
         summary = "; ".join(str(e) for e in self.errors[:10])
-        more = f" (and {len(self.errors) - 10} more)" if len(self.errors) > 10 else ""
+        more = f" (and {self.total - 10} more)" if self.total > 10 else ""
         super().__init__(f"invalid record: {summary}{more}")
 
     @classmethod

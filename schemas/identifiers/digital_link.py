@@ -90,7 +90,7 @@ def _from_segments(text: str, segments: list[tuple[str, int]], i: int) -> Identi
             raise InvalidIdentifier(text, why, position=q_off, scheme="GS1 Digital Link")
         next_allowed = allowed.index(q_ai) + 1
         qualifiers.append((q_ai, _qualifier_value(text, raw, v_off, q_ai)))
-    uri = f"{CANONICAL_HOST}/{ai}/{ident.canonical}" + "".join(
+    uri = f"{CANONICAL_HOST}/{ai}/{ident.canonical.removeprefix('gln:')}" + "".join(
         f"/{q}/{quote(v, safe='')}" for q, v in qualifiers
     )
     return Identifier(

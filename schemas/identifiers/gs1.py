@@ -72,8 +72,10 @@ def parse_gs1_key(
             position=offset + n - 1,
             scheme=str(scheme),
         )
-    canonical = text.rjust(_CANONICAL_LENGTH[scheme], "0")
-    labels = tuple(canonical[_PREFIX_START[scheme] :])
+    digits = text.rjust(_CANONICAL_LENGTH[scheme], "0")
+    labels = tuple(digits[_PREFIX_START[scheme] :])
+    # 13 bare digits read back as a GTIN-13, so a GLN keeps its label to stay a GLN
+    canonical = "gln:" + digits if scheme is Scheme.GLN else digits
     return Identifier(
         scheme=scheme,
         canonical=canonical,

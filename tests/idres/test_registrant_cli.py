@@ -304,3 +304,21 @@ def test_an_import_with_a_key_that_may_not_write_stops_instead_of_hanging(
     assert proc.returncode == 1
     assert "refused: HTTP 403" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_import_reads_spreadsheet_csv_and_reports_bytes_that_are_not_utf8(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, admin = server
+    data = tmp_path / "excel.csv"
+    data.write_bytes(
+        "\ufeffhandle,URL:1\n".encode() + b"88.100.1/OK,https://e.x/ok\n"
+        b"88.100.1/caf\xe9,https://e.x/latin1\n"
+    )
+    proc = idres(
+        "import", str(data), "--server", url, "--key", str(admin), "--key-id", ADMIN_ID, "--quiet"
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "1 registered, 1 rows failed" in proc.stderr
+    assert "line 3: the line is not UTF-8" in proc.stderr
+    assert "Traceback" not in proc.stderr

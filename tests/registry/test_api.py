@@ -680,3 +680,59 @@ async def test_a_far_future_expires_parameter_is_not_a_server_error(node: Node) 
         s.put(URL(node.url + path, encoded=True), data=body, headers=headers) as resp,
     ):
         assert resp.status == 403
+
+
+# --- regressions from fuzzing ------------------------------------------------------------
+
+
+async def test_a_keyid_with_a_huge_index_is_refused_not_a_server_error(node: Node) -> None:
+    body = b""
+    headers = {
+        "Content-Digest": httpsig.content_digest(body),
+        "Signature-Input": f'sig1=("@method" "@path" "@query" "content-digest")'
+        f';created={int(time.time())};keyid="{"9" * 4400}:0.NA/x"',
+        "Signature": "sig1=:AAAA:",
+    }
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(node.url + "/api/handles/88.100/T1", headers=headers) as resp,
+    ):
+        assert resp.status == 403
+
+
+async def test_a_body_with_a_broken_content_encoding_is_400(node: Node) -> None:
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(
+            node.url + "/api/handles/88.100.1/Z1",
+            data=b"abcd",
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+        ) as resp,
+    ):
+        assert resp.status == 400
+        assert "could not read the body" in (await resp.json())["message"]
+
+
+async def test_a_huge_list_of_bad_values_is_refused_cheaply_and_briefly(node: Node) -> None:
+    body = b'{"values":[' + b",".join([b"{}"] * 50_000) + b"]}"
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(
+            node.url + "/api/handles/88.100.1/AMP",
+            data=body,
+            headers={"Content-Type": "application/json"},
+        ) as resp,
+    ):
+        answer = await resp.read()
+    assert resp.status == 400
+    assert len(answer) < 10_000
+    assert b"at most 1000" in answer
+
+
+async def test_glns_can_be_registered_and_read(node: Node) -> None:
+    key, key_id = await delegate(node, "gs1:6901")
+    async with node.client(key, key_id) as c:
+        created = await c.put("gln:6901234000009", [url()])
+        read = await c.get("https://id.gs1.org/414/6901234000009")
+    assert (created.status, created.body["handle"]) == (201, "gln:6901234000009")
+    assert read.status == 200

@@ -42,7 +42,7 @@ BECH32 = "".join(
         ("96385074", Scheme.GTIN, "00000096385074", "gs1:0000096385074"),
         ("gtin:09506000134352", Scheme.GTIN, "09506000134352", "gs1:9506000134352"),
         ("106141411234567897", Scheme.SSCC, "106141411234567897", "gs1:06141411234567897"),
-        ("gln:5412345000013", Scheme.GLN, "5412345000013", "gs1:5412345000013"),
+        ("gln:5412345000013", Scheme.GLN, "gln:5412345000013", "gs1:5412345000013"),
         ("1.2.156.3001.1", Scheme.OID, "1.2.156.3001.1", "oid:1.2.156.3001.1"),
         ("urn:oid:2.16.156.1", Scheme.OID, "2.16.156.1", "oid:2.16.156.1"),
         ("oid:0.39", Scheme.OID, "0.39", "oid:0.39"),
@@ -160,7 +160,7 @@ def test_digital_link_resolves_to_its_primary_key_with_qualifiers() -> None:
     ("text", "scheme", "canonical"),
     [
         ("https://id.gs1.org/00/106141411234567897", Scheme.SSCC, "106141411234567897"),
-        ("http://x.example/414/5412345000013/254/A1/", Scheme.GLN, "5412345000013"),
+        ("http://x.example/414/5412345000013/254/A1/", Scheme.GLN, "gln:5412345000013"),
     ],
 )
 def test_digital_link_other_primary_keys(text: str, scheme: Scheme, canonical: str) -> None:
