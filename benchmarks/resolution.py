@@ -297,12 +297,13 @@ def nginx(work: Path, keys: int, port: int) -> Proc:
     conf = work / "nginx.conf"
     conf.write_text(f"""
 worker_processes 2;
+worker_rlimit_nofile 65536;
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
-  open_file_cache max=200000 inactive=60s;
+  open_file_cache max=1100000 inactive=120s;
   open_file_cache_valid 60s;
   default_type application/json;
   client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
@@ -314,6 +315,38 @@ http {{
     proc = Proc(["nginx", "-c", str(conf), "-g", "daemon off;"])
     wait_port(port)
     return proc
+
+
+async def warm(port: int, keys: list[str]) -> None:
+    """Resolve every distinct key the load asks for, 1,000 per request."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        limit = asyncio.Semaphore(4)
+
+        async def one(chunk: list[str]) -> None:
+            async with (
+                limit,
+                s.post(f"http://127.0.0.1:{port}/api/resolve", json={"identifiers": chunk}) as resp,
+            ):
+                assert resp.status == 200
+                await resp.read()
+
+        await asyncio.gather(*(one(keys[i : i + 1000]) for i in range(0, len(keys), 1000)))
+
+
+def cache_counts(port: int) -> dict[str, int]:
+    text = subprocess.run(
+        ["curl", "-s", f"http://127.0.0.1:{port}/metrics"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    counts = {}
+    for name in ("idres_cache_hits_total", "idres_cache_misses_total", "idres_cache_entries"):
+        match = re.search(rf"^{name}{{[^}}]*}} (\S+)$", text, re.MULTILINE)
+        counts[name] = int(float(match.group(1))) if match else -1
+    return counts
 
 
 def main() -> None:
@@ -371,7 +404,8 @@ def main() -> None:
         run("aiohttp_floor", port)
         procs.pop().stop()
 
-        network, entry = start_network(work, url, cache=True, entry_workers=2)
+        # hot: one worker, so one cache, warmed with every key the load will ask for
+        network, entry = start_network(work, url, cache=True, entry_workers=1)
         procs += network
         check = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{entry}/api/handles/88.100.1/B0000042"],
@@ -379,8 +413,13 @@ def main() -> None:
             check=True,
         ).stdout
         assert check == body_of(42), check  # the same bytes as the static files
-        wrk(f"http://127.0.0.1:{entry}", paths, lua, args.seconds)  # warm the entry cache
-        run("idres_hot", entry)
+        asyncio.run(
+            warm(
+                entry, sorted({p.removeprefix("/api/handles/") for p in paths.read_text().split()})
+            )
+        )
+        run("idres_hot_1_worker", entry)
+        results["idres_hot_1_worker"]["cache"] = cache_counts(entry)
         for p in network:
             p.stop()
         procs.clear()
