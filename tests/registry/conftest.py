@@ -64,3 +64,30 @@ async def delegate(node: Node, prefix: str) -> tuple[httpsig.PrivateKey, str]:
         reply = await admin.delegate(prefix, httpsig.public_key_der(key))
     assert reply.status == 201, reply.body
     return key, f"300:0.NA/{prefix}"
+
+
+async def add_limited_key(
+    node: Node, owner: tuple[httpsig.PrivateKey, str], prefix: str, permissions: str
+) -> tuple[httpsig.PrivateKey, str]:
+    """The prefix owner adds a second key (index 301) to ``0.NA/prefix`` with only
+    ``permissions`` (the 12-character HS_ADMIN form); returns that key and its id."""
+    import base64
+
+    key = httpsig.generate_key()
+    der = base64.b64encode(httpsig.public_key_der(key)).decode()
+    handle = f"0.NA/{prefix}"
+    async with node.client(*owner) as c:
+        record = (await c.get(handle)).body["values"]
+        record += [
+            {"index": 301, "type": "HS_PUBKEY", "data": {"format": "key", "value": der}},
+            {
+                "index": 101,
+                "type": "HS_ADMIN",
+                "data": {
+                    "format": "admin",
+                    "value": {"handle": handle, "index": 301, "permissions": permissions},
+                },
+            },
+        ]
+        assert (await c.put(handle, record)).status == 200
+    return key, f"301:{handle}"

@@ -13,7 +13,7 @@ from yarl import URL
 
 from registry import httpsig
 from registry.client import handle_path
-from tests.registry.conftest import ROOT_KEY_ID, Node, delegate
+from tests.registry.conftest import ROOT_KEY_ID, Node, add_limited_key, delegate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 
@@ -98,30 +98,12 @@ async def test_only_the_delegated_key_writes_under_its_prefix(node: Node) -> Non
 
 
 async def test_a_key_the_owner_delegates_to_may_write(node: Node) -> None:
-    owner, owner_id = await delegate(node, "88.100.1")
-    helper = httpsig.generate_key()
-    helper_der = base64.b64encode(httpsig.public_key_der(helper)).decode()
-    async with node.client(owner, owner_id) as c:
+    owner = await delegate(node, "88.100.1")
+    async with node.client(*owner) as c:
         assert (await c.put("88.100.1/OWNED", [url()])).status == 201
-        # the owner adds a second key to its prefix record: add and change values only
-        record = (await c.get("0.NA/88.100.1")).body["values"]
-        record += [
-            {"index": 301, "type": "HS_PUBKEY", "data": {"format": "key", "value": helper_der}},
-            {
-                "index": 101,
-                "type": "HS_ADMIN",
-                "data": {
-                    "format": "admin",
-                    "value": {
-                        "handle": "0.NA/88.100.1",
-                        "index": 301,
-                        "permissions": "000001110001",
-                    },
-                },
-            },
-        ]
-        assert (await c.put("0.NA/88.100.1", record)).status == 200
-    async with node.client(helper, "301:0.NA/88.100.1") as c:
+    # a second key on the prefix record: add and change values only
+    helper, helper_id = await add_limited_key(node, owner, "88.100.1", "000001110001")
+    async with node.client(helper, helper_id) as c:
         assert (await c.put("88.100.1/BY-HELPER", [url()])).status == 201
         changed = await c.request(
             "PUT",
@@ -592,28 +574,10 @@ async def test_an_ecdsa_signature_in_its_other_form_is_still_a_replay(node: Node
 
 
 async def test_replacing_a_key_needs_admin_rights_not_value_rights(node: Node) -> None:
-    owner, owner_id = await delegate(node, "88.100.5")
-    operator = httpsig.generate_key()
+    owner = await delegate(node, "88.100.5")
+    operator, operator_id = await add_limited_key(node, owner, "88.100.5", "000001110000")
     op_der = base64.b64encode(httpsig.public_key_der(operator)).decode()
-    async with node.client(owner, owner_id) as c:
-        record = (await c.get("0.NA/88.100.5")).body["values"]
-        record += [
-            {"index": 301, "type": "HS_PUBKEY", "data": {"format": "key", "value": op_der}},
-            {
-                "index": 101,
-                "type": "HS_ADMIN",
-                "data": {
-                    "format": "admin",
-                    "value": {
-                        "handle": "0.NA/88.100.5",
-                        "index": 301,
-                        "permissions": "000001110000",
-                    },
-                },
-            },
-        ]
-        assert (await c.put("0.NA/88.100.5", record)).status == 200
-    async with node.client(operator, "301:0.NA/88.100.5") as c:
+    async with node.client(operator, operator_id) as c:
         takeover = await c.request(
             "PUT",
             handle_path("0.NA/88.100.5"),

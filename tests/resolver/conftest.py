@@ -27,6 +27,7 @@ from registry.store import PostgresStore
 from resolver.cache import CacheConfig
 from resolver.service import Resolver
 from resolver.topology import Directory, Role, prefix_key
+from schemas.record import DataFormat, HandleValue, Record
 from tests.conftest import with_database
 
 LAYOUT = [
@@ -143,3 +144,20 @@ async def net(pg_server_url: str, pg_template: str) -> AsyncIterator[Net]:
         for db in databases:
             await admin_conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         await admin_conn.close()
+
+
+def record(handle: str, url: str = "https://example.com/p", ttl: int = 86400) -> Record:
+    """A record with one URL value."""
+    return Record(
+        handle=handle,
+        values=(
+            HandleValue(
+                index=1,
+                type="URL",
+                format=DataFormat.STRING,
+                value=url,
+                ttl=ttl,
+                timestamp=int(time.time()),
+            ),
+        ),
+    )

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from resolver.client import Client, Referral, ResolutionFailed
 from schemas.errors import IdentifierNotFound, InvalidIdentifier
-from schemas.record import DataFormat, HandleValue, Record
-from tests.resolver.conftest import Net
+from tests.resolver.conftest import Net, record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
-
-
-def record(handle: str, url: str, ttl: int = 86400) -> Record:
-    return Record(
-        handle=handle,
-        values=(
-            HandleValue(
-                index=1,
-                type="URL",
-                format=DataFormat.STRING,
-                value=url,
-                ttl=ttl,
-                timestamp=int(time.time()),
-            ),
-        ),
-    )
 
 
 def requests(net: Net) -> int:

@@ -9,26 +9,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from schemas.record import DataFormat, HandleValue, Record
-from tests.resolver.conftest import Net
+from tests.resolver.conftest import Net, record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
-
-
-def record(handle: str, url: str = "https://example.com/p", ttl: int = 86400) -> Record:
-    return Record(
-        handle=handle,
-        values=(
-            HandleValue(
-                index=1,
-                type="URL",
-                format=DataFormat.STRING,
-                value=url,
-                ttl=ttl,
-                timestamp=int(time.time()),
-            ),
-        ),
-    )
 
 
 async def get(
