@@ -70,6 +70,8 @@ from schemas.record import AdminPerm, HandleValue, Record, check_values
 
 log = logging.getLogger("idres.registry")
 HANDLES = "/api/handles/"
+# the rest of the path, newlines included, so that they reach the parser (a 400, not a 404)
+TAIL = r"{tail:[\w\W]+}"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
@@ -99,9 +101,9 @@ class RegistryAPI:
         /healthz to a resolver installed beside it (which calls ``get_handle``)."""
         app.router.add_get("/api/handles", self.list_handles)
         if reads:
-            app.router.add_get(HANDLES + "{tail:.+}", self.get_handle)
-        app.router.add_put(HANDLES + "{tail:.+}", self.put_handle)
-        app.router.add_delete(HANDLES + "{tail:.+}", self.delete_handle)
+            app.router.add_get(HANDLES + TAIL, self.get_handle)
+        app.router.add_put(HANDLES + TAIL, self.put_handle)
+        app.router.add_delete(HANDLES + TAIL, self.delete_handle)
         app.router.add_post("/api/batch", self.batch)
         app.router.add_post("/api/prefixes", self.delegate_prefix)
         app.router.add_get("/openapi.json", self.openapi)

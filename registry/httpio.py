@@ -87,7 +87,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise
         code = _HTTP_CODES.get(exc.status, 2)
         message = exc.reason if exc.status != 404 else f"no such resource: {request.path}"
-        return json_response({"responseCode": code, "message": message}, status=exc.status)
+        response = json_response({"responseCode": code, "message": message}, status=exc.status)
+        if "Allow" in exc.headers:  # a 405 says what is allowed (RFC 9110 §15.5.6)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except (ConnectionResetError, asyncio.CancelledError):
         raise  # the client went away: nothing to answer, nothing to log
     except Exception:

@@ -29,6 +29,7 @@ _ERRORS = {
     "413": _json(_ref("Error"), "Body larger than the node allows"),
     "415": _json(_ref("Error"), "Body is not application/json"),
 }
+_REUSED_KEY = _json(_ref("Error"), "Idempotency-Key reused for another request")
 _IDENTIFIER = {
     "name": "identifier",
     "in": "path",
@@ -306,6 +307,7 @@ OPENAPI: dict[str, Any] = {
                     _IDEMPOTENCY,
                 ],
                 "responses": {
+                    "422": _REUSED_KEY,
                     "200": _json(_ref("Written"), "Deleted"),
                     "404": _json(_ref("Error"), "Not found (100), or no value at that index (200)"),
                     **_ERRORS,
@@ -355,6 +357,7 @@ OPENAPI: dict[str, Any] = {
                     "content": {"application/json": {"schema": _ref("BatchRequest")}},
                 },
                 "responses": {
+                    "422": _REUSED_KEY,
                     "200": _json(_ref("BatchResponse"), "One result per operation"),
                     **_ERRORS,
                 },
@@ -371,6 +374,7 @@ OPENAPI: dict[str, Any] = {
                     "content": {"application/json": {"schema": _ref("Delegation")}},
                 },
                 "responses": {
+                    "422": _REUSED_KEY,
                     "201": _json(_ref("Written"), "Delegated: record 0.NA/{prefix}"),
                     "409": _json(_ref("Error"), "Already delegated (101)"),
                     **_ERRORS,

@@ -16,7 +16,7 @@ from urllib.parse import unquote_to_bytes
 import orjson
 from aiohttp import web
 
-from registry.api import RegistryAPI, target_of
+from registry.api import TAIL, RegistryAPI, target_of
 from registry.httpio import BadRequest, dump, error_body, json_response, query_bool, query_ints
 from registry.httpio import read_json as read_json_body
 from resolver import did
@@ -50,13 +50,13 @@ class ResolverAPI:
         self.role = role
 
     def install(self, app: web.Application) -> None:
-        app.router.add_get("/api/handles/{tail:.+}", self.get_handle)
+        app.router.add_get("/api/handles/" + TAIL, self.get_handle)
         app.router.add_post("/api/resolve", self.resolve_many)
         app.router.add_get("/api/directory", self.directory_json)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/healthz", self.healthz)
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
-        app.router.add_get("/{tail:.+}", self.proxy)
+        app.router.add_get("/" + TAIL, self.proxy)
 
     async def get_handle(self, request: web.Request) -> web.StreamResponse:
         self.metrics.inc("idres_requests_total", 'interface="rest"')

@@ -700,3 +700,15 @@ async def test_glns_can_be_registered_and_read(node: Node) -> None:
         read = await c.get("https://id.gs1.org/414/6901234000009")
     assert (created.status, created.body["handle"]) == (201, "gln:6901234000009")
     assert read.status == 200
+
+
+async def test_a_405_says_what_is_allowed_and_a_newline_is_an_invalid_identifier(
+    node: Node,
+) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(node.url + "/api/handles/88.100.1/X") as resp:
+            assert resp.status == 405
+            assert "PUT" in resp.headers["Allow"]
+        async with s.get(URL(node.url + "/api/handles/88.100.1/a%0Ab", encoded=True)) as resp:
+            body = await resp.json()
+            assert (resp.status, body["responseCode"]) == (400, 102)
