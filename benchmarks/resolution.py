@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import itertools
 import json
 import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -183,8 +185,9 @@ class Proc:
     def __init__(
         self, args: list[str], env: dict[str, str] | None = None, ready: str | None = None
     ) -> None:
-        self.p = subprocess.Popen(
+        self.p = subprocess.Popen(  # own process group: stop() ends forked children too
             args,
+            start_new_session=True,
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -199,11 +202,13 @@ class Proc:
                 raise SystemExit(f"{args[:4]} did not start")
 
     def stop(self) -> None:
-        self.p.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.p.pid, signal.SIGTERM)
         try:
             self.p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            self.p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.p.pid, signal.SIGKILL)
 
 
 def wait_port(port: int) -> None:
