@@ -102,6 +102,9 @@ class RegistryPolicy:
         # prefix records do not change inside the transaction that decides a batch
         self._prefix_grants: dict[str, AdminPerm] = {}
 
+    def begin(self) -> None:
+        self._prefix_grants.clear()
+
     def _grant(self, record: Record) -> AdminPerm:
         if self.signer is None:
             return AdminPerm(0)

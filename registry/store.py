@@ -107,9 +107,16 @@ class Policy(Protocol):
         """The operation to apply (possibly amended), or raise an IdresError."""
         ...
 
+    def begin(self) -> None:
+        """A (re)started transaction: forget anything learned in an earlier attempt."""
+        ...
+
 
 class AllowAll:
     """The policy of trusted callers: the node's own bootstrap, tests of the store."""
+
+    def begin(self) -> None:
+        pass
 
     def prefix_handles(self, op: WriteOp) -> Iterable[str]:
         return ()
@@ -366,6 +373,7 @@ class PostgresStore:
         render: Callable[[list[Outcome]], StoredResponse] | None,
     ) -> Applied:
         outcomes = list(first_outcomes)
+        policy.begin()
         now = self._clock()
         if guard is not None:
             replayed = await _check_guard(conn, guard, now)
@@ -383,7 +391,14 @@ class PostgresStore:
         }
         old_records = await _fetch_records(conn, existing)
         context_names = {h for _, op, _ in valid for h in policy.prefix_handles(op)}
-        context = await _fetch_records(conn, context_names - old_records.keys())
+        others = sorted(context_names - old_records.keys())
+        # The records the decisions rest on (prefix records) stay as read until commit:
+        # a revocation committing meanwhile waits, or this transaction sees it.
+        await conn.execute(
+            "SELECT 1 FROM identifiers WHERE handle = ANY($1::text[]) ORDER BY handle FOR SHARE",
+            others,
+        )
+        context = await _fetch_records(conn, others)
         context.update({h: r for h, r in old_records.items() if h in context_names})
         fresh = [h for h in handles if h not in existing]
         last_version = (
