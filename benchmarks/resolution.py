@@ -220,7 +220,9 @@ def wait_port(port: int) -> None:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def start_network(work: Path, url: str, cache: bool, entry_workers: int) -> tuple[list[Proc], int]:
+def start_network(
+    work: Path, url: str, cache: bool, entry_workers: int, fast_port: int | None = None
+) -> tuple[list[Proc], int]:
     keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
     ports = {n: free_port() for n in keys}
     specs = [
@@ -273,6 +275,8 @@ def start_network(work: Path, url: str, cache: bool, entry_workers: int) -> tupl
         ]
         if not cache:
             args.append("--no-cache")
+        if fast_port is not None and name == "super":
+            args += ["--fast-port", str(fast_port)]
         procs.append(
             Proc(
                 args,
@@ -410,7 +414,8 @@ def main() -> None:
         procs.pop().stop()
 
         # hot: one worker, so one cache, warmed with every key the load will ask for
-        network, entry = start_network(work, url, cache=True, entry_workers=1)
+        fast = free_port()
+        network, entry = start_network(work, url, cache=True, entry_workers=1, fast_port=fast)
         procs += network
         check = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{entry}/api/handles/88.100.1/B0000042"],
@@ -425,6 +430,8 @@ def main() -> None:
         )
         run("idres_hot_1_worker", entry)
         results["idres_hot_1_worker"]["cache"] = cache_counts(entry)
+        # the same process and warm cache, through the lean listener (resolver/fastpath.py)
+        run("idres_hot_fastpath_1_worker", fast)
         for p in network:
             p.stop()
         procs.clear()

@@ -113,6 +113,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.no_cache:
         overrides["cache"] = False
+    if args.fast_port is not None:
+        overrides["fast_port"] = args.fast_port
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -394,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache",
         action="store_true",
         help="resolve every lookup upstream (for measuring the cold path)",
+    )
+    p.add_argument(
+        "--fast-port",
+        type=int,
+        help="also serve GET /api/handles/{id} on this "
+        "port through the lean listener (IDRES_FAST_PORT; 0: any free port)",
     )
     p.set_defaults(func=_cmd_serve)
 

@@ -48,6 +48,7 @@ class NodeConfig:
     directory: Path | None = None
     trust_anchor: str | None = None
     cache: bool = True  # False: every lookup goes upstream (the cold-path benchmark)
+    fast_port: int | None = None  # the lean resolution listener (resolver/fastpath.py)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
-from idres.assembly import NodeSpec, build_app, delegations, load_node_key
+from idres.assembly import RESOLVER, NodeSpec, build_app, delegations, load_node_key
 from idres.config import NodeConfig
 from idres.keyfiles import write_secret
 from registry import httpsig
@@ -37,6 +37,7 @@ from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
+from resolver.fastpath import serve_fast
 from resolver.topology import Delegation, Directory, Role, prefix_key
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
@@ -82,6 +83,14 @@ def run(config: NodeConfig) -> int:
     admin_der, admin_path = admin_public_key(config)
     admin_id = asyncio.run(_bootstrap(url, served, admin_der))
     config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
+    fast = None
+    if config.fast_port is not None:
+        fast = socket.create_server((config.host, config.fast_port), backlog=1024)
+        print(
+            f"idres: resolution fast path on http://{host}:{fast.getsockname()[1]}"
+            "/api/handles/{identifier}",
+            flush=True,
+        )
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
         f"{config.workers} worker{'s' if config.workers > 1 else ''})",
@@ -89,9 +98,9 @@ def run(config: NodeConfig) -> int:
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
     if config.workers <= 1:
-        uvloop.run(_worker(sock, url, directory, config))
+        uvloop.run(_worker(sock, url, directory, config, fast))
         return 0
-    return _supervise(sock, url, directory, config)
+    return _supervise(sock, url, directory, config, fast)
 
 
 def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:
@@ -116,7 +125,13 @@ def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:
     return config.name, directory
 
 
-def _supervise(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> int:
+def _supervise(
+    sock: socket.socket,
+    url: str,
+    directory: Directory,
+    config: NodeConfig,
+    fast: socket.socket | None,
+) -> int:
     """Fork the workers, stop them all when told to or when one dies."""
     children: list[int] = []
     for _ in range(config.workers):
@@ -124,7 +139,7 @@ def _supervise(sock: socket.socket, url: str, directory: Directory, config: Node
         if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
             status = 0
             try:
-                uvloop.run(_worker(sock, url, directory, config))
+                uvloop.run(_worker(sock, url, directory, config, fast))
             except BaseException:
                 log.exception("worker failed")
                 status = 1
@@ -158,7 +173,13 @@ def _supervise(sock: socket.socket, url: str, directory: Directory, config: Node
     return 1 if failed else 0
 
 
-async def _worker(sock: socket.socket, url: str, directory: Directory, config: NodeConfig) -> None:
+async def _worker(
+    sock: socket.socket,
+    url: str,
+    directory: Directory,
+    config: NodeConfig,
+    fast: socket.socket | None = None,
+) -> None:
     pool = await create_pool(url)
     name = config.name or "node"
     app = build_app(
@@ -173,6 +194,8 @@ async def _worker(sock: socket.socket, url: str, directory: Directory, config: N
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    if fast is not None:  # same process, same Resolver and cache as the API port
+        await serve_fast(app[RESOLVER], fast)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

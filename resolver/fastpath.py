@@ -1,0 +1,226 @@
+"""The resolution hot path: a lean HTTP/1.1 listener beside a node's aiohttp app.
+
+It answers one request, ``GET /api/handles/{identifier}`` with no query, through the
+node's own Resolver: a cached answer is written as a pre-built status line and
+headers plus the cached bytes; a miss is resolved as the API would. Everything else
+is refused with a pointer to the API port. httptools parses; nothing is logged per
+request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import cast
+from urllib.parse import unquote_to_bytes
+
+import httptools
+import orjson
+
+from registry.httpio import dump, error_body
+from resolver.service import Answer, Resolver
+from schemas.errors import IdresError, InvalidIdentifier
+from schemas.identifiers import Identifier, parse
+
+log = logging.getLogger("idres.fastpath")
+PREFIX = b"/api/handles/"
+MAX_PENDING = 64  # pipelined requests in flight per connection before reading pauses
+_REASONS = {
+    200: b"OK",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    504: b"Gateway Timeout",
+    508: b"Loop Detected",
+}
+
+
+def head(
+    status: int, length: int, *, keep_alive: bool, source: bytes = b"", stale: bool = False
+) -> bytes:
+    """Status line and headers; the caller appends ``length`` bytes of JSON."""
+    reason = _REASONS.get(status, b"Status")
+    out = b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % (
+        status,
+        reason,
+        length,
+    )
+    if source:
+        out += b"Idres-Source: " + source + b"\r\n"
+    if stale:
+        out += b"Idres-Stale: true\r\n"
+    if not keep_alive:
+        out += b"Connection: close\r\n"
+    return out + b"\r\n"
+
+
+def error(status: int, message: str, *, keep_alive: bool, code: int = 2) -> bytes:
+    body = dump({"responseCode": code, "message": message})
+    return head(status, len(body), keep_alive=keep_alive) + body
+
+
+class FastProtocol(asyncio.Protocol):
+    """One connection. Answers go out in request order, even when pipelined."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.url = b""
+        self.pending: deque[asyncio.Future[bytes]] = deque()
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport has the Transport methods without the base class
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._finish(error(400, "no protocol upgrades here", keep_alive=False))
+        except httptools.HttpParserError as exc:
+            self._finish(error(400, f"malformed HTTP request: {exc}", keep_alive=False))
+
+    # httptools callbacks
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_message_complete(self) -> None:
+        url, self.url = self.url, b""
+        keep_alive = self.parser.should_keep_alive()
+        if self.parser.get_method() != b"GET":
+            self._send(
+                error(
+                    405,
+                    "this port answers GET /api/handles/{identifier}; use the "
+                    "API port for anything else",
+                    keep_alive=keep_alive,
+                )
+            )
+        elif not url.startswith(PREFIX) or b"?" in url:
+            self._send(
+                error(
+                    404,
+                    "this port answers GET /api/handles/{identifier} without "
+                    "a query; use the API port for anything else",
+                    keep_alive=keep_alive,
+                    code=100,
+                )
+            )
+        else:
+            self._lookup(url[len(PREFIX) :], keep_alive)
+        if not keep_alive:
+            self.closing = True
+
+    def _lookup(self, raw: bytes, keep_alive: bool) -> None:
+        try:
+            ident = parse(unquote_to_bytes(raw).decode("utf-8"))
+        except UnicodeDecodeError:
+            self._send(
+                error(
+                    400,
+                    "identifier is not UTF-8 after percent-decoding",
+                    keep_alive=keep_alive,
+                    code=102,
+                )
+            )
+            return
+        except InvalidIdentifier as exc:
+            body = dump(error_body(exc))
+            self._send(head(400, len(body), keep_alive=keep_alive) + body)
+            return
+        if not ident.qualifiers:
+            entry = self.resolver.cache.get(ident.canonical)
+            if entry is not None:  # the hot path: no await, no objects but the bytes
+                self.resolver.metrics.inc("idres_cache_hits_total")
+                self._send(
+                    head(entry.status, len(entry.body), keep_alive=keep_alive, source=b"cache")
+                    + entry.body
+                )
+                return
+        future = asyncio.ensure_future(self._resolve(ident, keep_alive))
+        self.pending.append(future)
+        future.add_done_callback(lambda _: self._flush())
+        if len(self.pending) >= MAX_PENDING and self.transport is not None:
+            self.transport.pause_reading()
+
+    async def _resolve(self, ident: Identifier, keep_alive: bool) -> bytes:
+        try:
+            answer = await self.resolver.resolve(ident)
+        except IdresError as exc:
+            body = dump(error_body(exc))
+            return head(exc.http_status, len(body), keep_alive=keep_alive) + body
+        except Exception:
+            log.exception("resolving %s failed", ident.canonical)
+            return error(500, "internal server error", keep_alive=keep_alive)
+        return _encode(answer, ident, keep_alive)
+
+    def _send(self, data: bytes) -> None:
+        if self.pending:  # an earlier request is still resolving: answer after it
+            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+            future.set_result(data)
+            self.pending.append(future)
+            self._flush()
+        elif self.transport is not None:
+            self.transport.write(data)
+            if self.closing or b"\r\nConnection: close\r\n" in data[:300]:
+                self.transport.close()
+
+    def _flush(self) -> None:
+        while self.pending and self.pending[0].done():
+            future = self.pending.popleft()
+            if future.cancelled() or self.transport is None:
+                continue
+            data = future.result()
+            self.transport.write(data)
+            if b"\r\nConnection: close\r\n" in data[:300]:
+                self.transport.close()
+                return
+        if self.transport is not None and len(self.pending) < MAX_PENDING // 2:
+            self.transport.resume_reading()
+
+    def _finish(self, data: bytes) -> None:
+        """A last answer (the stream cannot be parsed on), after those still pending."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        self._send(data)
+
+
+def _encode(answer: Answer, ident: Identifier, keep_alive: bool) -> bytes:
+    body = answer.body
+    if ident.qualifiers or answer.stale:
+        decorated = orjson.loads(body)
+        if ident.qualifiers:
+            decorated["qualifiers"] = dict(ident.qualifiers)
+        if answer.stale:
+            decorated["stale"] = True
+        body = dump(decorated)
+    return (
+        head(
+            answer.status,
+            len(body),
+            keep_alive=keep_alive,
+            source=answer.source.encode(),
+            stale=answer.stale,
+        )
+        + body
+    )
+
+
+async def serve_fast(resolver: Resolver, sock: socket.socket) -> asyncio.Server:
+    """Start the listener on an already bound socket."""
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(lambda: FastProtocol(resolver), sock=sock)
