@@ -194,8 +194,9 @@ async def _worker(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, sock).start()
+    fast_server = None
     if fast is not None:  # same process, same Resolver and cache as the API port
-        await serve_fast(app[RESOLVER], fast)
+        fast_server = await serve_fast(app[RESOLVER], fast)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -203,5 +204,7 @@ async def _worker(
     try:
         await stop.wait()
     finally:
+        if fast_server is not None:  # before the pool its lookups use goes away
+            fast_server.close()
         await runner.cleanup()
         await pool.close()

@@ -26,7 +26,8 @@ from schemas.identifiers import Identifier, parse
 
 log = logging.getLogger("idres.fastpath")
 PREFIX = b"/api/handles/"
-MAX_PENDING = 64  # pipelined requests in flight per connection before reading pauses
+MAX_PENDING = 64  # answers owed on one connection; reading pauses at half of it
+MAX_URL = 8192  # bytes of request target
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
@@ -64,16 +65,27 @@ def error(status: int, message: str, *, keep_alive: bool, code: int = 2) -> byte
     return head(status, len(body), keep_alive=keep_alive) + body
 
 
+class _UrlTooLong(Exception):
+    pass
+
+
 class FastProtocol(asyncio.Protocol):
-    """One connection. Answers go out in request order, even when pipelined."""
+    """One connection. Answers go out in request order, even when pipelined.
+
+    Bounded per connection: at most MAX_PENDING answers owed (past that the
+    connection gets a 503 and closes), a URL of at most MAX_URL bytes, and no reading
+    while the client is not reading what was written (transport write flow control).
+    """
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.url = b""
+        self.url = bytearray()
+        self.upgrade = False
         self.pending: deque[asyncio.Future[bytes]] = deque()
-        self.closing = False
+        self.closing = False  # no more requests are read; close after the last answer
+        self.write_paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport has the Transport methods without the base class
@@ -81,26 +93,67 @@ class FastProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         for future in self.pending:
-            future.cancel()
+            future.cancel()  # only this connection's waits: shared lookups run on
         self.pending.clear()
         self.transport = None
 
+    def eof_received(self) -> bool:
+        """A client that has sent everything (half-close) still gets its answers."""
+        self.closing = True
+        self._flush()
+        return self.transport is not None  # keep the write side open until flushed
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._maybe_resume()
+
     def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return  # the stream ended (an error, Connection: close): nothing more is read
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._finish(error(400, "no protocol upgrades here", keep_alive=False))
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _UrlTooLong):
+                self._finish(error(414, f"request target over {MAX_URL} bytes", keep_alive=False))
+            else:  # a bug of ours, not the client's request
+                log.exception("fast path failed on a request")
+                self._finish(error(500, "internal server error", keep_alive=False))
         except httptools.HttpParserError as exc:
             self._finish(error(400, f"malformed HTTP request: {exc}", keep_alive=False))
 
     # httptools callbacks
     def on_url(self, url: bytes) -> None:
+        if len(self.url) + len(url) > MAX_URL:
+            raise _UrlTooLong
         self.url += url
 
+    def on_headers_complete(self) -> None:
+        self.upgrade = self.parser.should_upgrade()
+
     def on_message_complete(self) -> None:
-        url, self.url = self.url, b""
+        url, self.url = bytes(self.url), bytearray()
         keep_alive = self.parser.should_keep_alive()
-        if self.parser.get_method() != b"GET":
+        method = self.parser.get_method()
+        if self.upgrade:
+            self._finish(error(400, "no protocol upgrades here", keep_alive=False))
+            return
+        if len(self.pending) >= MAX_PENDING:
+            self._finish(
+                error(503, f"more than {MAX_PENDING} requests pipelined", keep_alive=False)
+            )
+            return
+        if method == b"HEAD":  # a HEAD answer has no body, so none is sent (RFC 9110 §9.3.2)
+            self._send(
+                b"HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nContent-Length: 0\r\n\r\n"
+            )
+        elif method != b"GET":
             self._send(
                 error(
                     405,
@@ -153,42 +206,56 @@ class FastProtocol(asyncio.Protocol):
         future = asyncio.ensure_future(self._resolve(ident, keep_alive))
         self.pending.append(future)
         future.add_done_callback(lambda _: self._flush())
-        if len(self.pending) >= MAX_PENDING and self.transport is not None:
-            self.transport.pause_reading()
+        self._maybe_pause()
 
     async def _resolve(self, ident: Identifier, keep_alive: bool) -> bytes:
         try:
             answer = await self.resolver.resolve(ident)
+            return _encode(answer, ident, keep_alive)
         except IdresError as exc:
             body = dump(error_body(exc))
             return head(exc.http_status, len(body), keep_alive=keep_alive) + body
         except Exception:
             log.exception("resolving %s failed", ident.canonical)
             return error(500, "internal server error", keep_alive=keep_alive)
-        return _encode(answer, ident, keep_alive)
 
     def _send(self, data: bytes) -> None:
-        if self.pending:  # an earlier request is still resolving: answer after it
-            future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-            future.set_result(data)
-            self.pending.append(future)
-            self._flush()
-        elif self.transport is not None:
-            self.transport.write(data)
-            if self.closing or b"\r\nConnection: close\r\n" in data[:300]:
-                self.transport.close()
+        """Queue an answer that is ready now, behind any still being resolved."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future.set_result(data)
+        self.pending.append(future)
+        self._flush()
+        self._maybe_pause()
 
     def _flush(self) -> None:
-        while self.pending and self.pending[0].done():
+        while self.transport is not None and self.pending and self.pending[0].done():
             future = self.pending.popleft()
-            if future.cancelled() or self.transport is None:
-                continue
+            if future.cancelled():  # never skip an answer: the stream would shift
+                self.transport.close()
+                return
             data = future.result()
             self.transport.write(data)
             if b"\r\nConnection: close\r\n" in data[:300]:
+                self.closing = True
+                self.pending.clear()
                 self.transport.close()
                 return
-        if self.transport is not None and len(self.pending) < MAX_PENDING // 2:
+        if self.transport is not None and self.closing and not self.pending:
+            self.transport.close()
+            return
+        self._maybe_resume()
+
+    def _maybe_pause(self) -> None:
+        if self.transport is not None and len(self.pending) >= MAX_PENDING // 2:
+            self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        if (
+            self.transport is not None
+            and not self.closing
+            and not self.write_paused
+            and len(self.pending) < MAX_PENDING // 2
+        ):
             self.transport.resume_reading()
 
     def _finish(self, data: bytes) -> None:
@@ -196,7 +263,10 @@ class FastProtocol(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.pause_reading()
-        self._send(data)
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        future.set_result(data)
+        self.pending.append(future)
+        self._flush()
 
 
 def _encode(answer: Answer, ident: Identifier, keep_alive: bool) -> bytes:

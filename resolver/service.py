@@ -105,24 +105,22 @@ class Resolver:
         assert route.node is not None
         if not recursive:
             return self._referral(ident, route)
-        # one upstream call per identifier at a time; an auth=true lookup gets its own
+        # One upstream call per identifier at a time (an auth=true lookup gets its own).
+        # It runs as a task of its own: a caller that goes away (its connection lost,
+        # its handler cancelled) must not cancel the answer others are waiting for.
         flight = (key, auth)
-        pending = self._inflight.get(flight)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
-        self._inflight[flight] = future
-        try:
-            answer = await self._ask(ident, route, auth=auth, via=via)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed: waiters re-raise it, nobody logs it twice
-            raise
-        else:
-            future.set_result(answer)
-            return answer
-        finally:
+        task = self._inflight.get(flight)
+        if task is None:
+            task = asyncio.ensure_future(self._ask(ident, route, auth=auth, via=via))
+            self._inflight[flight] = task
+            task.add_done_callback(lambda done: self._landed(flight, done))
+        return await asyncio.shield(task)
+
+    def _landed(self, flight: tuple[str, bool], task: asyncio.Future[Answer]) -> None:
+        if self._inflight.get(flight) is task:
             del self._inflight[flight]
+        if not task.cancelled():
+            task.exception()  # retrieved: each waiter re-raises it; none is logged twice
 
     def _referral(self, ident: Identifier, route: Route) -> Answer:
         """Name the node to ask next (Handle 303 prefix referral down, 302 service up)."""

@@ -113,3 +113,118 @@ async def test_a_malformed_request_after_pipelined_ones_comes_last(net: Net, fas
     )
     statuses = statuses_of(answer)
     assert statuses == [200, 400]
+
+
+# --- regressions from review: a fake, slow resolver drives the listener -----------------
+
+
+class SlowResolver:
+    """Cache misses only; each lookup takes ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.2) -> None:
+        from resolver.metrics import Metrics
+
+        self.delay = delay
+        self.metrics = Metrics("fake")
+        self.started = 0
+
+        class NoCache:
+            def get(self, key: str) -> None:
+                return None
+
+        self.cache = NoCache()
+
+    async def resolve(self, ident: object) -> object:
+        from resolver.service import Answer
+
+        self.started += 1
+        await asyncio.sleep(self.delay)
+        handle = ident.canonical  # type: ignore[attr-defined]
+        return Answer(
+            status=200,
+            body=b'{"responseCode":1,"handle":"%s"}' % handle.encode(),
+            source="upstream",
+        )
+
+
+@pytest_asyncio.fixture
+async def slow() -> AsyncIterator[tuple[str, SlowResolver]]:
+    resolver = SlowResolver()
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = await serve_fast(resolver, sock)  # type: ignore[arg-type]
+    yield f"127.0.0.1:{sock.getsockname()[1]}", resolver
+    server.close()
+    await server.wait_closed()
+
+
+async def test_one_client_leaving_does_not_cancel_anothers_shared_lookup(
+    net: Net, fast: str
+) -> None:
+    await net.stores["sub"].put(record("88.100.1/SHARED"), actor="t")
+    await net.stores["sub"].put(record("88.100.1/OTHER"), actor="t")
+    host, port = fast.split(":")
+    _, leaving = await asyncio.open_connection(host, int(port))
+    leaving.write(b"GET /api/handles/88.100.1/SHARED HTTP/1.1\r\nHost: x\r\n\r\n")
+    await leaving.drain()
+    staying = asyncio.ensure_future(
+        raw(
+            fast,
+            b"GET /api/handles/88.100.1/SHARED HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /api/handles/88.100.1/OTHER HTTP/1.1\r\nHost: x\r\nConnection: close"
+            b"\r\n\r\n",
+        )
+    )
+    await asyncio.sleep(0)
+    leaving.close()  # the first asker of SHARED goes away mid-lookup
+    answer = await staying
+    assert statuses_of(answer) == [200, 200]
+    assert answer.index(b"88.100.1/SHARED") < answer.index(b"88.100.1/OTHER")
+
+
+async def test_too_many_pipelined_requests_get_a_503_and_a_close(
+    slow: tuple[str, SlowResolver],
+) -> None:
+    address, resolver = slow
+    requests = b"".join(
+        b"GET /api/handles/88.100.1/R%d HTTP/1.1\r\nHost: x\r\n\r\n" % n for n in range(500)
+    )
+    answer = await raw(address, requests)
+    statuses = statuses_of(answer)
+    assert statuses[-1] == 503
+    assert set(statuses[:-1]) == {200}
+    assert resolver.started <= 64  # no more lookups than answers owed
+
+
+async def test_an_overlong_url_is_414_without_holding_it(slow: tuple[str, SlowResolver]) -> None:
+    answer = await raw(slow[0], b"GET /api/handles/" + b"A" * 100_000)
+    assert statuses_of(answer) == [414]
+
+
+async def test_a_half_closed_client_still_gets_its_answers(slow: tuple[str, SlowResolver]) -> None:
+    host, port = slow[0].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"GET /api/handles/88.100.1/SLOW HTTP/1.1\r\nHost: x\r\n\r\n")
+    writer.write_eof()  # as nc -N does
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    writer.close()
+    assert statuses_of(answer) == [200]
+
+
+async def test_head_and_upgrade_requests_keep_the_stream_in_step(
+    slow: tuple[str, SlowResolver],
+) -> None:
+    answer = await raw(
+        slow[0],
+        b"HEAD /api/handles/x HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /api/handles/88.100.1/A HTTP/1.1\r\nHost: x\r\n"
+        b"Connection: close\r\n\r\n",
+    )
+    assert statuses_of(answer) == [405, 200]
+    assert b"Content-Length: 0\r\n" in answer
+    upgraded = await raw(
+        slow[0],
+        b"GET /api/handles/88.100.1/A HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    assert statuses_of(upgraded) == [400]
