@@ -220,7 +220,14 @@ class FastProtocol(asyncio.Protocol):
             return error(500, "internal server error", keep_alive=keep_alive)
 
     def _send(self, data: bytes) -> None:
-        """Queue an answer that is ready now, behind any still being resolved."""
+        """An answer that is ready now: written at once when nothing is owed before it
+        (the hot path), else queued behind the answers still being resolved."""
+        if not self.pending and self.transport is not None and not self.closing:
+            self.transport.write(data)
+            if b"\r\nConnection: close\r\n" in data[:300]:
+                self.closing = True
+                self.transport.close()
+            return
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         future.set_result(data)
         self.pending.append(future)
