@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from schemas.errors import AuthenticationNeeded, Forbidden, InvalidIdentifier
 from schemas.identifiers import Identifier, Namespace, RoutingKey
 from schemas.identifiers.prefix import parse_prefix
-from schemas.record import AdminPerm, HandleValue, Record
+from schemas.record import AdminPerm, Record, same_content
 
 PREFIX_RECORD_PREFIX = "0.NA"
 _NA_LABELS = ("0", "NA")
@@ -97,13 +97,9 @@ def required_permissions(old: Record | None, new: Record | None) -> AdminPerm:
             needed |= AdminPerm.ADD_ADMIN if admin else AdminPerm.ADD_VALUE
         elif b is None:
             needed |= AdminPerm.REMOVE_ADMIN if admin else AdminPerm.REMOVE_VALUE
-        elif _content(a) != _content(b):
+        elif not same_content(a, b):
             needed |= AdminPerm.MODIFY_ADMIN if admin else AdminPerm.MODIFY_VALUE
     return needed
-
-
-def _content(v: HandleValue) -> tuple[object, ...]:
-    return (v.type, v.format, v.value, v.ttl, v.ttl_type, v.permissions, v.references)
 
 
 def granted(signer: Signer, records: Iterable[Record | None]) -> AdminPerm:

@@ -39,7 +39,15 @@ from schemas.errors import (
 )
 from schemas.identifiers import Identifier, parse
 from schemas.oplog import Operation, encode_operation
-from schemas.record import DataFormat, HandleValue, Permissions, Record, TtlType, check_values
+from schemas.record import (
+    DataFormat,
+    HandleValue,
+    Permissions,
+    Record,
+    TtlType,
+    check_values,
+    same_content,
+)
 
 Op = Literal["create", "replace", "delete"]
 IDEMPOTENCY_TTL = 24 * 3600
@@ -178,14 +186,9 @@ def diff(old: Record | None, new: Record | None) -> tuple[Change, ...]:
             out.append(Change(index=index, type=b.type, change="added"))
         elif b is None and a is not None:
             out.append(Change(index=index, type=a.type, change="removed"))
-        elif a is not None and b is not None and _content(a) != _content(b):
+        elif a is not None and b is not None and not same_content(a, b):
             out.append(Change(index=index, type=b.type, change="modified"))
     return tuple(out)
-
-
-def _content(v: HandleValue) -> tuple[Any, ...]:
-    # A new timestamp alone is not a change of the value.
-    return (v.type, v.format, v.value, v.ttl, v.ttl_type, v.permissions, v.references)
 
 
 _VALUE_COLUMNS = (

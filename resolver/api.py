@@ -22,9 +22,8 @@ from registry.httpio import read_json as read_json_body
 from resolver import did
 from resolver import web as web_view
 from resolver.metrics import Metrics
-from resolver.service import VIA_HEADER, Answer, Resolver
+from resolver.service import VIA_HEADER, Answer, Resolver, decorate
 from resolver.topology import Directory
-from schemas.codec_json import record_to_json
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
 from schemas.identifiers.digital_link import PRIMARY_KEYS
@@ -217,10 +216,7 @@ def respond(
                 "handle": body.get("handle"),
                 "message": "no values match the filters",
             }
-    if ident.qualifiers:
-        body["qualifiers"] = dict(ident.qualifiers)
-    if answer.stale:
-        body["stale"] = True
+    body = decorate(body, ident, stale=answer.stale)
     return web.Response(body=dump(body), status=answer.status, content_type=JSON, headers=headers)
 
 
@@ -262,6 +258,3 @@ def local_answer(record_json: dict[str, Any] | None, handle: str) -> Answer:
         )
         return Answer(status=401, body=dump(error_body(exc)))
     return Answer(status=200, body=dump(record_json))
-
-
-__all__ = ["ResolverAPI", "local_answer", "record_to_json"]

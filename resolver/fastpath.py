@@ -20,7 +20,7 @@ import httptools
 import orjson
 
 from registry.httpio import dump, error_body
-from resolver.service import Answer, Resolver
+from resolver.service import Answer, Resolver, decorate
 from schemas.errors import IdresError, InvalidIdentifier
 from schemas.identifiers import Identifier, parse
 
@@ -279,12 +279,7 @@ class FastProtocol(asyncio.Protocol):
 def _encode(answer: Answer, ident: Identifier, keep_alive: bool) -> bytes:
     body = answer.body
     if ident.qualifiers or answer.stale:
-        decorated = orjson.loads(body)
-        if ident.qualifiers:
-            decorated["qualifiers"] = dict(ident.qualifiers)
-        if answer.stale:
-            decorated["stale"] = True
-        body = dump(decorated)
+        body = dump(decorate(orjson.loads(body), ident, stale=answer.stale))
     return (
         head(
             answer.status,

@@ -12,16 +12,15 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import quote
-
-import orjson
 
 from registry.httpio import dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
 from resolver.topology import Directory, Route
 from resolver.transport import LoopDetected, NodeTransport, UpstreamError
-from schemas.errors import IdentifierNotFound, IdresError
+from schemas.errors import IdresError
 from schemas.identifiers import Identifier
 
 VIA_HEADER = "Idres-Via"
@@ -203,10 +202,11 @@ def _value_ttls(body: dict[str, object]) -> list[tuple[int, bool]]:
     return out
 
 
-def decode(answer: Answer) -> dict[str, object]:
-    parsed = orjson.loads(answer.body)
-    assert isinstance(parsed, dict)
-    return parsed
-
-
-__all__ = ["Answer", "IdentifierNotFound", "Resolver", "ResolverConfig"]
+def decorate(body: dict[str, Any], ident: Identifier, *, stale: bool) -> dict[str, Any]:
+    """An answer as one request sees it: its Digital Link qualifiers passed through,
+    and marked when it is a stale copy (the cached bytes themselves carry neither)."""
+    if ident.qualifiers:
+        body["qualifiers"] = dict(ident.qualifiers)
+    if stale:
+        body["stale"] = True
+    return body

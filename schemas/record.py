@@ -183,6 +183,19 @@ class Record:
         return {v.index: v.value for v in self.by_type("HS_PUBKEY") if isinstance(v.value, bytes)}
 
 
+def same_content(a: HandleValue, b: HandleValue) -> bool:
+    """Whether two values say the same thing: a new timestamp alone is not a change."""
+    return (a.type, a.format, a.value, a.ttl, a.ttl_type, a.permissions, a.references) == (
+        b.type,
+        b.format,
+        b.value,
+        b.ttl,
+        b.ttl_type,
+        b.permissions,
+        b.references,
+    )
+
+
 def check_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> None:
     """Raise one InvalidValue listing every rule the values break."""
     errors = values_errors(list(enumerate(values)), count=len(values))
