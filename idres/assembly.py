@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aiohttp import web
@@ -26,13 +26,17 @@ from registry.api import RegistryAPI, RegistryConfig
 from registry.httpio import errors_middleware
 from registry.store import PostgresStore
 from resolver.api import ResolverAPI, local_answer
-from resolver.cache import CacheConfig
+from resolver.cache import CacheConfig, record_ttl
 from resolver.metrics import Metrics
 from resolver.service import Answer, Resolver, ResolverConfig
 from resolver.topology import Delegation, Directory, Role, prefix_key, sign_delegation
 from resolver.transport import HttpTransport, NodeTransport
 from schemas.codec_json import record_to_json
-from schemas.identifiers import Identifier
+from schemas.identifiers import Identifier, RoutingKey
+from schemas.record import TtlType
+from sync.directory import LiveDirectory
+from sync.log import Log
+from sync.service import Sync, SyncConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,15 +98,28 @@ def build_app(
     cache: CacheConfig | None = None,
     transport: NodeTransport | None = None,
     upstream_timeout: float = 2.0,
+    node_key: ed25519.Ed25519PrivateKey | None = None,
+    sync_log: Log | None = None,
+    sync_config: SyncConfig | None = None,
 ) -> web.Application:
-    """The node's app: registry writes for its prefixes, resolution for everything."""
+    """The node's app: registry writes for its prefixes, resolution for everything.
+
+    With ``node_key`` the node keeps its signed chain (and, with ``sync_log``,
+    publishes it, follows the chains below it and answers from their copies).
+    """
+    if node_key is not None:
+        live = LiveDirectory(directory(), trust_anchor=_anchor(directory()))
+        directory = live
     me = directory().by_name[name]
     served = tuple(prefix_key(p) for p in me.prefixes)
     app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
     registry = RegistryAPI(
         store,
         RegistryConfig(
-            served=served, max_body_bytes=max_body_bytes, signature_max_age=signature_max_age
+            served=served,
+            delegated=delegated_below(directory(), name),
+            max_body_bytes=max_body_bytes,
+            signature_max_age=signature_max_age,
         ),
     )
     registry.install(app, reads=False)
@@ -116,12 +133,26 @@ def build_app(
         public = tuple(v for v in record.values if v.permissions.public_read)
         return local_answer(record_to_json(record, values=public), ident.canonical)
 
+    async def replica(ident: Identifier) -> tuple[Answer, float] | None:
+        record = await store.get(ident.canonical)
+        if record is None:
+            return None
+        public = tuple(v for v in record.values if v.permissions.public_read)
+        ttls = [(v.ttl, v.ttl_type is TtlType.ABSOLUTE) for v in public]
+        answer = local_answer(record_to_json(record, values=public), ident.canonical)
+        if answer.status != 200:  # not public: the node that holds it decides
+            return None
+        return replace(answer, source="replica"), record_ttl(ttls, time.time())
+
+    syncing = node_key is not None and sync_log is not None
+    follows = syncing and (sync_config or SyncConfig()).follow
     resolver = Resolver(
         config=ResolverConfig(name=name, cache=cache or CacheConfig()),
         directory=directory,
         local=local,
         transport=upstream,
         metrics=metrics,
+        replica=replica if follows else None,
     )
     ResolverAPI(resolver, registry, directory, metrics, role=role.value).install(app)
 
@@ -130,7 +161,45 @@ def build_app(
 
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
+    if node_key is not None:
+        sync = Sync(
+            store.pool,
+            node_key,
+            me=name,
+            directory=live,
+            log=sync_log,
+            config=sync_config or SyncConfig(),
+            on_applied=resolver.cache.invalidate,
+        )
+        sync.install(app, name)
+        metrics.extra.append(sync.metrics_lines)
+        app[SYNC] = sync
     return app
 
 
+def delegated_below(directory: Directory, name: str) -> tuple[tuple[RoutingKey, str], ...]:
+    """Prefixes other nodes hold inside ``name``'s own (88.100 inside 88)."""
+    mine = [prefix_key(p) for p in directory.by_name[name].prefixes]
+    out = []
+    for other in directory.by_name.values():
+        if other.name == name:
+            continue
+        for text in other.prefixes:
+            key = prefix_key(text)
+            if any(
+                m.namespace is key.namespace
+                and len(key.labels) > len(m.labels)
+                and key.labels[: len(m.labels)] == m.labels
+                for m in mine
+            ):
+                out.append((key, other.name))
+    return tuple(out)
+
+
+def _anchor(directory: Directory) -> bytes:
+    (root,) = (d for d in directory.by_name.values() if d.parent is None)
+    return root.public_key
+
+
 RESOLVER = web.AppKey("resolver", Resolver)
+SYNC = web.AppKey("sync", Sync)

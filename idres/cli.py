@@ -125,7 +125,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
     data_dir = Path(args.data_dir or NodeConfig.from_env().data_dir)
     prepared = prepare(data_dir, host=args.host, base_port=args.base_port)
-    uvloop.run(up(prepared, data_dir))
+    kafka = args.kafka if args.kafka is not None else os.environ.get("KAFKA_BOOTSTRAP") or None
+    uvloop.run(up(prepared, data_dir, kafka=kafka))
     return EXIT_OK
 
 
@@ -255,6 +256,38 @@ async def _history(args: argparse.Namespace) -> int:
 async def _get(args: argparse.Namespace) -> int:
     async with _client(args, need_key=False) as client:
         return _print_reply(await client.get(args.handle))
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = args.server.rstrip("/") + "/api/sync/verify"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session,
+            session.get(url) as response,
+        ):
+            if response.status != 200:
+                print(f"idres verify: {url} answered HTTP {response.status}", file=sys.stderr)
+                return EXIT_FAILED
+            report = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        print(f"idres verify: cannot ask {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        chains = ", ".join(f"{c} ({n} blocks)" for c, n in report["chains"].items())
+        print(f"node {report['node']}: chains {chains}")
+        print(
+            f"  {report['records']} records match their last operation; "
+            f"{report['anchors']} child blocks anchored; {report['pending']} operations "
+            "not yet in a block"
+        )
+        for problem in report["problems"]:
+            print(f"  PROBLEM: {problem}")
+        print("  OK" if report["ok"] else f"  {len(report['problems'])} problem(s)")
+    return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
 def _delegate(args: argparse.Namespace) -> int:
@@ -419,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the super node's port; the others follow (0: any free ports)",
     )
     p.add_argument("--data-dir", help="where keys and data live (IDRES_DATA_DIR)")
+    p.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="carry the chains over this Kafka broker (KAFKA_BOOTSTRAP) instead of "
+        "the in-process log",
+    )
     p.set_defaults(func=_cmd_up)
 
     p = sub.add_parser(
@@ -456,6 +495,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("handle")
     _signing_options(p)
     p.set_defaults(func=_run_async(_history))
+
+    p = sub.add_parser(
+        "verify",
+        help="check a node's records against the signed chains it holds",
+        description="Every block signed by its node and linked to the one before, every "
+        "record equal to the last operation on it, every child block anchored in its "
+        "parent's chain. Exit status 1 if anything does not check.",
+    )
+    p.add_argument("--server", default="http://127.0.0.1:8000", help="the node to check")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it")
+    p.set_defaults(func=_run_async(_verify))
 
     p = sub.add_parser("get", help="read an identifier's record from a registry node")
     p.add_argument("handle")

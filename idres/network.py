@@ -31,6 +31,10 @@ from schemas.errors import IdentifierExists
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode
 from schemas.record import Record
+from sync.kafka import KafkaLog
+from sync.log import Log
+from sync.memory import MemoryLog
+from sync.service import SyncConfig
 
 # (name, role, parent, port offset, prefixes)
 LAYOUT: tuple[tuple[str, Role, str | None, int, tuple[str, ...]], ...] = (
@@ -99,6 +103,8 @@ class Running:
     specs: list[NodeSpec]
     runners: list[web.AppRunner]
     pools: list[asyncpg.Pool]
+    log: Log
+    transport: str  # how the chains travel, for the summary
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -140,7 +146,7 @@ def prepare(data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000) -
     return Prepared(home=home, url=url, keys=keys, admin_der=admin_der, sockets=sockets, host=host)
 
 
-async def start(prepared: Prepared) -> Running:
+async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
     url, sockets, host = prepared.url, prepared.sockets, prepared.host
     specs = [
         NodeSpec(
@@ -154,7 +160,14 @@ async def start(prepared: Prepared) -> Running:
     ]
     signed = delegations(specs, prepared.keys)
     directory = Directory(signed, trust_anchor=signed[0].public_key)
-    running = Running(specs=specs, runners=[], pools=[])
+    log: Log = KafkaLog(kafka, client_id="idres-up") if kafka else MemoryLog()
+    running = Running(
+        specs=specs,
+        runners=[],
+        pools=[],
+        log=log,
+        transport=f"Kafka at {kafka}" if kafka else "the in-process log",
+    )
     admin = await asyncpg.connect(url)
     try:
         existing = {r["datname"] for r in await admin.fetch("SELECT datname FROM pg_database")}
@@ -173,12 +186,19 @@ async def start(prepared: Prepared) -> Running:
         served = tuple(prefix_key(p) for p in spec.prefixes)
         await bootstrap(store, served, prepared.admin_der, now=int(time.time()))
         await _seed(store, spec.name)
+        if not kafka:  # the in-process log starts empty: publish every block again
+            async with pool.acquire() as conn:
+                await conn.execute("DELETE FROM sync_published")
+                await conn.execute("DELETE FROM sync_positions")
         app = build_app(
             name=spec.name,
             role=spec.role,
             store=store,
             directory=lambda: directory,
             max_body_bytes=16 * 1024 * 1024,
+            node_key=prepared.keys[spec.name],
+            sync_log=log,
+            sync_config=SyncConfig(announce=(directory.by_name[spec.name],)),
         )
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -208,10 +228,15 @@ async def stop(running: Running) -> None:
         await runner.cleanup()
     for pool in running.pools:
         await pool.close()
+    await running.log.close()
 
 
 def summary(running: Running, data_dir: Path) -> str:
-    lines = ["idres up: a network of 6 nodes on this machine", ""]
+    lines = [
+        "idres up: a network of 6 nodes on this machine; records replicate up the tree "
+        f"over {running.transport}",
+        "",
+    ]
     width = max(len(s.name) for s in running.specs)
     for spec in running.specs:
         lines.append(
@@ -237,8 +262,8 @@ def summary(running: Running, data_dir: Path) -> str:
     return "\n".join(lines)
 
 
-async def up(prepared: Prepared, data_dir: Path) -> None:
-    running = await start(prepared)
+async def up(prepared: Prepared, data_dir: Path, *, kafka: str | None = None) -> None:
+    running = await start(prepared, kafka=kafka)
     print(summary(running, data_dir), flush=True)
     stop_event = asyncio.Event()
     loop = asyncio.get_running_loop()

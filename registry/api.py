@@ -78,6 +78,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryConfig:
     served: tuple[RoutingKey, ...]
+    # longer prefixes under ``served`` that the directory gives to other nodes
+    delegated: tuple[tuple[RoutingKey, str], ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 10_000
     signature_max_age: int = 300
@@ -336,7 +338,9 @@ class RegistryAPI:
         applied = await self.store.apply(
             ops,
             actor=str(auth.signer) if auth else "anonymous",
-            policy=RegistryPolicy(auth.signer if auth else None, self.config.served),
+            policy=RegistryPolicy(
+                auth.signer if auth else None, self.config.served, self.config.delegated
+            ),
             guard=guard,
             render=render,
             validated=True,

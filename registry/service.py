@@ -96,9 +96,15 @@ def fingerprint(request: SignedRequest) -> bytes:
 class RegistryPolicy:
     """HS_ADMIN rules for one signed request on a node that serves ``served_prefixes``."""
 
-    def __init__(self, signer: Signer | None, served_prefixes: tuple[RoutingKey, ...]) -> None:
+    def __init__(
+        self,
+        signer: Signer | None,
+        served_prefixes: tuple[RoutingKey, ...],
+        delegated: tuple[tuple[RoutingKey, str], ...] = (),
+    ) -> None:
         self.signer = signer
         self.served_prefixes = served_prefixes
+        self.delegated = delegated
         # prefix records do not change inside the transaction that decides a batch
         self._prefix_grants: dict[str, AdminPerm] = {}
 
@@ -125,6 +131,12 @@ class RegistryPolicy:
                 f"this node does not hold {ident.canonical}; its prefixes are "
                 + ", ".join(str(p) for p in self.served_prefixes)
             )
+        for prefix, node in self.delegated:
+            if served(ident, (prefix,)):
+                raise NotResponsible(
+                    f"{ident.canonical} is under {prefix}, which is delegated to node "
+                    f"{node!r}; register it there"
+                )
         # A record needs no HS_ADMIN of its own: the prefix records above it govern it.
         # (Handle servers add one per handle; here it would be one more row for each of
         # millions of identifiers, saying what the prefix record already says.)

@@ -191,7 +191,7 @@ def diff(old: Record | None, new: Record | None) -> tuple[Change, ...]:
     return tuple(out)
 
 
-_VALUE_COLUMNS = (
+VALUE_COLUMNS = (
     "handle",
     "idx",
     "type",
@@ -228,6 +228,10 @@ class PostgresStore:
         self._pool = pool
         self._clock = clock
 
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self._pool
+
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         try:
@@ -245,7 +249,7 @@ class PostgresStore:
 
     async def get_many(self, handles: Iterable[str]) -> dict[str, Record]:
         async with self._conn() as conn:
-            return await _fetch_records(conn, handles)
+            return await fetch_records(conn, handles)
 
     async def list_handles(
         self,
@@ -392,7 +396,7 @@ class PostgresStore:
                 handles,
             )
         }
-        old_records = await _fetch_records(conn, existing)
+        old_records = await fetch_records(conn, existing)
         context_names = {h for _, op, _ in valid for h in policy.prefix_handles(op)}
         others = sorted(context_names - old_records.keys())
         # The records the decisions rest on (prefix records) stay as read until commit:
@@ -401,7 +405,7 @@ class PostgresStore:
             "SELECT 1 FROM identifiers WHERE handle = ANY($1::text[]) ORDER BY handle FOR SHARE",
             others,
         )
-        context = await _fetch_records(conn, others)
+        context = await fetch_records(conn, others)
         context.update({h: r for h, r in old_records.items() if h in context_names})
         fresh = [h for h in handles if h not in existing]
         last_version = (
@@ -573,9 +577,9 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         await conn.execute(
             "DELETE FROM identifiers WHERE handle = ANY($1::text[])", [p.handle for p in deletes]
         )
-    rows = [_value_to_row(p.handle, v) for p in planned if p.new for v in p.new.values]
+    rows = [value_to_row(p.handle, v) for p in planned if p.new for v in p.new.values]
     if rows:
-        await conn.copy_records_to_table("handle_values", records=rows, columns=_VALUE_COLUMNS)
+        await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
     history, outbox = [], []
     for p in planned:
         # the record's CBOR structure is built once, for the history and the log alike
@@ -600,9 +604,10 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
     await conn.copy_records_to_table(
         "outbox", records=outbox, columns=("handle", "version", "op", "payload")
     )
+    await conn.execute("NOTIFY idres_outbox")  # delivered at commit: wakes the relay
 
 
-async def _fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dict[str, Record]:
+async def fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dict[str, Record]:
     names = list(handles)
     if not names:
         return {}
@@ -625,7 +630,7 @@ def _canonical(handle: str) -> Identifier:
     return ident
 
 
-def _value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:
+def value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:
     return (
         handle,
         v.index,

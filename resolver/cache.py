@@ -82,6 +82,11 @@ class Cache:
         self._store(key, entry)
         return entry
 
+    def invalidate(self, keys: list[str]) -> None:
+        """Forget ``keys``: a replicated change made the cached answers old."""
+        for key in keys:
+            self._entries.pop(key, None)
+
     def _store(self, key: str, entry: Entry) -> None:
         self._entries[key] = entry
         self._entries.move_to_end(key)

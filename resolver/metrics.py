@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
+from collections.abc import Callable
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -18,6 +19,7 @@ class Metrics:
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.latency_count = 0
+        self.extra: list[Callable[[], list[str]]] = []  # more series, e.g. sync's
 
     def inc(self, name: str, label: str = "") -> None:
         self.counters[(name, label)] += 1
@@ -35,6 +37,7 @@ class Metrics:
             "idres_cache_misses_total": "Lookups the cache could not answer.",
             "idres_upstream_requests_total": "Requests to the next node, by result.",
             "idres_stale_answers_total": "Cached answers served past their TTL.",
+            "idres_replica_answers_total": "Answers from this node's copy of a chain below.",
         }
         for name, text in helps.items():
             lines.append(f"# HELP {name} {text}")
@@ -58,4 +61,6 @@ class Metrics:
         for gauge, value in sorted(gauges.items()):
             lines.append(f"# TYPE {gauge} gauge")
             lines.append(f'{gauge}{{node="{self.node}"}} {value}')
+        for source in self.extra:
+            lines += source()
         return "\n".join(lines) + "\n"

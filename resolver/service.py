@@ -43,6 +43,8 @@ class Answer:
 
 
 LocalRead = Callable[[Identifier], Awaitable[Answer]]
+# this node's copy of a record held below: the answer and how long it may be cached
+ReplicaRead = Callable[[Identifier], Awaitable[tuple[Answer, float] | None]]
 
 
 def not_found(handle: str) -> bytes:
@@ -61,6 +63,7 @@ class Resolver:
         transport: NodeTransport,
         metrics: Metrics,
         cache: Cache | None = None,
+        replica: ReplicaRead | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -69,6 +72,7 @@ class Resolver:
         self.transport = transport
         self.metrics = metrics
         self.cache = cache or Cache(config.cache)
+        self.replica = replica  # this node's copy of the chains below it, when it syncs
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
 
@@ -102,6 +106,15 @@ class Resolver:
             entry = self.cache.put_negative(key, not_found(key))
             return Answer(status=404, body=entry.body, source="none")
         assert route.node is not None
+        if route.kind == "down" and self.replica is not None and not auth:
+            # a record replicated up from the chain below answers here, without a hop;
+            # one not (yet) here is asked for below, so a fresh write is never missed
+            copy = await self.replica(ident)
+            if copy is not None:
+                answer, ttl = copy
+                self.cache.put_positive(key, answer.body, ttl)
+                self.metrics.inc("idres_replica_answers_total")
+                return answer
         if not recursive:
             return self._referral(ident, route)
         # One upstream call per identifier at a time (an auth=true lookup gets its own).

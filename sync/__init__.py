@@ -1,1 +1,1 @@
-"""The log between nodes: outbox, Kafka transport, consumers and the hash chain."""
+"""Sync: each node's chain cut from its outbox, published to a log, followed by others."""

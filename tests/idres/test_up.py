@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,18 @@ def stop(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stopping" in out
+
+
+def wait_for_replica(entry: str, handle: str) -> dict[str, object]:
+    deadline = time.monotonic() + 20
+    while True:
+        url = f"{entry}/api/handles/{handle}?recursive=false"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body: dict[str, object] = json.loads(response.read())
+        if body["responseCode"] == 1 or time.monotonic() > deadline:
+            assert body["responseCode"] == 1, body
+            return body
+        time.sleep(0.1)
 
 
 def idres(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,6 +97,12 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(tmp_path
             "300:0.NA/node.admin",
         )
         assert registered.returncode == 0, registered.stderr
+        # the new record is replicated up the tree: the super node answers it itself,
+        # even when asked not to recurse (no referral to the sub-chain)
+        answer = wait_for_replica(entry, "88.100.5/KEPT")
+        assert answer["values"][0]["data"]["value"] == "https://e.x/kept"
+        metrics = urllib.request.urlopen(entry + "/metrics", timeout=10).read().decode()
+        assert re.search(r'idres_sync_applied_height\{chain="sub-a"\} [1-9]', metrics), metrics
     finally:
         stop(proc)
     proc, entry, sub_a = start(tmp_path)

@@ -1,0 +1,86 @@
+"""Apply another node's operations to this node's copy of its records.
+
+Apply is idempotent by version: an operation at or below the version this node
+already has of an identifier (live or deleted, as history remembers) changes
+nothing, so a repeated or late block is harmless. Runs inside the caller's
+transaction; nothing is appended to this node's outbox (the origin chain has it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import asyncpg
+
+from registry.store import VALUE_COLUMNS, diff, fetch_records, value_to_row
+from schemas.codec_cbor import dumps_ordered, record_to_cbor_obj
+from schemas.identifiers import parse
+from schemas.oplog import Operation
+from schemas.record import HandleValue, Record
+
+
+async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -> list[str]:
+    """Apply ``ops`` (any order) in ``conn``'s transaction; the identifiers changed."""
+    if not ops:
+        return []
+    handles = sorted({op.handle for op in ops})
+    current = {
+        r["handle"]: r["version"]
+        for r in await conn.fetch(
+            "SELECT handle, version FROM identifiers WHERE handle = ANY($1::text[])"
+            " ORDER BY handle FOR UPDATE",
+            handles,
+        )
+    }
+    for r in await conn.fetch(
+        "SELECT handle, max(version) AS v FROM history WHERE handle = ANY($1::text[])"
+        " GROUP BY handle",
+        handles,
+    ):
+        current[r["handle"]] = max(current.get(r["handle"], 0), r["v"])
+    records: dict[str, Record | None] = dict(await fetch_records(conn, handles))
+    final: dict[str, Operation] = {}
+    history = []
+    for op in sorted(ops, key=lambda o: (o.handle, o.version)):
+        if op.version <= current.get(op.handle, 0):
+            continue  # already applied, or older than what is here
+        current[op.handle] = op.version
+        old = records.get(op.handle)
+        changes = json.dumps(
+            [{"index": c.index, "type": c.type, "change": c.change} for c in diff(old, op.record)]
+        )
+        snapshot = dumps_ordered(record_to_cbor_obj(op.record)) if op.record else None
+        history.append((op.handle, op.version, op.op, op.actor, changes, snapshot))
+        records[op.handle] = op.record
+        final[op.handle] = op
+    if not final:
+        return []
+    gone = sorted(h for h, op in final.items() if op.record is None)
+    live = sorted(h for h, op in final.items() if op.record is not None)
+    if gone:
+        await conn.execute("DELETE FROM identifiers WHERE handle = ANY($1::text[])", gone)
+    if live:
+        idents = [parse(h) for h in live]
+        await conn.execute(
+            "INSERT INTO identifiers (handle, scheme, routing_key, version)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])"
+            " ON CONFLICT (handle) DO UPDATE SET version = excluded.version, updated_at = now()",
+            live,
+            [str(i.scheme) for i in idents],
+            [str(i.routing) for i in idents],
+            [final[h].version for h in live],
+        )
+        await conn.execute("DELETE FROM handle_values WHERE handle = ANY($1::text[])", live)
+        rows = [value_to_row(h, v) for h in live for v in _values(final[h])]
+        await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
+    await conn.copy_records_to_table(
+        "history",
+        records=history,
+        columns=("handle", "version", "op", "actor", "changes", "record"),
+    )
+    return sorted(final)
+
+
+def _values(op: Operation) -> tuple[HandleValue, ...]:
+    return op.record.values if op.record is not None else ()

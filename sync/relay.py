@@ -1,0 +1,234 @@
+"""The node's own chain: cut blocks from the outbox, then publish them to the log.
+
+The registry appends each accepted operation to ``outbox`` in the transaction that
+made it. The relay takes outbox rows whose transactions are older than any still
+running (so nothing can commit behind them), numbers and chains them, signs the
+block, and in one transaction stores block and entries and removes the rows. Then it
+publishes every stored block past the last acknowledged one. A crash anywhere
+repeats a step, never loses one; readers drop a block they already have by height.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncpg
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from schemas.chain import Block, Kind, Tip, cut_block
+from schemas.errors import StoreUnavailable
+from sync.log import Log, LogUnavailable, chain_topic
+
+log = logging.getLogger("idres.sync.relay")
+OUTBOX_CHANNEL = "idres_outbox"
+_LOCK_CLASS = 0x1D5E  # advisory lock (class, hashtext(chain)): one relay per chain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RelayConfig:
+    chain: str
+    alg: str = "sha256"
+    max_entries: int = 1000
+    max_bytes: int = 1024 * 1024
+    idle_poll: float = 0.5  # seconds between looks when nothing woke the relay
+    busy_poll: float = 0.02  # while rows wait for older transactions to finish
+    max_backoff: float = 5.0  # between publishing attempts while the log is down
+
+
+async def load_tip(conn: asyncpg.Connection, chain: str) -> Tip:
+    row = await conn.fetchrow(
+        "SELECT height, hash, last_seq, head FROM chain_blocks WHERE chain = $1"
+        " ORDER BY height DESC LIMIT 1",
+        chain,
+    )
+    if row is None:
+        return Tip()
+    return Tip(height=row["height"], block_hash=row["hash"], seq=row["last_seq"], head=row["head"])
+
+
+async def store_block(conn: asyncpg.Connection, block: Block, refs: list[tuple[str, int]]) -> None:
+    """The block and its entries; ``refs`` names each entry's identifier and version."""
+    h = block.header
+    await conn.execute(
+        "INSERT INTO chain_blocks (chain, height, hash, first_seq, last_seq, head, message,"
+        " cut_at) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000))",
+        h.chain,
+        h.height,
+        block.hash,
+        h.first,
+        block.last_seq,
+        h.head,
+        block.message(),
+        h.at,
+    )
+    await conn.copy_records_to_table(
+        "chain_entries",
+        records=[
+            (h.chain, e.seq, h.height, e.kind, handle, version, e.hash, e.payload)
+            for e, (handle, version) in zip(block.entries, refs, strict=True)
+        ],
+        columns=("chain", "seq", "height", "kind", "handle", "version", "hash", "payload"),
+    )
+
+
+class Relay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        key: ed25519.Ed25519PrivateKey,
+        config: RelayConfig,
+        *,
+        log: Log | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.pool = pool
+        self.key = key
+        self.config = config
+        self.log = log
+        self.clock = clock
+        self.published = 0
+        self.depth = 0  # outbox rows, as last counted
+        self._wake = asyncio.Event()
+        self._failing_since: float | None = None
+
+    async def cut(self) -> tuple[Block | None, bool]:
+        """One block from the outbox, if any row is ready; and whether rows still wait."""
+        c = self.config
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                if not await conn.fetchval(
+                    "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, c.chain
+                ):
+                    return None, True  # another relay of this chain is at work
+                rows = await conn.fetch(
+                    "SELECT seq, op, handle, version, payload FROM outbox"
+                    " WHERE xid < pg_snapshot_xmin(pg_current_snapshot())"
+                    " ORDER BY seq LIMIT $1",
+                    c.max_entries,
+                )
+                taken: list[asyncpg.Record] = []
+                size = 0
+                for r in rows:
+                    size += len(r["payload"])
+                    if taken and size > c.max_bytes:
+                        break
+                    taken.append(r)
+                if not taken:
+                    waiting = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)")
+                    return None, bool(waiting)
+                items: list[tuple[Kind, bytes]] = [
+                    ("anchor" if r["op"] == "anchor" else "op", r["payload"]) for r in taken
+                ]
+                block = cut_block(
+                    chain=c.chain,
+                    alg=c.alg,
+                    tip=await load_tip(conn, c.chain),
+                    items=items,
+                    key=self.key,
+                    at=int(self.clock() * 1000),
+                )
+                await store_block(conn, block, [(r["handle"], r["version"]) for r in taken])
+                await conn.execute(
+                    "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in taken]
+                )
+                more = len(rows) > len(taken) or len(rows) == c.max_entries
+                return block, more
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"cutting a block of {c.chain} failed: {exc}") from exc
+
+    async def publish(self) -> int:
+        """Publish stored blocks the log has not acknowledged; how many were sent."""
+        if self.log is None:
+            return 0
+        chain = self.config.chain
+        topic = chain_topic(chain)
+        sent = 0
+        await self.log.ensure_topic(topic)
+        while True:
+            async with self.pool.acquire() as conn:
+                done = await conn.fetchval(
+                    "SELECT height FROM sync_published WHERE chain = $1", chain
+                )
+                rows = await conn.fetch(
+                    "SELECT height, message FROM chain_blocks WHERE chain = $1 AND height > $2"
+                    " ORDER BY height LIMIT 64",
+                    chain,
+                    done or 0,
+                )
+            if not rows:
+                return sent
+            await self.log.append(topic, chain.encode(), [r["message"] for r in rows])
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO sync_published (chain, height) VALUES ($1, $2)"
+                    " ON CONFLICT (chain) DO UPDATE SET height = GREATEST("
+                    "sync_published.height, excluded.height)",
+                    chain,
+                    rows[-1]["height"],
+                )
+            sent += len(rows)
+            self.published = rows[-1]["height"]
+
+    async def outbox_depth(self) -> int:
+        async with self.pool.acquire() as conn:
+            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+
+    def wake(self, *args: object) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Cut and publish until cancelled; a database or log outage only delays."""
+        listener = await self.pool.acquire()
+        try:
+            await listener.add_listener(OUTBOX_CHANNEL, self.wake)
+            backoff, retry_at, counted_at = 0.0, 0.0, 0.0
+            while True:
+                waiting = False
+                self._wake.clear()  # a write committing from here on wakes the wait below
+                if self.clock() - counted_at >= 1.0:
+                    with contextlib.suppress(asyncpg.PostgresError, OSError):
+                        self.depth = await self.outbox_depth()
+                    counted_at = self.clock()
+                try:
+                    while True:
+                        block, waiting = await self.cut()
+                        if block is None:
+                            break
+                except StoreUnavailable as exc:
+                    log.warning("relay %s: %s", self.config.chain, exc)
+                    waiting = True
+                if self.clock() >= retry_at:
+                    try:
+                        await self.publish()
+                        if self._failing_since is not None:
+                            log.warning(
+                                "relay %s: the log is back after %.1f s",
+                                self.config.chain,
+                                self.clock() - self._failing_since,
+                            )
+                        self._failing_since, backoff = None, 0.0
+                    except (
+                        LogUnavailable,
+                        StoreUnavailable,
+                        asyncpg.PostgresError,
+                        OSError,
+                    ) as exc:
+                        if self._failing_since is None:
+                            self._failing_since = self.clock()
+                            log.warning("relay %s: publishing paused: %s", self.config.chain, exc)
+                        backoff = min(self.config.max_backoff, max(0.1, backoff * 2))
+                        retry_at = self.clock() + backoff
+                delay = self.config.busy_poll if waiting else self.config.idle_poll
+                if backoff:
+                    delay = min(delay, max(0.0, retry_at - self.clock()))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(OUTBOX_CHANNEL, self.wake)
+            await self.pool.release(listener)

@@ -1,0 +1,101 @@
+"""One node's sync: its relay (outbox to chain to log), its follower (the chains
+below it, applied here), and the directory on the log. Started and stopped with the
+node's HTTP application."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from resolver.topology import Delegation
+from sync.directory import LiveDirectory
+from sync.follow import Follower
+from sync.log import Log
+from sync.relay import Relay, RelayConfig
+from sync.verify import verify
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncConfig:
+    alg: str = "sha256"  # or "sm3"
+    follow: bool = True  # keep copies of the chains below this node
+    announce: tuple[Delegation, ...] = ()  # delegations this node publishes on start
+
+
+class Sync:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        key: ed25519.Ed25519PrivateKey,
+        *,
+        me: str,
+        directory: LiveDirectory,
+        log: Log | None,
+        config: SyncConfig,
+        on_applied: Callable[[list[str]], None] = lambda handles: None,
+    ) -> None:
+        self.pool = pool
+        self.log = log
+        self.config = config
+        self.directory = directory
+        self.relay = Relay(pool, key, RelayConfig(chain=me, alg=config.alg), log=log)
+        self.follower = (
+            Follower(pool, log, me=me, directory=directory, on_applied=on_applied)
+            if log is not None and config.follow
+            else None
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.log is not None and self.config.announce:
+            await self.directory.announce(self.log, self.config.announce)
+        self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+        if self.log is not None:
+            self._tasks.append(
+                asyncio.create_task(self.directory.follow(self.log), name="directory")
+            )
+        if self.follower is not None:
+            self._tasks.append(asyncio.create_task(self.follower.run(), name="follow"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def install(self, app: web.Application, me: str) -> None:
+        lock = asyncio.Lock()  # one check at a time: it reads every block and record
+
+        async def check(request: web.Request) -> web.Response:
+            async with lock:
+                report = await verify(self.pool, self.directory(), me)
+            return web.json_response({"node": me, **report.to_json()})
+
+        app.router.add_get("/api/sync/verify", check)
+        app.cleanup_ctx.append(self.ctx)
+
+    async def ctx(self, app: web.Application) -> AsyncIterator[None]:
+        await self.start()
+        yield
+        await self.stop()
+
+    def metrics_lines(self) -> list[str]:
+        lines = [
+            "# HELP idres_sync_published_height The last block of this node's chain published.",
+            "# TYPE idres_sync_published_height gauge",
+            f"idres_sync_published_height {self.relay.published}",
+            "# HELP idres_sync_outbox_depth Accepted operations not yet in a block.",
+            "# TYPE idres_sync_outbox_depth gauge",
+            f"idres_sync_outbox_depth {self.relay.depth}",
+        ]
+        if self.follower is not None:
+            lines += self.follower.metrics_lines()
+        return lines

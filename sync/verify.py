@@ -1,0 +1,214 @@
+"""Check a node against the chains it holds: every block signed and linked, every
+entry the one its block committed to, every record what the last operation on it
+says, every child block anchored in its parent's chain. Reads only; reports all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from registry.store import fetch_records
+from resolver.topology import Directory
+from schemas.chain import Tip, check_block, decode_anchor, decode_block, tip_after
+from schemas.codec_cbor import encode_record
+from schemas.errors import EncodingError
+from schemas.oplog import decode_operation
+from schemas.record import Record
+from sync.follow import followed, holds
+
+_BATCH = 2000
+
+
+@dataclass(slots=True, kw_only=True)
+class Report:
+    chains: dict[str, int] = field(default_factory=dict)  # chain -> blocks checked
+    records: int = 0
+    anchors: int = 0
+    pending: int = 0  # operations accepted but not yet in a block
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "ok": not self.problems,
+            "chains": self.chains,
+            "records": self.records,
+            "anchors": self.anchors,
+            "pending": self.pending,
+            "problems": self.problems,
+        }
+
+
+async def verify(pool: asyncpg.Pool, directory: Directory, me: str) -> Report:
+    report = Report()
+    held = [me, *followed(directory, me)]
+    async with pool.acquire() as conn:
+        for chain in held:
+            await _check_blocks(conn, directory, chain, report)
+        await _check_records(conn, directory, me, report)
+        for chain in held:
+            parent = directory.by_name[chain].parent if chain in directory.by_name else None
+            if parent is not None and parent in held:
+                await _check_anchors(conn, chain, parent, report)
+    return report
+
+
+async def _rows(
+    conn: asyncpg.Connection, query: str, *args: object
+) -> AsyncIterator[asyncpg.Record]:
+    async with conn.transaction(readonly=True, isolation="repeatable_read"):
+        async for row in conn.cursor(query, *args, prefetch=_BATCH):
+            yield row
+
+
+async def _check_blocks(
+    conn: asyncpg.Connection, directory: Directory, chain: str, report: Report
+) -> None:
+    node = directory.by_name.get(chain)
+    if node is None:
+        report.problems.append(f"chain {chain!r} is held here but not in the directory")
+        return
+    tip, count = Tip(), 0
+    blocks = await conn.fetch(
+        "SELECT height, hash, message FROM chain_blocks WHERE chain = $1 ORDER BY height", chain
+    )
+    for b in blocks:
+        where = f"block {b['height']} of chain {chain!r}"
+        try:
+            block = check_block(decode_block(b["message"]), tip=tip, public_key_der=node.public_key)
+        except EncodingError as exc:
+            report.problems.append(f"{where}: {exc}")
+            return  # everything after a broken link is unproven
+        if block.hash != b["hash"]:
+            report.problems.append(f"{where}: stored hash does not match the signed header")
+        stored = await conn.fetch(
+            "SELECT seq, hash, payload FROM chain_entries WHERE chain = $1 AND height = $2"
+            " ORDER BY seq",
+            chain,
+            b["height"],
+        )
+        expected = {e.seq: e for e in block.entries}
+        for row in stored:
+            e = expected.pop(row["seq"], None)
+            if e is None or e.hash != row["hash"] or e.payload != row["payload"]:
+                report.problems.append(
+                    f"entry {row['seq']} of chain {chain!r} differs from what {where} signed"
+                    " (broken link: the stored entry was changed)"
+                )
+        for seq in sorted(expected):
+            report.problems.append(f"entry {seq} of chain {chain!r} ({where}) is missing")
+        tip, count = tip_after(block), count + 1
+    report.chains[chain] = count
+
+
+async def _check_records(
+    conn: asyncpg.Connection, directory: Directory, me: str, report: Report
+) -> None:
+    report.pending = int(await conn.fetchval("SELECT count(*) FROM outbox WHERE op <> 'anchor'"))
+    pending = {r["handle"] for r in await conn.fetch("SELECT DISTINCT handle FROM outbox")}
+    # the last operation on each identifier, in whichever chain held here it came
+    last = (
+        "SELECT DISTINCT ON (handle) handle, version, chain, seq, height, payload"
+        " FROM chain_entries WHERE kind = 'op' ORDER BY handle, version DESC"
+    )
+    explained: set[str] = set()
+    batch: list[asyncpg.Record] = []
+
+    async def check(rows: list[asyncpg.Record]) -> None:
+        names = [r["handle"] for r in rows]
+        records = await fetch_records(conn, names)
+        versions = {
+            r["handle"]: r["version"]
+            for r in await conn.fetch(
+                "SELECT handle, version FROM identifiers WHERE handle = ANY($1::text[])", names
+            )
+        }
+        for r in rows:
+            handle = r["handle"]
+            try:
+                op = decode_operation(r["payload"])
+            except EncodingError as exc:
+                explained.add(handle)
+                report.problems.append(
+                    f"{handle}: operation {r['seq']} of chain {r['chain']!r} cannot be read: {exc}"
+                )
+                continue
+            if r["chain"] != me and not holds(directory, r["chain"], op):
+                continue  # recorded in the chain, not applied here (not under its prefixes)
+            explained.add(handle)
+            if handle in pending:
+                continue  # a newer operation waits in the outbox
+            report.records += 1
+            link = (
+                f"operation {r['seq']} (version {r['version']}) in block {r['height']} "
+                f"of chain {r['chain']!r}"
+            )
+            have = records.get(handle)
+            if op.record is None:
+                if have is not None:
+                    report.problems.append(f"{handle}: exists here, but {link} deleted it")
+                continue
+            if have is None:
+                report.problems.append(f"{handle}: missing here, but {link} wrote it")
+            elif versions.get(handle) != op.version:
+                report.problems.append(
+                    f"{handle}: version {versions.get(handle)} here, but {link} wrote version "
+                    f"{op.version}"
+                )
+            elif encode_record(have) != encode_record(op.record):
+                report.problems.append(
+                    f"{handle}: {_difference(have, op.record)} differs from {link}"
+                )
+
+    async for row in _rows(conn, last):
+        batch.append(row)
+        if len(batch) >= _BATCH:
+            await check(batch)
+            batch = []
+    if batch:
+        await check(batch)
+    async for row in _rows(conn, "SELECT handle FROM identifiers ORDER BY handle"):
+        if row["handle"] not in explained and row["handle"] not in pending:
+            report.problems.append(f"{row['handle']}: a record here that no chain holds")
+
+
+def _difference(have: Record, want: Record) -> str:
+    """Which part of ``have`` first departs from ``want``."""
+    mine = {v.index: v for v in have.values}
+    theirs = {v.index: v for v in want.values}
+    for index in sorted(mine.keys() | theirs.keys()):
+        a, b = mine.get(index), theirs.get(index)
+        if (
+            a is None
+            or b is None
+            or encode_record(Record(handle=have.handle, values=(a,)))
+            != encode_record(Record(handle=have.handle, values=(b,)))
+        ):
+            return f"the value at index {index}"
+    return "the record"
+
+
+async def _check_anchors(conn: asyncpg.Connection, chain: str, parent: str, report: Report) -> None:
+    anchored = {}
+    for r in await conn.fetch(
+        "SELECT seq, payload FROM chain_entries WHERE chain = $1 AND kind = 'anchor'"
+        " AND handle = $2",
+        parent,
+        chain,
+    ):
+        anchor = decode_anchor(r["payload"])
+        anchored[anchor.height] = (anchor.hash, r["seq"])
+    for b in await conn.fetch(
+        "SELECT height, hash FROM chain_blocks WHERE chain = $1 ORDER BY height", chain
+    ):
+        found = anchored.get(b["height"])
+        if found is None:
+            continue  # not anchored yet: the parent's next block will carry it
+        if found[0] != b["hash"]:
+            report.problems.append(
+                f"block {b['height']} of chain {chain!r} is not the block anchored by entry "
+                f"{found[1]} of chain {parent!r} (broken link)"
+            )
+        report.anchors += 1

@@ -1,0 +1,275 @@
+"""A record written at a sub-chain node reaches its backbone and the super node,
+checked, anchored and applied exactly once, over Kafka and over the in-process log."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from idres.assembly import NodeSpec, delegations
+from registry.store import PostgresStore
+from resolver.topology import Directory, Role
+from schemas.chain import decode_anchor, decode_block
+from schemas.record import DataFormat, HandleValue, Record
+from sync.follow import Follower, followed
+from sync.kafka import KafkaLog
+from sync.log import Log, chain_topic
+from sync.memory import MemoryLog
+from sync.relay import Relay, RelayConfig
+from sync.verify import verify
+from tests.sync.conftest import NewPool
+
+pytestmark = pytest.mark.asyncio
+LAYOUT = [
+    ("super", Role.SUPER, None, ()),
+    ("backbone-1", Role.BACKBONE, "super", ("88",)),
+    ("sub-a", Role.SUBCHAIN, "backbone-1", ("88.100",)),
+]
+
+
+@dataclass
+class Node:
+    name: str
+    pool: asyncpg.Pool
+    store: PostgresStore
+    relay: Relay
+    follower: Follower
+
+
+@pytest_asyncio.fixture(params=["memory", "kafka"])
+async def log(request: pytest.FixtureRequest) -> AsyncIterator[Log]:
+    if request.param == "memory":
+        the_log: Log = MemoryLog()
+    else:
+        the_log = KafkaLog(request.getfixturevalue("kafka_bootstrap"))
+    yield the_log
+    await the_log.close()
+
+
+@pytest_asyncio.fixture
+async def network(new_pool: NewPool, log: Log) -> dict[str, Node]:
+    # unique names: the Kafka topics of one test must not meet another's
+    run = uuid.uuid4().hex[:6]
+    names = {name: f"{name}-{run}" for name, *_ in LAYOUT}
+    keys = {names[n]: ed25519.Ed25519PrivateKey.generate() for n, *_ in LAYOUT}
+    specs = [
+        NodeSpec(
+            name=names[n],
+            role=role,
+            parent=names[p] if p else None,
+            url=f"http://127.0.0.1:{9000 + i}",
+            prefixes=prefixes,
+        )
+        for i, (n, role, p, prefixes) in enumerate(LAYOUT)
+    ]
+    signed = delegations(specs, keys)
+    directory = Directory(signed, trust_anchor=signed[0].public_key)
+    nodes = {}
+    for n, *_ in LAYOUT:
+        pool = await new_pool()
+        name = names[n]
+        nodes[n] = Node(
+            name=name,
+            pool=pool,
+            store=PostgresStore(pool),
+            relay=Relay(pool, keys[name], RelayConfig(chain=name), log=log),
+            follower=Follower(pool, log, me=name, directory=lambda: directory),
+        )
+    return nodes
+
+
+def _record(handle: str, url: str) -> Record:
+    return Record(
+        handle=handle,
+        values=(HandleValue(index=1, type="URL", format=DataFormat.STRING, value=url),),
+    )
+
+
+async def _flush(node: Node) -> None:
+    while (await node.relay.cut())[0] is not None:
+        pass
+    await node.relay.publish()
+
+
+async def _catch_up(node: Node) -> int:
+    applied = 0
+    while n := await node.follower.step(wait=2):
+        applied += n
+    return applied
+
+
+async def test_followed_chains_are_the_nodes_below(network: dict[str, Node]) -> None:
+    directory = network["super"].follower.directory()
+    assert followed(directory, network["super"].name) == sorted(
+        [network["backbone-1"].name, network["sub-a"].name]
+    )
+    assert followed(directory, network["sub-a"].name) == []
+
+
+async def test_a_write_reaches_backbone_and_super_and_is_anchored(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    await sub.store.put(_record("88.100.1/ABC", "https://a.example/1"), actor="t")
+    await sub.store.put(_record("88.100.1/ABC", "https://a.example/2"), actor="t")
+    await sub.store.put(_record("88.100.1/GONE", "https://a.example/x"), actor="t")
+    await sub.store.delete("88.100.1/GONE", actor="t")
+    await _flush(sub)
+
+    assert await _catch_up(backbone) == 1
+    got = await backbone.store.get("88.100.1/ABC")
+    assert got is not None
+    assert got.values[0].value == "https://a.example/2"
+    assert await backbone.store.get("88.100.1/GONE") is None
+    history = await backbone.store.history("88.100.1/ABC")
+    assert [h.version for h in history] == [1, 2]
+    # the sub-chain's own admin record stays where it is: it is not under 88.100
+    async with backbone.pool.acquire() as conn:
+        anchors = await conn.fetch("SELECT handle, version, payload FROM outbox")
+    assert [(a["handle"], a["version"]) for a in anchors] == [(sub.name, 1)]
+    assert decode_anchor(anchors[0]["payload"]).chain == sub.name
+
+    await _flush(backbone)
+    assert await _catch_up(top) == 2  # the backbone's block and the sub-chain's
+    got = await top.store.get("88.100.1/ABC")
+    assert got is not None
+    assert got.values[0].value == "https://a.example/2"
+    async with top.pool.acquire() as conn:
+        kinds = await conn.fetch(
+            "SELECT chain, kind, handle FROM chain_entries ORDER BY chain, seq"
+        )
+        super_anchor = await conn.fetchval("SELECT handle FROM outbox")
+    assert (backbone.name, "anchor", sub.name) in [tuple(r) for r in kinds]
+    assert super_anchor == backbone.name  # the super node anchors the backbone's head
+
+
+async def test_repeated_and_poison_messages(network: dict[str, Node], log: Log) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await _flush(sub)
+    async with sub.pool.acquire() as conn:
+        first = await conn.fetchval("SELECT message FROM chain_blocks WHERE height = 1")
+    topic = chain_topic(sub.name)
+    # a repeat (a relay that died before recording its publish), then garbage
+    await log.append(topic, sub.name.encode(), [first, b"\xa1\x61v\x09"])
+    await sub.store.put(_record("88.100.1/A", "https://a.example/2"), actor="t")
+    await _flush(sub)
+    assert await _catch_up(backbone) == 2
+    got = await backbone.store.get("88.100.1/A")
+    assert got is not None
+    assert got.values[0].value == "https://a.example/2"
+    assert [h.version for h in await backbone.store.history("88.100.1/A")] == [1, 2]
+    async with backbone.pool.acquire() as conn:
+        dead = await conn.fetch("SELECT log_offset, reason FROM dead_letters")
+        position = await conn.fetchrow("SELECT next_offset, height FROM sync_positions")
+    assert [(d["log_offset"], d["reason"]) for d in dead] == [
+        (2, "block version 9 is not supported (this node reads 1)")
+    ]
+    assert (position["next_offset"], position["height"]) == (4, 2)
+    assert backbone.follower.dead_letters == 1
+
+
+async def test_a_forged_block_is_refused(network: dict[str, Node], log: Log) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    while (await sub.relay.cut())[0] is not None:
+        pass
+    async with sub.pool.acquire() as conn:
+        message = await conn.fetchval("SELECT message FROM chain_blocks WHERE height = 1")
+    block = decode_block(message)
+    # the same block cut and signed by a key the directory does not know
+    from schemas.chain import Tip, cut_block
+
+    forged = cut_block(
+        chain=sub.name,
+        alg="sha256",
+        tip=Tip(),
+        items=[(e.kind, e.payload) for e in block.entries],
+        key=ed25519.Ed25519PrivateKey.generate(),
+        at=block.header.at,
+    )
+    await log.ensure_topic(chain_topic(sub.name))
+    await log.append(chain_topic(sub.name), sub.name.encode(), [forged.message()])
+    await sub.relay.publish()
+    assert await _catch_up(backbone) == 1  # the genuine block, after the forged one
+    async with backbone.pool.acquire() as conn:
+        reasons = await conn.fetch("SELECT reason FROM dead_letters")
+    assert [r["reason"] for r in reasons] == [
+        f"block 1 of chain '{sub.name}' is not signed by its node"
+    ]
+    assert await backbone.store.get("88.100.1/A") is not None
+
+
+async def test_rows_committed_behind_an_open_transaction_wait_for_it(
+    network: dict[str, Node],
+) -> None:
+    sub = network["sub-a"]
+    async with sub.pool.acquire() as open_tx:
+        tx = open_tx.transaction()
+        await tx.start()
+        await open_tx.execute(
+            "INSERT INTO outbox (handle, version, op, payload) VALUES ('88.100.1/OLD', 1,"
+            " 'create', 'early')"
+        )
+        # a younger write commits while the older transaction still runs: chaining it
+        # now could put the older one's row behind the head once that one commits
+        await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+        block, waiting = await sub.relay.cut()
+        assert block is None
+        assert waiting
+        await tx.commit()
+    block, _ = await sub.relay.cut()
+    assert block is not None
+    assert next(e.payload[:5] for e in block.entries) == b"early"
+    assert block.header.count == 2
+
+
+async def test_verify_names_a_tampered_record_and_the_broken_link(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    await sub.store.put(_record("88.100.1/ABC", "https://a.example/1"), actor="t")
+    await sub.store.put(_record("88.100.1/ABC", "https://a.example/2"), actor="t")
+    await _flush(sub)
+    await _catch_up(backbone)
+    await _flush(backbone)
+    await _catch_up(top)
+    directory = top.follower.directory()
+    clean = await verify(top.pool, directory, top.name)
+    assert clean.problems == []
+    assert clean.chains == {top.name: 0, backbone.name: 1, sub.name: 1}
+    assert clean.anchors == 1  # the sub-chain's block, anchored in the backbone's chain
+    assert clean.records >= 1
+
+    # someone edits the super node's copy directly in PostgreSQL
+    await top.pool.execute(
+        "UPDATE handle_values SET data = 'https://evil.example/' WHERE handle = '88.100.1/ABC'"
+    )
+    report = await verify(top.pool, directory, top.name)
+    assert report.problems == [
+        f"88.100.1/ABC: the value at index 1 differs from operation 2 (version 2) in block 1 "
+        f"of chain '{sub.name}'"
+    ]
+    # and someone rewrites the log entry to match
+    await top.pool.execute(
+        "UPDATE chain_entries SET payload = payload || '\\x00'::bytea WHERE seq = 2 AND chain = $1",
+        sub.name,
+    )
+    again = await verify(top.pool, directory, top.name)
+    assert (
+        f"entry 2 of chain '{sub.name}' differs from what block 1 of chain '{sub.name}' signed"
+        " (broken link: the stored entry was changed)"
+    ) in again.problems
+    # a record that no chain ever carried
+    await top.pool.execute(
+        "INSERT INTO identifiers (handle, scheme, routing_key, version)"
+        " VALUES ('88.100.1/SNEAKY', 'handle', 'handle:88.100.1', 1)"
+    )
+    last = await verify(top.pool, directory, top.name)
+    assert "88.100.1/SNEAKY: a record here that no chain holds" in last.problems
