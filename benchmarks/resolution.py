@@ -36,7 +36,7 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from benchmarks.registration import machine
-from idres.assembly import NodeSpec, delegations, node_public_key
+from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
 from resolver.topology import Role
 
@@ -255,6 +255,7 @@ def start_network(
     anchor = base64.b64encode(node_public_key(keys["super"])).decode()
     procs = []
     for name in ("sub", "backbone", "super"):
+        save_node_key(work / name / "node.pem", keys[name])  # the key its delegation names
         args = [
             sys.executable,
             "-m",

@@ -31,6 +31,7 @@ mypy
 if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
   IDRES_STATE="$(mktemp -d /tmp/idres-test-kafka.XXXXXX)"
   export IDRES_STATE
+  export IDRES_KAFKA_STATE="$IDRES_STATE"  # the suite stops and resumes it (an outage)
   trap 'bash deploy/kafka/kafka.sh stop || true; rm -rf "$IDRES_STATE"' EXIT
   line="$(bash deploy/kafka/kafka.sh start)"
   export KAFKA_BOOTSTRAP="${line#KAFKA_BOOTSTRAP=}"

@@ -58,8 +58,13 @@ def load_node_key(path: Path) -> ed25519.Ed25519PrivateKey:
             raise SystemExit(f"idres: {path} is not an Ed25519 private key")
         return key
     key = ed25519.Ed25519PrivateKey.generate()
-    write_secret(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    save_node_key(path, key)
     return key
+
+
+def save_node_key(path: Path, key: ed25519.Ed25519PrivateKey) -> None:
+    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    write_secret(path, pem, replace=True)
 
 
 def node_public_key(key: ed25519.Ed25519PrivateKey) -> bytes:
@@ -101,11 +106,14 @@ def build_app(
     node_key: ed25519.Ed25519PrivateKey | None = None,
     sync_log: Log | None = None,
     sync_config: SyncConfig | None = None,
+    sync_here: bool = True,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
     With ``node_key`` the node keeps its signed chain (and, with ``sync_log``,
-    publishes it, follows the chains below it and answers from their copies).
+    publishes it, follows the chains below it and answers from their copies). Of
+    several workers of one node only one runs sync (``sync_here``); all answer from
+    the copies it keeps.
     """
     if node_key is not None:
         live = LiveDirectory(directory(), trust_anchor=_anchor(directory()))
@@ -161,7 +169,7 @@ def build_app(
 
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
-    if node_key is not None:
+    if node_key is not None and sync_here:
         sync = Sync(
             store.pool,
             node_key,

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -115,6 +116,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["cache"] = False
     if args.fast_port is not None:
         overrides["fast_port"] = args.fast_port
+    if args.kafka:
+        overrides["kafka"] = args.kafka
+    if args.hash:
+        overrides["hash_alg"] = args.hash
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -436,6 +441,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve GET /api/handles/{id} on this "
         "port through the lean listener (IDRES_FAST_PORT; 0: any free port)",
     )
+    p.add_argument(
+        "--kafka",
+        metavar="HOST:PORT",
+        help="publish this node's chain to Kafka and follow the chains below it (KAFKA_BOOTSTRAP)",
+    )
+    p.add_argument(
+        "--hash", choices=("sha256", "sm3"), help="hash of this node's chain (IDRES_HASH)"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
@@ -549,8 +562,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _logging() -> None:
+    """Warnings and errors to stderr, one line each with time and source. aiokafka
+    reports every failed reconnect (ten a second in an outage); sync says once that
+    the log is down and once that it is back, so only aiokafka's critical errors show."""
+    logging.basicConfig(
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _logging()
     try:
         status: int = args.func(args)
     except _Usage as exc:

@@ -49,6 +49,8 @@ class NodeConfig:
     trust_anchor: str | None = None
     cache: bool = True  # False: every lookup goes upstream (the cold-path benchmark)
     fast_port: int | None = None  # the lean resolution listener (resolver/fastpath.py)
+    kafka: str | None = None  # host:port of a Kafka broker: publish and follow chains there
+    hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -64,4 +66,6 @@ class NodeConfig:
             admin_key=Path(admin) if admin else None,
             max_body_bytes=int(env.get("IDRES_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             signature_max_age=int(env.get("IDRES_SIGNATURE_MAX_AGE", DEFAULT_SIGNATURE_MAX_AGE)),
+            kafka=env.get("KAFKA_BOOTSTRAP") or None,
+            hash_alg=env.get("IDRES_HASH", "sha256"),
         )

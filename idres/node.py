@@ -22,13 +22,21 @@ from pathlib import Path
 
 import uvloop
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
     PublicFormat,
     load_pem_public_key,
 )
 
-from idres.assembly import RESOLVER, NodeSpec, build_app, delegations, load_node_key
+from idres.assembly import (
+    RESOLVER,
+    NodeSpec,
+    build_app,
+    delegations,
+    load_node_key,
+    node_public_key,
+)
 from idres.config import NodeConfig
 from idres.keyfiles import write_secret
 from registry import httpsig
@@ -41,6 +49,8 @@ from resolver.fastpath import serve_fast
 from resolver.topology import Delegation, Directory, Role, prefix_key
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
+from sync.kafka import KafkaLog
+from sync.service import SyncConfig
 
 log = logging.getLogger("idres.node")
 
@@ -82,6 +92,12 @@ def run(config: NodeConfig) -> int:
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)
     admin_id = asyncio.run(_bootstrap(url, served, admin_der))
+    node_key = load_node_key(config.data_dir.expanduser() / "node.pem")
+    if node_public_key(node_key) != me.public_key:
+        raise SystemExit(
+            f"idres serve: {config.data_dir / 'node.pem'} is not the key the directory "
+            f"gives node {name!r}; its chain could not be verified by anyone"
+        )
     config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
     fast = None
     if config.fast_port is not None:
@@ -97,10 +113,15 @@ def run(config: NodeConfig) -> int:
         flush=True,
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
+    print(
+        f"idres: chain {name} ({config.hash_alg}) "
+        + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
+        flush=True,
+    )
     if config.workers <= 1:
-        uvloop.run(_worker(sock, url, directory, config, fast))
+        uvloop.run(_worker(sock, url, directory, config, node_key, fast, first=True))
         return 0
-    return _supervise(sock, url, directory, config, fast)
+    return _supervise(sock, url, directory, config, node_key, fast)
 
 
 def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:
@@ -130,16 +151,17 @@ def _supervise(
     url: str,
     directory: Directory,
     config: NodeConfig,
+    node_key: ed25519.Ed25519PrivateKey,
     fast: socket.socket | None,
 ) -> int:
     """Fork the workers, stop them all when told to or when one dies."""
     children: list[int] = []
-    for _ in range(config.workers):
+    for n in range(config.workers):
         pid = os.fork()
         if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
             status = 0
             try:
-                uvloop.run(_worker(sock, url, directory, config, fast))
+                uvloop.run(_worker(sock, url, directory, config, node_key, fast, first=n == 0))
             except BaseException:
                 log.exception("worker failed")
                 status = 1
@@ -178,11 +200,20 @@ async def _worker(
     url: str,
     directory: Directory,
     config: NodeConfig,
+    node_key: ed25519.Ed25519PrivateKey,
     fast: socket.socket | None = None,
+    *,
+    first: bool,
 ) -> None:
+    """One worker process; the first also runs the node's sync (one relay, one follower)."""
     pool = await create_pool(url)
     name = config.name or "node"
+    sync_log = KafkaLog(config.kafka, client_id=f"idres-{name}") if config.kafka else None
     app = build_app(
+        node_key=node_key,
+        sync_log=sync_log,
+        sync_config=SyncConfig(alg=config.hash_alg, announce=(directory.by_name[name],)),
+        sync_here=first,
         name=name,
         role=directory.by_name[name].role,
         store=PostgresStore(pool),
@@ -208,3 +239,5 @@ async def _worker(
             fast_server.close()
         await runner.cleanup()
         await pool.close()
+        if sync_log is not None:
+            await sync_log.close()

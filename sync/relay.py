@@ -93,6 +93,7 @@ class Relay:
         self.clock = clock
         self.published = 0
         self.depth = 0  # outbox rows, as last counted
+        self.height = 0  # the last block cut, as last counted
         self._wake = asyncio.Event()
         self._failing_since: float | None = None
 
@@ -174,9 +175,20 @@ class Relay:
             sent += len(rows)
             self.published = rows[-1]["height"]
 
-    async def outbox_depth(self) -> int:
+    async def count(self) -> None:
+        """Refresh ``depth`` and ``height`` (for /metrics)."""
         async with self.pool.acquire() as conn:
-            return int(await conn.fetchval("SELECT count(*) FROM outbox"))
+            self.depth = int(await conn.fetchval("SELECT count(*) FROM outbox"))
+            self.height = int(
+                await conn.fetchval(
+                    "SELECT coalesce(max(height), 0) FROM chain_blocks WHERE chain = $1",
+                    self.config.chain,
+                )
+            )
+            done = await conn.fetchval(
+                "SELECT height FROM sync_published WHERE chain = $1", self.config.chain
+            )
+            self.published = max(self.published, done or 0)
 
     def wake(self, *args: object) -> None:
         self._wake.set()
@@ -192,7 +204,7 @@ class Relay:
                 self._wake.clear()  # a write committing from here on wakes the wait below
                 if self.clock() - counted_at >= 1.0:
                     with contextlib.suppress(asyncpg.PostgresError, OSError):
-                        self.depth = await self.outbox_depth()
+                        await self.count()
                     counted_at = self.clock()
                 try:
                     while True:

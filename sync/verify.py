@@ -15,7 +15,7 @@ from resolver.topology import Directory
 from schemas.chain import Tip, check_block, decode_anchor, decode_block, tip_after
 from schemas.codec_cbor import encode_record
 from schemas.errors import EncodingError
-from schemas.oplog import decode_operation
+from schemas.oplog import Operation, decode_operation
 from schemas.record import Record
 from sync.follow import followed, holds
 
@@ -108,16 +108,19 @@ async def _check_records(
 ) -> None:
     report.pending = int(await conn.fetchval("SELECT count(*) FROM outbox WHERE op <> 'anchor'"))
     pending = {r["handle"] for r in await conn.fetch("SELECT DISTINCT handle FROM outbox")}
-    # the last operation on each identifier, in whichever chain held here it came
-    last = (
-        "SELECT DISTINCT ON (handle) handle, version, chain, seq, height, payload"
-        " FROM chain_entries WHERE kind = 'op' ORDER BY handle, version DESC"
+    # Each identifier's operations, this node's own chain first, newest first: the
+    # first that applies here (its own, or from the chain that holds the identifier)
+    # is what the record must be. Other chains' copies of their local records (each
+    # node's 0.NA/node.admin) are in their logs but not applied here.
+    ops = (
+        "SELECT handle, version, chain, seq, height, payload FROM chain_entries"
+        " WHERE kind = 'op' ORDER BY handle, (chain = $1) DESC, version DESC"
     )
     explained: set[str] = set()
-    batch: list[asyncpg.Record] = []
+    batch: list[tuple[asyncpg.Record, Operation]] = []
 
-    async def check(rows: list[asyncpg.Record]) -> None:
-        names = [r["handle"] for r in rows]
+    async def check(rows: list[tuple[asyncpg.Record, Operation]]) -> None:
+        names = [r["handle"] for r, _ in rows]
         records = await fetch_records(conn, names)
         versions = {
             r["handle"]: r["version"]
@@ -125,19 +128,8 @@ async def _check_records(
                 "SELECT handle, version FROM identifiers WHERE handle = ANY($1::text[])", names
             )
         }
-        for r in rows:
+        for r, op in rows:
             handle = r["handle"]
-            try:
-                op = decode_operation(r["payload"])
-            except EncodingError as exc:
-                explained.add(handle)
-                report.problems.append(
-                    f"{handle}: operation {r['seq']} of chain {r['chain']!r} cannot be read: {exc}"
-                )
-                continue
-            if r["chain"] != me and not holds(directory, r["chain"], op):
-                continue  # recorded in the chain, not applied here (not under its prefixes)
-            explained.add(handle)
             if handle in pending:
                 continue  # a newer operation waits in the outbox
             report.records += 1
@@ -162,8 +154,22 @@ async def _check_records(
                     f"{handle}: {_difference(have, op.record)} differs from {link}"
                 )
 
-    async for row in _rows(conn, last):
-        batch.append(row)
+    async for r in _rows(conn, ops, me):
+        handle = r["handle"]
+        if handle in explained:
+            continue  # an older operation, or another chain's
+        try:
+            op = decode_operation(r["payload"])
+        except EncodingError as exc:
+            explained.add(handle)
+            report.problems.append(
+                f"{handle}: operation {r['seq']} of chain {r['chain']!r} cannot be read: {exc}"
+            )
+            continue
+        if r["chain"] != me and not holds(directory, r["chain"], op):
+            continue  # recorded in that chain, not applied here (not under its prefixes)
+        explained.add(handle)
+        batch.append((r, op))
         if len(batch) >= _BATCH:
             await check(batch)
             batch = []

@@ -82,14 +82,54 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
     await pool.close()
 
 
+KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+class KafkaControl:
+    """Stop and resume the suite's broker (same port, same data): a Kafka outage."""
+
+    def __init__(self, state: str) -> None:
+        self.env = {**os.environ, "IDRES_STATE": state}
+
+    def _run(self, command: str) -> None:
+        done = subprocess.run(
+            ["bash", str(KAFKA_SCRIPT), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, f"kafka.sh {command}: {done.stderr}"
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def resume(self) -> None:
+        self._run("resume")
+
+
+@pytest.fixture(scope="session")
+def kafka_control(kafka_bootstrap: str) -> KafkaControl:
+    state = os.environ.get("IDRES_KAFKA_STATE")
+    if not state:
+        pytest.skip(
+            "the broker at KAFKA_BOOTSTRAP was not started by this project's scripts, "
+            "so the suite cannot stop and resume it (set IDRES_KAFKA_STATE to its state dir)"
+        )
+    return KafkaControl(state)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP")
     if bootstrap:
         yield bootstrap
         return
-    script = ROOT / "deploy" / "kafka" / "kafka.sh"
-    env = {**os.environ, "IDRES_STATE": str(tmp_path_factory.mktemp("kafka"))}
+    script = KAFKA_SCRIPT
+    state = str(tmp_path_factory.mktemp("kafka"))
+    os.environ["IDRES_KAFKA_STATE"] = state  # for kafka_control
+    env = {**os.environ, "IDRES_STATE": state}
     started = subprocess.run(
         ["bash", str(script), "start"],
         env=env,

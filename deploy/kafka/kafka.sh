@@ -5,6 +5,7 @@
 #   kafka.sh fetch          resolve the broker jars into the cache (once)
 #   kafka.sh start [PORT]   clean start; prints KAFKA_BOOTSTRAP=127.0.0.1:PORT
 #   kafka.sh stop           stop the broker started by `start` (idempotent)
+#   kafka.sh resume         start it again on the same port with the data it had
 #   kafka.sh status         say whether it runs (exit 0 if running, 1 if not)
 #
 # Env: IDRES_CACHE (default ~/.cache/idres), IDRES_STATE (default /tmp/idres-kafka),
@@ -159,6 +160,13 @@ while True:
       </dev/null >"$LOGDIR/format.log" 2>&1 \
     || { cat "$LOGDIR/format.log" >&2; die "storage format failed"; }
 
+  launch "$port"
+}
+
+# Start the broker configured in $STATE on PORT and wait until it answers.
+launch() {
+  local port="$1"
+  local java_cp="$CACHE/lib/*"
   # setsid + no stdin: the broker must not hold the caller's terminal or get
   # its signals (CI runs us with no stdin). stdout/stderr only carry JVM crashes.
   # shellcheck disable=SC2086  # KAFKA_HEAP_OPTS is a list of words
@@ -187,6 +195,17 @@ while True:
   done
   log "Kafka $VERSION ready (pid $pid, logs in $LOGDIR)"
   echo "KAFKA_BOOTSTRAP=127.0.0.1:$port"
+}
+
+# Start the broker again on its port with the data it had (after `stop`): an outage
+# that ends, as opposed to `start`, which always begins empty.
+resume() {
+  [[ -f "$STATE/server.properties" && -f "$STATE/bootstrap" ]] \
+    || die "nothing to resume in $STATE (run start first)"
+  fetch
+  if running_pid >/dev/null; then log "already running"; echo "KAFKA_BOOTSTRAP=$(cat "$STATE/bootstrap")"; return 0; fi
+  local bootstrap; bootstrap="$(cat "$STATE/bootstrap")"
+  launch "${bootstrap##*:}"
 }
 
 stop() {
@@ -220,7 +239,8 @@ status() {
 case "${1:-}" in
   fetch) fetch ;;
   start) shift; start "${1:-}" ;;
+  resume) resume ;;
   stop) stop ;;
   status) status ;;
-  *) echo "usage: $0 {fetch|start [PORT]|stop|status}" >&2; exit 2 ;;
+  *) echo "usage: $0 {fetch|start [PORT]|stop|resume|status}" >&2; exit 2 ;;
 esac

@@ -1,0 +1,147 @@
+"""Sync between real node processes on a real Kafka broker: replication up the tree,
+a Kafka outage during writes, and kill -9 of a producing and of a consuming node.
+
+Every check is the full set: each identifier a client saw acknowledged is at the
+super node with the version acknowledged, none missing, none applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from tests.conftest import KafkaControl
+from tests.sync.nodes import Network
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.kafka]
+
+
+@pytest_asyncio.fixture
+async def network(
+    tmp_path: Path, pg_server_url: str, pg_template: str, kafka_bootstrap: str
+) -> AsyncIterator[Network]:
+    net = Network(tmp_path, pg_server_url, pg_template, kafka_bootstrap)
+    await net.create()
+    net.start_all()
+    try:
+        yield net
+    finally:
+        output = net.stop_all()
+        await net.drop()
+    assert "Traceback" not in output, output
+
+
+async def converged(
+    net: Network, expected: dict[str, int], *, node: str = "super", within: float = 60
+) -> dict[str, tuple[int, str]]:
+    """Wait until ``node`` holds exactly ``expected`` (identifier -> version)."""
+    deadline = time.monotonic() + within
+    while True:
+        have = await net.records(node)
+        versions = {h: v for h, (v, _) in have.items()}
+        if versions == expected or time.monotonic() > deadline:
+            missing = sorted(expected.keys() - versions.keys())[:5]
+            assert versions == expected, f"missing {missing}; {len(versions)}/{len(expected)}"
+            return have
+        await asyncio.sleep(0.25)
+
+
+async def test_a_record_registered_below_resolves_at_the_top_without_a_hop(
+    network: Network,
+) -> None:
+    version = await network.register("88.100.1/ABC-123", "https://example.com/abc")
+    assert version == 1
+    await converged(network, {"88.100.1/ABC-123": 1})
+    # asked not to recurse, the super node still answers: it holds the record itself
+    body = await network.resolve("super", "88.100.1/ABC-123")
+    assert body["responseCode"] == 1
+    assert body["values"][0]["data"]["value"] == "https://example.com/abc"  # type: ignore[index]
+    # the backbone holds it too, and the sub-chain's block is anchored in the backbone
+    await converged(network, {"88.100.1/ABC-123": 1}, node="backbone")
+    async with network.client("super") as client:
+        report = await client.request("GET", "/api/sync/verify", sign=False)
+    assert report.body["ok"] is True, report.body["problems"]
+    assert report.body["anchors"] >= 1
+
+
+async def test_writes_during_a_kafka_outage_all_arrive_once(
+    network: Network, kafka_control: KafkaControl
+) -> None:
+    expected = {}
+    for n in range(10):
+        expected[f"88.100.1/BEFORE-{n}"] = await network.register(
+            f"88.100.1/BEFORE-{n}", f"https://e.x/{n}"
+        )
+    await converged(network, expected)
+    kafka_control.stop()
+    try:
+        # registrations go on while the log is down: each is acknowledged
+        for n in range(40):
+            handle = f"88.100.1/DURING-{n % 30}"  # some written twice: version 2
+            expected[handle] = await network.register(handle, f"https://e.x/during/{n}")
+        # the outage is real: the sub-chain's blocks wait, counted in its /metrics
+        assert await metric(network, "sub", "idres_sync_unpublished_blocks", above=0) > 0
+    finally:
+        kafka_control.resume()
+    have = await converged(network, expected, within=120)
+    assert have["88.100.1/DURING-0"] == (2, "https://e.x/during/30")
+    assert await metric(network, "sub", "idres_sync_unpublished_blocks", below=1) == 0
+
+
+async def metric(
+    net: Network, node: str, name: str, *, above: float | None = None, below: float | None = None
+) -> float:
+    """A metric of ``node``, once it is above or below a bound (or after 30 s)."""
+    deadline = time.monotonic() + 30
+    while True:
+        url = net.nodes[node].url + "/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            text = await response.text()
+        found = re.search(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
+        assert found is not None, text
+        value = float(found[1])
+        if (above is None or value > above) and (below is None or value < below):
+            return value
+        if time.monotonic() > deadline:
+            return value
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.parametrize("victim", ["sub", "super"])
+async def test_kill_9_mid_stream_loses_and_doubles_nothing(network: Network, victim: str) -> None:
+    rng = random.Random(4)
+    expected: dict[str, int] = {}
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        n = 0
+        while not stop.is_set():
+            handle = f"88.100.2/K{rng.randrange(150)}"
+            expected[handle] = await network.register(handle, f"https://e.x/{n}")
+            n += 1
+
+    task = asyncio.create_task(writer())
+    try:
+        for _ in range(3):  # kill at a random point, three times
+            await asyncio.sleep(rng.uniform(0.5, 2.0))
+            network.nodes[victim].kill()
+            await asyncio.sleep(rng.uniform(0.1, 1.0))
+            network.nodes[victim].start()
+        await asyncio.sleep(1.0)
+    finally:
+        stop.set()
+        await task
+    assert len(expected) > 20
+    await converged(network, expected, within=120)
+    # history at the top has each version once (a repeat would have doubled a row)
+    async with network.client("super") as client:
+        report = await client.request("GET", "/api/sync/verify", sign=False)
+    assert report.body["ok"] is True, report.body["problems"][:5]
