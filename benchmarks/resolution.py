@@ -221,7 +221,13 @@ def wait_port(port: int) -> None:
 
 
 def start_network(
-    work: Path, url: str, cache: bool, entry_workers: int, fast_port: int | None = None
+    work: Path,
+    url: str,
+    cache: bool,
+    entry_workers: int,
+    fast_port: int | None = None,
+    kafka: str | None = None,
+    ports_out: dict[str, int] | None = None,
 ) -> tuple[list[Proc], int]:
     keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
     ports = {n: free_port() for n in keys}
@@ -278,13 +284,17 @@ def start_network(
             args.append("--no-cache")
         if fast_port is not None and name == "super":
             args += ["--fast-port", str(fast_port)]
+        if kafka is not None:
+            args += ["--kafka", kafka]
         procs.append(
             Proc(
                 args,
                 env={"DATABASE_URL": url.replace("/postgres?", f"/bench_{name}?")},
-                ready="serving",
+                ready="idres: chain",
             )
         )
+    if ports_out is not None:
+        ports_out.update(ports)
     return procs, ports["super"]
 
 

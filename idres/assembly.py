@@ -125,7 +125,7 @@ def build_app(
         store,
         RegistryConfig(
             served=served,
-            delegated=delegated_below(directory(), name),
+            delegated=lambda: delegated_below(directory(), name),
             max_body_bytes=max_body_bytes,
             signature_max_age=signature_max_age,
         ),

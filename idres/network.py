@@ -186,10 +186,13 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         served = tuple(prefix_key(p) for p in spec.prefixes)
         await bootstrap(store, served, prepared.admin_der, now=int(time.time()))
         await _seed(store, spec.name)
-        if not kafka:  # the in-process log starts empty: publish every block again
+        if not kafka:
+            # The in-process log starts empty: every block is published again, from
+            # offset 0, and followers read it again from there, skipping the blocks
+            # they hold (by height and hash) and applying the rest.
             async with pool.acquire() as conn:
                 await conn.execute("DELETE FROM sync_published")
-                await conn.execute("DELETE FROM sync_positions")
+                await conn.execute("UPDATE sync_positions SET next_offset = 0, tip_offset = -1")
         app = build_app(
             name=spec.name,
             role=spec.role,

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
 
@@ -78,8 +78,9 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegistryConfig:
     served: tuple[RoutingKey, ...]
-    # longer prefixes under ``served`` that the directory gives to other nodes
-    delegated: tuple[tuple[RoutingKey, str], ...] = ()
+    # longer prefixes under ``served`` that the directory gives to other nodes, as the
+    # directory says now (it grows while the node runs)
+    delegated: Callable[[], tuple[tuple[RoutingKey, str], ...]] = field(default=lambda: ())
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch: int = 10_000
     signature_max_age: int = 300
@@ -339,7 +340,7 @@ class RegistryAPI:
             ops,
             actor=str(auth.signer) if auth else "anonymous",
             policy=RegistryPolicy(
-                auth.signer if auth else None, self.config.served, self.config.delegated
+                auth.signer if auth else None, self.config.served, self.config.delegated()
             ),
             guard=guard,
             render=render,

@@ -601,8 +601,24 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         records=history,
         columns=("handle", "version", "op", "actor", "changes", "record"),
     )
+    await append_outbox(conn, outbox)
+
+
+OUTBOX_LOCK = 0x1D5E0  # advisory lock: one transaction at a time appends to the outbox
+
+
+async def append_outbox(
+    conn: asyncpg.Connection, rows: Sequence[tuple[str, int, str, bytes]]
+) -> None:
+    """Append (handle, version, op, payload) rows to the outbox, in this transaction.
+
+    The lock, held to commit, makes the outbox's order its commit order: a row
+    numbered after another cannot commit before it, so the relay may take every
+    visible row in order and never see one appear behind it later.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", OUTBOX_LOCK)
     await conn.copy_records_to_table(
-        "outbox", records=outbox, columns=("handle", "version", "op", "payload")
+        "outbox", records=rows, columns=("handle", "version", "op", "payload")
     )
     await conn.execute("NOTIFY idres_outbox")  # delivered at commit: wakes the relay
 

@@ -216,4 +216,29 @@ def verify(delegations: list[Delegation], trust_anchor: bytes) -> dict[str, Dele
             current = parent
         for text in d.prefixes:
             prefix_key(text)
+    _check_carving(by_name)
     return by_name
+
+
+def _check_carving(by_name: dict[str, Delegation]) -> None:
+    """A node may only be given a prefix out of its ancestors' space (or space no node
+    holds): never one inside another branch's prefix, nor one another node holds. So a
+    parent cannot delegate itself into its neighbour's identifiers."""
+    held = [(prefix_key(text), d.name) for d in by_name.values() for text in d.prefixes]
+    for prefix, name in held:
+        lineage = set()
+        current: str | None = name
+        while current is not None:
+            lineage.add(current)
+            current = by_name[current].parent
+        for other, holder in held:
+            if holder == name or other.namespace is not prefix.namespace:
+                continue
+            if other.labels == prefix.labels:
+                raise Forbidden(f"prefix {prefix} is delegated to both {holder!r} and {name!r}")
+            covers = prefix.labels[: len(other.labels)] == other.labels
+            if covers and holder not in lineage:
+                raise Forbidden(
+                    f"{name!r} is given {prefix}, inside {other} of {holder!r}, "
+                    "which is not its ancestor"
+                )

@@ -45,6 +45,10 @@ class ChainError(EncodingError):
     """A block or proof that does not check: bad signature, broken link, wrong root."""
 
 
+class ChainGap(ChainError):
+    """A block signed by its node, but not the next one: a block before it is missing."""
+
+
 def digest(alg: str, data: bytes) -> bytes:
     if alg == "sha256":
         return hashlib.sha256(data).digest()
@@ -341,6 +345,11 @@ def check_block(block: Block, *, tip: Tip, public_key_der: bytes) -> Block:
         raise ChainError(
             f"block {h.height} of chain {h.chain!r} is not signed by its node"
         ) from None
+    if h.height > tip.height + 1:
+        raise ChainGap(
+            f"block {h.height} of chain {h.chain!r} does not follow {tip.height}: "
+            f"block {tip.height + 1} is missing"
+        )
     if h.height != tip.height + 1:
         raise ChainError(f"block {h.height} of chain {h.chain!r} does not follow {tip.height}")
     if h.prev != tip.block_hash:

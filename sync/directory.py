@@ -46,21 +46,34 @@ class LiveDirectory:
     def __call__(self) -> Directory:
         return self.current
 
-    def adopt(self, delegations: Iterable[Delegation]) -> bool:
-        """Merge ``delegations`` (newest issue wins per node) if the result verifies."""
-        merged = dict(self.current.by_name)
-        for d in delegations:
-            held = merged.get(d.name)
-            if held is None or d.issued >= held.issued:
-                merged[d.name] = d
-        if merged == self.current.by_name:
-            return False
-        try:
-            self.current = Directory(list(merged.values()), self.trust_anchor)
-        except IdresError as exc:
-            log.warning("ignoring directory update that does not verify: %s", exc)
-            return False
-        return True
+    def adopt(self, delegations: Iterable[Delegation]) -> int:
+        """Take each newer delegation whose directory still verifies; how many were taken.
+
+        A node keeps its parent: a delegation naming another parent for a known node
+        is refused (a neighbour cannot adopt it). Each is tried on its own, in order
+        of issue, so one bad message does not discard the good ones beside it.
+        """
+        taken = 0
+        for d in sorted(delegations, key=lambda d: d.issued):
+            held = self.current.by_name.get(d.name)
+            if held is not None and (d.issued < held.issued or d == held):
+                continue
+            if held is not None and d.parent != held.parent:
+                log.warning(
+                    "ignoring delegation of %r by %r: its parent is %r",
+                    d.name,
+                    d.parent,
+                    held.parent,
+                )
+                continue
+            merged = {**self.current.by_name, d.name: d}
+            try:
+                self.current = Directory(list(merged.values()), self.trust_anchor)
+            except IdresError as exc:
+                log.warning("ignoring delegation of %r that does not verify: %s", d.name, exc)
+                continue
+            taken += 1
+        return taken
 
     async def announce(self, log_: Log, delegations: Iterable[Delegation]) -> None:
         await log_.ensure_topic(DIRECTORY_TOPIC, compacted=True)

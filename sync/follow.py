@@ -19,9 +19,12 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
+from registry.store import append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
+    Block,
     ChainError,
+    ChainGap,
     Tip,
     anchor_of,
     check_block,
@@ -34,14 +37,18 @@ from schemas.identifiers import parse
 from schemas.oplog import Operation, decode_operation
 from sync.apply import apply_operations
 from sync.log import DEAD_LETTER_TOPIC, Log, LogRecord, LogUnavailable, chain_topic
-from sync.relay import OUTBOX_CHANNEL, store_block
+from sync.relay import store_blocks
 
 log = logging.getLogger("idres.sync.follow")
+_FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower per chain
+_STALL_RETRY = 5.0  # seconds before a stalled chain is read again
+_BLOCKS_PER_TRANSACTION = 64  # bounds a transaction's locks and size
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Position:
     next_offset: int = 0
+    tip_offset: int = -1  # where the last applied block was read: a gap rewinds to after it
     tip: Tip = field(default_factory=Tip)
     cut_at: float | None = None  # when the last applied block was cut (seconds)
     applied_at: float | None = None
@@ -74,13 +81,16 @@ class Follower:
         self.positions: dict[str, Position] = {}
         self.behind: dict[str, int] = {}
         self.dead_letters = 0
+        self.stalled: dict[str, tuple[str, float]] = {}  # chain -> (why, when to retry)
+        # chain -> (why, where to read again from, since when): a block is missing
+        self.gaps: dict[str, tuple[str, int, float]] = {}
         self._loaded = False
 
     async def load(self) -> None:
         try:
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT chain, next_offset, height, block_hash, seq, head,"
+                    "SELECT chain, next_offset, tip_offset, height, block_hash, seq, head,"
                     " extract(epoch FROM cut_at) AS cut, extract(epoch FROM applied_at) AS at"
                     " FROM sync_positions"
                 )
@@ -90,6 +100,7 @@ class Follower:
         self.positions = {
             r["chain"]: Position(
                 next_offset=r["next_offset"],
+                tip_offset=r["tip_offset"],
                 tip=Tip(
                     height=r["height"], block_hash=r["block_hash"], seq=r["seq"], head=r["head"]
                 ),
@@ -107,7 +118,8 @@ class Follower:
         """Fetch what is new in the followed chains and apply it; blocks applied."""
         if not self._loaded:
             await self.load()
-        chains = self.chains()
+        now = self.clock()
+        chains = [c for c in self.chains() if self.stalled.get(c, ("", 0.0))[1] <= now]
         if not chains:
             await asyncio.sleep(wait)
             return 0
@@ -121,63 +133,151 @@ class Follower:
         applied = 0
         for chain, batch in by_chain.items():
             applied += await self._apply_batch(chain, batch)
+        for chain, (_, rewind_to, since) in list(self.gaps.items()):
+            if chain in chains and chain not in by_chain and now - since >= _STALL_RETRY:
+                await self._rewind(chain, rewind_to)  # at the end: read the chain again
         return applied
 
-    async def _apply_batch(self, chain: str, batch: list[LogRecord]) -> int:
-        position = self.positions.get(chain, Position())
-        changed: list[str] = []
-        dead: list[tuple[LogRecord, str]] = []
-        applied = 0
+    async def _rewind(self, chain: str, offset: int) -> None:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for record in batch:
-                    if record.offset < position.next_offset:
-                        continue
-                    height = position.tip.height
-                    try:
-                        async with conn.transaction():  # a savepoint: one block, whole or not
-                            position, handles = await self._apply_one(conn, chain, record, position)
-                        changed += handles
-                        applied += position.tip.height - height  # 0 for a repeat
-                    except (
-                        EncodingError,
-                        asyncpg.IntegrityConstraintViolationError,
-                        asyncpg.DataError,
-                    ) as exc:
-                        reason = str(exc)
-                        if not isinstance(exc, EncodingError):
-                            reason = f"this node cannot store the block: {exc}"
-                        await conn.execute(
-                            "INSERT INTO dead_letters (chain, log_offset, reason, message)"
-                            " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                            chain,
-                            record.offset,
-                            reason,
-                            record.value,
-                        )
-                        dead.append((record, reason))
-                        position = replace(position, next_offset=record.offset + 1)
                 await conn.execute(
-                    "INSERT INTO sync_positions (chain, next_offset, height, block_hash, seq,"
-                    " head, cut_at, applied_at) VALUES ($1, $2, $3, $4, $5, $6,"
-                    " to_timestamp($7::float8), now()) ON CONFLICT (chain) DO UPDATE SET"
-                    " next_offset = excluded.next_offset, height = excluded.height,"
-                    " block_hash = excluded.block_hash, seq = excluded.seq, head = excluded.head,"
-                    " cut_at = excluded.cut_at, applied_at = excluded.applied_at",
-                    chain,
-                    position.next_offset,
-                    position.tip.height,
-                    position.tip.block_hash,
-                    position.tip.seq,
-                    position.tip.head,
-                    position.cut_at,
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _FOLLOW_LOCK, chain
                 )
+                position = await _stored_position(conn, chain)
+                if position.tip_offset + 1 == offset:  # nothing applied meanwhile
+                    position = replace(position, next_offset=offset)
+                    await _store_position(conn, chain, position)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"rewinding chain {chain} failed: {exc}") from exc
+        self.positions[chain] = position
+        reason, _, _ = self.gaps[chain]
+        self.gaps[chain] = (reason, offset, self.clock())
+
+    async def _apply_batch(self, chain: str, batch: list[LogRecord]) -> int:
+        """Apply ``batch`` in transactions of up to ``_BLOCKS_PER_TRANSACTION`` blocks;
+        one the database refuses is tried again alone, and the chain stalls at it."""
+        applied = 0
+        for n in range(0, len(batch), _BLOCKS_PER_TRANSACTION):
+            chunk = batch[n : n + _BLOCKS_PER_TRANSACTION]
+            try:
+                applied += await self._apply_chunk(chain, chunk)
+            except _Refused:
+                for record in chunk:  # find the block it cannot store
+                    try:
+                        applied += await self._apply_chunk(chain, [record])
+                    except _Refused as exc:
+                        self._stall(
+                            chain, f"block at offset {record.offset} cannot be stored: {exc}"
+                        )
+                        return applied
+            if chain in self.stalled:
+                log.warning("chain %s moves again", chain)
+                del self.stalled[chain]
+        return applied
+
+    def _stall(self, chain: str, why: str) -> None:
+        if chain not in self.stalled:
+            log.warning("chain %s stalled: %s (retrying)", chain, why)
+        self.stalled[chain] = (why, self.clock() + _STALL_RETRY)
+
+    async def _apply_chunk(self, chain: str, batch: list[LogRecord]) -> int:
+        """Check and apply ``batch`` in one transaction, with the position it reaches."""
+        directory = self.directory()
+        node = directory.by_name.get(chain)
+        decoded: list[tuple[LogRecord, Block | EncodingError]] = []
+        for record in batch:  # decoding needs no database: done before the transaction
+            try:
+                decoded.append((record, decode_block(record.value)))
+            except EncodingError as exc:
+                decoded.append((record, exc))
+        accepted: list[tuple[Block, list[Operation], list[tuple[str, int]]]] = []
+        dead: list[tuple[LogRecord, str]] = []
+        gap: str | None = None
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # one follower per chain and database; the position it trusts is the
+                # one stored, read under the lock (another process may have moved it)
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _FOLLOW_LOCK, chain
+                )
+                position = await _stored_position(conn, chain)
+                rewind_to = position.tip_offset + 1
+                held = await _held_hashes(conn, chain, decoded, position.tip.height)
+                for record, block in decoded:
+                    if record.offset != position.next_offset:
+                        continue  # read from a position that was not the stored one
+                    try:
+                        if isinstance(block, EncodingError):
+                            raise block
+                        h = block.header
+                        if h.chain != chain:
+                            raise ChainError(
+                                f"a block of chain {h.chain!r} on the topic of {chain!r}"
+                            )
+                        if h.height <= position.tip.height:  # a repeat: skip it
+                            if held.get(h.height) != block.hash:
+                                raise ChainError(
+                                    f"block {h.height} of chain {chain!r} differs from the block "
+                                    f"{h.height} already applied (a fork or a forgery)"
+                                )
+                            position = replace(position, next_offset=record.offset + 1)
+                            continue
+                        if node is None:
+                            raise ChainError(f"chain {chain!r} is not in the directory")
+                        block = check_block(block, tip=position.tip, public_key_der=node.public_key)
+                        ops, refs = _entries(block)
+                    except ChainGap as exc:
+                        # A signed block, but a block before it is not here: a repeat
+                        # out of order (an old producer's late batch), or a block this
+                        # node refused (say, in a format it does not read yet). Pass
+                        # it; if the missing block never comes, ``step`` reads the
+                        # chain again from after its tip once at the end of the log.
+                        gap = str(exc)
+                        position = replace(position, next_offset=record.offset + 1)
+                        continue
+                    except EncodingError as exc:  # not a block of this chain: refuse it
+                        dead.append((record, str(exc)))
+                        position = replace(position, next_offset=record.offset + 1)
+                        continue
+                    accepted.append((block, ops, refs))
+                    held[block.header.height] = block.hash
+                    position = Position(
+                        next_offset=record.offset + 1,
+                        tip_offset=record.offset,
+                        tip=tip_after(block),
+                        cut_at=block.header.at / 1000,
+                    )
+                    gap = None
+                kept = [(r, why) for r, why in dead if await _dead_letter(conn, chain, r, why)]
+                changed: list[str] = []
+                if accepted:
+                    await store_blocks(conn, [(b, refs) for b, _, refs in accepted])
+                    changed = await apply_operations(
+                        conn,
+                        [op for _, ops, _ in accepted for op in ops if holds(directory, chain, op)],
+                    )
+                    if node is not None and node.parent == self.me:
+                        anchors = [anchor_of(b) for b, _, _ in accepted]
+                        await append_outbox(
+                            conn, [(a.chain, a.height, "anchor", a.encode()) for a in anchors]
+                        )
+                await _store_position(conn, chain, position)
+        except _TRANSIENT as exc:
             raise StoreUnavailable(f"applying blocks of {chain} failed: {exc}") from exc
+        except asyncpg.PostgresError as exc:
+            raise _Refused(str(exc)) from exc
         self.positions[chain] = replace(position, applied_at=self.clock())
+        if gap is not None:
+            if chain not in self.gaps:
+                log.warning("chain %s: %s", chain, gap)
+                self.gaps[chain] = (gap, rewind_to, self.clock())
+        elif accepted and chain in self.gaps:
+            log.warning("chain %s: the missing block arrived", chain)
+            del self.gaps[chain]
         if changed:
             self.on_applied(changed)
-        for record, reason in dead:
+        for record, reason in kept:
             self.dead_letters += 1
             log.warning("chain %s offset %d refused: %s", chain, record.offset, reason)
             with contextlib.suppress(LogUnavailable):  # dead_letters keeps it regardless
@@ -187,59 +287,7 @@ class Follower:
                     f"{chain}@{record.offset}".encode(),
                     [reason.encode() + b"\n" + record.value],
                 )
-        return applied
-
-    async def _apply_one(
-        self, conn: asyncpg.Connection, chain: str, record: LogRecord, position: Position
-    ) -> tuple[Position, list[str]]:
-        block = decode_block(record.value)
-        h = block.header
-        if h.chain != chain:
-            raise ChainError(f"a block of chain {h.chain!r} on the topic of {chain!r}")
-        if h.height <= position.tip.height:  # a repeat (a republished block): skip it
-            stored = await conn.fetchval(
-                "SELECT hash FROM chain_blocks WHERE chain = $1 AND height = $2", chain, h.height
-            )
-            if stored != block.hash:
-                raise ChainError(
-                    f"block {h.height} of chain {chain!r} differs from the block {h.height} "
-                    "already applied (a fork or a forgery)"
-                )
-            return replace(position, next_offset=record.offset + 1), []
-        directory = self.directory()
-        node = directory.by_name.get(chain)
-        if node is None:
-            raise ChainError(f"chain {chain!r} is not in the directory")
-        block = check_block(block, tip=position.tip, public_key_der=node.public_key)
-        ops: list[Operation] = []
-        refs: list[tuple[str, int]] = []
-        for entry in block.entries:
-            if entry.kind == "op":
-                op = decode_operation(entry.payload)
-                ops.append(op)
-                refs.append((op.handle, op.version))
-            else:
-                anchor = decode_anchor(entry.payload)
-                refs.append((anchor.chain, anchor.height))
-        await store_block(conn, block, refs)
-        changed = await apply_operations(conn, [op for op in ops if holds(directory, chain, op)])
-        if node.parent == self.me:
-            anchor = anchor_of(block)
-            await conn.execute(
-                "INSERT INTO outbox (handle, version, op, payload) VALUES ($1, $2, 'anchor', $3)",
-                anchor.chain,
-                anchor.height,
-                anchor.encode(),
-            )
-            await conn.execute(f"NOTIFY {OUTBOX_CHANNEL}")
-        return (
-            Position(
-                next_offset=record.offset + 1,
-                tip=tip_after(block),
-                cut_at=h.at / 1000,
-            ),
-            changed,
-        )
+        return len(accepted)
 
     async def refresh_behind(self) -> None:
         """How many blocks of each followed chain wait in the log (for /metrics)."""
@@ -285,11 +333,121 @@ class Follower:
         for chain, p in sorted(self.positions.items()):
             lines.append(f'idres_sync_applied_height{{chain="{chain}"}} {p.tip.height}')
         lines += [
+            "# HELP idres_sync_stalled A followed chain waiting at a block it cannot apply.",
+            "# TYPE idres_sync_stalled gauge",
+        ]
+        for chain in sorted(self.positions.keys() | self.stalled.keys() | self.gaps.keys()):
+            stalled = 1 if chain in self.stalled or chain in self.gaps else 0
+            lines.append(f'idres_sync_stalled{{chain="{chain}"}} {stalled}')
+        lines += [
             "# HELP idres_sync_dead_letters_total Blocks refused (see the dead_letters table).",
             "# TYPE idres_sync_dead_letters_total counter",
             f"idres_sync_dead_letters_total {self.dead_letters}",
         ]
         return lines
+
+
+class _Refused(Exception):
+    """The database refused to store checked blocks (not a lost connection)."""
+
+
+# errors after which the same transaction may well succeed: retried whole, later
+_TRANSIENT = (
+    asyncpg.InterfaceError,
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.QueryCanceledError,
+)
+
+
+def _entries(block: Block) -> tuple[list[Operation], list[tuple[str, int]]]:
+    """A checked block's operations, and what each entry is about (for its row)."""
+    ops: list[Operation] = []
+    refs: list[tuple[str, int]] = []
+    for entry in block.entries:
+        if entry.kind == "op":
+            op = decode_operation(entry.payload)
+            ops.append(op)
+            refs.append((op.handle, op.version))
+        else:
+            anchor = decode_anchor(entry.payload)
+            refs.append((anchor.chain, anchor.height))
+    return ops, refs
+
+
+async def _held_hashes(
+    conn: asyncpg.Connection,
+    chain: str,
+    decoded: list[tuple[LogRecord, Block | EncodingError]],
+    tip: int,
+) -> dict[int, bytes]:
+    """The hashes of the blocks this node holds at the heights ``decoded`` repeats."""
+    heights = [
+        b.header.height for _, b in decoded if isinstance(b, Block) and b.header.height <= tip
+    ]
+    if not heights:
+        return {}
+    rows = await conn.fetch(
+        "SELECT height, hash FROM chain_blocks WHERE chain = $1 AND height = ANY($2::bigint[])",
+        chain,
+        heights,
+    )
+    return {r["height"]: r["hash"] for r in rows}
+
+
+async def _stored_position(conn: asyncpg.Connection, chain: str) -> Position:
+    r = await conn.fetchrow(
+        "SELECT next_offset, tip_offset, height, block_hash, seq, head,"
+        " extract(epoch FROM cut_at) AS cut FROM sync_positions WHERE chain = $1",
+        chain,
+    )
+    if r is None:
+        return Position()
+    return Position(
+        next_offset=r["next_offset"],
+        tip_offset=r["tip_offset"],
+        tip=Tip(height=r["height"], block_hash=r["block_hash"], seq=r["seq"], head=r["head"]),
+        cut_at=float(r["cut"]) if r["cut"] is not None else None,
+    )
+
+
+async def _store_position(conn: asyncpg.Connection, chain: str, p: Position) -> None:
+    await conn.execute(
+        "INSERT INTO sync_positions (chain, next_offset, tip_offset, height, block_hash, seq,"
+        " head, cut_at, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7,"
+        " to_timestamp($8::float8), now()) ON CONFLICT (chain) DO UPDATE SET"
+        " next_offset = excluded.next_offset, tip_offset = excluded.tip_offset,"
+        " height = excluded.height, block_hash = excluded.block_hash, seq = excluded.seq,"
+        " head = excluded.head, cut_at = excluded.cut_at, applied_at = excluded.applied_at",
+        chain,
+        p.next_offset,
+        p.tip_offset,
+        p.tip.height,
+        p.tip.block_hash,
+        p.tip.seq,
+        p.tip.head,
+        p.cut_at,
+    )
+
+
+async def _dead_letter(
+    conn: asyncpg.Connection, chain: str, record: LogRecord, reason: str
+) -> bool:
+    """Keep a refused message with why; False if this very message was kept before."""
+    return bool(
+        await conn.fetchval(
+            "INSERT INTO dead_letters (chain, log_offset, reason, message, digest)"
+            " VALUES ($1, $2, $3, $4, sha256($4)) ON CONFLICT DO NOTHING RETURNING true",
+            chain,
+            record.offset,
+            reason,
+            record.value,
+        )
+    )
 
 
 def holds(directory: Directory, chain: str, op: Operation) -> bool:
@@ -298,6 +456,8 @@ def holds(directory: Directory, chain: str, op: Operation) -> bool:
     try:
         ident = parse(op.handle)
     except IdresError:
+        return False
+    if ident.canonical != op.handle or (op.record is not None and op.record.handle != op.handle):
         return False
     found = directory.authority(ident.routing)
     return found is not None and found[1].name == chain

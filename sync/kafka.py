@@ -22,7 +22,9 @@ from sync.log import LogRecord, LogUnavailable
 
 log = logging.getLogger("idres.sync.kafka")
 _TOPIC_EXISTS = 36  # Kafka protocol error code TOPIC_ALREADY_EXISTS
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+# One block is one message, and one operation may be as large as a request body
+# (16 MiB by default): room for that and a block's framing.
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 
 
 class KafkaLog:
@@ -43,6 +45,14 @@ class KafkaLog:
         self._assigned: set[TopicPartition] = set()
         self._next: dict[TopicPartition, int] = {}
         self._known_topics: set[str] = set()
+
+    def reader(self) -> KafkaLog:
+        return KafkaLog(
+            self._bootstrap,
+            client_id=self._client_id,
+            append_timeout=self._append_timeout,
+            replication_factor=self._replication,
+        )
 
     async def ensure_topic(self, topic: str, *, compacted: bool = False) -> None:
         if topic in self._known_topics:
@@ -114,7 +124,7 @@ class KafkaLog:
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
                 isolation_level="read_uncommitted",
-                fetch_max_bytes=16 * 1024 * 1024,
+                fetch_max_bytes=2 * MAX_MESSAGE_BYTES,
                 max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
             )
             try:

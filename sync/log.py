@@ -60,4 +60,10 @@ class Log(Protocol):
         """The offset the next record appended to ``topic`` will get."""
         ...
 
+    def reader(self) -> Log:
+        """A log on the same servers for another reader: each reader's ``fetch``
+        keeps its own positions, so two loops reading different topics never wait on
+        each other. Appends may go through either."""
+        ...
+
     async def close(self) -> None: ...

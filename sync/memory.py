@@ -57,6 +57,9 @@ class MemoryLog:
                 return []
         return self._ready(positions, max_records)
 
+    def reader(self) -> MemoryLog:
+        return self  # reads keep no state here
+
     async def end_offset(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
 

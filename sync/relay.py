@@ -1,9 +1,9 @@
 """The node's own chain: cut blocks from the outbox, then publish them to the log.
 
 The registry appends each accepted operation to ``outbox`` in the transaction that
-made it. The relay takes outbox rows whose transactions are older than any still
-running (so nothing can commit behind them), numbers and chains them, signs the
-block, and in one transaction stores block and entries and removes the rows. Then it
+made it, one appending transaction at a time, so the outbox's order is its commit
+order. The relay takes the visible rows in that order, numbers and chains them,
+signs the block, and in one transaction stores block and entries and removes the rows. Then it
 publishes every stored block past the last acknowledged one. A crash anywhere
 repeats a step, never loses one; readers drop a block they already have by height.
 """
@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -36,7 +36,6 @@ class RelayConfig:
     max_entries: int = 1000
     max_bytes: int = 1024 * 1024
     idle_poll: float = 0.5  # seconds between looks when nothing woke the relay
-    busy_poll: float = 0.02  # while rows wait for older transactions to finish
     max_backoff: float = 5.0  # between publishing attempts while the log is down
 
 
@@ -51,26 +50,33 @@ async def load_tip(conn: asyncpg.Connection, chain: str) -> Tip:
     return Tip(height=row["height"], block_hash=row["hash"], seq=row["last_seq"], head=row["head"])
 
 
-async def store_block(conn: asyncpg.Connection, block: Block, refs: list[tuple[str, int]]) -> None:
-    """The block and its entries; ``refs`` names each entry's identifier and version."""
-    h = block.header
-    await conn.execute(
+async def store_blocks(
+    conn: asyncpg.Connection, blocks: Sequence[tuple[Block, Sequence[tuple[str, int]]]]
+) -> None:
+    """Blocks and their entries; each entry's ref names its identifier and version."""
+    await conn.executemany(
         "INSERT INTO chain_blocks (chain, height, hash, first_seq, last_seq, head, message,"
         " cut_at) VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8::float8 / 1000))",
-        h.chain,
-        h.height,
-        block.hash,
-        h.first,
-        block.last_seq,
-        h.head,
-        block.message(),
-        h.at,
+        [
+            (
+                b.header.chain,
+                b.header.height,
+                b.hash,
+                b.header.first,
+                b.last_seq,
+                b.header.head,
+                b.message(),
+                b.header.at,
+            )
+            for b, _ in blocks
+        ],
     )
     await conn.copy_records_to_table(
         "chain_entries",
         records=[
-            (h.chain, e.seq, h.height, e.kind, handle, version, e.hash, e.payload)
-            for e, (handle, version) in zip(block.entries, refs, strict=True)
+            (b.header.chain, e.seq, b.header.height, e.kind, handle, version, e.hash, e.payload)
+            for b, refs in blocks
+            for e, (handle, version) in zip(b.entries, refs, strict=True)
         ],
         columns=("chain", "seq", "height", "kind", "handle", "version", "hash", "payload"),
     )
@@ -106,10 +112,10 @@ class Relay:
                     "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, c.chain
                 ):
                     return None, True  # another relay of this chain is at work
+                # every visible row, in order: no row can commit behind them later
+                # (registry.store.append_outbox serializes appends to commit order)
                 rows = await conn.fetch(
-                    "SELECT seq, op, handle, version, payload FROM outbox"
-                    " WHERE xid < pg_snapshot_xmin(pg_current_snapshot())"
-                    " ORDER BY seq LIMIT $1",
+                    "SELECT seq, op, handle, version, payload FROM outbox ORDER BY seq LIMIT $1",
                     c.max_entries,
                 )
                 taken: list[asyncpg.Record] = []
@@ -120,8 +126,7 @@ class Relay:
                         break
                     taken.append(r)
                 if not taken:
-                    waiting = await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)")
-                    return None, bool(waiting)
+                    return None, False
                 items: list[tuple[Kind, bytes]] = [
                     ("anchor" if r["op"] == "anchor" else "op", r["payload"]) for r in taken
                 ]
@@ -133,7 +138,7 @@ class Relay:
                     key=self.key,
                     at=int(self.clock() * 1000),
                 )
-                await store_block(conn, block, [(r["handle"], r["version"]) for r in taken])
+                await store_blocks(conn, [(block, [(r["handle"], r["version"]) for r in taken])])
                 await conn.execute(
                     "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in taken]
                 )
@@ -195,25 +200,39 @@ class Relay:
 
     async def run(self) -> None:
         """Cut and publish until cancelled; a database or log outage only delays."""
-        listener = await self.pool.acquire()
+        listener: asyncpg.pool.PoolConnectionProxy | None = None
+        store_down_since: float | None = None
+        backoff, retry_at, counted_at = 0.0, 0.0, 0.0
         try:
-            await listener.add_listener(OUTBOX_CHANNEL, self.wake)
-            backoff, retry_at, counted_at = 0.0, 0.0, 0.0
             while True:
-                waiting = False
                 self._wake.clear()  # a write committing from here on wakes the wait below
-                if self.clock() - counted_at >= 1.0:
-                    with contextlib.suppress(asyncpg.PostgresError, OSError):
-                        await self.count()
-                    counted_at = self.clock()
+                delay = self.config.idle_poll
                 try:
-                    while True:
-                        block, waiting = await self.cut()
-                        if block is None:
-                            break
-                except StoreUnavailable as exc:
-                    log.warning("relay %s: %s", self.config.chain, exc)
-                    waiting = True
+                    if listener is None:
+                        listener = await self.pool.acquire()
+                        await listener.add_listener(OUTBOX_CHANNEL, self.wake)
+                    if self.clock() - counted_at >= 1.0:
+                        await self.count()
+                        counted_at = self.clock()
+                    while (await self.cut())[0] is not None:
+                        pass
+                    if store_down_since is not None:
+                        log.warning("relay %s: the database is back", self.config.chain)
+                    store_down_since = None
+                except (
+                    StoreUnavailable,
+                    asyncpg.PostgresError,
+                    asyncpg.InterfaceError,
+                    OSError,
+                ) as exc:
+                    if store_down_since is None:  # said once per outage, not per retry
+                        store_down_since = self.clock()
+                        log.warning("relay %s: cutting paused: %s", self.config.chain, exc)
+                    if listener is not None:
+                        with contextlib.suppress(Exception):
+                            await self.pool.release(listener)
+                        listener = None
+                    delay = 1.0
                 if self.clock() >= retry_at:
                     try:
                         await self.publish()
@@ -228,6 +247,7 @@ class Relay:
                         LogUnavailable,
                         StoreUnavailable,
                         asyncpg.PostgresError,
+                        asyncpg.InterfaceError,
                         OSError,
                     ) as exc:
                         if self._failing_since is None:
@@ -235,12 +255,13 @@ class Relay:
                             log.warning("relay %s: publishing paused: %s", self.config.chain, exc)
                         backoff = min(self.config.max_backoff, max(0.1, backoff * 2))
                         retry_at = self.clock() + backoff
-                delay = self.config.busy_poll if waiting else self.config.idle_poll
                 if backoff:
                     delay = min(delay, max(0.0, retry_at - self.clock()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
         finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(OUTBOX_CHANNEL, self.wake)
-            await self.pool.release(listener)
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.remove_listener(OUTBOX_CHANNEL, self.wake)
+                with contextlib.suppress(Exception):
+                    await self.pool.release(listener)

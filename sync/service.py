@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -14,11 +15,14 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from resolver.topology import Delegation
+from schemas.errors import Forbidden
 from sync.directory import LiveDirectory
 from sync.follow import Follower
-from sync.log import Log
+from sync.log import Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
 from sync.verify import verify
+
+logger = logging.getLogger("idres.sync")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,17 +55,35 @@ class Sync:
             else None
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._directory_log: Log | None = None
 
     async def start(self) -> None:
         if self.log is not None and self.config.announce:
-            await self.directory.announce(self.log, self.config.announce)
-        self._tasks.append(asyncio.create_task(self.relay.run(), name="relay"))
+            try:
+                await self.directory.announce(self.log, self.config.announce)
+            except LogUnavailable as exc:  # the node serves; the others learn of it later
+                logger.warning("announcing this node's delegation failed: %s", exc)
+        self._supervise("relay", self.relay.run)
         if self.log is not None:
-            self._tasks.append(
-                asyncio.create_task(self.directory.follow(self.log), name="directory")
-            )
+            directory_log = self._directory_log = self.log.reader()  # its own consumer
+            self._supervise("directory", lambda: self.directory.follow(directory_log))
         if self.follower is not None:
-            self._tasks.append(asyncio.create_task(self.follower.run(), name="follow"))
+            self._supervise("follow", self.follower.run)
+
+    def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
+        """Run ``loop`` until stopped; if it fails, say why and start it again."""
+
+        async def forever() -> None:
+            while True:
+                try:
+                    await loop()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("sync %s failed; restarting it in 1 s", name)
+                    await asyncio.sleep(1.0)
+
+        self._tasks.append(asyncio.create_task(forever(), name=f"sync-{name}"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -70,11 +92,19 @@ class Sync:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._directory_log is not None and self._directory_log is not self.log:
+            await self._directory_log.close()
 
     def install(self, app: web.Application, me: str) -> None:
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
         async def check(request: web.Request) -> web.Response:
+            # an operator's tool that reads every block: for this machine only
+            if request.remote not in ("127.0.0.1", "::1"):
+                raise Forbidden(
+                    "verify is answered on the node's own machine only (it reads every "
+                    "block and record); run idres verify there"
+                )
             async with lock:
                 report = await verify(self.pool, self.directory(), me)
             return web.json_response({"node": me, **report.to_json()})

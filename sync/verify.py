@@ -1,6 +1,12 @@
 """Check a node against the chains it holds: every block signed and linked, every
 entry the one its block committed to, every record what the last operation on it
-says, every child block anchored in its parent's chain. Reads only; reports all.
+says, every child block anchored in its parent's chain. Reads only, in one snapshot;
+reports all.
+
+What it cannot see: blocks cut off the end of a chain together with the records they
+wrote (compare heights with another node's, `idres_sync_applied_height`), and the
+``history`` table, which it does not read. Blocks are checked with the key the
+directory gives each node now, so a node whose key changed fails on its old blocks.
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ class Report:
 async def verify(pool: asyncpg.Pool, directory: Directory, me: str) -> Report:
     report = Report()
     held = [me, *followed(directory, me)]
-    async with pool.acquire() as conn:
+    async with (
+        pool.acquire() as conn,
+        # one snapshot for every check: a write committing meanwhile is not a problem
+        conn.transaction(readonly=True, isolation="repeatable_read"),
+    ):
         for chain in held:
             await _check_blocks(conn, directory, chain, report)
         await _check_records(conn, directory, me, report)
@@ -58,9 +68,8 @@ async def verify(pool: asyncpg.Pool, directory: Directory, me: str) -> Report:
 async def _rows(
     conn: asyncpg.Connection, query: str, *args: object
 ) -> AsyncIterator[asyncpg.Record]:
-    async with conn.transaction(readonly=True, isolation="repeatable_read"):
-        async for row in conn.cursor(query, *args, prefetch=_BATCH):
-            yield row
+    async for row in conn.cursor(query, *args, prefetch=_BATCH):  # inside verify's transaction
+        yield row
 
 
 async def _check_blocks(
@@ -71,10 +80,12 @@ async def _check_blocks(
         report.problems.append(f"chain {chain!r} is held here but not in the directory")
         return
     tip, count = Tip(), 0
-    blocks = await conn.fetch(
-        "SELECT height, hash, message FROM chain_blocks WHERE chain = $1 ORDER BY height", chain
+    blocks = _rows(
+        conn,
+        "SELECT height, hash, message FROM chain_blocks WHERE chain = $1 ORDER BY height",
+        chain,
     )
-    for b in blocks:
+    async for b in blocks:
         where = f"block {b['height']} of chain {chain!r}"
         try:
             block = check_block(decode_block(b["message"]), tip=tip, public_key_der=node.public_key)
@@ -84,15 +95,23 @@ async def _check_blocks(
         if block.hash != b["hash"]:
             report.problems.append(f"{where}: stored hash does not match the signed header")
         stored = await conn.fetch(
-            "SELECT seq, hash, payload FROM chain_entries WHERE chain = $1 AND height = $2"
-            " ORDER BY seq",
+            "SELECT seq, kind, handle, version, hash, payload FROM chain_entries"
+            " WHERE chain = $1 AND height = $2 ORDER BY seq",
             chain,
             b["height"],
         )
         expected = {e.seq: e for e in block.entries}
         for row in stored:
             e = expected.pop(row["seq"], None)
-            if e is None or e.hash != row["hash"] or e.payload != row["payload"]:
+            same = (
+                e is not None
+                and e.hash == row["hash"]
+                and e.payload == row["payload"]
+                and e.kind == row["kind"]
+                # the columns records are looked up by must say what the entry says
+                and _names(e.kind, e.payload) == (row["handle"], row["version"])
+            )
+            if not same:
                 report.problems.append(
                     f"entry {row['seq']} of chain {chain!r} differs from what {where} signed"
                     " (broken link: the stored entry was changed)"
@@ -178,6 +197,18 @@ async def _check_records(
     async for row in _rows(conn, "SELECT handle FROM identifiers ORDER BY handle"):
         if row["handle"] not in explained and row["handle"] not in pending:
             report.problems.append(f"{row['handle']}: a record here that no chain holds")
+
+
+def _names(kind: str, payload: bytes) -> tuple[str, int] | None:
+    """The identifier and version an entry is about (the anchored chain and height)."""
+    try:
+        if kind == "op":
+            op = decode_operation(payload)
+            return op.handle, op.version
+        anchor = decode_anchor(payload)
+        return anchor.chain, anchor.height
+    except EncodingError:
+        return None
 
 
 def _difference(have: Record, want: Record) -> str:

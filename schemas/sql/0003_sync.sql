@@ -1,10 +1,7 @@
 -- Sync (schemas/chain.py, sync/): the node's own chain cut from the outbox, the
 -- chains it follows, where it stands in each, and what it could not apply.
 
--- The outbox row's transaction: the sequencer takes only rows whose transaction is
--- older than every running one, so a row committing later never lands behind the
--- chain's head. Anchors of child blocks enter the outbox too.
-ALTER TABLE outbox ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
+-- Anchors of child blocks enter the outbox too (registry.store.append_outbox).
 ALTER TABLE outbox DROP CONSTRAINT outbox_op_check;
 ALTER TABLE outbox ADD CONSTRAINT outbox_op_check
     CHECK (op IN ('create', 'replace', 'delete', 'anchor'));
@@ -47,6 +44,7 @@ CREATE TABLE sync_published (
 CREATE TABLE sync_positions (
     chain       text PRIMARY KEY,
     next_offset bigint NOT NULL,
+    tip_offset  bigint NOT NULL,             -- where the last applied block was read
     height      bigint NOT NULL,
     block_hash  bytea NOT NULL,
     seq         bigint NOT NULL,
@@ -62,6 +60,7 @@ CREATE TABLE dead_letters (
     log_offset bigint NOT NULL,
     reason    text NOT NULL,
     message   bytea NOT NULL,
+    digest    bytea NOT NULL,                -- sha-256 of message: each kept once
     at        timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (chain, log_offset)
+    UNIQUE (chain, log_offset, digest)
 );

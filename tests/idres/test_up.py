@@ -109,6 +109,25 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(tmp_path
     try:
         kept = idres("resolve", "88.100.5/KEPT", "--server", entry)
         assert json.loads(kept.stdout)["values"][0]["data"]["value"] == "https://e.x/kept"
+        # replication goes on after a restart: a new record reaches the top again
+        admin = tmp_path / "up" / "keys" / "admin.pem"
+        again = idres(
+            "register",
+            "88.100.5/AFTER",
+            "--url",
+            "https://e.x/after",
+            "--server",
+            sub_a,
+            "--key",
+            str(admin),
+            "--key-id",
+            "300:0.NA/node.admin",
+        )
+        assert again.returncode == 0, again.stderr
+        after = wait_for_replica(entry, "88.100.5/AFTER")
+        assert after["values"][0]["data"]["value"] == "https://e.x/after"
+        verified = idres("verify", "--server", entry)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
         # history lives with the record, at the sub-chain: seeded once, not at each start
         history = idres("history", "88.100.1/ABC-123", "--server", sub_a)
         assert len(json.loads(history.stdout)["history"]) == 1

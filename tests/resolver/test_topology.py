@@ -91,6 +91,15 @@ def _resign(d: Delegation, by: str, **changes: object) -> Delegation:
         (lambda ds: [*ds, ds[1]], "twice"),
         (lambda ds: ds[1:], "exactly one super"),
         (lambda ds: [*ds[:3], _resign(ds[3], "bb1", prefixes=("no good",)), *ds[4:]], "whitespace"),
+        # bb2 gives its child c a piece of 88.100, which sub-chain a (under bb1) holds
+        (
+            lambda ds: [*ds[:4], _resign(ds[4], "bb2", prefixes=("88.100.1",))],
+            "'c' is given handle:88.100.1, inside handle:88 of 'bb1', which is not its ancestor",
+        ),
+        (
+            lambda ds: [*ds[:4], _resign(ds[4], "bb2", prefixes=("88.100",))],
+            "delegated to both",
+        ),
     ],
 )
 def test_a_directory_that_does_not_verify_is_refused(mutate: object, reason: str) -> None:

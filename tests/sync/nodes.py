@@ -216,6 +216,19 @@ class Network:
             await pool.close()
         return {r["handle"]: (r["version"], r["url"]) for r in rows}
 
+    async def history(self, node: str, like: str) -> list[tuple[str, int, str]]:
+        """(identifier, version, op) of every history row matching ``like`` at ``node``."""
+        pool = await create_pool(self.nodes[node].database_url, min_size=1, max_size=1)
+        try:
+            rows = await pool.fetch(
+                "SELECT handle, version, op FROM history WHERE handle LIKE $1"
+                " ORDER BY handle, version",
+                like,
+            )
+        finally:
+            await pool.close()
+        return [(r["handle"], r["version"], r["op"]) for r in rows]
+
     async def resolve(self, node: str, handle: str) -> dict[str, object]:
         url = f"{self.nodes[node].url}/api/handles/{handle}?recursive=false"
         async with aiohttp.ClientSession() as session, session.get(url) as response:

@@ -64,7 +64,14 @@ async def test_a_record_registered_below_resolves_at_the_top_without_a_hop(
     body = await network.resolve("super", "88.100.1/ABC-123")
     assert body["responseCode"] == 1
     assert body["values"][0]["data"]["value"] == "https://example.com/abc"  # type: ignore[index]
-    # the backbone holds it too, and the sub-chain's block is anchored in the backbone
+    # the backbone holds it too and refuses to write it: 88.100 is the sub-chain's
+    async with network.client("backbone") as client:
+        refused = await client.put(
+            "88.100.1/ABC-123", [{"index": 1, "type": "URL", "data": "https://evil.example"}]
+        )
+    assert refused.status == 400
+    assert "delegated to node" in refused.body["message"]
+    # the sub-chain's block is anchored in the backbone
     await converged(network, {"88.100.1/ABC-123": 1}, node="backbone")
     async with network.client("super") as client:
         report = await client.request("GET", "/api/sync/verify", sign=False)
@@ -115,7 +122,7 @@ async def metric(
         await asyncio.sleep(0.2)
 
 
-@pytest.mark.parametrize("victim", ["sub", "super"])
+@pytest.mark.parametrize("victim", ["sub", "backbone", "super"])
 async def test_kill_9_mid_stream_loses_and_doubles_nothing(network: Network, victim: str) -> None:
     rng = random.Random(4)
     expected: dict[str, int] = {}
@@ -141,7 +148,12 @@ async def test_kill_9_mid_stream_loses_and_doubles_nothing(network: Network, vic
         await task
     assert len(expected) > 20
     await converged(network, expected, within=120)
-    # history at the top has each version once (a repeat would have doubled a row)
     async with network.client("super") as client:
         report = await client.request("GET", "/api/sync/verify", sign=False)
     assert report.body["ok"] is True, report.body["problems"][:5]
+    for node in ("backbone", "super"):  # nothing was refused on the way
+        assert await metric(network, node, "idres_sync_dead_letters_total") == 0
+    # every version reached the top, each once: history there matches history below
+    below = await network.history("sub", "88.100.2/%")
+    assert below == await network.history("super", "88.100.2/%")
+    assert len(below) >= len(expected)

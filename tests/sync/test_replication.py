@@ -3,6 +3,7 @@ checked, anchored and applied exactly once, over Kafka and over the in-process l
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -13,9 +14,12 @@ import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
-from registry.store import PostgresStore
+from registry import httpsig
+from registry.service import bootstrap
+from registry.store import PostgresStore, append_outbox
 from resolver.topology import Directory, Role
 from schemas.chain import decode_anchor, decode_block
+from schemas.identifiers.prefix import parse_prefix
 from schemas.record import DataFormat, HandleValue, Record
 from sync.follow import Follower, followed
 from sync.kafka import KafkaLog
@@ -24,6 +28,8 @@ from sync.memory import MemoryLog
 from sync.relay import Relay, RelayConfig
 from sync.verify import verify
 from tests.sync.conftest import NewPool
+
+ADMIN_DER = httpsig.public_key_der(httpsig.generate_key())
 
 pytestmark = pytest.mark.asyncio
 LAYOUT = [
@@ -116,6 +122,8 @@ async def test_a_write_reaches_backbone_and_super_and_is_anchored(
     network: dict[str, Node],
 ) -> None:
     sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    # the sub-chain's own admin and prefix records: in its chain, never applied above
+    await bootstrap(sub.store, (parse_prefix("88.100"),), ADMIN_DER, now=1_700_000_000)
     await sub.store.put(_record("88.100.1/ABC", "https://a.example/1"), actor="t")
     await sub.store.put(_record("88.100.1/ABC", "https://a.example/2"), actor="t")
     await sub.store.put(_record("88.100.1/GONE", "https://a.example/x"), actor="t")
@@ -123,13 +131,18 @@ async def test_a_write_reaches_backbone_and_super_and_is_anchored(
     await _flush(sub)
 
     assert await _catch_up(backbone) == 1
+    async with sub.pool.acquire() as conn:  # the admin record is in the sub-chain's log
+        assert await conn.fetchval(
+            "SELECT count(*) FROM chain_entries WHERE handle = '0.NA/node.admin'"
+        )
     got = await backbone.store.get("88.100.1/ABC")
     assert got is not None
     assert got.values[0].value == "https://a.example/2"
     assert await backbone.store.get("88.100.1/GONE") is None
     history = await backbone.store.history("88.100.1/ABC")
     assert [h.version for h in history] == [1, 2]
-    # the sub-chain's own admin record stays where it is: it is not under 88.100
+    assert await backbone.store.get("0.NA/node.admin") is None
+    assert await backbone.store.get("0.NA/88.100") is None
     async with backbone.pool.acquire() as conn:
         anchors = await conn.fetch("SELECT handle, version, payload FROM outbox")
     assert [(a["handle"], a["version"]) for a in anchors] == [(sub.name, 1)]
@@ -206,27 +219,26 @@ async def test_a_forged_block_is_refused(network: dict[str, Node], log: Log) -> 
     assert await backbone.store.get("88.100.1/A") is not None
 
 
-async def test_rows_committed_behind_an_open_transaction_wait_for_it(
-    network: dict[str, Node],
-) -> None:
+async def test_the_chain_takes_operations_in_commit_order(network: dict[str, Node]) -> None:
     sub = network["sub-a"]
     async with sub.pool.acquire() as open_tx:
         tx = open_tx.transaction()
         await tx.start()
-        await open_tx.execute(
-            "INSERT INTO outbox (handle, version, op, payload) VALUES ('88.100.1/OLD', 1,"
-            " 'create', 'early')"
+        await append_outbox(open_tx, [("88.100.1/OLD", 1, "create", b"early")])
+        # a second write must not commit its outbox row before the open one: were it
+        # chained now, the open one's row would land behind the head when it commits
+        later = asyncio.create_task(
+            sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
         )
-        # a younger write commits while the older transaction still runs: chaining it
-        # now could put the older one's row behind the head once that one commits
-        await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
-        block, waiting = await sub.relay.cut()
+        await asyncio.sleep(0.3)
+        assert not later.done()
+        block, _ = await sub.relay.cut()
         assert block is None
-        assert waiting
         await tx.commit()
+    await later
     block, _ = await sub.relay.cut()
     assert block is not None
-    assert next(e.payload[:5] for e in block.entries) == b"early"
+    assert block.entries[0].payload == b"early"
     assert block.header.count == 2
 
 
@@ -266,6 +278,15 @@ async def test_verify_names_a_tampered_record_and_the_broken_link(
         f"entry 2 of chain '{sub.name}' differs from what block 1 of chain '{sub.name}' signed"
         " (broken link: the stored entry was changed)"
     ) in again.problems
+    # and someone points the lookup columns of the first operation elsewhere
+    await top.pool.execute(
+        "UPDATE chain_entries SET version = 0 WHERE seq = 1 AND chain = $1", sub.name
+    )
+    moved = await verify(top.pool, directory, top.name)
+    assert (
+        f"entry 1 of chain '{sub.name}' differs from what block 1 of chain '{sub.name}' signed"
+        " (broken link: the stored entry was changed)"
+    ) in moved.problems
     # a record that no chain ever carried
     await top.pool.execute(
         "INSERT INTO identifiers (handle, scheme, routing_key, version)"
@@ -273,3 +294,95 @@ async def test_verify_names_a_tampered_record_and_the_broken_link(
     )
     last = await verify(top.pool, directory, top.name)
     assert "88.100.1/SNEAKY: a record here that no chain holds" in last.problems
+
+
+async def _blocks(node: Node) -> list[bytes]:
+    while (await node.relay.cut())[0] is not None:
+        pass
+    async with node.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT message FROM chain_blocks ORDER BY height")
+    return [r["message"] for r in rows]
+
+
+async def test_a_block_arriving_before_the_one_it_follows_waits_for_it(
+    network: dict[str, Node], log: Log
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    first = await _blocks(sub)
+    await sub.store.put(_record("88.100.1/A", "https://a.example/2"), actor="t")
+    both = await _blocks(sub)
+    topic = chain_topic(sub.name)
+    await log.ensure_topic(topic)
+    # block 2 first (a late batch of an earlier producer), then 1, then 2 again
+    await log.append(topic, sub.name.encode(), [both[1], first[0], both[1]])
+    assert await _catch_up(backbone) == 2
+    got = await backbone.store.get("88.100.1/A")
+    assert got is not None
+    assert got.values[0].value == "https://a.example/2"
+    assert backbone.follower.gaps == {}
+    async with backbone.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 0
+
+
+async def test_a_block_this_node_cannot_store_stalls_its_chain_until_it_can(
+    network: dict[str, Node], log: Log
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    now = [1000.0]
+    follower = Follower(
+        backbone.pool,
+        log,
+        me=backbone.name,
+        directory=backbone.follower.directory,
+        clock=lambda: now[0],
+    )
+    # a row in the way of block 1's first entry (as a half-restored backup might leave)
+    await backbone.pool.execute(
+        "INSERT INTO chain_entries (chain, seq, height, kind, handle, version, hash, payload)"
+        " VALUES ($1, 1, 99, 'op', 'x', 1, '', '')",
+        sub.name,
+    )
+    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await _flush(sub)
+    assert await follower.step(wait=2) == 0
+    assert sub.name in follower.stalled
+    assert f'idres_sync_stalled{{chain="{sub.name}"}} 1' in follower.metrics_lines()
+    assert await follower.step(wait=0.2) == 0  # not read again before its retry time
+    async with backbone.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 0  # not refused
+        await conn.execute("DELETE FROM chain_entries WHERE height = 99")
+    now[0] += 10
+    assert await follower.step(wait=2) == 1
+    assert follower.stalled == {}
+    assert await backbone.store.get("88.100.1/A") is not None
+
+
+async def test_after_a_refused_block_the_chain_is_read_again_from_its_tip(
+    network: dict[str, Node], log: Log
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    now = [1000.0]
+    follower = Follower(
+        backbone.pool,
+        log,
+        me=backbone.name,
+        directory=backbone.follower.directory,
+        clock=lambda: now[0],
+    )
+    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await sub.relay.cut()  # block 1: A
+    await sub.store.put(_record("88.100.1/B", "https://a.example/1"), actor="t")
+    blocks = await _blocks(sub)  # block 2: B
+    topic = chain_topic(sub.name)
+    await log.ensure_topic(topic)
+    # block 1 arrives damaged (refused), block 2 intact: 2 cannot be applied without 1
+    await log.append(topic, sub.name.encode(), [blocks[0][:-1] + b"\x00", blocks[1]])
+    assert await follower.step(wait=2) == 0
+    assert sub.name in follower.gaps
+    now[0] += 10
+    await follower.step(wait=0.5)  # at the end of the log: back to after the tip
+    assert follower.positions[sub.name].next_offset == 0
+    await follower.step(wait=2)  # read again: still refused, kept once
+    async with backbone.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 1
