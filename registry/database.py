@@ -73,7 +73,17 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool, with the schema migrated before the first use."""
     try:
-        pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size)
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            # asyncpg prepares every statement. After five runs PostgreSQL may keep one
+            # generic plan for it, costed for the table as it was then: a plan made
+            # while a table was empty (a seq scan for "handle = ANY($1)") stays while
+            # the table grows to millions of rows. Planning each run with its values
+            # costs tens of microseconds and keeps every lookup on its index.
+            server_settings={"plan_cache_mode": "force_custom_plan"},
+        )
     except (asyncpg.PostgresError, OSError) as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc
     async with pool.acquire() as conn:

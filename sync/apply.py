@@ -25,7 +25,7 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
     if not ops:
         return []
     handles = sorted({op.handle for op in ops})
-    current = {
+    live_here = {
         r["handle"]: r["version"]
         for r in await conn.fetch(
             "SELECT handle, version FROM identifiers WHERE handle = ANY($1::text[])"
@@ -33,13 +33,15 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
             handles,
         )
     }
+    current = dict(live_here)
     for r in await conn.fetch(
         "SELECT handle, max(version) AS v FROM history WHERE handle = ANY($1::text[])"
         " GROUP BY handle",
         handles,
     ):
         current[r["handle"]] = max(current.get(r["handle"], 0), r["v"])
-    records: dict[str, Record | None] = dict(await fetch_records(conn, handles))
+    # only records that exist have values to read (most replicated writes are new)
+    records: dict[str, Record | None] = dict(await fetch_records(conn, sorted(live_here)))
     final: dict[str, Operation] = {}
     history = []
     for op in sorted(ops, key=lambda o: (o.handle, o.version)):
@@ -71,7 +73,9 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
             [str(i.routing) for i in idents],
             [final[h].version for h in live],
         )
-        await conn.execute("DELETE FROM handle_values WHERE handle = ANY($1::text[])", live)
+        replaced = [h for h in live if h in live_here]
+        if replaced:
+            await conn.execute("DELETE FROM handle_values WHERE handle = ANY($1::text[])", replaced)
         rows = [value_to_row(h, v) for h in live for v in _values(final[h])]
         await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
     await conn.copy_records_to_table(

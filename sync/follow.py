@@ -370,7 +370,7 @@ def _entries(block: Block) -> tuple[list[Operation], list[tuple[str, int]]]:
     refs: list[tuple[str, int]] = []
     for entry in block.entries:
         if entry.kind == "op":
-            op = decode_operation(entry.payload)
+            op = decode_operation(entry.payload, check_form=False)  # bound by the block
             ops.append(op)
             refs.append((op.handle, op.version))
         else:
