@@ -162,7 +162,8 @@ def build_app(
         metrics=metrics,
         replica=replica if follows else None,
     )
-    ResolverAPI(resolver, registry, directory, metrics, role=role.value).install(app)
+    resolver_api = ResolverAPI(resolver, registry, directory, metrics, role=role.value)
+    resolver_api.install(app)
 
     async def close_transport(app: web.Application) -> None:
         await upstream.close()
@@ -180,6 +181,11 @@ def build_app(
             on_applied=resolver.cache.invalidate,
         )
         sync.install(app, name)
+
+        async def with_proof(ident: Identifier) -> web.Response:
+            return await sync.proof_answer(ident, resolver, store)
+
+        resolver_api.proof = with_proof
         metrics.extra.append(sync.metrics_lines)
         app[SYNC] = sync
     return app

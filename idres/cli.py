@@ -263,8 +263,38 @@ async def _get(args: argparse.Namespace) -> int:
         return _print_reply(await client.get(args.handle))
 
 
+def _verify_proof(args: argparse.Namespace) -> int:
+    from sync import proof
+
+    try:
+        answer = json.loads(Path(args.proof).read_text())
+    except ValueError as exc:
+        print(f"idres verify: {args.proof} is not JSON: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    anchor = None
+    if args.trust_anchor:
+        try:
+            anchor = base64.b64decode(args.trust_anchor, validate=True)
+        except ValueError:
+            print("idres verify: --trust-anchor is not base64", file=sys.stderr)
+            return EXIT_INVALID
+    if not isinstance(answer, dict) or "proof" not in answer:
+        print(f"idres verify: {args.proof} holds no proof (ask with ?proof=true)", file=sys.stderr)
+        return EXIT_INVALID
+    checked = proof.check(answer, anchor)
+    for claim in checked.claims:
+        print(f"  ok: {claim}")
+    for problem in checked.problems:
+        print(f"  PROBLEM: {problem}")
+    print("  proof holds" if not checked.problems else "  the proof does not hold")
+    return EXIT_OK if not checked.problems else EXIT_FAILED
+
+
 async def _verify(args: argparse.Namespace) -> int:
     import aiohttp
+
+    if args.proof:
+        return _verify_proof(args)
 
     url = args.server.rstrip("/") + "/api/sync/verify"
     try:
@@ -519,6 +549,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server", default="http://127.0.0.1:8000", help="the node to check")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it")
+    p.add_argument(
+        "--proof",
+        metavar="FILE",
+        help="instead, check offline an answer saved from GET /api/handles/{id}?proof=true",
+    )
+    p.add_argument(
+        "--trust-anchor",
+        metavar="BASE64",
+        help="with --proof: the super node's key (base64 DER) the proof must chain to",
+    )
     p.set_defaults(func=_run_async(_verify))
 
     p = sub.add_parser("get", help="read an identifier's record from a registry node")

@@ -9,7 +9,7 @@ common answer, unfiltered and cached, is written as the bytes the cache holds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -47,6 +47,8 @@ class ResolverAPI:
         self.directory = directory
         self.metrics = metrics
         self.role = role
+        # ?proof=true: answered by the node's sync, which holds the chains (if it runs)
+        self.proof: Callable[[Identifier], Awaitable[web.Response]] | None = None
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/api/handles/" + TAIL, self.get_handle)
@@ -66,6 +68,12 @@ class ResolverAPI:
             # a node answers history and signed reads only for what it holds itself
             return await self.registry.get_handle(request)
         ident = parse(text)
+        if query_bool(request, "proof", False):
+            if request.query.getall("type", []) or "index" in request.query:
+                raise BadRequest("proof=true answers the whole record: drop type= and index=")
+            if self.proof is None:
+                raise BadRequest("this node keeps no chain to prove records with")
+            return await self.proof(ident)
         recursive = query_bool(request, "recursive", True)
         auth = query_bool(request, "auth", False)
         types = set(request.query.getall("type", []))

@@ -116,7 +116,7 @@ class Resolver:
                 self.metrics.inc("idres_replica_answers_total")
                 return answer
         if not recursive:
-            return self._referral(ident, route)
+            return self.referral(ident, route)
         # One upstream call per identifier at a time (an auth=true lookup gets its own).
         # It runs as a task of its own: a caller that goes away (its connection lost,
         # its handler cancelled) must not cancel the answer others are waiting for.
@@ -134,7 +134,7 @@ class Resolver:
         if not task.cancelled():
             task.exception()  # retrieved: each waiter re-raises it; none is logged twice
 
-    def _referral(self, ident: Identifier, route: Route) -> Answer:
+    def referral(self, ident: Identifier, route: Route) -> Answer:
         """Name the node to ask next (Handle 303 prefix referral down, 302 service up)."""
         assert route.node is not None
         code = 303 if route.kind == "down" else 302

@@ -14,15 +14,29 @@ import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from registry.httpio import dump
+from registry.store import PostgresStore
+from resolver.service import Resolver
 from resolver.topology import Delegation
+from schemas.codec_cbor import encode_record
+from schemas.codec_json import record_to_json
 from schemas.errors import Forbidden
+from schemas.identifiers import Identifier
+from sync import proof
 from sync.directory import LiveDirectory
-from sync.follow import Follower
+from sync.follow import Follower, followed
 from sync.log import Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
 from sync.verify import verify
 
 logger = logging.getLogger("idres.sync")
+JSON = "application/json"
+
+
+def _json(
+    status: int, body: dict[str, object], headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(body=dump(body), status=status, content_type=JSON, headers=headers)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +108,57 @@ class Sync:
         self._tasks.clear()
         if self._directory_log is not None and self._directory_log is not self.log:
             await self._directory_log.close()
+
+    async def proof_answer(
+        self, ident: Identifier, resolver: Resolver, store: PostgresStore
+    ) -> web.Response:
+        """``GET /api/handles/{id}?proof=true``: the record with its proof, from a node
+        that holds the record's chain; elsewhere a referral toward that node."""
+        me = self.relay.config.chain
+        route = resolver.route(ident)
+        if route.kind == "none":
+            return _json(
+                404,
+                {
+                    "responseCode": 100,
+                    "handle": ident.canonical,
+                    "message": f"identifier not found: {ident.canonical}",
+                },
+            )
+        directory = self.directory()
+        held = {me, *(followed(directory, me) if self.follower is not None else ())}
+        chain = me if route.kind == "local" else (route.authority.name if route.authority else "")
+        if chain not in held:
+            answer = resolver.referral(ident, route)
+            return web.Response(body=answer.body, status=answer.status, content_type=JSON)
+        record = await store.get(ident.canonical)
+        if record is None:
+            return _json(
+                404,
+                {
+                    "responseCode": 100,
+                    "handle": ident.canonical,
+                    "message": f"identifier not found: {ident.canonical}",
+                },
+            )
+        if not all(v.permissions.public_read for v in record.values):
+            raise Forbidden(
+                f"a proof of {ident.canonical} would show its non-public values (the whole "
+                "operation is what the chain signs); only records with public values have one"
+            )
+        built = await proof.build(self.pool, directory, chain, ident.canonical, held)
+        if built is None or built[1] is None or encode_record(built[1]) != encode_record(record):
+            return _json(
+                503,
+                {
+                    "responseCode": 2,
+                    "handle": ident.canonical,
+                    "message": "the record's latest version is not in a block of its chain "
+                    "yet; ask again in a moment (if this persists, run idres verify)",
+                },
+                headers={"Retry-After": "1"},
+            )
+        return _json(200, {**record_to_json(record), "proof": built[0]})
 
     def install(self, app: web.Application, me: str) -> None:
         lock = asyncio.Lock()  # one check at a time: it reads every block and record

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,6 +43,20 @@ def stop(proc: subprocess.Popen[str]) -> None:
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stopping" in out
+
+
+def fetch_json(url: str) -> dict[str, object]:
+    """GET ``url`` until it answers 200 (a proof waits for its block), for up to 20 s."""
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body: dict[str, object] = json.loads(response.read())
+                return body
+        except urllib.error.HTTPError as exc:
+            if exc.code != 503 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def wait_for_replica(entry: str, handle: str) -> dict[str, object]:
@@ -101,6 +116,13 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(tmp_path
         # even when asked not to recurse (no referral to the sub-chain)
         answer = wait_for_replica(entry, "88.100.5/KEPT")
         assert answer["values"][0]["data"]["value"] == "https://e.x/kept"
+        # a proof of it, saved as a client would, checks offline
+        proved = fetch_json(f"{entry}/api/handles/88.100.5/KEPT?proof=true")
+        saved = tmp_path / "kept.proof.json"
+        saved.write_text(json.dumps(proved))
+        checked = idres("verify", "--proof", str(saved))
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "88.100.5/KEPT as answered is version 1" in checked.stdout
         metrics = urllib.request.urlopen(entry + "/metrics", timeout=10).read().decode()
         assert re.search(r'idres_sync_applied_height\{chain="sub-a"\} [1-9]', metrics), metrics
     finally:

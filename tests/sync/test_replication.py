@@ -4,6 +4,7 @@ checked, anchored and applied exactly once, over Kafka and over the in-process l
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from registry.service import bootstrap
 from registry.store import PostgresStore, append_outbox
 from resolver.topology import Directory, Role
 from schemas.chain import decode_anchor, decode_block
+from schemas.codec_json import record_to_json
 from schemas.identifiers.prefix import parse_prefix
 from schemas.record import DataFormat, HandleValue, Record
+from sync import proof
 from sync.follow import Follower, followed
 from sync.kafka import KafkaLog
 from sync.log import Log, chain_topic
@@ -386,3 +389,45 @@ async def test_after_a_refused_block_the_chain_is_read_again_from_its_tip(
     await follower.step(wait=2)  # read again: still refused, kept once
     async with backbone.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM dead_letters") == 1
+
+
+async def test_a_proof_checks_offline_and_fails_on_any_change(network: dict[str, Node]) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    record = _record("88.100.1/P", "https://a.example/p")
+    await sub.store.put(record, actor="t")
+    await _flush(sub)
+    await _catch_up(backbone)
+    await _flush(backbone)  # the backbone's block anchors the sub-chain's
+    await _catch_up(top)
+    await _flush(top)  # the super node's block anchors the backbone's
+    directory = top.follower.directory()
+    held = {top.name, backbone.name, sub.name}
+    built = await proof.build(top.pool, directory, sub.name, "88.100.1/P", held)
+    assert built is not None
+    doc, proved = built
+    assert proved == record
+    answer = {**record_to_json(record), "proof": doc}
+    anchor = directory.by_name[top.name].public_key
+    checked = proof.check(answer, anchor)
+    assert checked.problems == []
+    assert [c.split(":")[0] for c in checked.claims] == [
+        "the delegations chain to the trusted super node key",
+        "88.100.1/P as answered is version 1",
+        f"block 1 of '{sub.name}' is anchored by entry 1 of block 1 of '{backbone.name}', "
+        f"signed by '{backbone.name}'",
+        f"block 1 of '{backbone.name}' is anchored by entry 1 of block 1 of '{top.name}', "
+        f"signed by '{top.name}'",
+    ]
+    # json round trip: what a client saves is what it checks
+    assert proof.check(json.loads(json.dumps(answer)), anchor).problems == []
+
+    changed = json.loads(json.dumps(answer))
+    changed["values"][0]["data"]["value"] = "https://evil.example/"
+    assert proof.check(changed, anchor).problems == [
+        "proof: the values answered differ from version 1 in the chain"
+    ]
+    bent = json.loads(json.dumps(answer))
+    bent["proof"]["levels"][1]["payload"] = bent["proof"]["levels"][0]["payload"]
+    assert "is not under the Merkle root" in proof.check(bent, anchor).problems[0]
+    stranger = httpsig.public_key_der(httpsig.generate_key())
+    assert "not the trusted one" in proof.check(answer, stranger).problems[0]
