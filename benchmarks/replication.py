@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -40,12 +39,11 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.registration import machine
-from benchmarks.resolution import create_databases, start_network
+from benchmarks.resolution import ROOT, create_databases, kafka_up, start_network
 from registry import httpsig
 from registry.client import ClientError, RegistryClient
 from registry.database import start_embedded
 
-ROOT = Path(__file__).resolve().parent.parent
 ADMIN_ID = "300:0.NA/node.admin"
 
 
@@ -232,20 +230,6 @@ async def drive(
         **percentiles(lags),
         "timeline": timeline,
     }
-
-
-def kafka_up(work: Path) -> tuple[str, dict[str, str] | None]:
-    if os.environ.get("KAFKA_BOOTSTRAP"):
-        return os.environ["KAFKA_BOOTSTRAP"], None
-    env = {**os.environ, "IDRES_STATE": str(work / "kafka")}
-    out = subprocess.run(
-        ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.strip().rsplit("=", 1)[1], env
 
 
 def main() -> None:

@@ -40,6 +40,7 @@ from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
 from resolver.topology import Role
 
+ROOT = Path(__file__).resolve().parent.parent
 TS = 1795420800  # every record's timestamp, so idres and the static files match byte for byte
 WRK_LUA = r"""
 local paths = {}
@@ -228,8 +229,10 @@ def start_network(
     fast_port: int | None = None,
     kafka: str | None = None,
     ports_out: dict[str, int] | None = None,
+    keys: dict[str, ed25519.Ed25519PrivateKey] | None = None,
 ) -> tuple[list[Proc], int]:
-    keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
+    # the same keys across runs on the same databases: the chains there stay valid
+    keys = keys or {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
     ports = {n: free_port() for n in keys}
     specs = [
         NodeSpec(
@@ -369,6 +372,33 @@ def cache_counts(port: int) -> dict[str, int]:
     return counts
 
 
+def sources(port: int) -> dict[str, int]:
+    """How the entry node answered: from its copies, or by asking the next node."""
+    text = subprocess.run(
+        ["curl", "-s", f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True
+    ).stdout
+    out = {}
+    for name in ("idres_replica_answers_total", "idres_upstream_requests_total"):
+        out[name] = int(
+            sum(float(m) for m in re.findall(rf"^{name}{{[^}}]*}} (\S+)$", text, re.MULTILINE))
+        )
+    return out
+
+
+def kafka_up(work: Path) -> tuple[str, dict[str, str] | None]:
+    if os.environ.get("KAFKA_BOOTSTRAP"):
+        return os.environ["KAFKA_BOOTSTRAP"], None
+    env = {**os.environ, "IDRES_STATE": str(work / "kafka")}
+    out = subprocess.run(
+        ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return out.strip().rsplit("=", 1)[1], env
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -382,6 +412,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="idres-resolve-"))
     results: dict[str, Any] = {"machine": machine(), "keys": args.keys, "seconds": args.seconds}
     procs: list[Proc] = []
+    keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
+    kafka_env: dict[str, str] | None = None
     try:
         url = start_embedded(work / "pg")
         asyncio.run(create_databases(url))
@@ -426,7 +458,9 @@ def main() -> None:
 
         # hot: one worker, so one cache, warmed with every key the load will ask for
         fast = free_port()
-        network, entry = start_network(work, url, cache=True, entry_workers=1, fast_port=fast)
+        network, entry = start_network(
+            work, url, cache=True, entry_workers=1, fast_port=fast, keys=keys
+        )
         procs += network
         check = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{entry}/api/handles/88.100.1/B0000042"],
@@ -447,14 +481,36 @@ def main() -> None:
             p.stop()
         procs.clear()
 
-        network, entry = start_network(work, url, cache=False, entry_workers=2)
+        network, entry = start_network(work, url, cache=False, entry_workers=2, keys=keys)
         procs += network
         run("idres_cold_3_tiers", entry)
+        for p in network:
+            p.stop()
+        procs.clear()
+
+        # cold again, with the records replicated to the super node (sync on Kafka):
+        # no cache anywhere, each request one lookup in the entry node's database.
+        # The records are placed there directly, as replication leaves them (1M
+        # registrations replicated through the log would take minutes more).
+        bootstrap, kafka_env = kafka_up(work)
+        asyncio.run(load_records(url.replace("/postgres?", "/bench_super?"), args.keys))
+        fast = free_port()
+        network, entry = start_network(
+            work, url, cache=False, entry_workers=2, fast_port=fast, kafka=bootstrap, keys=keys
+        )
+        procs += network
+        run("idres_cold_replica_at_entry", entry)
+        run("idres_cold_replica_fastpath", fast)
+        results["idres_cold_replica_at_entry"]["sources"] = sources(entry)
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))
     finally:
         for p in procs:
             p.stop()
+        if kafka_env is not None:
+            subprocess.run(
+                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=kafka_env, check=False
+            )
         shutil.rmtree(work, ignore_errors=True)
 
 

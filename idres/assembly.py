@@ -26,6 +26,7 @@ from registry.api import RegistryAPI, RegistryConfig
 from registry.httpio import errors_middleware
 from registry.store import PostgresStore
 from resolver.api import ResolverAPI, local_answer
+from resolver.batch import ReadBatcher
 from resolver.cache import CacheConfig, record_ttl
 from resolver.metrics import Metrics
 from resolver.service import Answer, Resolver, ResolverConfig
@@ -134,15 +135,17 @@ def build_app(
     metrics = Metrics(name)
     upstream = transport or HttpTransport(timeout=upstream_timeout)
 
+    reads = ReadBatcher(store.get_many)  # concurrent lookups share one query
+
     async def local(ident: Identifier) -> Answer:
-        record = await store.get(ident.canonical)
+        record = await reads.get(ident.canonical)
         if record is None:
             return local_answer(None, ident.canonical)
         public = tuple(v for v in record.values if v.permissions.public_read)
         return local_answer(record_to_json(record, values=public), ident.canonical)
 
     async def replica(ident: Identifier) -> tuple[Answer, float] | None:
-        record = await store.get(ident.canonical)
+        record = await reads.get(ident.canonical)
         if record is None:
             return None
         public = tuple(v for v in record.values if v.permissions.public_read)
