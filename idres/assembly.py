@@ -173,7 +173,7 @@ def build_app(
 
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
-    if node_key is not None and sync_here:
+    if node_key is not None:
         sync = Sync(
             store.pool,
             node_key,
@@ -183,13 +183,14 @@ def build_app(
             config=sync_config or SyncConfig(),
             on_applied=resolver.cache.invalidate,
         )
-        sync.install(app, name)
+        sync.install(app, name, run=sync_here)  # every worker reads the chains it keeps
 
         async def with_proof(ident: Identifier) -> web.Response:
             return await sync.proof_answer(ident, resolver, store)
 
         resolver_api.proof = with_proof
-        metrics.extra.append(sync.metrics_lines)
+        if sync_here:
+            metrics.extra.append(sync.metrics_lines)
         app[SYNC] = sync
     return app
 

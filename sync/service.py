@@ -160,7 +160,9 @@ class Sync:
             )
         return _json(200, {**record_to_json(record), "proof": built[0]})
 
-    def install(self, app: web.Application, me: str) -> None:
+    def install(self, app: web.Application, me: str, *, run: bool = True) -> None:
+        """Add /api/sync/verify; with ``run``, start the relay and follower with the app
+        (one worker of a node runs them; the others only read what they keep)."""
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
         async def check(request: web.Request) -> web.Response:
@@ -175,7 +177,8 @@ class Sync:
             return web.json_response({"node": me, **report.to_json()})
 
         app.router.add_get("/api/sync/verify", check)
-        app.cleanup_ctx.append(self.ctx)
+        if run:
+            app.cleanup_ctx.append(self.ctx)
 
     async def ctx(self, app: web.Application) -> AsyncIterator[None]:
         await self.start()
