@@ -30,12 +30,20 @@ from resolver.batch import ReadBatcher
 from resolver.cache import CacheConfig, record_ttl
 from resolver.metrics import Metrics
 from resolver.service import Answer, Resolver, ResolverConfig
-from resolver.topology import Delegation, Directory, Role, prefix_key, sign_delegation
+from resolver.topology import (
+    Delegation,
+    Directory,
+    Role,
+    Route,
+    prefix_key,
+    sign_delegation,
+)
 from resolver.transport import HttpTransport, NodeTransport
 from schemas.codec_json import record_to_json
 from schemas.identifiers import Identifier, RoutingKey
 from schemas.record import TtlType
 from sync.directory import LiveDirectory
+from sync.follow import followed
 from sync.log import Log
 from sync.service import Sync, SyncConfig
 
@@ -155,6 +163,18 @@ def build_app(
             return None
         return replace(answer, source="replica"), record_ttl(ttls, time.time())
 
+    mirror_of = (sync_config or SyncConfig()).mirror_of
+    kept: list[tuple[Directory, frozenset[str]]] = []
+
+    def keeps(route: Route) -> bool:
+        """Whether this node keeps the chain that holds the route's identifier."""
+        if route.authority is None or route.kind == "local":
+            return False
+        current = directory()
+        if not kept or kept[0][0] is not current:  # the directory changed: work it out again
+            kept[:] = [(current, frozenset(followed(current, name, mirror_of=mirror_of)))]
+        return route.authority.name in kept[0][1]
+
     syncing = node_key is not None and sync_log is not None
     follows = syncing and (sync_config or SyncConfig()).follow
     resolver = Resolver(
@@ -164,6 +184,7 @@ def build_app(
         transport=upstream,
         metrics=metrics,
         replica=replica if follows else None,
+        keeps=keeps,
     )
     resolver_api = ResolverAPI(resolver, registry, directory, metrics, role=role.value)
     resolver_api.install(app)

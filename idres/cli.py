@@ -120,6 +120,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["kafka"] = args.kafka
     if args.hash:
         overrides["hash_alg"] = args.hash
+    if args.mirror_of:
+        overrides["mirror_of"] = args.mirror_of
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -478,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--hash", choices=("sha256", "sm3"), help="hash of this node's chain (IDRES_HASH)"
+    )
+    p.add_argument(
+        "--mirror-of",
+        metavar="NODE",
+        help="with --kafka: keep and answer copies of NODE's chain and of every chain it "
+        "keeps, read from the start of the log (IDRES_MIRROR_OF)",
     )
     p.set_defaults(func=_cmd_serve)
 

@@ -51,6 +51,7 @@ class NodeConfig:
     fast_port: int | None = None  # the lean resolution listener (resolver/fastpath.py)
     kafka: str | None = None  # host:port of a Kafka broker: publish and follow chains there
     hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
+    mirror_of: str | None = None  # keep and answer copies of what this node keeps
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -68,4 +69,5 @@ class NodeConfig:
             signature_max_age=int(env.get("IDRES_SIGNATURE_MAX_AGE", DEFAULT_SIGNATURE_MAX_AGE)),
             kafka=env.get("KAFKA_BOOTSTRAP") or None,
             hash_alg=env.get("IDRES_HASH", "sha256"),
+            mirror_of=env.get("IDRES_MIRROR_OF") or None,
         )

@@ -88,6 +88,13 @@ def run(config: NodeConfig) -> int:
     host, port = sock.getsockname()[:2]
     name, directory = _directory(config, f"http://{host}:{port}")
     me = directory.by_name[name]
+    if config.mirror_of is not None:
+        if config.mirror_of not in directory.by_name:
+            raise SystemExit(
+                f"idres serve: --mirror-of {config.mirror_of!r} is not in the directory"
+            )
+        if config.kafka is None:
+            raise SystemExit("idres serve: --mirror-of reads the chains from Kafka: give --kafka")
     served = tuple(prefix_key(p) for p in me.prefixes)
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)
@@ -212,7 +219,11 @@ async def _worker(
     app = build_app(
         node_key=node_key,
         sync_log=sync_log,
-        sync_config=SyncConfig(alg=config.hash_alg, announce=(directory.by_name[name],)),
+        sync_config=SyncConfig(
+            alg=config.hash_alg,
+            announce=(directory.by_name[name],),
+            mirror_of=config.mirror_of,
+        ),
         sync_here=first,
         name=name,
         role=directory.by_name[name].role,

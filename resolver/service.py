@@ -64,6 +64,7 @@ class Resolver:
         metrics: Metrics,
         cache: Cache | None = None,
         replica: ReplicaRead | None = None,
+        keeps: Callable[[Route], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -73,6 +74,9 @@ class Resolver:
         self.metrics = metrics
         self.cache = cache or Cache(config.cache)
         self.replica = replica  # this node's copy of the chains below it, when it syncs
+        # whether this node keeps a copy of the chain that holds the route's identifier
+        # (by default: the chains below it)
+        self.keeps: Callable[[Route], bool] = keeps or (lambda route: route.kind == "down")
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
 
@@ -106,7 +110,7 @@ class Resolver:
             entry = self.cache.put_negative(key, not_found(key))
             return Answer(status=404, body=entry.body, source="none")
         assert route.node is not None
-        if route.kind == "down" and self.replica is not None and not auth:
+        if self.replica is not None and not auth and self.keeps(route):
             # a record replicated up from the chain below answers here, without a hop;
             # one not (yet) here is asked for below, so a fresh write is never missed
             copy = await self.replica(ident)

@@ -54,8 +54,13 @@ class Position:
     applied_at: float | None = None
 
 
-def followed(directory: Directory, me: str) -> list[str]:
-    """The chains ``me`` keeps a copy of: every node below it."""
+def followed(directory: Directory, me: str, *, mirror_of: str | None = None) -> list[str]:
+    """The chains ``me`` keeps a copy of: every node below it; for a mirror of another
+    node, that node's chain and every chain it keeps."""
+    if mirror_of is not None:
+        if mirror_of not in directory.by_name:
+            return []
+        return sorted({mirror_of, *followed(directory, mirror_of)} - {me})
     return sorted(
         name for name in directory.by_name if name != me and me in directory.ancestors(name)
     )
@@ -71,8 +76,10 @@ class Follower:
         directory: Callable[[], Directory],
         on_applied: Callable[[list[str]], None] = lambda handles: None,
         clock: Callable[[], float] = time.time,
+        mirror_of: str | None = None,
     ) -> None:
         self.pool = pool
+        self.mirror_of = mirror_of
         self.log = log
         self.me = me
         self.directory = directory
@@ -112,7 +119,7 @@ class Follower:
         self._loaded = True
 
     def chains(self) -> list[str]:
-        return followed(self.directory(), self.me)
+        return followed(self.directory(), self.me, mirror_of=self.mirror_of)
 
     async def step(self, *, wait: float = 0.5) -> int:
         """Fetch what is new in the followed chains and apply it; blocks applied."""

@@ -24,7 +24,7 @@ from schemas.errors import Forbidden
 from schemas.identifiers import Identifier
 from sync import proof
 from sync.directory import LiveDirectory
-from sync.follow import Follower, followed
+from sync.follow import Follower
 from sync.log import Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
 from sync.verify import verify
@@ -44,6 +44,7 @@ class SyncConfig:
     alg: str = "sha256"  # or "sm3"
     follow: bool = True  # keep copies of the chains below this node
     announce: tuple[Delegation, ...] = ()  # delegations this node publishes on start
+    mirror_of: str | None = None  # keep copies of what this other node keeps, and its chain
 
 
 class Sync:
@@ -64,7 +65,14 @@ class Sync:
         self.directory = directory
         self.relay = Relay(pool, key, RelayConfig(chain=me, alg=config.alg), log=log)
         self.follower = (
-            Follower(pool, log, me=me, directory=directory, on_applied=on_applied)
+            Follower(
+                pool,
+                log,
+                me=me,
+                directory=directory,
+                on_applied=on_applied,
+                mirror_of=config.mirror_of,
+            )
             if log is not None and config.follow
             else None
         )
@@ -109,6 +117,10 @@ class Sync:
         if self._directory_log is not None and self._directory_log is not self.log:
             await self._directory_log.close()
 
+    def held(self) -> list[str]:
+        """The other chains this node keeps copies of (none when it follows nothing)."""
+        return self.follower.chains() if self.follower is not None else []
+
     async def proof_answer(
         self, ident: Identifier, resolver: Resolver, store: PostgresStore
     ) -> web.Response:
@@ -126,7 +138,7 @@ class Sync:
                 },
             )
         directory = self.directory()
-        held = {me, *(followed(directory, me) if self.follower is not None else ())}
+        held = {me, *self.held()}
         chain = me if route.kind == "local" else (route.authority.name if route.authority else "")
         if chain not in held:
             answer = resolver.referral(ident, route)
@@ -173,7 +185,9 @@ class Sync:
                     "block and record); run idres verify there"
                 )
             async with lock:
-                report = await verify(self.pool, self.directory(), me)
+                report = await verify(
+                    self.pool, self.directory(), me, mirror_of=self.config.mirror_of
+                )
             return web.json_response({"node": me, **report.to_json()})
 
         app.router.add_get("/api/sync/verify", check)

@@ -47,9 +47,11 @@ class Report:
         }
 
 
-async def verify(pool: asyncpg.Pool, directory: Directory, me: str) -> Report:
+async def verify(
+    pool: asyncpg.Pool, directory: Directory, me: str, *, mirror_of: str | None = None
+) -> Report:
     report = Report()
-    held = [me, *followed(directory, me)]
+    held = [me, *followed(directory, me, mirror_of=mirror_of)]
     async with (
         pool.acquire() as conn,
         # one snapshot for every check: a write committing meanwhile is not a problem

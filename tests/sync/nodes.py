@@ -122,8 +122,10 @@ class Network:
         ]
         directory = self.work / "directory.json"
         by_name = {self.names[n]: k for n, k in keys.items()}
-        directory.write_text(json.dumps([d.to_json() for d in delegations(specs, by_name)]))
+        self.delegations = delegations(specs, by_name)
+        directory.write_text(json.dumps([d.to_json() for d in self.delegations]))
         anchor = base64.b64encode(node_public_key(keys["super"])).decode()
+        self.keys, self.anchor, self.ports = keys, anchor, ports
         admin = await asyncpg.connect(self.pg_url)
         try:
             for n in self.names.values():
@@ -132,38 +134,75 @@ class Network:
         finally:
             await admin.close()
         for n in self.names:
-            name = self.names[n]
-            data = self.work / n
-            save_node_key(data / "node.pem", keys[n])
-            db_url = with_database(self.pg_url, "idres_" + name.replace("-", "_"))
-            self.nodes[n] = NodeProcess(
-                name=name,
-                url=f"http://127.0.0.1:{ports[n]}",
-                port=ports[n],
-                args=[
-                    sys.executable,
-                    "-m",
-                    "idres",
-                    "serve",
-                    "--port",
-                    str(ports[n]),
-                    "--directory",
-                    str(directory),
-                    "--name",
-                    name,
-                    "--trust-anchor",
-                    anchor,
-                    "--data-dir",
-                    str(data),
-                    "--admin-key",
-                    str(self.admin_path),
-                    "--kafka",
-                    self.kafka,
-                ],
-                env={**os.environ, "DATABASE_URL": db_url},
-                database_url=db_url,
-                log=self.work / f"{n}.log",
-            )
+            self._node(n, directory, keys[n])
+
+    async def add_mirror(self, of: str = "super") -> NodeProcess:
+        """A new node, delegated by the super node late, that mirrors ``of``."""
+        key = ed25519.Ed25519PrivateKey.generate()
+        port = free_port()
+        self.names["mirror"] = f"mirror-{self.names['super'].rsplit('-', 1)[1]}"
+        spec = NodeSpec(
+            name=self.names["mirror"],
+            role=Role.BACKBONE,
+            parent=self.names["super"],
+            url=f"http://127.0.0.1:{port}",
+            prefixes=(),
+        )
+        (mirror,) = [
+            d
+            for d in delegations([spec], {spec.name: key, self.names["super"]: self.keys["super"]})
+            if d.name == spec.name
+        ]
+        directory = self.work / "directory-mirror.json"
+        directory.write_text(json.dumps([d.to_json() for d in [*self.delegations, mirror]]))
+        admin = await asyncpg.connect(self.pg_url)
+        try:
+            db = "idres_" + spec.name.replace("-", "_")
+            await admin.execute(f'CREATE DATABASE "{db}" TEMPLATE "{self.template}"')
+        finally:
+            await admin.close()
+        node = self._node("mirror", directory, key, port=port)
+        node.args += ["--mirror-of", self.names[of]]
+        node.start()
+        return node
+
+    def _node(
+        self, n: str, directory: Path, key: ed25519.Ed25519PrivateKey, *, port: int | None = None
+    ) -> NodeProcess:
+        name = self.names[n]
+        data = self.work / n
+        save_node_key(data / "node.pem", key)
+        db_url = with_database(self.pg_url, "idres_" + name.replace("-", "_"))
+        port = port or self.ports[n]
+        self.nodes[n] = NodeProcess(
+            name=name,
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            args=[
+                sys.executable,
+                "-m",
+                "idres",
+                "serve",
+                "--port",
+                str(port),
+                "--directory",
+                str(directory),
+                "--name",
+                name,
+                "--trust-anchor",
+                self.anchor,
+                "--data-dir",
+                str(data),
+                "--admin-key",
+                str(self.admin_path),
+                "--kafka",
+                self.kafka,
+            ],
+            env={**os.environ, "DATABASE_URL": db_url},
+            database_url=db_url,
+            log=self.work / f"{n}.log",
+        )
+        return self.nodes[n]
 
     def start_all(self) -> None:
         for n in ("sub", "backbone", "super"):

@@ -157,3 +157,31 @@ async def test_kill_9_mid_stream_loses_and_doubles_nothing(network: Network, vic
     below = await network.history("sub", "88.100.2/%")
     assert below == await network.history("super", "88.100.2/%")
     assert len(below) >= len(expected)
+
+
+async def test_a_mirror_added_late_catches_up_from_the_log_and_answers(
+    network: Network,
+) -> None:
+    expected = {}
+    for n in range(30):
+        handle = f"88.100.3/M{n % 20}"  # some twice: version 2
+        expected[handle] = await network.register(handle, f"https://e.x/m/{n}")
+    await converged(network, expected)
+    # a node that did not exist while those were written joins as a mirror of the super
+    # node: it reads every chain the super node keeps from the start of the log
+    await network.add_mirror(of="super")
+    have = await converged(network, expected, node="mirror")
+    assert have["88.100.3/M0"] == (2, "https://e.x/m/20")
+    # and stays current: a write after it joined reaches it too
+    expected["88.100.3/LATE"] = await network.register("88.100.3/LATE", "https://e.x/late")
+    await converged(network, expected, node="mirror")
+    # it answers from its copies, asked not to recurse (no referral up or down)
+    body = await network.resolve("mirror", "88.100.3/LATE")
+    assert body["responseCode"] == 1, body
+    async with network.client("mirror") as client:
+        report = await client.request("GET", "/api/sync/verify", sign=False)
+        refused = await client.put(
+            "88.100.3/NOPE", [{"index": 1, "type": "URL", "data": "https://e.x/nope"}]
+        )
+    assert report.body["ok"] is True, report.body["problems"][:5]
+    assert refused.status == 400  # a mirror holds no prefix: it takes no writes
