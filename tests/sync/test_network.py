@@ -185,3 +185,13 @@ async def test_a_mirror_added_late_catches_up_from_the_log_and_answers(
         )
     assert report.body["ok"] is True, report.body["problems"][:5]
     assert refused.status == 400  # a mirror holds no prefix: it takes no writes
+    # its delegation, announced on the directory topic, reached the nodes already running
+    deadline = time.monotonic() + 30
+    while True:
+        async with network.client("backbone") as client:
+            listed = await client.request("GET", "/api/directory", sign=False)
+        names = {d["name"] for d in listed.body["nodes"]}
+        if network.names["mirror"] in names or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert network.names["mirror"] in names
