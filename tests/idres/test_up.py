@@ -45,6 +45,16 @@ def stop(proc: subprocess.Popen[str]) -> None:
     assert "stopping" in out
 
 
+def register(data_dir: Path, server: str, handle: str, url: str) -> None:
+    """``idres register`` as the node admin whose key ``idres up`` keeps."""
+    admin = data_dir / "up" / "keys" / "admin.pem"
+    done = idres(
+        "register", handle, "--url", url, "--server", server,
+        "--key", str(admin), "--key-id", "300:0.NA/node.admin",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
 def fetch_json(url: str) -> dict[str, object]:
     """GET ``url`` until it answers 200 (a proof waits for its block), for up to 20 s."""
     deadline = time.monotonic() + 20
@@ -98,20 +108,7 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(tmp_path
         assert resolved.returncode == 0, resolved.stdout + resolved.stderr
         answers = [json.loads(line) for line in resolved.stdout.splitlines()]
         assert [a["values"][0]["type"] for a in answers] == ["URL"] * len(seeds)
-        admin = tmp_path / "up" / "keys" / "admin.pem"
-        registered = idres(
-            "register",
-            "88.100.5/KEPT",
-            "--url",
-            "https://e.x/kept",
-            "--server",
-            sub_a,
-            "--key",
-            str(admin),
-            "--key-id",
-            "300:0.NA/node.admin",
-        )
-        assert registered.returncode == 0, registered.stderr
+        register(tmp_path, sub_a, "88.100.5/KEPT", "https://e.x/kept")
         # the new record is replicated up the tree: the super node answers it itself,
         # even when asked not to recurse (no referral to the sub-chain)
         answer = wait_for_replica(entry, "88.100.5/KEPT")
@@ -132,20 +129,7 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(tmp_path
         kept = idres("resolve", "88.100.5/KEPT", "--server", entry)
         assert json.loads(kept.stdout)["values"][0]["data"]["value"] == "https://e.x/kept"
         # replication goes on after a restart: a new record reaches the top again
-        admin = tmp_path / "up" / "keys" / "admin.pem"
-        again = idres(
-            "register",
-            "88.100.5/AFTER",
-            "--url",
-            "https://e.x/after",
-            "--server",
-            sub_a,
-            "--key",
-            str(admin),
-            "--key-id",
-            "300:0.NA/node.admin",
-        )
-        assert again.returncode == 0, again.stderr
+        register(tmp_path, sub_a, "88.100.5/AFTER", "https://e.x/after")
         after = wait_for_replica(entry, "88.100.5/AFTER")
         assert after["values"][0]["data"]["value"] == "https://e.x/after"
         verified = idres("verify", "--server", entry)

@@ -6,9 +6,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
+import pytest
 import pytest_asyncio
 
 from registry.database import create_pool
+from sync.kafka import KafkaLog
+from sync.log import Log
+from sync.memory import MemoryLog
 from tests.conftest import with_database
 
 NewPool = Callable[[], Awaitable[asyncpg.Pool]]
@@ -38,3 +42,14 @@ async def new_pool(pg_server_url: str, pg_template: str) -> AsyncIterator[NewPoo
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest_asyncio.fixture(params=["memory", "kafka"])
+async def log(request: pytest.FixtureRequest) -> AsyncIterator[Log]:
+    """Each test twice: on the in-process log and on the real Kafka broker."""
+    if request.param == "memory":
+        the_log: Log = MemoryLog()
+    else:
+        the_log = KafkaLog(request.getfixturevalue("kafka_bootstrap"))
+    yield the_log
+    await the_log.close()

@@ -4,26 +4,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
-import pytest_asyncio
 
-from sync.kafka import KafkaLog
 from sync.log import Log
-from sync.memory import MemoryLog
 
 pytestmark = pytest.mark.asyncio
-
-
-@pytest_asyncio.fixture(params=["memory", "kafka"])
-async def log(request: pytest.FixtureRequest) -> AsyncIterator[Log]:
-    if request.param == "memory":
-        the_log: Log = MemoryLog()
-    else:
-        the_log = KafkaLog(request.getfixturevalue("kafka_bootstrap"))
-    yield the_log
-    await the_log.close()
 
 
 def _topic() -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncpg
@@ -25,9 +24,7 @@ from schemas.identifiers.prefix import parse_prefix
 from schemas.record import DataFormat, HandleValue, Record
 from sync import proof
 from sync.follow import Follower, followed
-from sync.kafka import KafkaLog
 from sync.log import Log, chain_topic
-from sync.memory import MemoryLog
 from sync.relay import Relay, RelayConfig
 from sync.verify import verify
 from tests.sync.conftest import NewPool
@@ -49,16 +46,6 @@ class Node:
     store: PostgresStore
     relay: Relay
     follower: Follower
-
-
-@pytest_asyncio.fixture(params=["memory", "kafka"])
-async def log(request: pytest.FixtureRequest) -> AsyncIterator[Log]:
-    if request.param == "memory":
-        the_log: Log = MemoryLog()
-    else:
-        the_log = KafkaLog(request.getfixturevalue("kafka_bootstrap"))
-    yield the_log
-    await the_log.close()
 
 
 @pytest_asyncio.fixture
