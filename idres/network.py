@@ -8,6 +8,7 @@ the seeded examples stay in the data directory, so a restart keeps everything.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 import socket
@@ -103,8 +104,9 @@ class Running:
     specs: list[NodeSpec]
     runners: list[web.AppRunner]
     pools: list[asyncpg.Pool]
-    log: Log
+    logs: list[Log]
     transport: str  # how the chains travel, for the summary
+    anchor: bytes  # the super node's public key (DER)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -160,13 +162,16 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
     ]
     signed = delegations(specs, prepared.keys)
     directory = Directory(signed, trust_anchor=signed[0].public_key)
-    log: Log = KafkaLog(kafka, client_id="idres-up") if kafka else MemoryLog()
+    # In process, one log serves every node. On Kafka each node has its own clients:
+    # a consumer shared by six followers would be re-pointed by each in turn.
+    shared: Log = MemoryLog()
     running = Running(
         specs=specs,
         runners=[],
         pools=[],
-        log=log,
+        logs=[],
         transport=f"Kafka at {kafka}" if kafka else "the in-process log",
+        anchor=signed[0].public_key,
     )
     admin = await asyncpg.connect(url)
     try:
@@ -193,6 +198,8 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             async with pool.acquire() as conn:
                 await conn.execute("DELETE FROM sync_published")
                 await conn.execute("UPDATE sync_positions SET next_offset = 0, tip_offset = -1")
+        log = KafkaLog(kafka, client_id=f"idres-up-{spec.name}") if kafka else shared
+        running.logs.append(log)
         app = build_app(
             name=spec.name,
             role=spec.role,
@@ -231,7 +238,8 @@ async def stop(running: Running) -> None:
         await runner.cleanup()
     for pool in running.pools:
         await pool.close()
-    await running.log.close()
+    for log in running.logs:
+        await log.close()
 
 
 def summary(running: Running, data_dir: Path) -> str:
@@ -258,6 +266,8 @@ def summary(running: Running, data_dir: Path) -> str:
         f"  curl '{entry}/api/handles/1.2.156.3001.1?recursive=false'",
         f"  curl {entry}/metrics",
         "",
+        "super node key (the trust anchor for idres verify --proof): "
+        + base64.b64encode(running.anchor).decode(),
         f"data: {data_dir.expanduser() / 'up'} (kept across restarts); "
         f"admin key id 300:0.NA/node.admin, key {data_dir.expanduser() / 'up/keys/admin.pem'}",
         "Ctrl-C stops the network.",

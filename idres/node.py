@@ -95,6 +95,12 @@ def run(config: NodeConfig) -> int:
             )
         if config.kafka is None:
             raise SystemExit("idres serve: --mirror-of reads the chains from Kafka: give --kafka")
+        children = [d.name for d in directory.by_name.values() if d.parent == name]
+        if me.prefixes or children:
+            raise SystemExit(
+                f"idres serve: a mirror holds no prefixes and has no nodes below it; "
+                f"{name!r} has {', '.join([*me.prefixes, *children])}"
+            )
     served = tuple(prefix_key(p) for p in me.prefixes)
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)

@@ -50,6 +50,11 @@ class ReadBatcher:
                     if not f.done():
                         f.set_exception(exc)
             return
+        except asyncio.CancelledError:  # the app stopping: no waiter is left hanging
+            for futures in batch.values():
+                for f in futures:
+                    f.cancel()
+            raise
         for handle, futures in batch.items():
             record = found.get(handle)
             for f in futures:

@@ -1,5 +1,9 @@
-"""Proofs a client can check offline: this record is the last operation on it in a
-signed block of its chain, and that block is anchored in the blocks above it.
+"""Proofs a client can check offline: the record answered is an operation its
+authority's chain committed in a signed block, and that block is anchored in the
+blocks above it, up to the super node's chain.
+
+What a proof cannot show is that no newer operation exists: old blocks stay valid.
+It says when its block was cut, so a client can refuse a proof older than it likes.
 
 A proof has one level per chain, from the record's chain up as far as this node
 holds the chains: the entry (kind, sequence number, previous entry hash, payload),
@@ -18,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -41,6 +46,7 @@ from schemas.codec_json import record_to_json
 from schemas.errors import EncodingError, IdresError
 from schemas.oplog import decode_operation
 from schemas.record import Record
+from sync.follow import holds
 
 PROOF_VERSION = 1
 
@@ -155,22 +161,26 @@ class Checked:
     problems: list[str] = field(default_factory=list)
 
 
-def check(answer: dict[str, Any], trust_anchor: bytes | None) -> Checked:
+def check(answer: dict[str, Any], trust_anchor: bytes | None, *, partial: bool = False) -> Checked:
     """Check a resolution answer carrying ``proof`` (as ``?proof=true`` returns it).
 
     With ``trust_anchor`` (the super node's key, DER) the delegations must chain to
-    it; without, the super node's key in the proof is taken as it is (and said so).
+    it; without, the super node's key in the proof is taken as it is, which proves
+    nothing about who signed, and is a problem unless ``partial``. A proof that ends
+    below the super node's chain is a problem unless ``partial``.
     """
     out = Checked()
     try:
-        _check(answer, trust_anchor, out)
+        _check(answer, trust_anchor, out, partial=partial)
     except (IdresError, KeyError, TypeError, ValueError) as exc:
         message = exc.message if isinstance(exc, IdresError) else f"malformed proof: {exc!r}"
         out.problems.append(message)
     return out
 
 
-def _check(answer: dict[str, Any], trust_anchor: bytes | None, out: Checked) -> None:
+def _check(
+    answer: dict[str, Any], trust_anchor: bytes | None, out: Checked, *, partial: bool
+) -> None:
     proof = answer["proof"]
     if not isinstance(proof, dict) or proof.get("v") != PROOF_VERSION:
         raise EncodingError(f"proof: version must be {PROOF_VERSION}")
@@ -181,7 +191,11 @@ def _check(answer: dict[str, Any], trust_anchor: bytes | None, out: Checked) -> 
             raise ChainError("proof: the delegations name no single super node")
         trust_anchor = roots[0].public_key
         fingerprint = digest("sha256", trust_anchor).hex()[:16]
-        out.claims.append(f"trusting the super node key in the proof (sha256 {fingerprint}...)")
+        note = (
+            f"no trust anchor given: the super node key in the proof itself (sha256 "
+            f"{fingerprint}...) was taken on trust"
+        )
+        (out.claims if partial else out.problems).append(note)
     directory = Directory(delegations, trust_anchor)
     out.claims.append("the delegations chain to the trusted super node key")
     below: tuple[str, int, bytes] | None = None  # chain, height, block hash of the level below
@@ -222,14 +236,20 @@ def _check(answer: dict[str, Any], trust_anchor: bytes | None, out: Checked) -> 
             op = decode_operation(payload)
             if op.handle != answer.get("handle") or op.record is None:
                 raise ChainError(f"proof: the operation is on {op.handle}, not this record")
+            if not holds(directory, chain, op):  # only its authority's chain can write it
+                raise ChainError(
+                    f"proof: chain {chain!r} does not hold {op.handle} (another node's "
+                    "identifier, or not in its canonical form)"
+                )
             public = tuple(v for v in op.record.values if v.permissions.public_read)
             if record_to_json(op.record, values=public)["values"] != answer.get("values"):
                 raise ChainError(
                     f"proof: the values answered differ from version {op.version} in the chain"
                 )
+            cut = datetime.fromtimestamp(header.at / 1000, UTC).isoformat(timespec="seconds")
             out.claims.append(
                 f"{op.handle} as answered is version {op.version}: entry {seq} of block "
-                f"{header.height} of chain {chain!r}, signed by {chain!r}"
+                f"{header.height} of chain {chain!r}, signed by {chain!r}, cut {cut}"
             )
         else:
             assert below is not None
@@ -250,3 +270,6 @@ def _check(answer: dict[str, Any], trust_anchor: bytes | None, out: Checked) -> 
         below = (chain, header.height, digest(header.alg, header_bytes))
     if below is None:
         raise ChainError("proof: no levels")
+    if directory.by_name[below[0]].parent is not None:
+        note = f"the proof ends at chain {below[0]!r}, below the super node's chain"
+        (out.claims if partial else out.problems).append(note)

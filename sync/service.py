@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
@@ -141,8 +142,9 @@ class Sync:
         held = {me, *self.held()}
         chain = me if route.kind == "local" else (route.authority.name if route.authority else "")
         if chain not in held:
-            answer = resolver.referral(ident, route)
-            return web.Response(body=answer.body, status=answer.status, content_type=JSON)
+            referral = orjson.loads(resolver.referral(ident, route).body)
+            referral["referral"]["url"] += "?proof=true"  # ask the next node for the proof
+            return _json(200, referral)
         record = await store.get(ident.canonical)
         if record is None:
             return _json(
@@ -159,14 +161,23 @@ class Sync:
                 "operation is what the chain signs); only records with public values have one"
             )
         built = await proof.build(self.pool, directory, chain, ident.canonical, held)
-        if built is None or built[1] is None or encode_record(built[1]) != encode_record(record):
+        top = built[0]["levels"][-1]["chain"] if built is not None else ""
+        parent = directory.by_name[top].parent if top in directory.by_name else None
+        pending = (
+            built is None
+            or built[1] is None
+            or encode_record(built[1]) != encode_record(record)
+            or parent in held  # its anchor in a chain kept here is not in a block yet
+        )
+        if pending or built is None:
             return _json(
                 503,
                 {
                     "responseCode": 2,
                     "handle": ident.canonical,
-                    "message": "the record's latest version is not in a block of its chain "
-                    "yet; ask again in a moment (if this persists, run idres verify)",
+                    "message": "the record's latest version is not in a block of its chain, "
+                    "or that block not yet anchored above; ask again in a moment (if this "
+                    "persists, run idres verify)",
                 },
                 headers={"Retry-After": "1"},
             )
@@ -184,7 +195,7 @@ class Sync:
                     "verify is answered on the node's own machine only (it reads every "
                     "block and record); run idres verify there"
                 )
-            async with lock:
+            async with lock:  # and across this node's workers: see verify()
                 report = await verify(
                     self.pool, self.directory(), me, mirror_of=self.config.mirror_of
                 )

@@ -26,6 +26,7 @@ from schemas.record import Record
 from sync.follow import followed, holds
 
 _BATCH = 2000
+_VERIFY_LOCK = 0x1D5E2
 
 
 @dataclass(slots=True, kw_only=True)
@@ -57,6 +58,8 @@ async def verify(
         # one snapshot for every check: a write committing meanwhile is not a problem
         conn.transaction(readonly=True, isolation="repeatable_read"),
     ):
+        # one check at a time per database, whichever worker was asked
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _VERIFY_LOCK)
         for chain in held:
             await _check_blocks(conn, directory, chain, report)
         await _check_records(conn, directory, me, report)

@@ -418,3 +418,32 @@ async def test_a_proof_checks_offline_and_fails_on_any_change(network: dict[str,
     assert "is not under the Merkle root" in proof.check(bent, anchor).problems[0]
     stranger = httpsig.public_key_der(httpsig.generate_key())
     assert "not the trusted one" in proof.check(answer, stranger).problems[0]
+
+
+async def test_a_proof_from_the_wrong_chain_or_ending_early_does_not_hold(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    # the sub-chain (88.100) signs a record under 88.200, which it does not hold
+    forged = _record("88.200.1/X", "https://evil.example/")
+    await sub.store.put(forged, actor="t")
+    await sub.store.put(_record("88.100.1/P", "https://a.example/p"), actor="t")
+    await _flush(sub)
+    await _catch_up(backbone)
+    directory = top.follower.directory()
+    anchor = directory.by_name[top.name].public_key
+    held = {sub.name}
+    built = await proof.build(sub.pool, directory, sub.name, "88.200.1/X", held)
+    assert built is not None
+    answer = {**record_to_json(forged), "proof": built[0]}
+    assert any("does not hold 88.200.1/X" in p for p in proof.check(answer, anchor).problems)
+    # a proof that stops at the sub-chain (not yet anchored above) holds only as partial
+    built = await proof.build(sub.pool, directory, sub.name, "88.100.1/P", held)
+    assert built is not None
+    answer = {**record_to_json(_record("88.100.1/P", "https://a.example/p")), "proof": built[0]}
+    ends = f"the proof ends at chain '{sub.name}', below the super node's chain"
+    assert proof.check(answer, anchor).problems == [ends]
+    assert proof.check(answer, anchor, partial=True).problems == []
+    # and without a trust anchor it proves nothing about who signed
+    untrusted = proof.check(answer, None)
+    assert any(p.startswith("no trust anchor given") for p in untrusted.problems)
