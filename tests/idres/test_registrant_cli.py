@@ -198,7 +198,10 @@ def test_an_interrupted_import_resumes_without_duplicates(
 ) -> None:
     url, admin = server
     data = tmp_path / "big.csv"
-    write_csv(data, 20_000)
+    # large enough that the interrupt lands mid-import (about 12 s at 5,000 rows/s;
+    # 20,000 rows once finished before the signal on a quiet machine)
+    rows = 60_000
+    write_csv(data, rows)
     args = [
         sys.executable,
         "-m",
@@ -227,7 +230,7 @@ def test_an_interrupted_import_resumes_without_duplicates(
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     partial = count_handles(db_url)
-    assert 0 < partial < 20_000
+    assert 0 < partial < rows
 
     resumed = idres(
         "import",
@@ -243,8 +246,8 @@ def test_an_interrupted_import_resumes_without_duplicates(
         "--quiet",
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "20000 registered" in resumed.stderr
-    assert count_handles(db_url) == 20_000  # every row once: no row written twice
+    assert f"{rows} registered" in resumed.stderr
+    assert count_handles(db_url) == rows  # every row once: no row written twice
     assert not checkpoint.exists()
 
 
