@@ -16,7 +16,9 @@ from sync.log import LogRecord, LogUnavailable
 class MemoryLog:
     def __init__(self) -> None:
         self._topics: dict[str, list[tuple[bytes, bytes]]] = {}
-        self._changed = asyncio.Condition()
+        # set (and replaced) at each append: waiting on an Event is safe to cancel,
+        # unlike a Condition under wait_for (its lock may be left released)
+        self._appended = asyncio.Event()
         self._closed = False
 
     async def ensure_topic(self, topic: str, *, compacted: bool = False) -> None:
@@ -26,8 +28,8 @@ class MemoryLog:
         if self._closed:
             raise LogUnavailable("the in-process log is closed")
         self._topics.setdefault(topic, []).extend((key, v) for v in values)
-        async with self._changed:
-            self._changed.notify_all()
+        appended, self._appended = self._appended, asyncio.Event()
+        appended.set()
 
     def _ready(self, positions: Mapping[str, int], max_records: int) -> list[LogRecord]:
         out: list[LogRecord] = []
@@ -45,23 +47,24 @@ class MemoryLog:
     ) -> list[LogRecord]:
         if self._closed:
             raise LogUnavailable("the in-process log is closed")
-        ready = self._ready(positions, max_records)
-        if ready or wait <= 0:
-            return ready
-        async with self._changed:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            appended = self._appended  # taken before looking: no append slips between
+            ready = self._ready(positions, max_records)
+            remaining = deadline - loop.time()
+            if ready or remaining <= 0:
+                return ready
             try:
-                await asyncio.wait_for(
-                    self._changed.wait_for(lambda: bool(self._ready(positions, 1))), wait
-                )
+                await asyncio.wait_for(appended.wait(), remaining)
             except TimeoutError:
                 return []
-        return self._ready(positions, max_records)
-
-    def reader(self) -> MemoryLog:
-        return self  # reads keep no state here
 
     async def end_offset(self, topic: str) -> int:
         return len(self._topics.get(topic, ()))
+
+    def reader(self) -> MemoryLog:
+        return self  # reads keep no state here
 
     async def close(self) -> None:
         self._closed = True

@@ -5,7 +5,6 @@ node's HTTP application."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -111,9 +110,13 @@ class Sync:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # bounded: a task that does not finish within 10 s must not hold the node up
+        done, pending = await asyncio.wait(self._tasks, timeout=10)
+        for task in pending:
+            logger.warning("sync %s did not stop within 10 s", task.get_name())
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                logger.warning("sync %s ended with %r", task.get_name(), task.exception())
         self._tasks.clear()
         if self._directory_log is not None and self._directory_log is not self.log:
             await self._directory_log.close()
