@@ -45,7 +45,12 @@ def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str
 
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never leave a network running after the test
+        out, err = proc.communicate(timeout=30)
+        raise AssertionError(f"idres up did not stop within 60 s:\n{err}") from None
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "stopping" in out
