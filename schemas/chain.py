@@ -274,25 +274,39 @@ def _version(obj: Any, what: str) -> None:
         raise EncodingError(f"{what} version {obj['v']} is not supported (this node reads 1)")
 
 
-def decode_header(data: bytes) -> Header:
-    obj = _loads(data, "block header")
-    _version(obj, "block header")
+_HEADER_FIELDS = {
+    "chain": str,
+    "height": int,
+    "alg": str,
+    "prev": bytes,
+    "first": int,
+    "count": int,
+    "head": bytes,
+    "root": bytes,
+    "at": int,
+}
+_ANCHOR_FIELDS = {"chain": str, "height": int, "hash": bytes, "seq": int, "head": bytes}
+
+
+def _decode_map(data: bytes, what: str, fields: dict[str, type]) -> dict[str, Any]:
+    """The typed fields of a versioned CBOR map (unknown extra keys are refused by
+    the deterministic-form check that follows, since re-encoding drops them)."""
+    obj = _loads(data, what)
+    _version(obj, what)
     try:
-        header = Header(
-            chain=_typed(obj, "chain", str),
-            height=_typed(obj, "height", int),
-            alg=_typed(obj, "alg", str),
-            prev=_typed(obj, "prev", bytes),
-            first=_typed(obj, "first", int),
-            count=_typed(obj, "count", int),
-            head=_typed(obj, "head", bytes),
-            root=_typed(obj, "root", bytes),
-            at=_typed(obj, "at", int),
-        )
+        return {name: _typed(obj, name, kind) for name, kind in fields.items()}
     except KeyError as exc:
-        raise EncodingError(f"block header lacks {exc}") from None
-    if header.encode() != data:
-        raise EncodingError("block header is not in deterministic CBOR form (RFC 8949 §4.2.1)")
+        raise EncodingError(f"{what} lacks {exc}") from None
+
+
+def _deterministic(encoded: bytes, data: bytes, what: str) -> None:
+    if encoded != data:
+        raise EncodingError(f"{what} is not in deterministic CBOR form (RFC 8949 §4.2.1)")
+
+
+def decode_header(data: bytes) -> Header:
+    header = Header(**_decode_map(data, "block header", _HEADER_FIELDS))
+    _deterministic(header.encode(), data, "block header")
     if header.height < 1 or header.first < 1 or header.count < 1:
         raise EncodingError("block height, first entry and count must be positive")
     return header
@@ -419,18 +433,6 @@ def anchor_of(block: Block) -> Anchor:
 
 
 def decode_anchor(data: bytes) -> Anchor:
-    obj = _loads(data, "anchor")
-    _version(obj, "anchor")
-    try:
-        anchor = Anchor(
-            chain=_typed(obj, "chain", str),
-            height=_typed(obj, "height", int),
-            hash=_typed(obj, "hash", bytes),
-            seq=_typed(obj, "seq", int),
-            head=_typed(obj, "head", bytes),
-        )
-    except KeyError as exc:
-        raise EncodingError(f"anchor lacks {exc}") from None
-    if anchor.encode() != data:
-        raise EncodingError("anchor is not in deterministic CBOR form (RFC 8949 §4.2.1)")
+    anchor = Anchor(**_decode_map(data, "anchor", _ANCHOR_FIELDS))
+    _deterministic(anchor.encode(), data, "anchor")
     return anchor
