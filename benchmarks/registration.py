@@ -34,6 +34,7 @@ from yarl import URL
 from registry import httpsig
 from registry.client import handle_path
 from registry.database import create_pool, start_embedded
+from registry.store import VALUE_COLUMNS
 
 ADMIN_ID = "300:0.NA/node.admin"
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,18 +84,7 @@ async def copy_reference(url: str, rows: int) -> float:
                             (2, "EMAIL", "ops@example.com"),
                         )
                     ],
-                    columns=(
-                        "handle",
-                        "idx",
-                        "type",
-                        "format",
-                        "data",
-                        "ttl",
-                        "ttl_type",
-                        "ts",
-                        "perms",
-                        "refs",
-                    ),
+                    columns=VALUE_COLUMNS,
                 )
                 await conn.copy_records_to_table(
                     "history",

@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from benchmarks.registration import machine
 from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
+from registry.store import VALUE_COLUMNS
 from resolver.topology import Role
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,18 +125,7 @@ async def load_records(url: str, keys: int) -> None:
                 )
                 await conn.copy_records_to_table(
                     "handle_values",
-                    columns=(
-                        "handle",
-                        "idx",
-                        "type",
-                        "format",
-                        "data",
-                        "ttl",
-                        "ttl_type",
-                        "ts",
-                        "perms",
-                        "refs",
-                    ),
+                    columns=VALUE_COLUMNS,
                     records=[
                         (
                             f"88.100.1/B{i:07d}",

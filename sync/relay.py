@@ -103,15 +103,16 @@ class Relay:
         self._wake = asyncio.Event()
         self._failing_since: float | None = None
 
-    async def cut(self) -> tuple[Block | None, bool]:
-        """One block from the outbox, if any row is ready; and whether rows still wait."""
+    async def cut(self) -> Block | None:
+        """One block from the outbox, if it holds any row (None if not, or if another
+        relay of this chain is cutting)."""
         c = self.config
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 if not await conn.fetchval(
                     "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, c.chain
                 ):
-                    return None, True  # another relay of this chain is at work
+                    return None  # another relay of this chain is at work
                 # every visible row, in order: no row can commit behind them later
                 # (registry.store.append_outbox serializes appends to commit order)
                 rows = await conn.fetch(
@@ -126,7 +127,7 @@ class Relay:
                         break
                     taken.append(r)
                 if not taken:
-                    return None, False
+                    return None
                 items: list[tuple[Kind, bytes]] = [
                     ("anchor" if r["op"] == "anchor" else "op", r["payload"]) for r in taken
                 ]
@@ -142,8 +143,7 @@ class Relay:
                 await conn.execute(
                     "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in taken]
                 )
-                more = len(rows) > len(taken) or len(rows) == c.max_entries
-                return block, more
+                return block
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"cutting a block of {c.chain} failed: {exc}") from exc
 
@@ -214,7 +214,7 @@ class Relay:
                     if self.clock() - counted_at >= 1.0:
                         await self.count()
                         counted_at = self.clock()
-                    while (await self.cut())[0] is not None:
+                    while await self.cut() is not None:
                         pass
                     if store_down_since is not None:
                         log.warning("relay %s: the database is back", self.config.chain)

@@ -88,7 +88,7 @@ def _record(handle: str, url: str) -> Record:
 
 
 async def _flush(node: Node) -> None:
-    while (await node.relay.cut())[0] is not None:
+    while await node.relay.cut() is not None:
         pass
     await node.relay.publish()
 
@@ -181,7 +181,7 @@ async def test_repeated_and_poison_messages(network: dict[str, Node], log: Log) 
 async def test_a_forged_block_is_refused(network: dict[str, Node], log: Log) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
     await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
-    while (await sub.relay.cut())[0] is not None:
+    while await sub.relay.cut() is not None:
         pass
     async with sub.pool.acquire() as conn:
         message = await conn.fetchval("SELECT message FROM chain_blocks WHERE height = 1")
@@ -222,11 +222,11 @@ async def test_the_chain_takes_operations_in_commit_order(network: dict[str, Nod
         )
         await asyncio.sleep(0.3)
         assert not later.done()
-        block, _ = await sub.relay.cut()
+        block = await sub.relay.cut()
         assert block is None
         await tx.commit()
     await later
-    block, _ = await sub.relay.cut()
+    block = await sub.relay.cut()
     assert block is not None
     assert block.entries[0].payload == b"early"
     assert block.header.count == 2
@@ -286,8 +286,15 @@ async def test_verify_names_a_tampered_record_and_the_broken_link(
     assert "88.100.1/SNEAKY: a record here that no chain holds" in last.problems
 
 
+def _clocked_follower(node: Node, log: Log, now: list[float]) -> Follower:
+    """A second follower of ``node``'s chains whose clock the test moves."""
+    return Follower(
+        node.pool, log, me=node.name, directory=node.follower.directory, clock=lambda: now[0]
+    )
+
+
 async def _blocks(node: Node) -> list[bytes]:
-    while (await node.relay.cut())[0] is not None:
+    while await node.relay.cut() is not None:
         pass
     async with node.pool.acquire() as conn:
         rows = await conn.fetch("SELECT message FROM chain_blocks ORDER BY height")
@@ -320,13 +327,7 @@ async def test_a_block_this_node_cannot_store_stalls_its_chain_until_it_can(
 ) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
     now = [1000.0]
-    follower = Follower(
-        backbone.pool,
-        log,
-        me=backbone.name,
-        directory=backbone.follower.directory,
-        clock=lambda: now[0],
-    )
+    follower = _clocked_follower(backbone, log, now)
     # a row in the way of block 1's first entry (as a half-restored backup might leave)
     await backbone.pool.execute(
         "INSERT INTO chain_entries (chain, seq, height, kind, handle, version, hash, payload)"
@@ -353,13 +354,7 @@ async def test_after_a_refused_block_the_chain_is_read_again_from_its_tip(
 ) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
     now = [1000.0]
-    follower = Follower(
-        backbone.pool,
-        log,
-        me=backbone.name,
-        directory=backbone.follower.directory,
-        clock=lambda: now[0],
-    )
+    follower = _clocked_follower(backbone, log, now)
     await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
     await sub.relay.cut()  # block 1: A
     await sub.store.put(_record("88.100.1/B", "https://a.example/1"), actor="t")
