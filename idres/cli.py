@@ -122,6 +122,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["hash_alg"] = args.hash
     if args.mirror_of:
         overrides["mirror_of"] = args.mirror_of
+    if args.snapshot:
+        overrides["snapshot"] = Path(args.snapshot)
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -327,6 +329,38 @@ async def _verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
+async def _snapshot(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    url = args.server.rstrip("/") + "/api/sync/snapshot"
+    out = Path(args.out)
+    part = out.with_name(out.name + ".part")
+    size = 0
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session,
+            session.get(url) as response,
+        ):
+            if response.status != 200:
+                body = await response.text()
+                print(
+                    f"idres snapshot: {url} answered HTTP {response.status}: {body}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILED
+            with part.open("wb") as f:
+                async for piece in response.content.iter_chunked(1 << 20):
+                    f.write(piece)
+                    size += len(piece)
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        print(f"idres snapshot: cannot read {url}: {exc or type(exc).__name__}", file=sys.stderr)
+        return EXIT_FAILED
+    part.replace(out)  # whole or not at all: a cut download never takes the name
+    print(f"idres snapshot: {size:,} bytes written to {out}")
+    return EXIT_OK
+
+
 def _delegate(args: argparse.Namespace) -> int:
     text = args.public_key
     if Path(text).exists():
@@ -485,7 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--mirror-of",
         metavar="NODE",
         help="with --kafka: keep and answer copies of NODE's chain and of every chain it "
-        "keeps, read from the start of the log (IDRES_MIRROR_OF)",
+        "keeps, read from the start of the log or of --snapshot (IDRES_MIRROR_OF)",
+    )
+    p.add_argument(
+        "--snapshot",
+        metavar="FILE",
+        help="before serving, load the chains this node keeps and does not hold yet "
+        "from FILE (made by idres snapshot), checking every block; then read the log "
+        "from there (IDRES_SNAPSHOT)",
     )
     p.set_defaults(func=_cmd_serve)
 
@@ -575,6 +616,18 @@ def build_parser() -> argparse.ArgumentParser:
         "the super node's chain (say so, but exit 0)",
     )
     p.set_defaults(func=_run_async(_verify))
+
+    p = sub.add_parser(
+        "snapshot",
+        help="save every chain a node holds to a file, to start a new node from",
+        description="Asks the node on this machine for its snapshot: every block of "
+        "every chain it holds, read at one point. Start a new node (say a mirror) with "
+        "idres serve --snapshot FILE; it checks each block, as it would on the log.",
+    )
+    p.add_argument("--server", default="http://127.0.0.1:8000", help="the node to ask")
+    p.add_argument("--out", required=True, metavar="FILE", help="where to write it")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for it")
+    p.set_defaults(func=_run_async(_snapshot))
 
     p = sub.add_parser("get", help="read an identifier's record from a registry node")
     p.add_argument("handle")

@@ -52,6 +52,7 @@ class NodeConfig:
     kafka: str | None = None  # host:port of a Kafka broker: publish and follow chains there
     hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
     mirror_of: str | None = None  # keep and answer copies of what this node keeps
+    snapshot: Path | None = None  # start the chains this node keeps from this file
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -70,4 +71,5 @@ class NodeConfig:
             kafka=env.get("KAFKA_BOOTSTRAP") or None,
             hash_alg=env.get("IDRES_HASH", "sha256"),
             mirror_of=env.get("IDRES_MIRROR_OF") or None,
+            snapshot=Path(env["IDRES_SNAPSHOT"]) if env.get("IDRES_SNAPSHOT") else None,
         )

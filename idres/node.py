@@ -51,6 +51,8 @@ from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
 from sync.kafka import KafkaLog
 from sync.service import SyncConfig
+from sync.snapshot import SnapshotError
+from sync.snapshot import load as load_snapshot
 
 log = logging.getLogger("idres.node")
 
@@ -112,6 +114,8 @@ def run(config: NodeConfig) -> int:
             f"gives node {name!r}; its chain could not be verified by anyone"
         )
     config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
+    if config.snapshot is not None:
+        print(asyncio.run(_load_snapshot(url, config, directory)), flush=True)
     fast = None
     if config.fast_port is not None:
         fast = socket.create_server((config.host, config.fast_port), backlog=1024)
@@ -135,6 +139,27 @@ def run(config: NodeConfig) -> int:
         uvloop.run(_worker(sock, url, directory, config, node_key, fast, first=True))
         return 0
     return _supervise(sock, url, directory, config, node_key, fast)
+
+
+async def _load_snapshot(url: str, config: NodeConfig, directory: Directory) -> str:
+    assert config.snapshot is not None
+    assert config.name is not None
+    started = time.monotonic()
+    pool = await create_pool(url, min_size=1, max_size=1)
+    try:
+        loaded = await load_snapshot(
+            pool, config.snapshot, directory, config.name, mirror_of=config.mirror_of
+        )
+    except (SnapshotError, OSError) as exc:
+        raise SystemExit(f"idres serve: {exc}; nothing of it was loaded") from None
+    finally:
+        await pool.close()
+    chains = ", ".join(f"{c} ({n} blocks)" for c, n in sorted(loaded.blocks.items())) or "none"
+    skipped = "".join(f"; {c} not loaded: {why}" for c, why in sorted(loaded.skipped.items()))
+    return (
+        f"idres: snapshot {config.snapshot} of node {loaded.node}: loaded {chains}, "
+        f"{len(loaded.records):,} records, in {time.monotonic() - started:.1f} s{skipped}"
+    )
 
 
 def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:

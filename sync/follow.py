@@ -40,7 +40,7 @@ from sync.log import DEAD_LETTER_TOPIC, Log, LogRecord, LogUnavailable, chain_to
 from sync.relay import store_blocks
 
 log = logging.getLogger("idres.sync.follow")
-_FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower per chain
+FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower per chain
 _STALL_RETRY = 5.0  # seconds before a stalled chain is read again
 _BLOCKS_PER_TRANSACTION = 64  # bounds a transaction's locks and size
 
@@ -149,12 +149,12 @@ class Follower:
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _FOLLOW_LOCK, chain
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", FOLLOW_LOCK, chain
                 )
                 position = await _stored_position(conn, chain)
                 if position.tip_offset + 1 == offset:  # nothing applied meanwhile
                     position = replace(position, next_offset=offset)
-                    await _store_position(conn, chain, position)
+                    await store_position(conn, chain, position)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"rewinding chain {chain} failed: {exc}") from exc
         self.positions[chain] = position
@@ -206,7 +206,7 @@ class Follower:
                 # one follower per chain and database; the position it trusts is the
                 # one stored, read under the lock (another process may have moved it)
                 await conn.execute(
-                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", _FOLLOW_LOCK, chain
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", FOLLOW_LOCK, chain
                 )
                 position = await _stored_position(conn, chain)
                 rewind_to = position.tip_offset + 1
@@ -233,7 +233,7 @@ class Follower:
                         if node is None:
                             raise ChainError(f"chain {chain!r} is not in the directory")
                         block = check_block(block, tip=position.tip, public_key_der=node.public_key)
-                        ops, refs = _entries(block)
+                        ops, refs = entries_of(block)
                     except ChainGap as exc:
                         # A signed block, but a block before it is not here: a repeat
                         # out of order (an old producer's late batch), or a block this
@@ -269,7 +269,7 @@ class Follower:
                         await append_outbox(
                             conn, [(a.chain, a.height, "anchor", a.encode()) for a in anchors]
                         )
-                await _store_position(conn, chain, position)
+                await store_position(conn, chain, position)
         except _TRANSIENT as exc:
             raise StoreUnavailable(f"applying blocks of {chain} failed: {exc}") from exc
         except asyncpg.PostgresError as exc:
@@ -371,7 +371,7 @@ _TRANSIENT = (
 )
 
 
-def _entries(block: Block) -> tuple[list[Operation], list[tuple[str, int]]]:
+def entries_of(block: Block) -> tuple[list[Operation], list[tuple[str, int]]]:
     """A checked block's operations, and what each entry is about (for its row)."""
     ops: list[Operation] = []
     refs: list[tuple[str, int]] = []
@@ -422,7 +422,7 @@ async def _stored_position(conn: asyncpg.Connection, chain: str) -> Position:
     )
 
 
-async def _store_position(conn: asyncpg.Connection, chain: str, p: Position) -> None:
+async def store_position(conn: asyncpg.Connection, chain: str, p: Position) -> None:
     await conn.execute(
         "INSERT INTO sync_positions (chain, next_offset, tip_offset, height, block_hash, seq,"
         " head, cut_at, applied_at) VALUES ($1, $2, $3, $4, $5, $6, $7,"

@@ -27,6 +27,7 @@ from sync.directory import LiveDirectory
 from sync.follow import Follower
 from sync.log import Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
+from sync.snapshot import take as take_snapshot
 from sync.verify import verify
 
 logger = logging.getLogger("idres.sync")
@@ -187,8 +188,9 @@ class Sync:
         return _json(200, {**record_to_json(record), "proof": built[0]})
 
     def install(self, app: web.Application, me: str, *, run: bool = True) -> None:
-        """Add /api/sync/verify; with ``run``, start the relay and follower with the app
-        (one worker of a node runs them; the others only read what they keep)."""
+        """Add /api/sync/verify and /api/sync/snapshot; with ``run``, start the relay
+        and follower with the app (one worker of a node runs them; the others only read
+        what they keep)."""
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
         async def check(request: web.Request) -> web.Response:
@@ -204,7 +206,27 @@ class Sync:
                 )
             return web.json_response({"node": me, **report.to_json()})
 
+        async def snapshot(request: web.Request) -> web.StreamResponse:
+            # the whole of every chain held: an operator's tool, for this machine only
+            if request.remote not in ("127.0.0.1", "::1"):
+                raise Forbidden(
+                    "snapshots are given on the node's own machine only; run idres "
+                    "snapshot there and copy the file"
+                )
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": "application/vnd.idres.snapshot",
+                    "Content-Disposition": f'attachment; filename="{me}.snapshot"',
+                }
+            )
+            await response.prepare(request)
+            async for piece in take_snapshot(self.pool, me):
+                await response.write(piece)
+            await response.write_eof()
+            return response
+
         app.router.add_get("/api/sync/verify", check)
+        app.router.add_get("/api/sync/snapshot", snapshot)
         if run:
             app.cleanup_ctx.append(self.ctx)
 

@@ -8,12 +8,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool
+from registry.store import PostgresStore
+from resolver.topology import Directory
+from sync.follow import Follower
 from sync.kafka import KafkaLog
 from sync.log import Log
 from sync.memory import MemoryLog
+from sync.relay import Relay, RelayConfig
 from tests.conftest import with_database
+from tests.sync.chains import LAYOUT, Node
 
 NewPool = Callable[[], Awaitable[asyncpg.Pool]]
 
@@ -53,3 +60,37 @@ async def log(request: pytest.FixtureRequest) -> AsyncIterator[Log]:
         the_log = KafkaLog(request.getfixturevalue("kafka_bootstrap"))
     yield the_log
     await the_log.close()
+
+
+@pytest_asyncio.fixture
+async def network(new_pool: NewPool, log: Log) -> dict[str, Node]:
+    """super -> backbone-1 -> sub-a in this process, on ``log``."""
+    # unique names: the Kafka topics of one test must not meet another's
+    run = uuid.uuid4().hex[:6]
+    names = {name: f"{name}-{run}" for name, *_ in LAYOUT}
+    keys = {names[n]: ed25519.Ed25519PrivateKey.generate() for n, *_ in LAYOUT}
+    specs = [
+        NodeSpec(
+            name=names[n],
+            role=role,
+            parent=names[p] if p else None,
+            url=f"http://127.0.0.1:{9000 + i}",
+            prefixes=prefixes,
+        )
+        for i, (n, role, p, prefixes) in enumerate(LAYOUT)
+    ]
+    signed = delegations(specs, keys)
+    directory = Directory(signed, trust_anchor=signed[0].public_key)
+    nodes = {}
+    for n, *_ in LAYOUT:
+        pool = await new_pool()
+        name = names[n]
+        nodes[n] = Node(
+            name=name,
+            pool=pool,
+            store=PostgresStore(pool),
+            relay=Relay(pool, keys[name], RelayConfig(chain=name), log=log),
+            follower=Follower(pool, log, me=name, directory=lambda: directory),
+            key=keys[name],
+        )
+    return nodes

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -33,9 +34,19 @@ ADMIN_ID = "300:0.NA/node.admin"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now, below the ephemeral range: a port the kernel hands out (bind to
+    0) can be taken by any outgoing connection before the node binds it, and the
+    directory names each node's port before the node starts."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    while True:
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 @dataclass
@@ -136,8 +147,9 @@ class Network:
         for n in self.names:
             self._node(n, directory, keys[n])
 
-    async def add_mirror(self, of: str = "super") -> NodeProcess:
-        """A new node, delegated by the super node late, that mirrors ``of``."""
+    async def add_mirror(self, of: str = "super", snapshot: Path | None = None) -> NodeProcess:
+        """A new node, delegated by the super node late, that mirrors ``of`` (starting
+        from ``snapshot`` when given)."""
         key = ed25519.Ed25519PrivateKey.generate()
         port = free_port()
         self.names["mirror"] = f"mirror-{self.names['super'].rsplit('-', 1)[1]}"
@@ -163,6 +175,8 @@ class Network:
             await admin.close()
         node = self._node("mirror", directory, key, port=port)
         node.args += ["--mirror-of", self.names[of]]
+        if snapshot is not None:
+            node.args += ["--snapshot", str(snapshot)]
         node.start()
         return node
 

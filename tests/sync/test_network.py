@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,8 +31,8 @@ async def network(
 ) -> AsyncIterator[Network]:
     net = Network(tmp_path, pg_server_url, pg_template, kafka_bootstrap)
     await net.create()
-    net.start_all()
     try:
+        net.start_all()  # inside: nodes started before one that fails are stopped too
         yield net
     finally:
         output = net.stop_all()
@@ -195,3 +196,37 @@ async def test_a_mirror_added_late_catches_up_from_the_log_and_answers(
             break
         await asyncio.sleep(0.5)
     assert network.names["mirror"] in names
+
+
+async def test_a_mirror_started_from_a_snapshot_checks_it_then_follows_the_log(
+    network: Network,
+) -> None:
+    expected = {}
+    for n in range(30):
+        handle = f"88.100.4/N{n % 20}"
+        expected[handle] = await network.register(handle, f"https://e.x/n/{n}")
+    await converged(network, expected)
+    path = network.work / "super.snapshot"
+    saver = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "idres", "snapshot", "--out", str(path)),
+        *("--server", network.nodes["super"].url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(saver.communicate(), 120)
+    assert saver.returncode == 0, stderr.decode()
+    assert f"bytes written to {path}" in stdout.decode()
+    # writes go on while the new node starts; it gets them from the log
+    expected["88.100.4/AFTER"] = await network.register("88.100.4/AFTER", "https://e.x/after")
+    mirror = await network.add_mirror(of="super", snapshot=path)
+    started = re.search(
+        r"idres: snapshot \S+ of node (\S+): loaded (.*), ([\d,]+) records", mirror.output()
+    )
+    assert started is not None, mirror.output()
+    assert started[1] == network.names["super"]
+    assert network.names["sub"] + " (" in started[2]  # the sub-chain's blocks came from the file
+    assert int(started[3].replace(",", "")) >= 20
+    await converged(network, expected, node="mirror")
+    async with network.client("mirror") as client:
+        report = await client.request("GET", "/api/sync/verify", sign=False)
+    assert report.body["ok"] is True, report.body["problems"][:5]

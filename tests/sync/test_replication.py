@@ -5,99 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from dataclasses import dataclass
 
-import asyncpg
 import pytest
-import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from idres.assembly import NodeSpec, delegations
 from registry import httpsig
 from registry.service import bootstrap
-from registry.store import PostgresStore, append_outbox
-from resolver.topology import Directory, Role
+from registry.store import append_outbox
 from schemas.chain import decode_anchor, decode_block
 from schemas.codec_json import record_to_json
 from schemas.identifiers.prefix import parse_prefix
-from schemas.record import DataFormat, HandleValue, Record
 from sync import proof
 from sync.follow import Follower, followed
 from sync.log import Log, chain_topic
-from sync.relay import Relay, RelayConfig
 from sync.verify import verify
-from tests.sync.conftest import NewPool
+from tests.sync.chains import Node, catch_up, flush, url_record
 
 ADMIN_DER = httpsig.public_key_der(httpsig.generate_key())
 
 pytestmark = pytest.mark.asyncio
-LAYOUT = [
-    ("super", Role.SUPER, None, ()),
-    ("backbone-1", Role.BACKBONE, "super", ("88",)),
-    ("sub-a", Role.SUBCHAIN, "backbone-1", ("88.100",)),
-]
-
-
-@dataclass
-class Node:
-    name: str
-    pool: asyncpg.Pool
-    store: PostgresStore
-    relay: Relay
-    follower: Follower
-
-
-@pytest_asyncio.fixture
-async def network(new_pool: NewPool, log: Log) -> dict[str, Node]:
-    # unique names: the Kafka topics of one test must not meet another's
-    run = uuid.uuid4().hex[:6]
-    names = {name: f"{name}-{run}" for name, *_ in LAYOUT}
-    keys = {names[n]: ed25519.Ed25519PrivateKey.generate() for n, *_ in LAYOUT}
-    specs = [
-        NodeSpec(
-            name=names[n],
-            role=role,
-            parent=names[p] if p else None,
-            url=f"http://127.0.0.1:{9000 + i}",
-            prefixes=prefixes,
-        )
-        for i, (n, role, p, prefixes) in enumerate(LAYOUT)
-    ]
-    signed = delegations(specs, keys)
-    directory = Directory(signed, trust_anchor=signed[0].public_key)
-    nodes = {}
-    for n, *_ in LAYOUT:
-        pool = await new_pool()
-        name = names[n]
-        nodes[n] = Node(
-            name=name,
-            pool=pool,
-            store=PostgresStore(pool),
-            relay=Relay(pool, keys[name], RelayConfig(chain=name), log=log),
-            follower=Follower(pool, log, me=name, directory=lambda: directory),
-        )
-    return nodes
-
-
-def _record(handle: str, url: str) -> Record:
-    return Record(
-        handle=handle,
-        values=(HandleValue(index=1, type="URL", format=DataFormat.STRING, value=url),),
-    )
-
-
-async def _flush(node: Node) -> None:
-    while await node.relay.cut() is not None:
-        pass
-    await node.relay.publish()
-
-
-async def _catch_up(node: Node) -> int:
-    applied = 0
-    while n := await node.follower.step(wait=2):
-        applied += n
-    return applied
 
 
 async def test_followed_chains_are_the_nodes_below(network: dict[str, Node]) -> None:
@@ -114,13 +40,13 @@ async def test_a_write_reaches_backbone_and_super_and_is_anchored(
     sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
     # the sub-chain's own admin and prefix records: in its chain, never applied above
     await bootstrap(sub.store, (parse_prefix("88.100"),), ADMIN_DER, now=1_700_000_000)
-    await sub.store.put(_record("88.100.1/ABC", "https://a.example/1"), actor="t")
-    await sub.store.put(_record("88.100.1/ABC", "https://a.example/2"), actor="t")
-    await sub.store.put(_record("88.100.1/GONE", "https://a.example/x"), actor="t")
+    await sub.store.put(url_record("88.100.1/ABC", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/ABC", "https://a.example/2"), actor="t")
+    await sub.store.put(url_record("88.100.1/GONE", "https://a.example/x"), actor="t")
     await sub.store.delete("88.100.1/GONE", actor="t")
-    await _flush(sub)
+    await flush(sub)
 
-    assert await _catch_up(backbone) == 1
+    assert await catch_up(backbone) == 1
     async with sub.pool.acquire() as conn:  # the admin record is in the sub-chain's log
         assert await conn.fetchval(
             "SELECT count(*) FROM chain_entries WHERE handle = '0.NA/node.admin'"
@@ -138,8 +64,8 @@ async def test_a_write_reaches_backbone_and_super_and_is_anchored(
     assert [(a["handle"], a["version"]) for a in anchors] == [(sub.name, 1)]
     assert decode_anchor(anchors[0]["payload"]).chain == sub.name
 
-    await _flush(backbone)
-    assert await _catch_up(top) == 2  # the backbone's block and the sub-chain's
+    await flush(backbone)
+    assert await catch_up(top) == 2  # the backbone's block and the sub-chain's
     got = await top.store.get("88.100.1/ABC")
     assert got is not None
     assert got.values[0].value == "https://a.example/2"
@@ -154,16 +80,16 @@ async def test_a_write_reaches_backbone_and_super_and_is_anchored(
 
 async def test_repeated_and_poison_messages(network: dict[str, Node], log: Log) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
-    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
-    await _flush(sub)
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await flush(sub)
     async with sub.pool.acquire() as conn:
         first = await conn.fetchval("SELECT message FROM chain_blocks WHERE height = 1")
     topic = chain_topic(sub.name)
     # a repeat (a relay that died before recording its publish), then garbage
     await log.append(topic, sub.name.encode(), [first, b"\xa1\x61v\x09"])
-    await sub.store.put(_record("88.100.1/A", "https://a.example/2"), actor="t")
-    await _flush(sub)
-    assert await _catch_up(backbone) == 2
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/2"), actor="t")
+    await flush(sub)
+    assert await catch_up(backbone) == 2
     got = await backbone.store.get("88.100.1/A")
     assert got is not None
     assert got.values[0].value == "https://a.example/2"
@@ -180,7 +106,7 @@ async def test_repeated_and_poison_messages(network: dict[str, Node], log: Log) 
 
 async def test_a_forged_block_is_refused(network: dict[str, Node], log: Log) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
-    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
     while await sub.relay.cut() is not None:
         pass
     async with sub.pool.acquire() as conn:
@@ -200,7 +126,7 @@ async def test_a_forged_block_is_refused(network: dict[str, Node], log: Log) -> 
     await log.ensure_topic(chain_topic(sub.name))
     await log.append(chain_topic(sub.name), sub.name.encode(), [forged.message()])
     await sub.relay.publish()
-    assert await _catch_up(backbone) == 1  # the genuine block, after the forged one
+    assert await catch_up(backbone) == 1  # the genuine block, after the forged one
     async with backbone.pool.acquire() as conn:
         reasons = await conn.fetch("SELECT reason FROM dead_letters")
     assert [r["reason"] for r in reasons] == [
@@ -218,7 +144,7 @@ async def test_the_chain_takes_operations_in_commit_order(network: dict[str, Nod
         # a second write must not commit its outbox row before the open one: were it
         # chained now, the open one's row would land behind the head when it commits
         later = asyncio.create_task(
-            sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+            sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
         )
         await asyncio.sleep(0.3)
         assert not later.done()
@@ -236,12 +162,12 @@ async def test_verify_names_a_tampered_record_and_the_broken_link(
     network: dict[str, Node],
 ) -> None:
     sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
-    await sub.store.put(_record("88.100.1/ABC", "https://a.example/1"), actor="t")
-    await sub.store.put(_record("88.100.1/ABC", "https://a.example/2"), actor="t")
-    await _flush(sub)
-    await _catch_up(backbone)
-    await _flush(backbone)
-    await _catch_up(top)
+    await sub.store.put(url_record("88.100.1/ABC", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/ABC", "https://a.example/2"), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
+    await flush(backbone)
+    await catch_up(top)
     directory = top.follower.directory()
     clean = await verify(top.pool, directory, top.name)
     assert clean.problems == []
@@ -305,15 +231,15 @@ async def test_a_block_arriving_before_the_one_it_follows_waits_for_it(
     network: dict[str, Node], log: Log
 ) -> None:
     sub, backbone = network["sub-a"], network["backbone-1"]
-    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
     first = await _blocks(sub)
-    await sub.store.put(_record("88.100.1/A", "https://a.example/2"), actor="t")
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/2"), actor="t")
     both = await _blocks(sub)
     topic = chain_topic(sub.name)
     await log.ensure_topic(topic)
     # block 2 first (a late batch of an earlier producer), then 1, then 2 again
     await log.append(topic, sub.name.encode(), [both[1], first[0], both[1]])
-    assert await _catch_up(backbone) == 2
+    assert await catch_up(backbone) == 2
     got = await backbone.store.get("88.100.1/A")
     assert got is not None
     assert got.values[0].value == "https://a.example/2"
@@ -334,8 +260,8 @@ async def test_a_block_this_node_cannot_store_stalls_its_chain_until_it_can(
         " VALUES ($1, 1, 99, 'op', 'x', 1, '', '')",
         sub.name,
     )
-    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
-    await _flush(sub)
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await flush(sub)
     assert await follower.step(wait=2) == 0
     assert sub.name in follower.stalled
     assert f'idres_sync_stalled{{chain="{sub.name}"}} 1' in follower.metrics_lines()
@@ -355,9 +281,9 @@ async def test_after_a_refused_block_the_chain_is_read_again_from_its_tip(
     sub, backbone = network["sub-a"], network["backbone-1"]
     now = [1000.0]
     follower = _clocked_follower(backbone, log, now)
-    await sub.store.put(_record("88.100.1/A", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/A", "https://a.example/1"), actor="t")
     await sub.relay.cut()  # block 1: A
-    await sub.store.put(_record("88.100.1/B", "https://a.example/1"), actor="t")
+    await sub.store.put(url_record("88.100.1/B", "https://a.example/1"), actor="t")
     blocks = await _blocks(sub)  # block 2: B
     topic = chain_topic(sub.name)
     await log.ensure_topic(topic)
@@ -375,13 +301,13 @@ async def test_after_a_refused_block_the_chain_is_read_again_from_its_tip(
 
 async def test_a_proof_checks_offline_and_fails_on_any_change(network: dict[str, Node]) -> None:
     sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
-    record = _record("88.100.1/P", "https://a.example/p")
+    record = url_record("88.100.1/P", "https://a.example/p")
     await sub.store.put(record, actor="t")
-    await _flush(sub)
-    await _catch_up(backbone)
-    await _flush(backbone)  # the backbone's block anchors the sub-chain's
-    await _catch_up(top)
-    await _flush(top)  # the super node's block anchors the backbone's
+    await flush(sub)
+    await catch_up(backbone)
+    await flush(backbone)  # the backbone's block anchors the sub-chain's
+    await catch_up(top)
+    await flush(top)  # the super node's block anchors the backbone's
     directory = top.follower.directory()
     held = {top.name, backbone.name, sub.name}
     built = await proof.build(top.pool, directory, sub.name, "88.100.1/P", held)
@@ -420,11 +346,11 @@ async def test_a_proof_from_the_wrong_chain_or_ending_early_does_not_hold(
 ) -> None:
     sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
     # the sub-chain (88.100) signs a record under 88.200, which it does not hold
-    forged = _record("88.200.1/X", "https://evil.example/")
+    forged = url_record("88.200.1/X", "https://evil.example/")
     await sub.store.put(forged, actor="t")
-    await sub.store.put(_record("88.100.1/P", "https://a.example/p"), actor="t")
-    await _flush(sub)
-    await _catch_up(backbone)
+    await sub.store.put(url_record("88.100.1/P", "https://a.example/p"), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
     directory = top.follower.directory()
     anchor = directory.by_name[top.name].public_key
     held = {sub.name}
@@ -435,7 +361,7 @@ async def test_a_proof_from_the_wrong_chain_or_ending_early_does_not_hold(
     # a proof that stops at the sub-chain (not yet anchored above) holds only as partial
     built = await proof.build(sub.pool, directory, sub.name, "88.100.1/P", held)
     assert built is not None
-    answer = {**record_to_json(_record("88.100.1/P", "https://a.example/p")), "proof": built[0]}
+    answer = {**record_to_json(url_record("88.100.1/P", "https://a.example/p")), "proof": built[0]}
     ends = f"the proof ends at chain '{sub.name}', below the super node's chain"
     assert proof.check(answer, anchor).problems == [ends]
     assert proof.check(answer, anchor, partial=True).problems == []
