@@ -205,6 +205,13 @@ def build_app(
             on_applied=resolver.cache.invalidate,
         )
         sync.install(app, name, run=sync_here)  # every worker reads the chains it keeps
+        follower = sync.follower
+        if sync_here and follower is not None:  # the worker that follows knows how far
+
+            def current(route: Route) -> bool:
+                return route.authority is not None and follower.current(route.authority.name)
+
+            resolver.current = current
 
         async def with_proof(ident: Identifier) -> web.Response:
             return await sync.proof_answer(ident, resolver, store)

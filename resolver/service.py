@@ -65,6 +65,7 @@ class Resolver:
         cache: Cache | None = None,
         replica: ReplicaRead | None = None,
         keeps: Callable[[Route], bool] | None = None,
+        current: Callable[[Route], bool] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -77,6 +78,9 @@ class Resolver:
         # whether this node keeps a copy of the chain that holds the route's identifier
         # (by default: the chains below it)
         self.keeps: Callable[[Route], bool] = keeps or (lambda route: route.kind == "down")
+        # whether this node's copy of that chain is caught up with the log, so that an
+        # identifier missing from it is missing (by default: never assumed)
+        self.current: Callable[[Route], bool] = current or (lambda route: False)
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
 
@@ -119,6 +123,13 @@ class Resolver:
                 self.cache.put_positive(key, answer.body, ttl)
                 self.metrics.inc("idres_replica_answers_total")
                 return answer
+            if self.current(route):
+                # not in a copy that holds every block the log held a moment ago: not
+                # registered, or registered within the replication lag (the negative
+                # cache below would hide such a write for longer anyway)
+                entry = self.cache.put_negative(key, not_found(key))
+                self.metrics.inc("idres_replica_answers_total", 'result="not_found"')
+                return Answer(status=404, body=entry.body, source="replica")
         if not recursive:
             return self.referral(ident, route)
         # One upstream call per identifier at a time (an auth=true lookup gets its own).

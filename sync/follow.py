@@ -87,6 +87,7 @@ class Follower:
         self.clock = clock
         self.positions: dict[str, Position] = {}
         self.behind: dict[str, int] = {}
+        self.refreshed_at = float("-inf")  # when ``behind`` was last worked out
         self.dead_letters = 0
         self.stalled: dict[str, tuple[str, float]] = {}  # chain -> (why, when to retry)
         # chain -> (why, where to read again from, since when): a block is missing
@@ -298,9 +299,33 @@ class Follower:
 
     async def refresh_behind(self) -> None:
         """How many blocks of each followed chain wait in the log (for /metrics)."""
+        checked = self.clock()
         for chain in self.chains():
             end = await self.log.end_offset(chain_topic(chain))
             self.behind[chain] = max(0, end - self.positions.get(chain, Position()).next_offset)
+        self.refreshed_at = checked
+
+    def current(self, chain: str, *, within: float = 3.0) -> bool:
+        """Whether this node's copy of ``chain`` keeps up with the log: checked at most
+        ``within`` seconds ago, read unhindered (not stalled, no gap), and then either
+        every block applied, or at most one transaction's worth waiting while the last
+        block applied was at most ``within`` seconds old. An identifier missing from
+        such a copy is missing, or was registered within the replication lag."""
+        if self.clock() - self.refreshed_at > within or chain in self.stalled:
+            return False
+        behind = self.behind.get(chain)
+        if behind is None or chain in self.gaps:
+            return False
+        if behind == 0:
+            return True
+        p = self.positions.get(chain)
+        return (
+            behind <= _BLOCKS_PER_TRANSACTION
+            and p is not None
+            and p.cut_at is not None
+            and p.applied_at is not None
+            and p.applied_at - p.cut_at <= within
+        )
 
     async def run(self, *, metrics_interval: float = 1.0) -> None:
         last_refresh = 0.0
