@@ -16,18 +16,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import collections
 import contextlib
 import itertools
 import json
 import os
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -186,11 +189,16 @@ class Proc:
         )
         if ready:
             assert self.p.stdout is not None
+            said: list[str] = []
             for line in self.p.stdout:
                 if ready in line:
                     break
+                said.append(line)
             else:
-                raise SystemExit(f"{args[:4]} did not start")
+                raise SystemExit(f"{' '.join(args[:8])} did not start:\n{''.join(said[-20:])}")
+            # keep reading: a full pipe would stop the server at its next log line
+            self.tail: collections.deque[str] = collections.deque(said[-20:], maxlen=200)
+            threading.Thread(target=self.tail.extend, args=(self.p.stdout,), daemon=True).start()
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -307,25 +315,39 @@ def nginx(work: Path, keys: int, port: int) -> Proc:
     root.mkdir(parents=True)
     for n in range(keys):
         (root / f"B{n:07d}").write_bytes(body_of(n))
+    return start_nginx(work, work / "www", port, workers=2, files=keys)
+
+
+def start_nginx(
+    work: Path, www: Path, port: int, *, workers: int, files: int, cpus: str | None = None
+) -> Proc:
+    """nginx serving ``www`` on ``port``, with as many files' handles kept open as the
+    process may hold with room for connections (on this machine 20,000 files at most,
+    a hard limit its worker cannot raise: the hot keys, not all of a million)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if limit == resource.RLIM_INFINITY:
+        limit = 1 << 20
+    cached = max(1000, min(files, limit - 8192))
     conf = work / "nginx.conf"
     conf.write_text(f"""
-worker_processes 2;
-worker_rlimit_nofile 65536;
+worker_processes {workers};
+worker_rlimit_nofile {limit};
 pid {work}/nginx.pid;
 error_log {work}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
-  open_file_cache max=1100000 inactive=120s;
-  open_file_cache_valid 60s;
+  open_file_cache max={cached} inactive=600s;
+  open_file_cache_valid 600s;
   default_type application/json;
   client_body_temp_path {work}/tmp; proxy_temp_path {work}/tmp; fastcgi_temp_path {work}/tmp;
   uwsgi_temp_path {work}/tmp; scgi_temp_path {work}/tmp;
-  server {{ listen 127.0.0.1:{port}; root {work}/www; }}
+  server {{ listen 127.0.0.1:{port}; root {www}; }}
 }}
 """)
-    (work / "tmp").mkdir()
-    proc = Proc(["nginx", "-c", str(conf), "-g", "daemon off;"])
+    (work / "tmp").mkdir(exist_ok=True)
+    args = ["nginx", "-c", str(conf), "-g", "daemon off;"]
+    proc = Proc(["taskset", "-c", cpus, *args] if cpus is not None else args)
     wait_port(port)
     return proc
 

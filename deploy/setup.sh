@@ -2,7 +2,8 @@
 # Set up idres on this machine: a virtualenv in .venv with idres installed
 # (editable) at the pinned versions of deploy/constraints.txt. Idempotent.
 #   deploy/setup.sh          runtime only
-#   deploy/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy)
+#   deploy/setup.sh --dev    also the test tools (pytest, hypothesis, ruff, mypy, matplotlib)
+#   deploy/setup.sh --bench  also what idres bench draws its charts with (matplotlib)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -18,6 +19,7 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 extra=""
 [[ "${1:-}" == "--dev" ]] && extra="[dev]"
+[[ "${1:-}" == "--bench" ]] && extra="[bench]"
 # A stamp keyed on the inputs skips pip entirely on a warm machine.
 stamp=".venv/.idres-installed$extra"
 want="$(cat pyproject.toml deploy/constraints.txt | sha256sum | cut -c1-64)"

@@ -361,6 +361,12 @@ async def _snapshot(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from benchmarks.singles_day import run_args
+
+    return run_args(args)
+
+
 def _delegate(args: argparse.Namespace) -> int:
     text = args.public_key
     if Path(text).exists():
@@ -628,6 +634,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="where to write it")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait for it")
     p.set_defaults(func=_run_async(_snapshot))
+
+    p = sub.add_parser(
+        "bench",
+        help="the Singles' Day benchmark: a whole network under open-loop load, and a report",
+        description="Builds a dataset, starts a network (1 super, 2 backbone, 3 sub-chain "
+        "nodes on Kafka), drives open-loop traffic at the super node beside nginx and a "
+        "bare aiohttp handler, and writes a report folder: summary.md, raw histograms, "
+        "PNG charts. Needs nginx and wrk (apt-get, as root) and Go (builds vegeta).",
+    )
+    from benchmarks.profiles import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("get", help="read an identifier's record from a registry node")
     p.add_argument("handle")

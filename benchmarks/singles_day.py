@@ -1,0 +1,489 @@
+"""``idres bench``: the Singles' Day benchmark. Builds the dataset, starts a whole
+network (1 super, 2 backbone, 3 sub-chain nodes as separate ``idres serve``
+processes on Kafka, each with its own database), drives open-loop traffic at the
+super node, and writes a report folder (``benchmarks/report.py``).
+
+For each kind of traffic (nginx serving the same records as files, the ceiling; a
+minimal aiohttp handler serving them from a dict, the framework's floor; idres
+cache-hot and cache-cold, on its API port and on its lean fast-path port):
+
+1. a closed-loop peak with wrk (labelled closed-loop: it is a throughput figure);
+2. open-loop steps with oha at fractions of that peak, each latency taken from
+   the request's intended send time (``benchmarks/loadgen.py``), up past saturation;
+   2% of the read rate is written meanwhile (registrations and updates at the
+   sub-chain nodes, replicated to the super node through sync), and the time from
+   each write's acknowledgement to its arrival in the super node's database is the
+   replication lag;
+3. for idres cache-hot: a spike from 10% of capacity to 5x and 10x that for a while,
+   as at midnight.
+
+The server under test runs on CPU 0, the load generator on CPU 1; the other nodes,
+PostgreSQL, Kafka and this script are not pinned (see the report's placement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import dataset, loadgen, report
+from benchmarks.profiles import PROFILES, Profile, add_arguments
+from benchmarks.registration import machine
+from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, kafka_up, warm
+from benchmarks.testbed import (
+    LOADGEN_CPU,
+    SERVER_CPU,
+    Network,
+    Writes,
+    cpus,
+    floor,
+    nginx,
+    pin,
+    same_bytes,
+)
+from registry.database import start_embedded
+
+ROOT = Path(__file__).resolve().parent.parent
+WRITE_SHARE = 0.02
+# oha on one core keeps p99 honest to about this rate here (benchmarks/loadgen.py,
+# --ceiling); steps above it would measure the generator as much as the server
+GENERATOR_CEILING = 40_000
+# oha keeps every result in memory until it exits and stalls as that grows: no phase
+# longer than this many requests (a longer one is cut into phases one after another)
+MAX_PHASE_REQUESTS = 400_000
+
+
+DESCRIPTIONS = {
+    "nginx": "nginx, 1 worker, the same records as static JSON files (the ceiling)",
+    "aiohttp_floor": "aiohttp, 1 process, the records in a dict (the framework's floor)",
+    "idres_hot_fast": "idres super node, cache-hot, the fast-path port (resolver/fastpath.py)",
+    "idres_hot_api": "idres super node, cache-hot, the API port",
+    "idres_cold_api": "idres super node, caches off everywhere, the API port: each request "
+    "one lookup in its replicated copies; misses asked down the tree",
+    "idres_cold_fast": "idres super node, caches off everywhere, the fast-path port",
+}
+
+
+# ---------------------------------------------------------------- load
+
+
+def closed_loop_peak(port: int, paths: Path, seconds: int) -> dict[str, Any]:
+    """wrk, 1 thread on the load generator's CPU, 64 connections: peak throughput."""
+    lua = paths.with_suffix(".lua")
+    lua.write_text(WRK_LUA)
+    args = ["wrk", "-t1", "-c64", f"-d{seconds}s", "--timeout", "2s", "-s", str(lua)]
+    if (cpu := pin(LOADGEN_CPU)) is not None:
+        args = ["taskset", "-c", cpu, *args]
+    out = subprocess.run(
+        [*args, f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IDRES_PATHS": str(paths)},
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    raw = json.loads(out.split("RESULT ", 1)[1].splitlines()[0])
+    return {
+        "rps": rps,
+        "p50": raw["p50"] / 1000,
+        "p99": raw["p99"] / 1000,
+        "p999": raw["p999"] / 1000,
+        "max": raw["max"] / 1000,
+        "errors": raw["errors"],  # connect, read, write and timeout errors
+        "non2xx": raw["non2xx"],  # the 5% missing identifiers (404) among them
+    }
+
+
+@dataclass
+class Bench:
+    profile: Profile
+    work: Path
+    bound_ms: float
+    ids: list[str]
+    writes: Writes | None = None
+    write_seconds: float = 0.0
+    kinds: dict[str, Any] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def targets(self, port: int) -> Path:
+        path = self.work / f"targets-{port}.txt"
+        if not path.exists():
+            loadgen.write_targets(
+                path, (("GET", f"http://127.0.0.1:{port}/api/handles/{i}") for i in self.ids)
+            )
+        return path
+
+    def paths(self) -> Path:
+        path = self.work / "paths.txt"
+        if not path.exists():
+            path.write_text("".join(f"/api/handles/{i}\n" for i in self.ids))
+        return path
+
+    async def step(self, label: str, port: int, phases: list[loadgen.Phase]) -> loadgen.Result:
+        seconds = max(p.start + p.duration for p in phases)
+        offered = sum(p.rate * p.duration for p in phases) / seconds
+        writer = None
+        if self.writes is not None:  # 2% of the reads, written meanwhile
+            writer = asyncio.create_task(self.writes.run(WRITE_SHARE * offered, seconds))
+            self.write_seconds += seconds
+        result = await asyncio.to_thread(
+            loadgen.run, self.targets(port), phases, cpus=pin(LOADGEN_CPU), label=label
+        )
+        if writer is not None:
+            await writer
+        _say(
+            f"  {label:34s} offered {result.offered_rate:9,.0f}/s achieved "
+            f"{result.achieved_rate:9,.0f}/s p50 {result.p50_ms:7.2f} p99 {result.p99_ms:8.2f} "
+            f"p99.9 {result.p999_ms:8.2f} max {result.max_ms:8.1f} ms errors {result.errors} "
+            f"timeouts {result.timeouts} lateness p99 {result.lateness_p99_ms:.1f} ms"
+        )
+        return result
+
+    async def ladder(self, kind: str, port: int, extra: tuple[float, ...] = ()) -> None:
+        peak = await asyncio.to_thread(
+            closed_loop_peak, port, self.paths(), self.profile.peak_seconds
+        )
+        _say(f"{kind}: closed-loop peak {peak['rps']:,.0f} req/s (wrk, labelled closed-loop)")
+        rates = sorted({round(f * peak["rps"]) for f in self.profile.fractions} | set(extra))
+        beyond = [r for r in rates if r > GENERATOR_CEILING]
+        if beyond:
+            self.skipped.append(
+                f"{kind}: steps at {', '.join(_rate(r) for r in beyond)} not run: beyond "
+                f"the {_rate(GENERATOR_CEILING)} the load generator keeps time to "
+                "(benchmarks/loadgen.py)"
+            )
+        steps = []
+        for rate in (r for r in rates if r <= GENERATOR_CEILING):
+            phases = _cut(rate, self.profile.step_seconds, 0.0)
+            steps.append((await self.step(f"{kind} @ {rate:,}/s", port, phases)).to_json())
+        self.kinds[kind] = {
+            "description": DESCRIPTIONS[kind],
+            "closed_loop": peak,
+            "steps": steps,
+            "max_rate_under_bound": report.max_rate_under_bound(steps, self.bound_ms),
+        }
+
+    async def spike(self, port: int, capacity: float, factor: int) -> dict[str, Any]:
+        before, during, after = self.profile.spike
+        base = round(capacity / 10)
+        phases = [
+            *_cut(base, before + during + after, 0.0),
+            *_cut(base * (factor - 1), during, before),
+        ]
+        result = await self.step(f"spike {factor}x of {base:,}/s", port, phases)
+        return {
+            "factor": factor,
+            "base_rate": base,
+            "spike_rate": base * factor,
+            "spike_start": before,
+            "spike_seconds": during,
+            "result": result.to_json(),
+            "hung": result.timeouts,
+        }
+
+
+def _cut(rate: float, seconds: float, start: float) -> list[loadgen.Phase]:
+    """``rate`` for ``seconds`` from ``start``, as phases of at most MAX_PHASE_REQUESTS."""
+    pieces = max(1, -(-round(rate * seconds) // MAX_PHASE_REQUESTS))
+    length = seconds / pieces
+    return [
+        loadgen.Phase(rate=rate, duration=length, start=start + i * length) for i in range(pieces)
+    ]
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None = None) -> Path:
+    if keys is not None:
+        profile = dataclass_replace(profile, keys=keys)
+    ensure_tools()
+    loadgen.ensure_oha()
+    started = dt.datetime.now(dt.UTC)
+    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
+    procs: list[Proc] = []
+    kafka_env: dict[str, str] | None = None
+    net: Network | None = None
+    try:
+        _say(f"idres bench --profile {profile.name}: work in {work}, report to {out}")
+        pg = start_embedded(work / "pg")
+        bootstrap, kafka_env = kafka_up(work)
+        net = Network(work, pg, bootstrap)
+        asyncio.run(net.create_databases())
+        t = time.monotonic()
+        per_owner = asyncio.run(dataset.load({n: net.db(n) for n in net.ports}, profile.keys))
+        _say(f"dataset: {profile.keys:,} identifiers loaded in {time.monotonic() - t:.0f} s")
+        wanted = dataset.requests(profile.keys, profile.samples)
+        bench = Bench(profile=profile, work=work, bound_ms=bound_ms, ids=wanted.ids)
+        results: dict[str, Any] = {
+            "profile": profile.name,
+            "started": started.isoformat(timespec="seconds"),
+            "machine": machine(),
+            "cpu_placement": {
+                "server under test": SERVER_CPU if cpus() > 1 else "any",
+                "load generator (oha, wrk)": LOADGEN_CPU if cpus() > 1 else "any",
+                "other nodes, PostgreSQL, Kafka, writer": "not pinned",
+                "cpus": str(cpus()),
+            },
+            "bound_ms": bound_ms,
+            "dataset": {
+                "identifiers": profile.keys,
+                "by_scheme": dataset.by_scheme(min(profile.keys, 10_000)) | {"scale": "per 10,000"},
+                "by_node": per_owner,
+                "missing_share": round(wanted.missing / len(wanted.ids), 4),
+                "zipf_s": 1.1,
+                "requests_in_cycle": len(wanted.ids),
+            },
+            "method": method(profile, bound_ms),
+        }
+
+        async def references() -> None:
+            if "nginx" in profile.kinds:
+                port = loadgen.free_port()
+                procs.append(nginx(work, profile.keys, port))
+                await bench.ladder("nginx", port)
+                procs.pop().stop()
+            if "aiohttp_floor" in profile.kinds:
+                port = loadgen.free_port()
+                procs.append(floor(work, profile.keys, port))
+                await bench.ladder("aiohttp_floor", port)
+                procs.pop().stop()
+
+        asyncio.run(references())
+
+        async def hot() -> dict[str, Any]:
+            assert net is not None
+            net.start(cache=True)
+            same_bytes(net.fast_port)
+            await warm(net.ports["super"], sorted(set(wanted.ids)))
+            bench.writes = Writes(net, profile.keys)
+            spikes: dict[str, Any] = {}
+            if "idres_hot_fast" in profile.kinds:
+                nginx_peak = (bench.kinds.get("nginx") or {}).get("closed_loop", {}).get("rps")
+                extra = (round(0.8 * nginx_peak),) if nginx_peak else ()
+                await bench.ladder("idres_hot_fast", net.fast_port, extra)
+                capacity = _capacity(bench.kinds["idres_hot_fast"])
+                for factor in (5, 10):
+                    spikes[str(factor)] = await bench.spike(net.fast_port, capacity, factor)
+            if "idres_hot_api" in profile.kinds:
+                await bench.ladder("idres_hot_api", net.ports["super"])
+            net.stop()
+            return spikes
+
+        spikes = asyncio.run(hot())
+
+        async def cold() -> None:
+            assert net is not None
+            net.start(cache=False)
+            if "idres_cold_api" in profile.kinds:
+                await bench.ladder("idres_cold_api", net.ports["super"])
+            if "idres_cold_fast" in profile.kinds:
+                await bench.ladder("idres_cold_fast", net.fast_port)
+            net.stop()
+
+        asyncio.run(cold())
+        assert bench.writes is not None
+        results["kinds"] = bench.kinds
+        results["spike"] = spikes.get("10")
+        results["spikes"] = spikes
+        results["replication"] = bench.writes.summary(bench.write_seconds)
+        results["goals"] = goals(results)
+        results["notes"] = bench.skipped + notes(results)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1))
+        summary = report.write_report(out, results)
+        _say(f"report: {summary}")
+        return summary
+    finally:
+        if net is not None:
+            net.stop()
+        for p in procs:
+            p.stop()
+        if kafka_env is not None:
+            subprocess.run(
+                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=kafka_env, check=False
+            )
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def dataclass_replace(profile: Profile, **changes: Any) -> Profile:
+    import dataclasses
+
+    return dataclasses.replace(profile, **changes)
+
+
+def _capacity(kind: dict[str, Any] | None) -> float:
+    """The highest rate held under the bound; else the closed-loop peak."""
+    if not kind:
+        return 0.0
+    return float(kind["max_rate_under_bound"] or kind["closed_loop"]["rps"])
+
+
+def method(profile: Profile, bound_ms: float) -> list[str]:
+    return [
+        f"Dataset: {profile.keys:,} identifiers (85% Handle-style over 3 prefixes, 10% GTIN, "
+        "4% OID, 1% did:bid) registered at 3 sub-chain nodes of the idres up layout (1 super, "
+        "2 backbone, 3 sub-chain); the backbone and super nodes hold copies, as sync leaves them "
+        "(placed with COPY: replicating the whole dataset through the log would take minutes).",
+        f"Requests: {profile.samples:,} per cycle, Zipf(1.1) over the identifiers (hot keys "
+        "spread over the key space), 5% identifiers nobody registered (answered 404, counted "
+        "as answers, not errors).",
+        "Entry point: the super node (1 worker), cache-hot (every requested key resolved once "
+        "first) and cache-cold (caches off on every node), on its API port and fast-path port.",
+        f"Peak: wrk, closed loop, 1 thread, 64 connections, {profile.peak_seconds} s: a "
+        "throughput figure only; its latencies hide queueing.",
+        f"Latency: oha 1.16.0 (crates.io) with --latency-correction, open loop at a fixed "
+        f"rate for {profile.step_seconds:g} s per step, 64 connections, "
+        "steps at " + ", ".join(f"{f:g}" for f in profile.fractions) + " x the closed-loop "
+        "peak (and, for idres cache-hot, 0.8 x nginx's rate); latency from each request's "
+        "intended send time, so queueing behind a stall is counted (no coordinated omission); "
+        "1 s client timeout; an error is any answer other than 200/404, a transport error or "
+        "a timeout.",
+        f"A rate is sustained when p99 <= {bound_ms:g} ms, errors <= 0.1% and at least 95% of "
+        "the offered rate is answered (report.max_rate_under_bound).",
+        "Writes: 2% of the read rate, in signed batches of 10 (half new identifiers, half "
+        "updates) at the sub-chain nodes, during every idres step and spike; replication lag is "
+        "from a write's acknowledgement to its version in the super node's database.",
+        "Spike: base 10% of the cache-hot fast-path capacity, then 5x and 10x the base for "
+        f"{profile.spike[1]:g} s, {profile.spike[0]:g} s after the start; a request hangs if "
+        "it is not answered within 1 s.",
+        "References side by side in the same run: nginx (the ceiling) and a minimal aiohttp "
+        "handler (the floor), each on 1 CPU like the idres super node.",
+    ]
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    kinds = results["kinds"]
+    out: list[dict[str, Any]] = []
+    hot = kinds.get("idres_hot_fast")
+    nginx_peak = (kinds.get("nginx") or {}).get("closed_loop", {}).get("rps")
+    if hot and nginx_peak:
+        peak = hot["closed_loop"]["rps"]
+        out.append(
+            {
+                "goal": "cache-hot resolution, fast path: requests/s vs nginx (closed-loop peak)",
+                "target": ">= 1.0x nginx",
+                "measured": f"{peak:,.0f}/s vs nginx {nginx_peak:,.0f}/s"
+                f" = {peak / nginx_peak:.2f}x",
+                "met": peak >= nginx_peak,
+            }
+        )
+        at80 = [s for s in hot["steps"] if round(s["offered_rate"]) == round(0.8 * nginx_peak)]
+        if at80:
+            p99 = at80[0]["p99_ms"]
+            out.append(
+                {
+                    "goal": "cache-hot p99 at 80% of nginx's rate",
+                    "target": "<= 10 ms",
+                    "measured": f"{p99:.2f} ms at {0.8 * nginx_peak:,.0f}/s",
+                    "met": p99 <= 10.0 and at80[0]["errors"] == 0,
+                }
+            )
+        else:
+            out.append(
+                {
+                    "goal": "cache-hot p99 at 80% of nginx's rate",
+                    "target": "<= 10 ms",
+                    "measured": f"not measured: {0.8 * nginx_peak:,.0f}/s is beyond the "
+                    f"{GENERATOR_CEILING:,}/s the load generator keeps time to on this machine",
+                    "met": None,
+                }
+            )
+    for kind in ("idres_cold_api", "idres_cold_fast"):
+        if kind in kinds:
+            rate = _capacity(kinds[kind])
+            out.append(
+                {
+                    "goal": f"cold resolution ({kind.removeprefix('idres_cold_')} port)",
+                    "target": ">= 5,000/s",
+                    "measured": f"{rate:,.0f}/s sustained (answered from the super node's "
+                    "replicated copies; misses go down the tree)",
+                    "met": rate >= 5000,
+                }
+            )
+    spikes = results.get("spikes") or {}
+    if "5" in spikes:
+        r = spikes["5"]["result"]
+        out.append(
+            {
+                "goal": "spike to 5x base (base 10% of capacity)",
+                "target": "zero errors",
+                "measured": f"{r['errors']} errors of {r['sent']:,}",
+                "met": r["errors"] == 0,
+            }
+        )
+    if "10" in spikes:
+        r = spikes["10"]["result"]
+        out.append(
+            {
+                "goal": "spike to 10x base: no request hangs",
+                "target": "every request answered or refused within 1 s",
+                "measured": f"{r['timeouts']} of {r['sent']:,} not answered within 1 s",
+                "met": r["timeouts"] == 0,
+            }
+        )
+    rep = results.get("replication")
+    if rep and rep["lag_ms"]["p99"] is not None:
+        out.append(
+            {
+                "goal": "replication lag while reads run",
+                "target": "p99 <= 1 s",
+                "measured": f"p99 {rep['lag_ms']['p99']:,.0f} ms over {rep['writes']:,} writes "
+                f"({rep['not_seen']} not seen)",
+                "met": rep["lag_ms"]["p99"] <= 1000 and rep["not_seen"] == 0,
+            }
+        )
+    return out
+
+
+def notes(results: dict[str, Any]) -> list[str]:
+    out = []
+    for kind, k in results["kinds"].items():
+        late = [s for s in k["steps"] if s["lateness_p99_ms"] > 5]
+        if late:
+            out.append(
+                f"{kind}: at {', '.join(_rate(s['offered_rate']) for s in late)} "
+                "oha's ticker itself ran late (lateness p99 > 5 ms): those steps measure the load "
+                "generator as much as the server."
+            )
+    return out
+
+
+def _rate(rate: float) -> str:
+    return f"{rate:,.0f}/s"
+
+
+def run_args(args: argparse.Namespace) -> int:
+    profile = PROFILES["quick" if args.quick else args.profile]
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or Path(f"idres-bench-{profile.name}-{stamp}")
+    try:
+        run(profile, out, bound_ms=args.bound_ms, keys=args.keys)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="idres bench", description=__doc__.splitlines()[0])
+    add_arguments(ap)
+    return run_args(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
