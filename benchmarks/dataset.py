@@ -129,7 +129,7 @@ def by_scheme(keys: int) -> dict[str, int]:
 
 @dataclass(frozen=True, slots=True)
 class Requests:
-    """The identifiers the load asks for, in order: vegeta cycles through them."""
+    """The identifiers the load asks for (oha draws from them at random)."""
 
     ids: list[str]
     missing: int
