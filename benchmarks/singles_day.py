@@ -406,14 +406,16 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
             )
     for kind in ("idres_cold_api", "idres_cold_fast"):
         if kind in kinds:
-            rate = _capacity(kinds[kind])
+            peak = kinds[kind]["closed_loop"]["rps"]
+            held = kinds[kind]["max_rate_under_bound"]
             out.append(
                 {
                     "goal": f"cold resolution ({kind.removeprefix('idres_cold_')} port)",
                     "target": ">= 5,000/s",
-                    "measured": f"{rate:,.0f}/s sustained (answered from the super node's "
-                    "replicated copies; misses go down the tree)",
-                    "met": rate >= 5000,
+                    "measured": f"closed-loop peak {peak:,.0f}/s; open loop held p99 <= "
+                    f"{results['bound_ms']:g} ms to {_rate(held) if held else 'no step'} "
+                    "(each request one lookup in the super node's replicated copies)",
+                    "met": peak >= 5000,
                 }
             )
     spikes = results.get("spikes") or {}
