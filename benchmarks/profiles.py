@@ -44,7 +44,7 @@ PROFILES = {
         samples=20_000,
         peak_seconds=2,
         step_seconds=2,
-        fractions=(0.3, 0.8, 1.1),
+        fractions=(0.1, 0.3, 0.8),
         spike=(3, 3, 3),
         kinds=("nginx", "aiohttp_floor", "idres_hot_fast", "idres_cold_api"),
     ),
