@@ -29,7 +29,7 @@ from resolver.api import ResolverAPI, local_answer
 from resolver.batch import ReadBatcher
 from resolver.cache import CacheConfig, record_ttl
 from resolver.metrics import Metrics
-from resolver.service import Answer, Resolver, ResolverConfig
+from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
 from resolver.topology import (
     Delegation,
     Directory,
@@ -152,7 +152,7 @@ def build_app(
         public = tuple(v for v in record.values if v.permissions.public_read)
         return local_answer(record_to_json(record, values=public), ident.canonical)
 
-    async def replica(ident: Identifier) -> tuple[Answer, float] | None:
+    async def replica(ident: Identifier) -> tuple[Answer, float] | Withheld | None:
         record = await reads.get(ident.canonical)
         if record is None:
             return None
@@ -160,7 +160,7 @@ def build_app(
         ttls = [(v.ttl, v.ttl_type is TtlType.ABSOLUTE) for v in public]
         answer = local_answer(record_to_json(record, values=public), ident.canonical)
         if answer.status != 200:  # not public: the node that holds it decides
-            return None
+            return WITHHELD
         return replace(answer, source="replica"), record_ttl(ttls, time.time())
 
     mirror_of = (sync_config or SyncConfig()).mirror_of

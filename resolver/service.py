@@ -43,8 +43,17 @@ class Answer:
 
 
 LocalRead = Callable[[Identifier], Awaitable[Answer]]
-# this node's copy of a record held below: the answer and how long it may be cached
-ReplicaRead = Callable[[Identifier], Awaitable[tuple[Answer, float] | None]]
+
+
+class Withheld:
+    """A record this node has a copy of but may not answer for (values not public):
+    the node that holds it decides."""
+
+
+WITHHELD = Withheld()
+# this node's copy of a record held below: the answer and how long it may be cached,
+# WITHHELD, or None when the copy has no such record
+ReplicaRead = Callable[[Identifier], Awaitable[tuple[Answer, float] | Withheld | None]]
 
 
 def not_found(handle: str) -> bytes:
@@ -118,12 +127,12 @@ class Resolver:
             # a record replicated up from the chain below answers here, without a hop;
             # one not (yet) here is asked for below, so a fresh write is never missed
             copy = await self.replica(ident)
-            if copy is not None:
+            if isinstance(copy, tuple):
                 answer, ttl = copy
                 self.cache.put_positive(key, answer.body, ttl)
                 self.metrics.inc("idres_replica_answers_total")
                 return answer
-            if self.current(route):
+            if copy is None and self.current(route):
                 # not in a copy that holds every block the log held a moment ago: not
                 # registered, or registered within the replication lag (the negative
                 # cache below would hide such a write for longer anyway)

@@ -27,6 +27,10 @@ from schemas.errors import EncodingError
 MAGIC = b"idres-snapshot\n"
 VERSION = 1
 MAX_FRAME = 64 * 1024 * 1024  # a block is at most 32 MiB on the log (sync.kafka)
+# Frames other than blocks are small; they are decoded whole, blocks are not (a
+# crafted frame of many tiny CBOR items would take ~70x its size in memory).
+MAX_SMALL_FRAME = 1024 * 1024
+_BLOCK_HEAD = b"\x83\x65block"  # an array of 3 whose first item is the text "block"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +69,48 @@ def encode_end(e: SnapshotEnd) -> bytes:
     return _frame(["end", e.blocks, e.digest])
 
 
+def _string(body: bytes, at: int, major: int, where: str) -> tuple[bytes, int]:
+    """A definite-length text (major 3) or byte (major 2) string at ``at`` and where it
+    ends (RFC 8949 §3.1: the length in the additional information or the 1, 2, 4 or 8
+    bytes after it)."""
+    if at >= len(body) or body[at] >> 5 != major:
+        raise EncodingError(f'{where}: a block is ["block", chain, message bytes]')
+    info = body[at] & 0x1F
+    at += 1
+    if info < 24:
+        size = info
+    elif info <= 27:
+        width = 1 << (info - 24)
+        size = int.from_bytes(body[at : at + width], "big")
+        at += width
+    else:
+        raise EncodingError(f'{where}: a block is ["block", chain, message bytes]')
+    if at + size > len(body):
+        raise EncodingError(f"{where}: a string runs past the end of its frame")
+    return body[at : at + size], at + size
+
+
+def _decode_block(body: bytes, where: str) -> SnapshotBlock:
+    """A block frame, read by hand: two strings, nothing decoded that is not needed."""
+    chain, at = _string(body, len(_BLOCK_HEAD), 3, where)
+    message, at = _string(body, at, 2, where)
+    if at != len(body):
+        raise EncodingError(f"{where}: bytes after the block's message")
+    try:
+        return SnapshotBlock(chain=chain.decode("utf-8"), message=message)
+    except UnicodeDecodeError:
+        raise EncodingError(f"{where}: the chain's name is not UTF-8") from None
+
+
 def decode_item(body: bytes, index: int) -> SnapshotHeader | SnapshotBlock | SnapshotEnd:
     """One frame's item; ``index`` (0-based) only names it in errors."""
     where = f"snapshot item {index}"
+    if body.startswith(_BLOCK_HEAD):
+        return _decode_block(body, where)
+    if len(body) > MAX_SMALL_FRAME:
+        raise EncodingError(
+            f"{where} is {len(body)} bytes and not a block (at most {MAX_SMALL_FRAME})"
+        )
     try:
         item = cbor2.loads(body)
     except (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError) as exc:
@@ -147,5 +190,7 @@ class FrameSplitter:
         return out
 
     def finish(self) -> None:
-        if not self._magic or self._buf:
+        if not self._magic:
+            raise EncodingError("not an idres snapshot (the file is empty or too short)")
+        if self._buf:
             raise EncodingError(f"snapshot ends inside a frame at byte {self.consumed}")

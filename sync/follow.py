@@ -306,25 +306,24 @@ class Follower:
         self.refreshed_at = checked
 
     def current(self, chain: str, *, within: float = 3.0) -> bool:
-        """Whether this node's copy of ``chain`` keeps up with the log: checked at most
-        ``within`` seconds ago, read unhindered (not stalled, no gap), and then either
-        every block applied, or at most one transaction's worth waiting while the last
-        block applied was at most ``within`` seconds old. An identifier missing from
-        such a copy is missing, or was registered within the replication lag."""
-        if self.clock() - self.refreshed_at > within or chain in self.stalled:
+        """Whether this node's copy of ``chain`` keeps up with the chain's node: the
+        log looked at at most ``within`` seconds ago, the chain read unhindered (not
+        stalled, no gap), at most one transaction's worth of blocks waiting, and the
+        last block applied here cut at most ``within`` seconds ago (so its node is
+        publishing: a node whose blocks cannot reach the log, or a copy restarted
+        after a while, does not count). An identifier missing from such a copy is
+        missing, or was registered within the replication lag."""
+        now = self.clock()
+        if now - self.refreshed_at > within or chain in self.stalled or chain in self.gaps:
             return False
-        behind = self.behind.get(chain)
-        if behind is None or chain in self.gaps:
-            return False
-        if behind == 0:
-            return True
         p = self.positions.get(chain)
+        behind = self.behind.get(chain)
         return (
-            behind <= _BLOCKS_PER_TRANSACTION
+            behind is not None
+            and behind <= _BLOCKS_PER_TRANSACTION
             and p is not None
             and p.cut_at is not None
-            and p.applied_at is not None
-            and p.applied_at - p.cut_at <= within
+            and now - p.cut_at <= within
         )
 
     async def run(self, *, metrics_interval: float = 1.0) -> None:

@@ -220,8 +220,9 @@ class Sync:
                 }
             )
             await response.prepare(request)
-            async for piece in take_snapshot(self.pool, me):
-                await response.write(piece)
+            async with lock:  # one at a time, like verify: each holds a connection long
+                async for piece in take_snapshot(self.pool, me):
+                    await response.write(piece)
             await response.write_eof()
             return response
 

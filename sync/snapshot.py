@@ -24,8 +24,9 @@ from pathlib import Path
 
 import asyncpg
 
+from registry.store import append_outbox
 from resolver.topology import Directory
-from schemas.chain import Block, Tip, check_block, decode_block, tip_after
+from schemas.chain import Block, Tip, anchor_of, check_block, decode_block, tip_after
 from schemas.errors import EncodingError, IdresError
 from schemas.oplog import Operation
 from schemas.snapshot import (
@@ -104,34 +105,42 @@ async def load(
     """
     wanted = set(followed(directory, me, mirror_of=mirror_of))
     loaded = Loaded()
-    async with pool.acquire() as conn, conn.transaction():
-        for chain in sorted(wanted):  # no follower of these chains runs meanwhile
-            await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", FOLLOW_LOCK, chain)
-        held = {
-            r["chain"]
-            for r in await conn.fetch(
-                "SELECT chain FROM sync_positions UNION SELECT DISTINCT chain FROM chain_blocks"
-            )
-        }
-        loader = _Loader(conn, directory, loaded)
-        for chain in sorted(wanted & held):
-            loaded.skipped[chain] = "already held here"
-        try:
-            await _read(path, loader, lambda c: c in wanted and c not in held)
-        except EncodingError as exc:
-            raise SnapshotError(f"snapshot {path}: {exc}") from exc
-        await loader.flush()
-        for chain, tip in loader.tips.items():
-            await store_position(
-                conn,
-                chain,
-                Position(
-                    next_offset=tip.height,
-                    tip_offset=tip.height - 1,
-                    tip=tip,
-                    cut_at=loader.cut_at[chain],
-                ),
-            )
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for chain in sorted(wanted):  # no follower of these chains runs meanwhile
+                await conn.execute(
+                    "SELECT pg_advisory_xact_lock($1, hashtext($2))", FOLLOW_LOCK, chain
+                )
+            held = {
+                r["chain"]
+                for r in await conn.fetch(
+                    "SELECT chain FROM sync_positions UNION SELECT DISTINCT chain FROM chain_blocks"
+                )
+            }
+            for chain in sorted(wanted & held):
+                loaded.skipped[chain] = "already held here"
+            if not wanted - held:  # a restart with the same option: the file is not read
+                return loaded
+            loader = _Loader(conn, directory, me, loaded)
+            try:
+                await _read(path, loader, lambda c: c in wanted and c not in held)
+            except EncodingError as exc:
+                raise SnapshotError(f"snapshot {path}: {exc}") from exc
+            await loader.flush()
+            for chain, tip in loader.tips.items():
+                await store_position(
+                    conn,
+                    chain,
+                    Position(
+                        next_offset=tip.height,
+                        tip_offset=tip.height - 1,
+                        tip=tip,
+                        cut_at=loader.cut_at[chain],
+                    ),
+                )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        # the store refused or went away, or the file cannot be read: all rolled back
+        raise SnapshotError(f"loading snapshot {path} failed: {exc}") from exc
     return loaded
 
 
@@ -178,9 +187,12 @@ async def _read(path: Path, loader: _Loader, loads: Callable[[str], bool]) -> No
 
 
 class _Loader:
-    def __init__(self, conn: asyncpg.Connection, directory: Directory, loaded: Loaded) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, directory: Directory, me: str, loaded: Loaded
+    ) -> None:
         self.conn = conn
         self.directory = directory
+        self.me = me
         self.loaded = loaded
         self.tips: dict[str, Tip] = {}
         self.cut_at: dict[str, float] = {}
@@ -219,5 +231,16 @@ class _Loader:
         await store_blocks(self.conn, [(b, refs) for b, _, refs in self.pending])
         ops = [op for _, block_ops, _ in self.pending for op in block_ops]
         self.loaded.records.update(await apply_operations(self.conn, ops))
+        # a child's blocks are anchored in this node's chain, as the follower does
+        anchors = [
+            anchor_of(b)
+            for b, _, _ in self.pending
+            if (node := self.directory.by_name.get(b.header.chain)) is not None
+            and node.parent == self.me
+        ]
+        if anchors:
+            await append_outbox(
+                self.conn, [(a.chain, a.height, "anchor", a.encode()) for a in anchors]
+            )
         self.pending.clear()
         self.entries = 0

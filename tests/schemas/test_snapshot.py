@@ -65,8 +65,15 @@ def test_a_file_cut_inside_a_frame_says_where() -> None:
     splitter.feed(data[:-5])
     with pytest.raises(EncodingError, match=r"ends inside a frame at byte \d+"):
         splitter.finish()
-    with pytest.raises(EncodingError, match="ends inside a frame"):
+    with pytest.raises(EncodingError, match="not an idres snapshot"):
         FrameSplitter().finish()  # empty
+
+
+def test_a_huge_frame_that_is_not_a_block_is_refused_undecoded() -> None:
+    # one array of four million empty arrays: ~300 MB once decoded, from 4 MB
+    crafted = b"\x9a" + (4_000_000).to_bytes(4, "big") + b"\x80" * 4_000_000
+    with pytest.raises(EncodingError, match="not a block"):
+        decode_item(crafted, 0)
 
 
 def test_an_oversized_frame_is_refused_before_it_is_read() -> None:
