@@ -35,6 +35,12 @@ machine now and then):
      60,000    60,000    1.69    25.9-32.6        47      2.0-3.0        0       82-87%     90%
      80,000   43-49 k  800-940  1,508-1,650    1,690      5        310-370 k        99%     99%
 
+Why not vegeta (github.com/tsenart/vegeta v12.13.0, the first choice): measured the
+same way with this module's earlier vegeta version (pinned to cpu 1, nginx on cpu 0,
+10 s a step), its own tail set in early: p99 5.3 ms at 5,000 req/s, 7.7 ms at 10,000,
+27 ms at 15,000, 349 ms at 20,000 (its core ~97% busy), and at 25,000 it collapsed
+(3,028 answered per s). oha holds p99 to ~40,000 req/s on the same core.
+
 So trust p99 to ~40,000 req/s; from 50,000 both cores are three quarters busy and the
 tail is the pair's (read each run's nginx row as the floor of what can be measured);
 80,000 collapses. p50 carries the ticker's half millisecond of rounding.
