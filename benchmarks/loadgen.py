@@ -66,6 +66,7 @@ import contextlib
 import errno
 import math
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -669,9 +670,19 @@ def _cpu_jiffies(cpu: int) -> tuple[int, int]:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now, below the ephemeral range: a port the kernel hands
+    out (bind to 0) can be taken by any outgoing connection before the server that
+    was told it binds it (a directory names each node's port before it starts)."""
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
+    while True:
+        port = random.randrange(10_000, max(10_001, low))
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def main() -> None:

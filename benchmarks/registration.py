@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ import aiohttp
 import asyncpg
 from yarl import URL
 
+from benchmarks.loadgen import free_port
 from registry import httpsig
 from registry.client import handle_path
 from registry.database import create_pool, start_embedded
@@ -99,12 +99,6 @@ async def copy_reference(url: str, rows: int) -> float:
     elapsed = time.perf_counter() - started
     await pool.close()
     return elapsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Server:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from benchmarks.registration import machine
-from benchmarks.resolution import ROOT, create_databases, kafka_up, start_network
+from benchmarks.resolution import create_databases, kafka_down, kafka_up, start_network
 from registry import httpsig
 from registry.client import ClientError, RegistryClient
 from registry.database import start_embedded
@@ -265,10 +264,7 @@ def main() -> None:
     finally:
         for proc in network:
             proc.stop()
-        if kafka_env is not None:
-            subprocess.run(
-                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=kafka_env, check=False
-            )
+        kafka_down(kafka_env)
     report = {
         "benchmark": "replication lag, sub-chain acknowledgement to held at the super node",
         "command": " ".join([sys.executable, *sys.argv]),

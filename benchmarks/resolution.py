@@ -38,6 +38,7 @@ from typing import Any
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from benchmarks.loadgen import free_port
 from benchmarks.registration import machine
 from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
@@ -98,12 +99,6 @@ def ensure_tools() -> None:
             check=True,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
         )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def body_of(n: int) -> bytes:
@@ -411,6 +406,12 @@ def kafka_up(work: Path) -> tuple[str, dict[str, str] | None]:
     return out.strip().rsplit("=", 1)[1], env
 
 
+def kafka_down(env: dict[str, str] | None) -> None:
+    """Stop the broker ``kafka_up`` started (None: it started none)."""
+    if env is not None:
+        subprocess.run(["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=env, check=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -519,10 +520,7 @@ def main() -> None:
     finally:
         for p in procs:
             p.stop()
-        if kafka_env is not None:
-            subprocess.run(
-                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=kafka_env, check=False
-            )
+        kafka_down(kafka_env)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -40,7 +41,7 @@ from typing import Any
 from benchmarks import dataset, loadgen, report
 from benchmarks.profiles import PROFILES, Profile, add_arguments
 from benchmarks.registration import machine
-from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, kafka_up, warm
+from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, kafka_down, kafka_up, warm
 from benchmarks.testbed import (
     LOADGEN_CPU,
     SERVER_CPU,
@@ -54,7 +55,6 @@ from benchmarks.testbed import (
 )
 from registry.database import start_embedded
 
-ROOT = Path(__file__).resolve().parent.parent
 WRITE_SHARE = 0.02
 # oha on one core keeps p99 honest to about this rate here (benchmarks/loadgen.py,
 # --ceiling); steps above it would measure the generator as much as the server
@@ -211,7 +211,7 @@ def _say(text: str) -> None:
 
 def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None = None) -> Path:
     if keys is not None:
-        profile = dataclass_replace(profile, keys=keys)
+        profile = dataclasses.replace(profile, keys=keys)
     ensure_tools()
     loadgen.ensure_oha()
     started = dt.datetime.now(dt.UTC)
@@ -314,17 +314,8 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
             net.stop()
         for p in procs:
             p.stop()
-        if kafka_env is not None:
-            subprocess.run(
-                ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "stop"], env=kafka_env, check=False
-            )
+        kafka_down(kafka_env)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def dataclass_replace(profile: Profile, **changes: Any) -> Profile:
-    import dataclasses
-
-    return dataclasses.replace(profile, **changes)
 
 
 def _capacity(kind: dict[str, Any] | None) -> float:

@@ -8,9 +8,7 @@ import base64
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +20,7 @@ import aiohttp
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from benchmarks.loadgen import free_port
 from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from idres.keyfiles import write_secret
 from registry import httpsig
@@ -31,22 +30,6 @@ from resolver.topology import Role
 from tests.conftest import with_database
 
 ADMIN_ID = "300:0.NA/node.admin"
-
-
-def free_port() -> int:
-    """A port free now, below the ephemeral range: a port the kernel hands out (bind to
-    0) can be taken by any outgoing connection before the node binds it, and the
-    directory names each node's port before the node starts."""
-    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
-    while True:
-        port = random.randrange(10_000, max(10_001, low))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
 
 
 @dataclass
