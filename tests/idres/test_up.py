@@ -84,8 +84,14 @@ def wait_for_replica(entry: str, handle: str) -> dict[str, object]:
     deadline = time.monotonic() + 20
     while True:
         url = f"{entry}/api/handles/{handle}?recursive=false"
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body: dict[str, object] = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body: dict[str, object] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            # within the replication lag a node whose copy keeps up may say "not found"
+            if exc.code != 404:
+                raise
+            body = json.loads(exc.read())
         if body["responseCode"] == 1 or time.monotonic() > deadline:
             assert body["responseCode"] == 1, body
             return body
