@@ -118,6 +118,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["fast_port"] = args.fast_port
     if args.kafka:
         overrides["kafka"] = args.kafka
+    if args.kafka_user:
+        overrides["kafka_user"] = args.kafka_user
+    if args.kafka_password_file:
+        overrides["kafka_password"] = _password_file(args.kafka_password_file)
+    if args.kafka_mechanism:
+        overrides["kafka_mechanism"] = args.kafka_mechanism
     if args.hash:
         overrides["hash_alg"] = args.hash
     if args.mirror_of:
@@ -136,6 +142,78 @@ def _cmd_up(args: argparse.Namespace) -> int:
     prepared = prepare(data_dir, host=args.host, base_port=args.base_port)
     kafka = args.kafka if args.kafka is not None else os.environ.get("KAFKA_BOOTSTRAP") or None
     uvloop.run(up(prepared, data_dir, kafka=kafka))
+    return EXIT_OK
+
+
+def _password_file(path: str) -> str:
+    """A secret from a file (first line), so that it never shows in ``ps``."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise _Usage(f"cannot read {path}: {exc.strerror}") from None
+    return lines[0].strip() if lines else ""
+
+
+def _node_passwords(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    """Each node's Kafka password from ``folder/NAME.password``, made (random, mode
+    600) for a node that has none yet; the operator hands each file to its node."""
+    from sync.kafka_acl import new_password
+
+    found = {}
+    for name in names:
+        path = folder / f"{name}.password"
+        if not path.exists():
+            write_secret(path, (new_password() + "\n").encode())
+        found[name] = _password_file(str(path))
+    return found
+
+
+def _cmd_kafka_acl(args: argparse.Namespace) -> int:
+    from resolver.topology import Delegation, Directory
+    from sync.kafka import KafkaCredentials
+    from sync.kafka_acl import acls_of, provision
+
+    try:
+        entries = json.loads(Path(args.directory).read_text())
+        directory = Directory(
+            [Delegation.from_json(e) for e in entries],
+            trust_anchor=base64.b64decode(args.trust_anchor, validate=True),
+        )
+    except (OSError, ValueError) as exc:
+        raise _Usage(f"--directory {args.directory}: {exc}") from None
+    mirrors: dict[str, str] = {}
+    for item in args.mirror or ():
+        name, sep, of = item.partition("=")
+        if not sep or name not in directory.by_name or of not in directory.by_name:
+            raise _Usage(f"--mirror {item!r}: write NAME=NODE, both in the directory")
+        mirrors[name] = of
+    if args.dry_run:
+        for acl in sorted(acls_of(directory, mirrors=mirrors)):
+            print(acl)
+        return EXIT_OK
+    bootstrap = args.bootstrap or os.environ.get("KAFKA_BOOTSTRAP")
+    if not bootstrap:
+        raise _Usage("give --bootstrap HOST:PORT (or KAFKA_BOOTSTRAP)")
+    try:
+        admin = KafkaCredentials.from_env()
+        if args.admin_user:
+            password = os.environ.get("KAFKA_SASL_PASSWORD", "")
+            if args.admin_password_file:
+                password = _password_file(args.admin_password_file)
+            admin = KafkaCredentials(username=args.admin_user, password=password)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    passwords = _node_passwords(Path(args.passwords), sorted(directory.by_name))
+    done = asyncio.run(provision(bootstrap, admin, directory, passwords=passwords, mirrors=mirrors))
+    for acl in done.deleted:
+        print(f"- {acl}")
+    for acl in done.created:
+        print(f"+ {acl}")
+    print(
+        f"idres kafka-acl: {len(done.users)} SCRAM users (passwords in {args.passwords}), "
+        f"{len(done.created)} ACLs created, {len(done.deleted)} deleted",
+        file=sys.stderr,
+    )
     return EXIT_OK
 
 
@@ -433,6 +511,11 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise _Usage(str(exc)) from None
     path, _, query = args.path.partition("?")
+    server = args.server or os.environ.get("IDRES_SERVER", DEFAULT_SERVER)
+    try:
+        authority = httpsig.authority_of(server)
+    except ValueError as exc:
+        raise _Usage(f"--server: {exc}") from None
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
     headers.update(
         httpsig.sign_request(
@@ -445,6 +528,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
             keyid=key_id,
             created=int(time.time()),
             nonce=os.urandom(8).hex(),
+            authority=authority,  # the signature holds only at this node (@authority)
         )
     )
     for name, value in headers.items():
@@ -519,6 +603,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="publish this node's chain to Kafka and follow the chains below it (KAFKA_BOOTSTRAP)",
     )
     p.add_argument(
+        "--kafka-user",
+        metavar="NAME",
+        help="authenticate to Kafka as this SASL user, made by idres kafka-acl "
+        "(KAFKA_SASL_USERNAME; none: PLAINTEXT)",
+    )
+    p.add_argument(
+        "--kafka-password-file",
+        metavar="FILE",
+        help="the Kafka user's password, first line of FILE (KAFKA_SASL_PASSWORD)",
+    )
+    p.add_argument(
+        "--kafka-mechanism",
+        choices=("SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"),
+        help="SASL mechanism (KAFKA_SASL_MECHANISM, default SCRAM-SHA-512)",
+    )
+    p.add_argument(
         "--hash", choices=("sha256", "sm3"), help="hash of this node's chain (IDRES_HASH)"
     )
     p.add_argument(
@@ -554,9 +654,44 @@ def build_parser() -> argparse.ArgumentParser:
         "--kafka",
         metavar="HOST:PORT",
         help="carry the chains over this Kafka broker (KAFKA_BOOTSTRAP) instead of "
-        "the in-process log",
+        "the in-process log; every node authenticates as KAFKA_SASL_USERNAME / "
+        "KAFKA_SASL_PASSWORD if set",
     )
     p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser(
+        "kafka-acl",
+        help="give each node of a directory its Kafka user and ACLs",
+        description="As the Kafka operator (a super user): create the shared topics and "
+        "every node's chain topic, set each node's SCRAM password (kept in --passwords, "
+        "made on first use), and make each node's ACLs exactly what its place in the "
+        "directory needs: write its own chain, read the chains it follows, read and "
+        "write the directory topic, write the dead letters. Run again after the "
+        "directory changes.",
+    )
+    p.add_argument("--directory", required=True, help="JSON file of signed delegations")
+    p.add_argument("--trust-anchor", required=True, help="base64 DER of the super node's key")
+    p.add_argument("--bootstrap", metavar="HOST:PORT", help="the broker (KAFKA_BOOTSTRAP)")
+    p.add_argument(
+        "--passwords",
+        metavar="DIR",
+        default="kafka-users",
+        help="one file NAME.password a node (mode 600), made if missing (default kafka-users)",
+    )
+    p.add_argument(
+        "--mirror",
+        action="append",
+        metavar="NAME=NODE",
+        help="NAME runs with --mirror-of NODE (repeatable)",
+    )
+    p.add_argument("--admin-user", help="the operator's SASL user (default KAFKA_SASL_USERNAME)")
+    p.add_argument(
+        "--admin-password-file", metavar="FILE", help="its password (KAFKA_SASL_PASSWORD)"
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the ACLs the directory calls for; no Kafka"
+    )
+    p.set_defaults(func=_cmd_kafka_acl)
 
     p = sub.add_parser(
         "resolve",
@@ -674,6 +809,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", help="the body as sent: text, or @FILE")
     p.add_argument("--idempotency-key", help="also send and sign this Idempotency-Key")
+    p.add_argument(
+        "--server",
+        help="the node the request goes to, as curl will reach it; the signature "
+        f"covers its host[:port] (IDRES_SERVER, default {DEFAULT_SERVER})",
+    )
     p.add_argument("--key", help="PEM private key file (IDRES_KEY)")
     p.add_argument("--key-id", help="INDEX:HANDLE of the key's HS_PUBKEY (IDRES_KEY_ID)")
     p.set_defaults(func=_cmd_sign)

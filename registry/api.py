@@ -11,9 +11,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import ipaddress
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
@@ -24,6 +25,7 @@ from registry.authz import Signer, authorize, covering_prefix_handles
 from registry.authz import prefix_record_handle as record_of_prefix
 from registry.httpio import (
     BadRequest,
+    decode_json,
     dump,
     error_body,
     errors_middleware,
@@ -32,7 +34,6 @@ from registry.httpio import (
     query_int,
     query_ints,
     read_body,
-    read_json,
 )
 from registry.openapi import OPENAPI
 from registry.service import (
@@ -85,6 +86,12 @@ class RegistryConfig:
     max_batch: int = 10_000
     signature_max_age: int = 300
     purge_interval: float = 60.0
+    # Names a signature's @authority may carry here (RFC 9421 §2.2.3), besides the
+    # address the request came in on: the node's public host[:port] (its URL in the
+    # directory) and, opt-in, the network's name, so that one signed write may be sent
+    # to any node of the network (each keeps its own replay memory).
+    authorities: tuple[str, ...] = ()
+    network: str | None = None
 
 
 class RegistryAPI:
@@ -98,6 +105,8 @@ class RegistryAPI:
         self.store = store
         self.config = config
         self.clock = clock
+        # more names of this node, e.g. its URL in the directory (the resolver sets it)
+        self.public_authorities: Callable[[], Collection[str]] = lambda: ()
 
     def install(self, app: web.Application, *, reads: bool = True) -> None:
         """Add the registry's routes; ``reads=False`` leaves GET of a record and
@@ -265,60 +274,74 @@ class RegistryAPI:
 
     # --- writing -----------------------------------------------------------------------
 
+    # Every write is signed (no HS_ADMIN grants anything to an unsigned request), so a
+    # write is authenticated first: the body is read within its size limit, its
+    # signature checked against one key record, and only then is it parsed, validated
+    # and applied. An unsigned or forged batch costs no parsing and takes no row lock.
+
     async def put_handle(self, request: web.Request) -> web.Response:
         _known_query(request, {"overwrite", "index"})
         text, _ = target_of(request)
         ident = parse(text)
         overwrite = query_bool(request, "overwrite", True)
         indexes = query_ints(request, "index")
-        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
+        raw, auth = await self._signed_write(request)
+        body = decode_json(request, raw)
         values = values_from_json(body, now=int(self.clock()))
         record = Record(handle=ident.canonical, values=values)
-        return await self._write(
-            request, raw, [PutOp(record=record, overwrite=overwrite, indexes=indexes)], single=True
-        )
+        op = PutOp(record=record, overwrite=overwrite, indexes=indexes)
+        return await self._write(request, raw, auth, [op], single=True)
 
     async def delete_handle(self, request: web.Request) -> web.Response:
         _known_query(request, {"index"})  # a mistyped ?indx= must not delete the record
         text, _ = target_of(request)
         ident = parse(text)
         indexes = query_ints(request, "index")
-        raw = await read_body(request, max_bytes=self.config.max_body_bytes)
-        return await self._write(
-            request, raw, [DeleteOp(handle=ident.canonical, indexes=indexes)], single=True
-        )
+        raw, auth = await self._signed_write(request)
+        op = DeleteOp(handle=ident.canonical, indexes=indexes)
+        return await self._write(request, raw, auth, [op], single=True)
 
     async def delegate_prefix(self, request: web.Request) -> web.Response:
-        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
-        prefix, key, index = _delegation(body)
+        raw, auth = await self._signed_write(request)
+        prefix, key, index = _delegation(decode_json(request, raw))
         record = prefix_record(prefix, key, now=int(self.clock()), key_index=index)
         check_values(record.values)  # the key: Ed25519 or P-256, DER
-        return await self._write(request, raw, [PutOp(record=record, overwrite=False)], single=True)
+        op = PutOp(record=record, overwrite=False)
+        return await self._write(request, raw, auth, [op], single=True)
 
     async def batch(self, request: web.Request) -> web.Response:
-        raw, body = await read_json(request, max_bytes=self.config.max_body_bytes)
+        raw, auth = await self._signed_write(request)
+        body = decode_json(request, raw)
         decoded = _batch_ops(body, now=int(self.clock()), limit=self.config.max_batch)
-        return await self._write(request, raw, decoded, single=False)
+        return await self._write(request, raw, auth, decoded, single=False)
+
+    async def _signed_write(self, request: web.Request) -> tuple[bytes, Authenticated]:
+        """The body (size limit first) and its signer; unsigned writes stop here."""
+        raw = await read_body(request, max_bytes=self.config.max_body_bytes)
+        auth = await self._authenticate(request, raw)
+        if auth is None:
+            raise AuthenticationNeeded(
+                f"{request.method} {request.path} needs a signed request (RFC 9421): "
+                "Signature-Input and Signature made with a key this node knows"
+            )
+        return raw, auth
 
     async def _write(
         self,
         request: web.Request,
         raw: bytes,
+        auth: Authenticated,
         decoded: Sequence[WriteOp | IdresError],
         *,
         single: bool,
     ) -> web.Response:
-        auth = await self._authenticate(request, raw)
-        key = request.headers.get(IDEMPOTENCY_HEADER)
-        guard = None
-        if auth is not None:
-            guard = Guard(
-                scope=str(auth.signer),
-                replay_token=auth.replay_token,
-                replay_expires=auth.expires,
-                idempotency_key=key,
-                fingerprint=fingerprint(_signed(request, raw)),
-            )
+        guard = Guard(
+            scope=str(auth.signer),
+            replay_token=auth.replay_token,
+            replay_expires=auth.expires,
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+            fingerprint=fingerprint(_signed(request, raw)),
+        )
         ops = [d for d in decoded if not isinstance(d, IdresError)]
 
         def render(outcomes: list[Outcome]) -> StoredResponse:
@@ -338,10 +361,8 @@ class RegistryAPI:
 
         applied = await self.store.apply(
             ops,
-            actor=str(auth.signer) if auth else "anonymous",
-            policy=RegistryPolicy(
-                auth.signer if auth else None, self.config.served, self.config.delegated()
-            ),
+            actor=str(auth.signer),
+            policy=RegistryPolicy(auth.signer, self.config.served, self.config.delegated()),
             guard=guard,
             render=render,
             validated=True,
@@ -358,7 +379,11 @@ class RegistryAPI:
     async def _authenticate(self, request: web.Request, body: bytes) -> Authenticated | None:
         signed = _signed(request, body)
         auth = await authenticate(
-            self.store, signed, now=int(self.clock()), max_age=self.config.signature_max_age
+            self.store,
+            signed,
+            now=int(self.clock()),
+            max_age=self.config.signature_max_age,
+            authorities=self.authorities(request),
         )
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and (
@@ -367,6 +392,16 @@ class RegistryAPI:
             raise BadRequest(f"{IDEMPOTENCY_HEADER} must be 1 to 255 printable ASCII characters")
         # a signature that does not cover the key was refused by parse_signature
         return auth
+
+    def authorities(self, request: web.Request) -> frozenset[str]:
+        """The @authority values a signature may name here: the configured ones, the
+        node's public names, and the address this connection reached (so that a node
+        nobody configured still accepts what is signed for the URL it listens on)."""
+        names = {*self.config.authorities, *self.public_authorities()}
+        if self.config.network:
+            names.add(self.config.network.lower())
+        names.update(_local_authorities(request))
+        return frozenset(names)
 
     async def openapi(self, request: web.Request) -> web.Response:
         return json_response(OPENAPI)
@@ -392,6 +427,24 @@ def _signed(request: web.Request, body: bytes) -> SignedRequest:
         headers=_headers(request),
         body=body,
     )
+
+
+def _local_authorities(request: web.Request) -> tuple[str, ...]:
+    """``host:port`` of the local end of the connection, with ``localhost`` beside a
+    loopback address (what a client on the same machine writes in its URL)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return ()  # a Unix socket: only the configured names
+    host, port = str(sockname[0]).lower(), sockname[1]
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    shown = f"[{host}]" if ":" in host else host
+    out = [f"{shown}:{port}"]
+    if loopback:
+        out.append(f"localhost:{port}")
+    return tuple(out)
 
 
 def _known_query(request: web.Request, allowed: set[str]) -> None:

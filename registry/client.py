@@ -107,6 +107,9 @@ class RegistryClient:
                     keyid=self.key_id,
                     created=int(time.time()),
                     nonce=uuid.uuid4().hex,
+                    # the signature names the node it is for (@authority): sent to
+                    # another node holding the same keys it is refused
+                    authority=httpsig.authority_of(self.base),
                 )
             )
         url = URL(self.base + path + ("?" + raw_query if raw_query else ""), encoded=True)

@@ -101,12 +101,17 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 async def read_json(request: web.Request, *, max_bytes: int) -> tuple[bytes, Any]:
     """The raw body and its JSON value; refuses other content types and bad JSON."""
     body = await read_body(request, max_bytes=max_bytes)
+    return body, decode_json(request, body)
+
+
+def decode_json(request: web.Request, body: bytes) -> Any:
+    """The JSON value of a body already read; refuses other content types and bad JSON."""
     ctype = request.content_type
     if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
         raise UnsupportedMediaType(f"send the body as {JSON}, not {ctype or 'no content type'}")
     try:
         # orjson reads UTF-8 only, as RFC 8259 §8.1 asks; no guessing from a BOM
-        return body, orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not JSON: {exc}") from None
 

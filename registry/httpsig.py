@@ -16,6 +16,7 @@ import string
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
@@ -36,7 +37,9 @@ from cryptography.hazmat.primitives.serialization import (
 from schemas.errors import AuthenticationNeeded, Forbidden
 from schemas.record import MAX_INDEX
 
-DEFAULT_COMPONENTS = ("@method", "@path", "@query", "content-digest")
+# @authority is required (RFC 9421 §2.2.3): a signature names the node it was made
+# for, so that it cannot be replayed at another node holding the same key records.
+DEFAULT_COMPONENTS = ("@method", "@authority", "@path", "@query", "content-digest")
 IDEMPOTENCY_KEY = "idempotency-key"
 ALG_ED25519 = "ed25519"  # RFC 9421 §3.3.6
 ALG_ECDSA_P256 = "ecdsa-p256-sha256"  # RFC 9421 §3.3.4
@@ -437,15 +440,25 @@ def sign_request(
     nonce: str | None = None,
     components: Sequence[str] = DEFAULT_COMPONENTS,
     label: str = "sig1",
+    authority: str | None = None,
 ) -> dict[str, str]:
     """Sign a request; return the Content-Digest, Signature-Input and Signature headers to add.
 
     ``path`` is the raw (still percent-encoded) path, ``query`` the raw query string without
     "?", "" when none. An Idempotency-Key header is always covered, so it cannot be swapped.
+    ``authority`` (``host[:port]``, see ``authority_of``) is the node the request is for;
+    it is returned as the Host header to send, which ``@authority`` covers. Without it
+    the headers must carry Host.
     """
     if not (label and label[0] in _KEY_FIRST and set(label) <= _KEY_REST):
         raise ValueError(f"label {label!r} is not a structured-field key (RFC 8941 §3.2)")
     fields = _field_lines(headers)
+    added: dict[str, str] = {}
+    if authority is not None:
+        if "host" in fields:
+            raise ValueError("give the authority or a Host header, not both")
+        fields["host"] = [authority]
+        added["Host"] = authority
     if own := {"content-digest", "signature-input", "signature"} & fields.keys():
         raise ValueError(f"headers already carry {', '.join(sorted(own))}; sign_request sets them")
     covered = list(components)
@@ -472,6 +485,7 @@ def sign_request(
         raise ValueError(exc.message) from exc
     signature = base64.b64encode(_sign(key, base)).decode()
     return {
+        **added,
         "Content-Digest": digest,
         "Signature-Input": f"{label}={params_text}",
         "Signature": f"{label}=:{signature}:",
@@ -629,6 +643,48 @@ def check_freshness(
         )
     if params.expires is not None and params.expires < now:
         raise Forbidden(f"signature expired at {params.expires}, {now - params.expires}s ago")
+
+
+# --- Authorities (RFC 9421 §2.2.3, RFC 3986 §3.2)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def authority_of(url: str) -> str:
+    """The ``@authority`` a request to ``url`` carries: host lowercased, the scheme's
+    default port left out (RFC 9421 §2.2.3), ``[...]`` kept around an IPv6 address."""
+    parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"{url!r} names no host")
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    if port is None or port == _DEFAULT_PORTS.get(parts.scheme.lower()):
+        return host
+    return f"{host}:{port}"
+
+
+def signed_authority(headers: Mapping[str, str]) -> str:
+    """The ``@authority`` value a signature covers, as the verifier computes it."""
+    return _component_value(
+        "@authority", method="", path="", query="", fields=_field_lines(headers)
+    )
+
+
+def check_authority(
+    params: SignatureParams, headers: Mapping[str, str], accepted: Collection[str]
+) -> None:
+    """Refuse a signature made for another node: its ``@authority`` must be one this
+    node answers to (its own names, or the network's). Pure; no key is needed yet."""
+    if "@authority" not in params.components:
+        raise Forbidden("signature must cover @authority")
+    value = signed_authority(headers)
+    if value not in accepted:
+        raise Forbidden(
+            f"signature was made for {value!r}, not for this node "
+            f"({', '.join(sorted(accepted)) or 'no names'}); sign it for the node you send it to"
+        )
 
 
 # --- Key ids and keys

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from registry import httpsig
@@ -51,14 +51,24 @@ class SignedRequest:
 
 
 async def authenticate(
-    store: PostgresStore, request: SignedRequest, *, now: int, max_age: int
+    store: PostgresStore,
+    request: SignedRequest,
+    *,
+    now: int,
+    max_age: int,
+    authorities: Collection[str],
 ) -> Authenticated | None:
-    """The signer of ``request``, None if it is unsigned; raises if the signature fails."""
+    """The signer of ``request``, None if it is unsigned; raises if the signature fails.
+
+    Every check that needs no database comes first (syntax, freshness, the node the
+    signature names in ``@authority``, the body's digest); then one read of the key.
+    """
     lowered = {k.lower(): v for k, v in request.headers.items()}
     if "signature" not in lowered and "signature-input" not in lowered:
         return None
     params = httpsig.parse_signature(lowered)
     httpsig.check_freshness(params, now=now, max_age=max_age, max_skew=CLOCK_SKEW)
+    httpsig.check_authority(params, lowered, authorities)
     httpsig.check_content_digest(lowered.get("content-digest"), request.body)
     handle, index = httpsig.parse_key_id(params.keyid)
     key_record = await store.get(handle)

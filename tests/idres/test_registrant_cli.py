@@ -263,7 +263,7 @@ def test_the_same_flow_with_curl_and_idres_sign(server: tuple[str, Path], tmp_pa
     values.write_text(
         '{"values": [{"index": 1, "type": "URL", "data": "https://example.com/p/CURL"}]}'
     )
-    env = {**os.environ, "IDRES_KEY": str(admin), "IDRES_KEY_ID": ADMIN_ID}
+    env = {**os.environ, "IDRES_KEY": str(admin), "IDRES_KEY_ID": ADMIN_ID, "IDRES_SERVER": url}
     idres_cmd = f"{sys.executable} -m idres"
 
     def curl(script: str) -> subprocess.CompletedProcess[str]:

@@ -24,6 +24,8 @@ from registry.httpsig import (
     DEFAULT_COMPONENTS,
     PrivateKey,
     SignatureParams,
+    authority_of,
+    check_authority,
     check_content_digest,
     check_freshness,
     content_digest,
@@ -225,7 +227,12 @@ class Request:
     body: bytes = b'{"values": []}'
 
 
+AUTHORITY = "registry.example:8443"
+
+
 def signed(key: PrivateKey, request: Request, **kwargs: object) -> Request:
+    if not any(k.lower() == "host" for k in request.headers):
+        kwargs.setdefault("authority", AUTHORITY)
     added = sign_request(
         method=request.method,
         path=request.path,
@@ -244,6 +251,7 @@ def server_checks(request: Request, public_der: bytes, *, now: int = NOW) -> Sig
     """What the server does with a write request, in order."""
     params = parse_signature(request.headers)
     check_freshness(params, now=now)
+    check_authority(params, request.headers, {AUTHORITY})
     lowered = {k.lower(): v for k, v in request.headers.items()}
     check_content_digest(lowered.get("content-digest"), request.body)
     base = signature_base(
@@ -287,17 +295,20 @@ def test_signed_headers_have_the_documented_shape() -> None:
         created=NOW,
         nonce="n-1",
         label="idres",
+        authority="registry.example",
     )
-    assert set(added) == {"Content-Digest", "Signature-Input", "Signature"}
+    assert set(added) == {"Host", "Content-Digest", "Signature-Input", "Signature"}
+    assert added["Host"] == "registry.example"
     assert added["Content-Digest"] == RFC9530_SHA256
     assert added["Signature-Input"] == (
-        'idres=("@method" "@path" "@query" "content-digest")'
+        'idres=("@method" "@authority" "@path" "@query" "content-digest")'
         f';created={NOW};keyid="{KEYID}";alg="ed25519";nonce="n-1"'
     )
     params = parse_signature(added)
     base = signature_base(params, method="POST", path=request.path, query="", headers=added)
     assert base == (
         b'"@method": POST\n'
+        b'"@authority": registry.example\n'
         b'"@path": /api/handles/88.100.1/x\n'
         b'"@query": ?\n'
         b'"content-digest": ' + RFC9530_SHA256.encode() + b"\n"
@@ -427,7 +438,7 @@ def test_header_names_are_case_insensitive() -> None:
     server_checks(lowered, public_key_der(key))
 
 
-OK_INPUT = '("@method" "@path" "@query" "content-digest");created=1;keyid="k"'
+OK_INPUT = '("@method" "@authority" "@path" "@query" "content-digest");created=1;keyid="k"'
 
 
 @pytest.mark.parametrize(
@@ -560,8 +571,13 @@ def test_signature_headers_on_several_lines_are_combined() -> None:
 @pytest.mark.parametrize(
     ("components", "missing"),
     [
-        pytest.param(("@method", "@path", "@query"), "content-digest", id="no-digest"),
-        pytest.param(("content-digest",), "@method, @path, @query", id="only-digest"),
+        pytest.param(
+            ("@method", "@authority", "@path", "@query"), "content-digest", id="no-digest"
+        ),
+        pytest.param(("content-digest",), "@method, @authority, @path, @query", id="only-digest"),
+        pytest.param(
+            ("@method", "@path", "@query", "content-digest"), "@authority", id="no-authority"
+        ),
     ],
 )
 def test_signature_must_cover_the_required_components(
@@ -570,6 +586,42 @@ def test_signature_must_cover_the_required_components(
     request = signed(generate_key(), Request(), components=components)
     with pytest.raises(Forbidden, match=f"signature must cover {missing}$"):
         parse_signature(request.headers)
+
+
+@pytest.mark.parametrize(
+    ("url", "authority"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000"),
+        ("https://Registry.Example/", "registry.example"),  # §2.2.3: lowercased
+        ("https://registry.example:443/api", "registry.example"),  # default port left out
+        ("http://registry.example:80", "registry.example"),
+        ("https://registry.example:8443", "registry.example:8443"),
+        ("http://[::1]:8000", "[::1]:8000"),
+    ],
+)
+def test_authority_of_a_url(url: str, authority: str) -> None:
+    assert authority_of(url) == authority
+
+
+def test_a_signature_made_for_another_node_is_refused_before_any_key_is_read() -> None:
+    key = generate_key()
+    request = signed(key, Request(), authority="node-a.example")
+    params = parse_signature(request.headers)
+    check_authority(params, request.headers, {"node-a.example", "network.example"})
+    # the same request replayed at node B, Host and all: the signature still verifies,
+    # but it names node A, so node B refuses it
+    with pytest.raises(Forbidden, match=r"made for 'node-a\.example', not for this node"):
+        check_authority(params, request.headers, {"node-b.example", "network.example"})
+    # and a Host rewritten to node B's name breaks the signature
+    moved = {**request.headers, "Host": "node-b.example"}
+    with pytest.raises(Forbidden, match="does not verify"):
+        verify(
+            params,
+            signature_base(
+                params, method="POST", path=request.path, query=request.query, headers=moved
+            ),
+            public_key_der(key),
+        )
 
 
 # --- Signature base refusals
