@@ -20,7 +20,7 @@ from typing import Any
 
 import cbor2
 
-from schemas.errors import EncodingError, IdresError
+from schemas.errors import EncodingError, IdresError, shown
 from schemas.record import (
     AdminPerm,
     AdminRef,
@@ -103,7 +103,7 @@ def record_from_cbor_obj(obj: Any) -> Record:
         raise EncodingError("record must be a map of v, handle, values")
     if obj["v"] != FORMAT_VERSION:
         raise EncodingError(
-            f"record format version {obj['v']!r} is not supported "
+            f"record format version {shown(obj['v'])} is not supported "
             f"(this node reads version {FORMAT_VERSION})"
         )
     handle, raw_values = obj["handle"], obj["values"]

@@ -153,3 +153,19 @@ class StoreUnavailable(ServerError):
     """The database could not be reached or failed; nothing was written."""
 
     http_status = 503
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A bounded repr of a decoded input for an error message, that never raises.
+
+    A CBOR bignum decodes to an int whose str() raises ValueError past 4,300 digits
+    (CPython's int_max_str_digits), so formatting it into a message would turn the
+    documented EncodingError into a crash; a long value would flood the message.
+    """
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an oversized int or a deep list inside
+        return f"<a {type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
