@@ -9,6 +9,7 @@ nothing behind. asyncpg errors become the domain's StoreUnavailable here.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -20,13 +21,21 @@ import asyncpg
 
 from schemas.codec_cbor import (
     decode_data,
-    decode_record,
     decode_refs,
     dumps_ordered,
     encode_data,
     encode_refs,
     record_to_cbor_obj,
 )
+from schemas.commitment import (
+    COMMITMENT_FORMAT,
+    SALT_BYTES,
+    CommittedValue,
+    commit_record,
+    is_private,
+)
+from schemas.commitment import decode as decode_stored_record
+from schemas.commitment import record_obj as committed_record_obj
 from schemas.errors import (
     Forbidden,
     IdentifierExists,
@@ -203,6 +212,9 @@ VALUE_COLUMNS = (
     "perms",
     "refs",
 )
+# the holder's own rows also keep each private value's salt (schemas/commitment.py);
+# VALUE_COLUMNS alone leaves it NULL, as for public values and other nodes' copies
+SALTED_COLUMNS = (*VALUE_COLUMNS, "salt")
 _SELECT_MANY = (
     "SELECT handle, idx, type, format, data, ttl, ttl_type, ts, perms, refs"
     " FROM handle_values WHERE handle = ANY($1::text[]) ORDER BY handle, idx"
@@ -294,7 +306,11 @@ class PostgresStore:
                 actor=r["actor"],
                 at=r["at"],
                 changes=tuple(Change(**c) for c in json.loads(r["changes"])),
-                record=decode_record(r["record"]) if r["record"] is not None else None,
+                # the holder's own history keeps its private values in clear;
+                # a copy of another node's keeps their commitments
+                record=decode_stored_record(r["record"], clear_private=True)
+                if r["record"] is not None
+                else None,
             )
             for r in rows
         ]
@@ -577,21 +593,31 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         await conn.execute(
             "DELETE FROM identifiers WHERE handle = ANY($1::text[])", [p.handle for p in deletes]
         )
-    rows = [value_to_row(p.handle, v) for p in planned if p.new for v in p.new.values]
+    salts = await _salts_for(conn, planned)
+    rows = [
+        (*value_to_row(p.handle, v), salts[p.handle].get(v.index))
+        for p in planned
+        if p.new
+        for v in p.new.values
+    ]
     if rows:
-        await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
+        await conn.copy_records_to_table("handle_values", records=rows, columns=SALTED_COLUMNS)
     history, outbox = [], []
     for p in planned:
         # the record's CBOR structure is built once, for the history and the log alike
         record_obj = record_to_cbor_obj(p.new) if p.new is not None else None
         snapshot = dumps_ordered(record_obj) if record_obj is not None else None
+        # what travels: each private value as its commitment, never in clear
+        sent = commit_record(p.new, salts[p.handle]) if p.new is not None else None
+        if sent is not p.new and sent is not None:
+            record_obj = committed_record_obj(sent)
         changes = json.dumps(
             [{"index": c.index, "type": c.type, "change": c.change} for c in p.changes]
         )
         history.append((p.handle, p.version, p.op, actor, changes, snapshot))
         payload = encode_operation(
             Operation(
-                op=p.op, handle=p.handle, version=p.version, actor=actor, at=now, record=p.new
+                op=p.op, handle=p.handle, version=p.version, actor=actor, at=now, record=sent
             ),
             record_obj=record_obj,
         )
@@ -602,6 +628,47 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         columns=("handle", "version", "op", "actor", "changes", "record"),
     )
     await append_outbox(conn, outbox)
+
+
+async def _salts_for(
+    conn: asyncpg.Connection, planned: list[_Planned]
+) -> dict[str, dict[int, bytes]]:
+    """The salt of each private value the planned records will hold, by handle and
+    index: the one it had while its content stays the same (so its commitment, and
+    what parents' history says of it, stay the same too), a fresh one otherwise."""
+    out: dict[str, dict[int, bytes]] = {p.handle: {} for p in planned}
+    private = [p for p in planned if p.new is not None and any(map(is_private, p.new.values))]
+    if not private:
+        return out
+    kept = await fetch_salts(conn, [p.handle for p in private if p.old is not None])
+    for p in private:
+        assert p.new is not None
+        before = {v.index: v for v in p.old.values} if p.old is not None else {}
+        for v in p.new.values:
+            if not is_private(v):
+                continue
+            old, salt = before.get(v.index), kept.get(p.handle, {}).get(v.index)
+            if old is None or salt is None or not same_content(old, v):
+                salt = os.urandom(SALT_BYTES)
+            out[p.handle][v.index] = salt
+    return out
+
+
+async def fetch_salts(
+    conn: asyncpg.Connection, handles: Iterable[str]
+) -> dict[str, dict[int, bytes]]:
+    """The salts of the private values this node holds, by handle and index."""
+    names = list(handles)
+    if not names:
+        return {}
+    out: dict[str, dict[int, bytes]] = {}
+    for r in await conn.fetch(
+        "SELECT handle, idx, salt FROM handle_values"
+        " WHERE handle = ANY($1::text[]) AND salt IS NOT NULL",
+        names,
+    ):
+        out.setdefault(r["handle"], {})[r["idx"]] = r["salt"]
+    return out
 
 
 OUTBOX_LOCK = 0x1D5E0  # advisory lock: one transaction at a time appends to the outbox
@@ -651,7 +718,7 @@ def value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:
         handle,
         v.index,
         v.type,
-        v.format.value,
+        COMMITMENT_FORMAT if isinstance(v, CommittedValue) else v.format.value,
         encode_data(v),
         v.ttl,
         v.ttl_type.value,
@@ -662,6 +729,17 @@ def value_to_row(handle: str, v: HandleValue) -> tuple[Any, ...]:
 
 
 def _row_to_value(r: asyncpg.Record) -> HandleValue:
+    if r["format"] == COMMITMENT_FORMAT:  # another node's private value, as it travels
+        return CommittedValue(
+            index=r["idx"],
+            type=r["type"],
+            format=DataFormat.HEX,
+            value=r["data"],
+            ttl=r["ttl"],
+            ttl_type=TtlType(r["ttl_type"]),
+            timestamp=r["ts"],
+            permissions=Permissions.from_bits(format(r["perms"], "04b")),
+        )
     fmt = DataFormat(r["format"])
     return HandleValue(
         index=r["idx"],

@@ -1,8 +1,14 @@
 """One registry operation as it travels between nodes: deterministic CBOR, versioned.
 
-Layout (version 1), a map: "v": 1, "op": "create" | "replace" | "delete",
-"handle": text, "version": uint, "actor": text (the signing key id), "at": uint
-(seconds since the epoch), "record": the record map of codec_cbor, or null on delete.
+Layout, a map: "v": 1 | 2, "op": "create" | "replace" | "delete", "handle": text,
+"version": uint, "actor": text (the signing key id), "at": uint (seconds since the
+epoch), "record": the record map, or null on delete.
+
+Version 2 (issue 11) is the one whose record holds commitments (schemas.commitment):
+every value without public read travels committed, never in clear. An operation
+with only public values keeps version 1 and the bytes it always had. A reader
+refuses a version-1 operation that carries a private value in clear (written before
+commitments existed: its value has left its holder, and no node stores it again).
 """
 
 from __future__ import annotations
@@ -12,11 +18,18 @@ from typing import Any, Literal
 
 import cbor2
 
-from schemas.codec_cbor import dumps_ordered, record_from_cbor_obj, record_to_cbor_obj
+from schemas.codec_cbor import dumps_ordered
+from schemas.commitment import (
+    COMMITTED_RECORD_VERSION,
+    PLAIN_RECORD_VERSION,
+    in_clear,
+    record_from_obj,
+)
+from schemas.commitment import record_obj as committed_record_obj
 from schemas.errors import EncodingError
 from schemas.record import Record
 
-OPLOG_VERSION = 1
+OPLOG_VERSION = COMMITTED_RECORD_VERSION  # the newest this node reads and writes
 Op = Literal["create", "replace", "delete"]
 _KEYS = frozenset({"v", "op", "handle", "version", "actor", "at", "record"})
 
@@ -28,22 +41,34 @@ class Operation:
     version: int
     actor: str
     at: int
-    record: Record | None
+    record: Record | None  # private values as schemas.commitment.CommittedValue
 
 
 def encode_operation(operation: Operation, *, record_obj: dict[str, Any] | None = None) -> bytes:
     """The operation's deterministic CBOR; ``record_obj`` reuses the structure of
-    ``codec_cbor.record_to_cbor_obj`` when the caller has already built it."""
-    if operation.record is not None and record_obj is None:
-        record_obj = record_to_cbor_obj(operation.record)
+    ``schemas.commitment.record_obj`` when the caller has already built it.
+
+    Raises ValueError for a private value in clear: commit it first (the holder's
+    store does), so no code path can publish one."""
+    record = operation.record
+    if record is not None:
+        clear = in_clear(record)
+        if clear:
+            raise ValueError(
+                f"{record.handle}: commit the private values at index "
+                + ", ".join(map(str, clear))
+                + " before encoding"
+            )
+        if record_obj is None:
+            record_obj = committed_record_obj(record)
     # keys in RFC 8949 §4.2.1 order, so plain encoding is the deterministic one
     obj: dict[str, Any] = {
-        "v": OPLOG_VERSION,
+        "v": record_obj["v"] if record_obj is not None else PLAIN_RECORD_VERSION,
         "at": operation.at,
         "op": operation.op,
         "actor": operation.actor,
         "handle": operation.handle,
-        "record": record_obj if operation.record is not None else None,
+        "record": record_obj if record is not None else None,
         "version": operation.version,
     }
     return dumps_ordered(obj)
@@ -59,8 +84,11 @@ def decode_operation(data: bytes, *, check_form: bool = True) -> Operation:
         raise EncodingError(f"operation is not CBOR: {exc}") from exc
     if not isinstance(obj, dict) or set(obj) != _KEYS:
         raise EncodingError("operation must be a map of " + ", ".join(sorted(_KEYS)))
-    if obj["v"] != OPLOG_VERSION:
-        raise EncodingError(f"operation format version {obj['v']!r} is not supported")
+    if obj["v"] not in (PLAIN_RECORD_VERSION, COMMITTED_RECORD_VERSION):
+        raise EncodingError(
+            f"operation format version {obj['v']!r} is not supported "
+            f"(this node reads 1 and {COMMITTED_RECORD_VERSION})"
+        )
     op, handle, version, actor, at = (obj[k] for k in ("op", "handle", "version", "actor", "at"))
     if (
         op not in ("create", "replace", "delete")
@@ -70,7 +98,15 @@ def decode_operation(data: bytes, *, check_form: bool = True) -> Operation:
         or not isinstance(at, int)
     ):
         raise EncodingError("operation fields have the wrong types")
-    record = None if obj["record"] is None else record_from_cbor_obj(obj["record"])
+    raw = obj["record"]
+    if raw is not None and (not isinstance(raw, dict) or raw.get("v") != obj["v"]):
+        raise EncodingError(
+            f"an operation of version {obj['v']!r} carries a record map of the same version"
+        )
+    if raw is None and obj["v"] != PLAIN_RECORD_VERSION:
+        raise EncodingError("a delete is an operation of version 1")
+    # a private value in clear is refused: it must never be stored away from its holder
+    record = None if raw is None else record_from_obj(raw, clear_private=False)
     if (record is None) != (op == "delete"):
         raise EncodingError("a delete carries no record; a create or replace carries one")
     operation = Operation(op=op, handle=handle, version=version, actor=actor, at=at, record=record)

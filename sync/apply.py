@@ -4,6 +4,8 @@ Apply is idempotent by version: an operation at or below the version this node
 already has of an identifier (live or deleted, as history remembers) changes
 nothing, so a repeated or late block is harmless. Runs inside the caller's
 transaction; nothing is appended to this node's outbox (the origin chain has it).
+Private values arrive, and are stored, as their commitments (schemas/commitment.py):
+this node can show that one exists and when it changed, never what it says.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from registry.store import VALUE_COLUMNS, diff, fetch_records, value_to_row
-from schemas.codec_cbor import dumps_ordered, record_to_cbor_obj
+from schemas.commitment import encode as encode_committed
 from schemas.identifiers import parse
 from schemas.oplog import Operation
 from schemas.record import HandleValue, Record
@@ -52,7 +54,7 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
         changes = json.dumps(
             [{"index": c.index, "type": c.type, "change": c.change} for c in diff(old, op.record)]
         )
-        snapshot = dumps_ordered(record_to_cbor_obj(op.record)) if op.record else None
+        snapshot = encode_committed(op.record) if op.record else None
         history.append((op.handle, op.version, op.op, op.actor, changes, snapshot))
         records[op.handle] = op.record
         final[op.handle] = op

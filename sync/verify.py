@@ -1,7 +1,9 @@
 """Check a node against the chains it holds: every block signed and linked, every
 entry the one its block committed to, every record what the last operation on it
 says, every child block anchored in its parent's chain. Reads only, in one snapshot;
-reports all.
+reports all. A private value travels as a commitment (schemas/commitment.py): its
+holder opens each commitment of its own chain with the value and salt it keeps;
+other nodes compare the commitments they store with the chain's.
 
 What it cannot see: blocks cut off the end of a chain together with the records they
 wrote (compare heights with another node's, `idres_sync_applied_height`), and the
@@ -16,10 +18,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from registry.store import fetch_records
+from registry.store import fetch_records, fetch_salts
 from resolver.topology import Directory
 from schemas.chain import Tip, check_block, decode_anchor, decode_block, tip_after
-from schemas.codec_cbor import encode_record
+from schemas.commitment import SaltMissing, commit_record
+from schemas.commitment import encode as encode_record
 from schemas.errors import EncodingError
 from schemas.oplog import Operation, decode_operation
 from schemas.record import Record
@@ -146,6 +149,7 @@ async def _check_records(
     async def check(rows: list[tuple[asyncpg.Record, Operation]]) -> None:
         names = [r["handle"] for r, _ in rows]
         records = await fetch_records(conn, names)
+        salts = await fetch_salts(conn, [r["handle"] for r, _ in rows if r["chain"] == me])
         versions = {
             r["handle"]: r["version"]
             for r in await conn.fetch(
@@ -173,10 +177,17 @@ async def _check_records(
                     f"{handle}: version {versions.get(handle)} here, but {link} wrote version "
                     f"{op.version}"
                 )
-            elif encode_record(have) != encode_record(op.record):
-                report.problems.append(
-                    f"{handle}: {_difference(have, op.record)} differs from {link}"
-                )
+            else:
+                if r["chain"] == me:  # the holder: its values in clear, with their salts
+                    try:
+                        have = commit_record(have, salts.get(handle, {}))
+                    except SaltMissing as exc:
+                        report.problems.append(f"{exc.message}: {link} cannot be checked")
+                        continue
+                if encode_record(have) != encode_record(op.record):
+                    report.problems.append(
+                        f"{handle}: {_difference(have, op.record)} differs from {link}"
+                    )
 
     async for r in _rows(conn, ops, me):
         handle = r["handle"]
