@@ -33,10 +33,13 @@ class Outcome:
     inputs: int = 0
     crashes: list[Path] = field(default_factory=list)
     hangs: list[Path] = field(default_factory=list)
+    known: int = 0  # inputs that hit a crash named by --known
     seconds: float = 0.0
 
 
-def fuzz(name: str, runs: int, out: Path, *, max_restarts: int = 20) -> Outcome:
+def fuzz(
+    name: str, runs: int, out: Path, *, known: tuple[str, ...] = (), max_restarts: int = 20
+) -> Outcome:
     """Run ``name`` for ``runs`` inputs in total, restarting after each failure."""
     outcome = Outcome(target=name)
     corpus = out / "corpus" / name
@@ -73,13 +76,16 @@ def fuzz(name: str, runs: int, out: Path, *, max_restarts: int = 20) -> Outcome:
                 **os.environ,
                 "IDRES_FUZZ_COUNT": str(count),
                 "IDRES_FUZZ_ARTIFACTS": str(artifacts),
+                "IDRES_FUZZ_KNOWN": "\n".join(known),
             },
         )
         log = done.stdout + done.stderr
         with (out / f"{name}.log").open("ab") as f:
             f.write(log)
         finished = _DONE.findall(log)
-        outcome.inputs += int(finished[-1]) if finished else int(count.read_text() or 0)
+        executed, hit = (int(n) for n in [*count.read_text().split(), "0", "0"][:2])
+        outcome.inputs += int(finished[-1]) if finished else executed
+        outcome.known += hit
         if finished:
             continue  # (libFuzzer's alarm may end the process after "Done", in shutdown)
         if _FAILED.search(log) is None:  # failed outside any input (an import error)
@@ -96,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=100_000, help="inputs per target")
     parser.add_argument("--only", default="", help="comma-separated targets (default: all)")
     parser.add_argument(
+        "--known",
+        action="append",
+        default=[],
+        help="a crash already reported ('Type: message' substring): counted, not stopped at",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=Path(tempfile.gettempdir()) / "idres-fuzz",
@@ -104,14 +116,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(TARGETS)
     print(f"atheris/libFuzzer, {args.runs} inputs per target, -timeout=1 s, -max_len=4096")
-    print(f"{'target':<12} {'inputs':>10} {'crashes':>8} {'hangs':>6} {'wall s':>8}  entry points")
+    for k in args.known:
+        print(f"known crash, counted apart: {k!r}")
+    print(
+        f"{'target':<12} {'inputs':>10} {'crashes':>8} {'hangs':>6} {'known':>6} {'wall s':>7}"
+        "  entry points"
+    )
     failed = False
     for name in names:
-        o = fuzz(name, args.runs, args.out)
+        o = fuzz(name, args.runs, args.out, known=tuple(args.known))
         failed |= bool(o.crashes or o.hangs) or o.inputs < args.runs
         print(
-            f"{name:<12} {o.inputs:>10} {len(o.crashes):>8} {len(o.hangs):>6} "
-            f"{o.seconds:>8.0f}  {TARGETS[name].what}",
+            f"{name:<12} {o.inputs:>10} {len(o.crashes):>8} {len(o.hangs):>6} {o.known:>6} "
+            f"{o.seconds:>7.0f}  {TARGETS[name].what}",
             flush=True,
         )
         for path in (*o.crashes, *o.hangs):
