@@ -24,12 +24,14 @@ from aiohttp import web
 from registry.authz import Signer, authorize, covering_prefix_handles
 from registry.authz import prefix_record_handle as record_of_prefix
 from registry.httpio import (
+    KEEPALIVE_TIMEOUT,
     BadRequest,
     decode_json,
     dump,
     error_body,
     errors_middleware,
     json_response,
+    listener_limits,
     query_bool,
     query_int,
     query_ints,
@@ -200,6 +202,8 @@ class RegistryAPI:
         return can_read_private(signer, record, prefixes.values())
 
     async def _history(self, ident: Identifier, signer: Signer | None) -> web.Response:
+        """What changed and when, for anyone; who changed it (the key id) and the
+        types of values that are not public only for a signer who may read them."""
         entries = await self.store.history(ident.canonical)
         if not entries:
             raise IdentifierNotFound(ident.canonical)
@@ -213,26 +217,33 @@ class RegistryAPI:
                 if v.permissions.public_read or (private_ok and v.permissions.admin_read)
             ]
 
-        return json_response(
-            {
-                "responseCode": 1,
-                "handle": ident.canonical,
-                "history": [
-                    {
-                        "version": e.version,
-                        "op": e.op,
-                        "actor": e.actor,
-                        "at": e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                        "changes": [
-                            {"index": c.index, "type": c.type, "change": c.change}
-                            for c in e.changes
-                        ],
-                        "values": visible(e.record.values) if e.record else [],
-                    }
-                    for e in entries
-                ],
+        shown: list[dict[str, Any]] = []
+        public: set[int] = set()  # indexes public in the version before this one
+        for e in entries:
+            now_public = (
+                {v.index for v in e.record.values if v.permissions.public_read}
+                if (e.record)
+                else set()
+            )
+            changes = []
+            for c in e.changes:
+                change: dict[str, Any] = {"index": c.index, "change": c.change}
+                # a removed value was what the version before said; others, what this one says
+                if private_ok or c.index in (public if c.change == "removed" else now_public):
+                    change["type"] = c.type
+                changes.append(change)
+            entry: dict[str, Any] = {
+                "version": e.version,
+                "op": e.op,
+                "at": e.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "changes": changes,
+                "values": visible(e.record.values) if e.record else [],
             }
-        )
+            if private_ok:
+                entry["actor"] = e.actor
+            shown.append(entry)
+            public = now_public
+        return json_response({"responseCode": 1, "handle": ident.canonical, "history": shown})
 
     async def list_handles(self, request: web.Request) -> web.Response:
         raw = request.query.get("prefix")
@@ -412,9 +423,17 @@ class RegistryAPI:
 
 
 def create_app(
-    store: PostgresStore, config: RegistryConfig, *, clock: Callable[[], float] = time.time
+    store: PostgresStore,
+    config: RegistryConfig,
+    *,
+    clock: Callable[[], float] = time.time,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=config.max_body_bytes,
+        handler_args=listener_limits(keepalive_timeout),
+    )
     RegistryAPI(store, config, clock=clock).install(app)
     return app
 

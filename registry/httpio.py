@@ -20,8 +20,18 @@ from aiohttp.web_protocol import RequestPayloadError
 from schemas.errors import IdresError, InvalidValue
 
 log = logging.getLogger("idres.http")
+# aiohttp closes a connection whose handler waits for a request longer than this from
+# the connection's start or its last answer: a client that sends nothing, or sends its
+# headers a byte at a time (slow-loris), loses its socket after it, not after an hour.
+KEEPALIVE_TIMEOUT = 15.0
 JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def listener_limits(keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> dict[str, Any]:
+    """Handler arguments for every aiohttp listener of a node (``web.Application(
+    handler_args=...)`` or ``web.AppRunner(app, **...)``)."""
+    return {"keepalive_timeout": keepalive_timeout}
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
@@ -62,6 +72,13 @@ class UnsupportedMediaType(IdresError):
 class BadRequest(IdresError):
     response_code = 202
     http_status = 400
+
+
+class TooManyRequests(IdresError):
+    """A client over its budget of upstream work (RFC 6585 §4); it may ask again later."""
+
+    response_code = 2
+    http_status = 429
 
 
 # aiohttp's own refusals, in Handle terms

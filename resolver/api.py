@@ -9,7 +9,8 @@ common answer, unfiltered and cached, is written as the bytes the cache holds.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -17,19 +18,40 @@ import orjson
 from aiohttp import web
 
 from registry.api import TAIL, RegistryAPI, target_of
-from registry.httpio import BadRequest, dump, error_body, json_response, query_bool, query_ints
+from registry.httpio import (
+    BadRequest,
+    TooManyRequests,
+    dump,
+    error_body,
+    json_response,
+    query_bool,
+    query_ints,
+)
 from registry.httpio import read_json as read_json_body
+from registry.httpsig import authority_of
 from resolver import did
 from resolver import web as web_view
+from resolver.budget import (
+    AUTH_BUDGET,
+    MAX_UPSTREAM_PER_BATCH,
+    UPSTREAM_BUDGET,
+    BudgetConfig,
+    Budgets,
+)
 from resolver.metrics import Metrics
 from resolver.service import VIA_HEADER, Answer, Resolver, decorate
 from resolver.topology import Directory
+from schemas.codec_json import values_from_json
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
 from schemas.identifiers.digital_link import PRIMARY_KEYS
+from schemas.record import HandleValue
 
 MAX_BATCH_RESOLVE = 1000
 JSON = "application/json"
+# The host a Digital Link path is read under when this node answers it (GS1 DL URI
+# syntax 1.2 §4): configured, never the request's Host header, which the client writes.
+DEFAULT_DIGITAL_LINK_HOST = "id.gs1.org"
 
 
 class ResolverAPI:
@@ -41,14 +63,33 @@ class ResolverAPI:
         metrics: Metrics,
         *,
         role: str,
+        digital_link_host: str = DEFAULT_DIGITAL_LINK_HOST,
+        upstream_budget: BudgetConfig = UPSTREAM_BUDGET,
+        auth_budget: BudgetConfig = AUTH_BUDGET,
+        max_upstream_per_batch: int = MAX_UPSTREAM_PER_BATCH,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.resolver = resolver
         self.registry = registry
         self.directory = directory
         self.metrics = metrics
         self.role = role
+        self.digital_link_host = digital_link_host
+        self.upstream_budgets = Budgets(upstream_budget)
+        self.auth_budgets = Budgets(auth_budget)
+        self.max_upstream_per_batch = max_upstream_per_batch
+        self.clock = clock
+        # a write signed for this node's URL in the directory is a write for this node
+        registry.public_authorities = self._own_authorities
         # ?proof=true: answered by the node's sync, which holds the chains (if it runs)
         self.proof: Callable[[Identifier], Awaitable[web.Response]] | None = None
+
+    def _own_authorities(self) -> tuple[str, ...]:
+        me = self.directory().by_name.get(self.resolver.config.name)
+        try:
+            return (authority_of(me.url),) if me is not None else ()
+        except ValueError:
+            return ()
 
     def install(self, app: web.Application) -> None:
         app.router.add_get("/api/handles/" + TAIL, self.get_handle)
@@ -79,6 +120,14 @@ class ResolverAPI:
         types = set(request.query.getall("type", []))
         indexes = query_ints(request, "index")
         query_bool(request, "publicOnly", False)  # unsigned reads see public values only
+        # auth=true skips every cache and asks the holder: rate-limited per client, so
+        # that anonymous readers cannot turn this node into a flood of the one below
+        if auth and not self.auth_budgets.take(_client(request), self.clock()):
+            cfg = self.auth_budgets.config
+            raise TooManyRequests(
+                f"auth=true skips every cache: at most {cfg.rate:g} a second "
+                f"({cfg.burst:g} at once) per client; ask without it for the cached answer"
+            )
         answer = await self.resolver.resolve(
             ident, recursive=recursive, auth=auth, via=_via(request)
         )
@@ -116,30 +165,38 @@ class ResolverAPI:
         except UnicodeDecodeError:
             return _html(raw, None, "not UTF-8 after percent-decoding", 400)
         first, _, rest = text.partition("/")
-        if first in PRIMARY_KEYS and rest:  # a Digital Link path: this host is the resolver
-            text = f"https://{request.host}/{text}"
+        if first in PRIMARY_KEYS and rest:  # a Digital Link path: this node is the resolver
+            text = f"https://{self.digital_link_host}/{text}"
         try:
             ident = parse(text)
             answer = await self.resolver.resolve(ident)
         except IdresError as exc:
             return _html(text, None, exc.message, exc.http_status)
-        record = orjson.loads(answer.body)
+        try:
+            record = orjson.loads(answer.body)
+        except orjson.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict):
+            return _html(ident.canonical, None, "the answer could not be read", 502)
         if answer.status != 200 or record.get("responseCode") != 1:
             return _html(ident.canonical, None, str(record.get("message", "")), answer.status)
+        values = _values(record)
+        if values is None:
+            return _html(ident.canonical, None, "the answer holds values that are not valid", 502)
         if ident.uri is not None:  # GS1 Digital Link (GS1 DL URI syntax 1.2, resolver)
             if "application/linkset+json" in request.headers.get("Accept", ""):
                 return web.Response(
-                    body=dump(web_view.linkset(ident.uri, record)),
+                    body=dump(web_view.linkset(ident.uri, values)),
                     content_type="application/linkset+json",
                 )
-            target = web_view.default_link(record)
+            target = web_view.default_link(values)
             if target and "noredirect" not in request.query:
                 return web.Response(status=307, headers={"Location": target})
-            return _html(ident.canonical, record, "", 200)
-        target = web_view.redirect_target(record)
+            return _html(ident.canonical, values, "", 200)
+        target = web_view.redirect_target(values)
         if target and "noredirect" not in request.query:
             return web.Response(status=302, headers={"Location": target})
-        return _html(ident.canonical, record, "", 200)
+        return _html(ident.canonical, values, "", 200)
 
     async def resolve_many(self, request: web.Request) -> web.Response:
         self.metrics.inc("idres_requests_total", 'interface="batch"')
@@ -156,6 +213,18 @@ class ResolverAPI:
                 "identifiers", f"{len(items)} identifiers; send 1 to {MAX_BATCH_RESOLVE}"
             )
         limit = asyncio.Semaphore(64)
+        client = _client(request)
+        started = 0
+
+        def permit() -> bool:
+            """Whether one more lookup of the next node may start for this request."""
+            nonlocal started
+            if started >= self.max_upstream_per_batch:
+                return False
+            if not self.upstream_budgets.take(client, self.clock()):
+                return False
+            started += 1
+            return True
 
         async def one(item: Any) -> dict[str, Any]:
             if not isinstance(item, str):
@@ -168,7 +237,7 @@ class ResolverAPI:
             try:
                 ident = parse(item)
                 async with limit:
-                    answer = await self.resolver.resolve(ident)
+                    answer = await self.resolver.resolve(ident, permit=permit)
             except IdresError as exc:
                 return {"input": item, **error_body(exc), "status": exc.http_status}
             return {
@@ -232,10 +301,26 @@ def _did_response(result: dict[str, Any], status: int) -> web.Response:
     return web.Response(body=dump(result), status=status, content_type=did.CONTENT_TYPE)
 
 
-def _html(handle: str, record: dict[str, Any] | None, message: str, status: int) -> web.Response:
+def _html(
+    handle: str, values: Sequence[HandleValue] | None, message: str, status: int
+) -> web.Response:
     return web.Response(
-        text=web_view.page(handle, record, message=message), status=status, content_type="text/html"
+        text=web_view.page(handle, values, message=message), status=status, content_type="text/html"
     )
+
+
+def _values(record: dict[str, Any]) -> tuple[HandleValue, ...] | None:
+    """The answer's values parsed as a registrant's would be: the page and the redirect
+    are built from these, not from the bytes that came from upstream."""
+    try:
+        return values_from_json({"values": record.get("values")}, now=0)
+    except InvalidValue:
+        return None
+
+
+def _client(request: web.Request) -> str:
+    """Who to count a request against: the peer's address (behind a proxy, the proxy)."""
+    return request.remote or "unknown"
 
 
 def _via(request: web.Request) -> tuple[str, ...]:

@@ -28,12 +28,18 @@ log = logging.getLogger("idres.fastpath")
 PREFIX = b"/api/handles/"
 MAX_PENDING = 64  # answers owed on one connection; reading pauses at half of it
 MAX_URL = 8192  # bytes of request target
+# A request must arrive whole within HEADER_TIMEOUT of its first byte, and a
+# connection owing nothing and sending nothing is closed after IDLE_TIMEOUT: a client
+# that dribbles headers or just holds the socket (slow-loris) costs a timer, not a slot.
+HEADER_TIMEOUT = 10.0
+IDLE_TIMEOUT = 30.0
 _REASONS = {
     200: b"OK",
     400: b"Bad Request",
     401: b"Unauthorized",
     404: b"Not Found",
     405: b"Method Not Allowed",
+    408: b"Request Timeout",
     500: b"Internal Server Error",
     502: b"Bad Gateway",
     504: b"Gateway Timeout",
@@ -77,8 +83,18 @@ class FastProtocol(asyncio.Protocol):
     while the client is not reading what was written (transport write flow control).
     """
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(
+        self,
+        resolver: Resolver,
+        *,
+        header_timeout: float = HEADER_TIMEOUT,
+        idle_timeout: float = IDLE_TIMEOUT,
+    ) -> None:
         self.resolver = resolver
+        self.header_timeout = header_timeout
+        self.idle_timeout = idle_timeout
+        self.timer: asyncio.TimerHandle | None = None
+        self.in_request = False  # between the first byte of a request and its end
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = bytearray()
@@ -90,8 +106,35 @@ class FastProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport has the Transport methods without the base class
         self.transport = cast(asyncio.Transport, transport)
+        self._arm(self.idle_timeout)
+
+    def _arm(self, seconds: float | None) -> None:
+        """One deadline per connection: for the request being read, or for idling."""
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = None
+        if seconds is not None and self.transport is not None:
+            self.timer = asyncio.get_running_loop().call_later(seconds, self._expired)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.transport is None:
+            return
+        if self.in_request:  # RFC 9110 §15.5.9: tell it why, then close
+            self.in_request = False
+            self._finish(error(408, "request not received in time", keep_alive=False))
+            if self.pending and self.transport is not None:  # answers still owed first
+                self._arm(self.header_timeout)
+        elif not self.pending:
+            self.closing = True
+            self.transport.close()
+
+    def _idle_if_done(self) -> None:
+        if not self.pending and not self.in_request and not self.closing:
+            self._arm(self.idle_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._arm(None)
         for future in self.pending:
             future.cancel()  # only this connection's waits: shared lookups run on
         self.pending.clear()
@@ -129,6 +172,10 @@ class FastProtocol(asyncio.Protocol):
             self._finish(error(400, f"malformed HTTP request: {exc}", keep_alive=False))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        self.in_request = True
+        self._arm(self.header_timeout)
+
     def on_url(self, url: bytes) -> None:
         if len(self.url) + len(url) > MAX_URL:
             raise _UrlTooLong
@@ -138,6 +185,8 @@ class FastProtocol(asyncio.Protocol):
         self.upgrade = self.parser.should_upgrade()
 
     def on_message_complete(self) -> None:
+        self.in_request = False
+        self._arm(None)  # until its answer is written; then the idle clock runs
         url, self.url = bytes(self.url), bytearray()
         keep_alive = self.parser.should_keep_alive()
         method = self.parser.get_method()
@@ -176,6 +225,7 @@ class FastProtocol(asyncio.Protocol):
             self._lookup(url[len(PREFIX) :], keep_alive)
         if not keep_alive:
             self.closing = True
+        self._idle_if_done()
 
     def _lookup(self, raw: bytes, keep_alive: bool) -> None:
         try:
@@ -250,6 +300,7 @@ class FastProtocol(asyncio.Protocol):
         if self.transport is not None and self.closing and not self.pending:
             self.transport.close()
             return
+        self._idle_if_done()
         self._maybe_resume()
 
     def _maybe_pause(self) -> None:
@@ -292,7 +343,16 @@ def _encode(answer: Answer, ident: Identifier, keep_alive: bool) -> bytes:
     )
 
 
-async def serve_fast(resolver: Resolver, sock: socket.socket) -> asyncio.Server:
+async def serve_fast(
+    resolver: Resolver,
+    sock: socket.socket,
+    *,
+    header_timeout: float = HEADER_TIMEOUT,
+    idle_timeout: float = IDLE_TIMEOUT,
+) -> asyncio.Server:
     """Start the listener on an already bound socket."""
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: FastProtocol(resolver), sock=sock)
+    return await loop.create_server(
+        lambda: FastProtocol(resolver, header_timeout=header_timeout, idle_timeout=idle_timeout),
+        sock=sock,
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from registry.httpio import dump
+from registry.httpio import TooManyRequests, dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
 from resolver.topology import Directory, Route
@@ -103,8 +103,13 @@ class Resolver:
         recursive: bool = True,
         auth: bool = False,
         via: tuple[str, ...] = (),
+        permit: Callable[[], bool] | None = None,
     ) -> Answer:
-        """The answer for ``ident``; raises IdresError subclasses for failures."""
+        """The answer for ``ident``; raises IdresError subclasses for failures.
+
+        ``permit`` is asked before a lookup of the next node starts (not for answers
+        from here, nor for joining a lookup already under way); False refuses it.
+        """
         if self.config.name in via:
             raise LoopDetected(f"resolution loop: {' -> '.join((*via, self.config.name))}")
         if len(via) >= self.config.max_hops:
@@ -147,6 +152,11 @@ class Resolver:
         flight = (key, auth)
         task = self._inflight.get(flight)
         if task is None:
+            if permit is not None and not permit():
+                raise TooManyRequests(
+                    f"{key} is not cached here and this request may ask the next node "
+                    "for no more identifiers now; ask again for it later"
+                )
             task = asyncio.ensure_future(self._ask(ident, route, auth=auth, via=via))
             self._inflight[flight] = task
             task.add_done_callback(lambda done: self._landed(flight, done))

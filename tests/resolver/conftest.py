@@ -32,12 +32,20 @@ from tests.conftest import with_database
 
 LAYOUT = [
     ("super", Role.SUPER, None, ("bid:",)),
-    ("backbone", Role.BACKBONE, "super", ("88", "86")),
+    ("backbone", Role.BACKBONE, "super", ("88", "86", "gs1:6", "oid:1.2.156")),
     ("sub", Role.SUBCHAIN, "backbone", ("88.100", "gs1:690", "oid:1.2.156.3001")),
     ("hang", Role.SUBCHAIN, "backbone", ("88.77",)),
     ("junk", Role.SUBCHAIN, "backbone", ("88.66",)),
+    ("evil", Role.SUBCHAIN, "backbone", ("88.55",)),
 ]
-FAKES = {"hang", "junk"}
+FAKES = {"hang", "junk", "evil"}
+# what a hijacked node (or one whose traffic is intercepted) answers: valid JSON of
+# the Handle shape, with script where numbers and types belong
+EVIL_RECORD = (
+    b'{"responseCode":1,"handle":"88.55/X","values":[{"index":"<script>alert(1)</script>",'
+    b'"type":"<img src=x onerror=alert(2)>","data":{"format":"string","value":"hi"},'
+    b'"ttl":"<script>alert(3)</script>"}]}'
+)
 
 
 @dataclass
@@ -50,7 +58,8 @@ class Net:
 
 
 class Fake:
-    """A misbehaving node: ``hang`` never answers, ``junk`` answers garbage."""
+    """A misbehaving node: ``hang`` never answers, ``junk`` answers garbage, ``evil``
+    answers a record with script in it."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -68,6 +77,12 @@ class Fake:
             await reader.readuntil(b"\r\n\r\n")
             if self.name == "junk":
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!")
+                await writer.drain()
+            elif self.name == "evil":
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(EVIL_RECORD), EVIL_RECORD)
+                )
                 await writer.drain()
             else:
                 await asyncio.sleep(30)  # past every timeout

@@ -16,6 +16,7 @@ from registry.service import bootstrap
 from registry.store import PostgresStore
 from schemas.identifiers.prefix import parse_prefix
 from tests.registry.conftest import SERVED, Node
+from tests.resolver.conftest import net  # noqa: F401  (the five-node network, as a fixture)
 
 
 @pytest_asyncio.fixture
