@@ -566,6 +566,7 @@ async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> St
 async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, now: int) -> None:
     if not planned:
         return
+    salts = await _salts_for(conn, planned)  # before the old rows, and their salts, go
     # inserted in key order, as the lock was taken, so concurrent batches cannot deadlock
     creates = sorted((p for p in planned if p.op == "create"), key=lambda p: p.handle)
     replaces = [p for p in planned if p.op == "replace"]
@@ -593,7 +594,6 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
         await conn.execute(
             "DELETE FROM identifiers WHERE handle = ANY($1::text[])", [p.handle for p in deletes]
         )
-    salts = await _salts_for(conn, planned)
     rows = [
         (*value_to_row(p.handle, v), salts[p.handle].get(v.index))
         for p in planned

@@ -1,0 +1,232 @@
+"""A value without public read never leaves its holder in clear (issue 11): its chain,
+the log and the databases above hold a salted commitment that the holder's value and
+salt open, and nothing that reads as the value. Over Kafka and the in-process log."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from registry.store import fetch_salts
+from schemas.commitment import COMMITTED_TYPE, CommittedValue, opens
+from schemas.record import DataFormat, HandleValue, Permissions, Record
+from sync.kafka import KafkaLog
+from sync.log import Log, chain_topic
+from sync.verify import verify
+from tests.sync.chains import Node, catch_up, flush
+
+pytestmark = pytest.mark.asyncio
+
+HANDLE = "88.100.1/PRIVATE"
+SECRET = "buyer-7731@corp.example"  # an EMAIL only the holder's admins may read
+PRIVATE = Permissions(public_read=False)
+
+
+def _record(secret: str = SECRET, url: str = "https://e.x/p") -> Record:
+    return Record(
+        handle=HANDLE,
+        values=(
+            HandleValue(index=1, type="URL", format=DataFormat.STRING, value=url),
+            HandleValue(
+                index=2,
+                type="EMAIL",
+                format=DataFormat.STRING,
+                value=secret,
+                permissions=PRIVATE,
+            ),
+        ),
+    )
+
+
+async def _propagate(network: dict[str, Node]) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    await flush(sub)
+    await catch_up(backbone)
+    await flush(backbone)
+    await catch_up(top)
+
+
+def _consumer_options() -> dict[str, Any]:
+    """What a client of the broker needs besides its address: SASL when the test
+    broker asks for it (tests/conftest.py puts its credentials in the environment)."""
+    if "KAFKA_SASL_USERNAME" not in os.environ:
+        return {}
+    return {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+        "sasl_plain_username": os.environ["KAFKA_SASL_USERNAME"],
+        "sasl_plain_password": os.environ["KAFKA_SASL_PASSWORD"],
+    }
+
+
+async def _published(log: Log, topic: str, request: pytest.FixtureRequest) -> list[bytes]:
+    """Every message of ``topic``, read as any other client of the log would read it:
+    on Kafka with a plain consumer of its own, not through idres."""
+    if not isinstance(log, KafkaLog):
+        return [r.value for r in await log.fetch({topic: 0}, wait=1)]
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=request.getfixturevalue("kafka_bootstrap"),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        **_consumer_options(),
+    )
+    await consumer.start()
+    try:
+        out: list[bytes] = []
+        async with asyncio.timeout(60):
+            while not out:  # every block was acknowledged before flush returned
+                batches = await consumer.getmany(timeout_ms=1000)
+                out += [m.value for msgs in batches.values() for m in msgs if m.value]
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def _bytes_anywhere(pool: asyncpg.Pool, needle: bytes) -> list[str]:
+    """Which stored columns of a node's database hold ``needle``."""
+    found = []
+    async with pool.acquire() as conn:
+        for table, column in (
+            ("handle_values", "data"),
+            ("history", "record"),
+            ("chain_entries", "payload"),
+            ("chain_blocks", "message"),
+            ("outbox", "payload"),
+        ):
+            if await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE position($1::bytea IN {column}) > 0", needle
+            ):
+                found.append(f"{table}.{column}")
+    return found
+
+
+async def test_a_private_value_leaves_its_holder_only_as_a_commitment(
+    network: dict[str, Node], log: Log, request: pytest.FixtureRequest
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    await sub.store.put(_record(), actor="t")
+    await _propagate(network)
+
+    # what a sibling, a mirror or any reader of the log sees: the public value, and
+    # that a private value exists, never its bytes (nor its type)
+    messages = await _published(log, chain_topic(sub.name), request)
+    assert any(b"https://e.x/p" in m for m in messages)  # the right bytes were read
+    assert not [m for m in messages if SECRET.encode() in m]
+    assert not [m for m in messages if b"EMAIL" in m]
+
+    # the parent and the super node keep the commitment as such, nothing in clear
+    for above in (backbone, top):
+        assert await _bytes_anywhere(above.pool, SECRET.encode()) == []
+        copy = await above.store.get(HANDLE)
+        assert copy is not None
+        assert copy.values[0].value == "https://e.x/p"
+        committed = copy.values[1]
+        assert isinstance(committed, CommittedValue)
+        assert (committed.index, committed.type, committed.permissions) == (
+            2,
+            COMMITTED_TYPE,
+            PRIVATE,
+        )
+    # the holder's chain itself (what its snapshots carry) is committed too; only its
+    # own values and history keep the value, where its admins read it (test_api.py
+    # covers the signed read of a private value at its node)
+    assert await _bytes_anywhere(sub.pool, SECRET.encode()) == [
+        "handle_values.data",
+        "history.record",
+    ]
+    held = await sub.store.get(HANDLE)
+    assert held is not None
+    assert held.values[1].value == SECRET
+
+    directory = sub.follower.directory()
+    for node in (sub, backbone, top):
+        report = await verify(node.pool, directory, node.name)
+        assert report.problems == [], node.name
+        assert report.records >= 1
+
+
+async def test_the_commitment_opens_with_the_holders_value_and_salt_only(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record(), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
+
+    copy = await backbone.store.get(HANDLE)
+    assert copy is not None
+    committed = copy.values[1]
+    # what the holder shows a reader it allows: the value, and the salt it keeps
+    held = await sub.store.get(HANDLE)
+    assert held is not None
+    async with sub.pool.acquire() as conn:
+        salt = (await fetch_salts(conn, [HANDLE]))[HANDLE][2]
+    shown = held.values[1]
+    assert opens(HANDLE, committed, shown, salt)
+    assert not opens(HANDLE, committed, _record("buyer-7732@corp.example").values[1], salt)
+    assert not opens(HANDLE, committed, shown, bytes(16))
+
+
+async def test_a_parents_history_says_that_a_private_value_changed_not_what(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record(), actor="t")
+    await sub.store.put(_record(url="https://e.x/q"), actor="t")  # the private value kept
+    await sub.store.put(_record("buyer-9@corp.example", url="https://e.x/q"), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
+
+    history = await backbone.store.history(HANDLE)
+    changes = [[(c.index, c.type, c.change) for c in h.changes] for h in history]
+    assert changes == [
+        [(1, "URL", "added"), (2, COMMITTED_TYPE, "added")],
+        [(1, "URL", "modified")],  # an unchanged value keeps its salt and commitment
+        [(2, COMMITTED_TYPE, "modified")],
+    ]
+    for entry in history:
+        assert entry.record is not None
+        assert isinstance(entry.record.values[1], CommittedValue)
+    assert await _bytes_anywhere(backbone.pool, b"buyer-") == []
+
+
+async def test_verify_finds_a_private_value_changed_behind_the_chains_back(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record(), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
+    directory = sub.follower.directory()
+
+    # at the holder: the value no longer opens the commitment its chain signed
+    async with sub.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE handle_values SET data = $1 WHERE handle = $2 AND idx = 2",
+            b"attacker@evil.example",
+            HANDLE,
+        )
+    report = await verify(sub.pool, directory, sub.name)
+    assert [p for p in report.problems if p.startswith(f"{HANDLE}: the value at index 2")]
+
+    # its salt lost: the commitment cannot be opened, and verify says so
+    async with sub.pool.acquire() as conn:
+        await conn.execute("UPDATE handle_values SET salt = NULL WHERE handle = $1", HANDLE)
+    report = await verify(sub.pool, directory, sub.name)
+    assert [p for p in report.problems if "no salt for the private value 2" in p]
+
+    # at the parent: a commitment that is not the chain's
+    async with backbone.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE handle_values SET data = $1 WHERE handle = $2 AND idx = 2",
+            bytes(32),
+            HANDLE,
+        )
+    report = await verify(backbone.pool, directory, backbone.name)
+    assert [p for p in report.problems if p.startswith(f"{HANDLE}: the value at index 2")]
