@@ -1,0 +1,63 @@
+"""schemathesis over the node's own /openapi.json: whatever it sends, no 5xx.
+
+A short run (SCHEMATHESIS_MAX_EXAMPLES per operation, 25 by default) against a real
+node of the test network over real PostgreSQL. A longer run: see README "Fuzzing the
+HTTP API", e.g. ``SCHEMATHESIS_MAX_EXAMPLES=2000 pytest tests/security/test_schemathesis.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.resolver.conftest import Net
+
+pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
+MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25"))
+SEED = os.environ.get("SCHEMATHESIS_SEED", "11")
+
+
+def _cli() -> list[str]:
+    exe = Path(sys.executable).with_name("schemathesis")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("schemathesis")
+    if found is None:
+        pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
+    return [found]
+
+
+async def test_no_request_the_openapi_document_allows_is_a_server_error(
+    net: Net, tmp_path: Path
+) -> None:
+    url = net.urls["sub"]  # holds 88.100: its registry and resolver answer
+    proc = await asyncio.create_subprocess_exec(
+        *_cli(),
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        str(MAX_EXAMPLES),
+        "--seed",
+        SEED,
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        "--no-color",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    out, _ = await proc.communicate()
+    report = out.decode("utf-8", "replace")
+    assert proc.returncode == 0, report[-6000:]
+    print(report[-3000:])
+    assert "passed" in report
