@@ -16,7 +16,7 @@ from benchmarks.fuzz.targets import TARGETS, Crash, is_bad_input
 
 # derandomized and without a database, so every run of the suite tries the same inputs
 FUZZ = settings(
-    max_examples=300,
+    max_examples=200,
     derandomize=True,
     database=None,
     deadline=None,  # no timed assertions in tests: hangs are the long run's to find

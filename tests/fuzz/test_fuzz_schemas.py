@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from benchmarks.fuzz import seeds
@@ -202,3 +202,88 @@ def test_bad_input_errors_are_4xx_and_server_errors_are_not_bad_input() -> None:
     assert not is_bad_input(ServerError("x"))
     assert not is_bad_input(ValueError("x"))
     assert not isinstance(ValueError("x"), IdresError)
+
+
+# CBOR maps with the field names the decoders look for and values of every CBOR type,
+# encoded deterministically (RFC 8949 §4.2.1) so they pass the form check and reach
+# the field checks behind it, where byte mutation seldom gets
+_FIELDS = [
+    "v",
+    "op",
+    "handle",
+    "version",
+    "actor",
+    "at",
+    "record",
+    "values",
+    "index",
+    "type",
+    "format",
+    "data",
+    "ttl",
+    "ttlType",
+    "timestamp",
+    "perms",
+    "refs",
+    "commit",
+    "header",
+    "sig",
+    "entries",
+    "chain",
+    "height",
+    "alg",
+    "prev",
+    "first",
+    "count",
+    "head",
+    "root",
+    "hash",
+    "seq",
+]
+_CBOR_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**65), 2**65),
+    st.sampled_from(
+        [
+            0,
+            1,
+            2,
+            15,
+            16,
+            4095,
+            4096,
+            2**31,
+            "create",
+            "delete",
+            "string",
+            "admin",
+            "vlist",
+            "hex",
+            "key",
+            "sha256",
+            "sm3",
+            "op",
+            "anchor",
+            "88.1/x",
+            "URL",
+        ]
+    ),
+    st.binary(max_size=40),
+    st.text(max_size=8),
+)
+_CBOR = st.recursive(
+    _CBOR_LEAF,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(_FIELDS), inner, max_size=9)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(FUZZ, max_examples=150)  # generating nested maps is the slow part
+@given(obj=st.dictionaries(st.sampled_from(_FIELDS), _CBOR, max_size=8))
+def test_cbor_maps_of_the_right_field_names_are_decoded_or_refused(obj: dict[str, object]) -> None:
+    data = cbor2.dumps(obj, canonical=True)
+    for name in ("cbor_record", "oplog", "chain"):
+        run(name, data)
