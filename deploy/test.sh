@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine: install, lint, type-check, then pytest
 # against a real PostgreSQL (embedded unless DATABASE_URL is set) and a real
-# Apache Kafka broker (started here unless KAFKA_BOOTSTRAP is set).
+# Apache Kafka broker (started here unless KAFKA_BOOTSTRAP is set, with its SASL
+# credentials in KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD).
 # Extra arguments go to pytest, e.g. deploy/test.sh -k store
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,8 +34,11 @@ if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
   export IDRES_STATE
   export IDRES_KAFKA_STATE="$IDRES_STATE"  # the suite stops and resumes it (an outage)
   trap 'bash deploy/kafka/kafka.sh stop || true; rm -rf "$IDRES_STATE"' EXIT
-  line="$(bash deploy/kafka/kafka.sh start)"
-  export KAFKA_BOOTSTRAP="${line#KAFKA_BOOTSTRAP=}"
+  # KAFKA_BOOTSTRAP and the admin's KAFKA_SASL_* credentials, one KEY=VALUE a line
+  lines="$(bash deploy/kafka/kafka.sh start)"
+  while IFS= read -r kv; do
+    [[ "$kv" =~ ^KAFKA_[A-Z_]+= ]] && export "${kv?}"
+  done <<<"$lines"
 fi
 echo "test: pytest (Kafka at $KAFKA_BOOTSTRAP, PostgreSQL ${DATABASE_URL:+at $DATABASE_URL}${DATABASE_URL:-embedded})" >&2
 status=0

@@ -29,6 +29,7 @@ DEFAULT_PREFIXES = (
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_SIGNATURE_MAX_AGE = 300
 DEFAULT_WORKERS = 1
+DEFAULT_KAFKA_MECHANISM = "SCRAM-SHA-512"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,6 +51,11 @@ class NodeConfig:
     cache: bool = True  # False: every lookup goes upstream (the cold-path benchmark)
     fast_port: int | None = None  # the lean resolution listener (resolver/fastpath.py)
     kafka: str | None = None  # host:port of a Kafka broker: publish and follow chains there
+    # This node's Kafka principal (SASL); None: PLAINTEXT. The operator makes the user
+    # and its ACLs with `idres kafka-acl`.
+    kafka_user: str | None = None
+    kafka_password: str = field(default="", repr=False)
+    kafka_mechanism: str = DEFAULT_KAFKA_MECHANISM
     hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
     mirror_of: str | None = None  # keep and answer copies of what this node keeps
     snapshot: Path | None = None  # start the chains this node keeps from this file
@@ -69,6 +75,9 @@ class NodeConfig:
             max_body_bytes=int(env.get("IDRES_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             signature_max_age=int(env.get("IDRES_SIGNATURE_MAX_AGE", DEFAULT_SIGNATURE_MAX_AGE)),
             kafka=env.get("KAFKA_BOOTSTRAP") or None,
+            kafka_user=env.get("KAFKA_SASL_USERNAME") or None,
+            kafka_password=env.get("KAFKA_SASL_PASSWORD", ""),
+            kafka_mechanism=env.get("KAFKA_SASL_MECHANISM") or DEFAULT_KAFKA_MECHANISM,
             hash_alg=env.get("IDRES_HASH", "sha256"),
             mirror_of=env.get("IDRES_MIRROR_OF") or None,
             snapshot=Path(env["IDRES_SNAPSHOT"]) if env.get("IDRES_SNAPSHOT") else None,

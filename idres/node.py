@@ -49,7 +49,7 @@ from resolver.fastpath import serve_fast
 from resolver.topology import Delegation, Directory, Role, prefix_key
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
-from sync.kafka import KafkaLog
+from sync.kafka import KafkaCredentials, KafkaLog
 from sync.service import SyncConfig
 from sync.snapshot import SnapshotError
 from sync.snapshot import load as load_snapshot
@@ -86,6 +86,7 @@ def run(config: NodeConfig) -> int:
     that delegation's prefixes. Alone, it is a one-node hierarchy: a super node whose
     delegation, signed with its own key (``DATA_DIR/node.pem``), holds the prefixes.
     """
+    kafka_credentials(config)  # a mistake in them stops the node before it binds
     sock = socket.create_server((config.host, config.port), backlog=1024)
     host, port = sock.getsockname()[:2]
     name, directory = _directory(config, f"http://{host}:{port}")
@@ -233,6 +234,20 @@ def _supervise(
     return 1 if failed else 0
 
 
+def kafka_credentials(config: NodeConfig) -> KafkaCredentials | None:
+    """This node's Kafka principal from its configuration; None: PLAINTEXT."""
+    if not config.kafka_user:
+        return None
+    try:
+        return KafkaCredentials(
+            username=config.kafka_user,
+            password=config.kafka_password,
+            mechanism=config.kafka_mechanism,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"idres serve: {exc}") from None
+
+
 async def _worker(
     sock: socket.socket,
     url: str,
@@ -246,7 +261,11 @@ async def _worker(
     """One worker process; the first also runs the node's sync (one relay, one follower)."""
     pool = await create_pool(url)
     name = config.name or "node"
-    sync_log = KafkaLog(config.kafka, client_id=f"idres-{name}") if config.kafka else None
+    sync_log = (
+        KafkaLog(config.kafka, client_id=f"idres-{name}", credentials=kafka_credentials(config))
+        if config.kafka
+        else None
+    )
     app = build_app(
         node_key=node_key,
         sync_log=sync_log,

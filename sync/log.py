@@ -33,6 +33,17 @@ class LogUnavailable(ServerError):
     http_status = 503
 
 
+class LogForbidden(LogUnavailable):
+    """The log authenticated this node but its ACLs refuse it this topic (or refused
+    its credentials). A kind of ``LogUnavailable`` so that every loop that retries
+    the log backs off on it too: rights may be granted later (``idres kafka-acl``),
+    and a node without them must wait, not spin."""
+
+    def __init__(self, message: str, *, topic: str | None = None) -> None:
+        super().__init__(message)
+        self.topic = topic
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogRecord:
     topic: str

@@ -2,7 +2,9 @@
 
 Each test that asks for ``db_url`` gets a fresh database cloned from a migrated
 template. Kafka is ``KAFKA_BOOTSTRAP`` if set, else a single-node KRaft broker that
-``deploy/kafka/kafka.sh`` starts once for the session.
+``deploy/kafka/kafka.sh`` starts once for the session. That broker wants SASL/SCRAM:
+its admin credentials go into ``os.environ`` (``KAFKA_SASL_*``), where ``KafkaLog``
+and the ``idres`` processes the tests start find them.
 """
 
 from __future__ import annotations
@@ -140,9 +142,16 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     if started.returncode != 0:
         pytest.fail(f"the Kafka broker did not start:\n{started.stdout}\n{started.stderr}")
-    lines = [ln for ln in started.stdout.splitlines() if ln.startswith("KAFKA_BOOTSTRAP=")]
+    printed = dict(
+        ln.split("=", 1) for ln in started.stdout.splitlines() if ln.startswith("KAFKA_")
+    )
+    # The broker's admin: every KafkaLog built without credentials, and every idres
+    # process a test starts, authenticates as it (tests of ACLs make their own users).
+    for key in ("KAFKA_SASL_MECHANISM", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"):
+        if key in printed:
+            os.environ[key] = printed[key]
     try:
-        yield lines[-1].split("=", 1)[1]
+        yield printed["KAFKA_BOOTSTRAP"]
     finally:
         subprocess.run(
             ["bash", str(script), "stop"], env=env, capture_output=True, timeout=120, check=False

@@ -1,6 +1,8 @@
 """End-to-end smoke check of a Kafka broker with aiokafka.
 
 Usage: python deploy/kafka/smoke.py 127.0.0.1:PORT   (exit 0 = ok)
+Credentials: KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD / KAFKA_SASL_MECHANISM, as
+kafka.sh prints them (none: PLAINTEXT).
 
 Creates a fresh topic, produces with acks=all + idempotence, consumes in a
 consumer group with manual commit, then checks a second consumer of the same
@@ -15,6 +17,10 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from sync.kafka import KafkaCredentials, client_options
+
+SASL = client_options(KafkaCredentials.from_env())
+
 N, FIRST = 5, 3  # produce N messages; the first consumer commits after FIRST
 
 
@@ -28,7 +34,7 @@ async def main(bootstrap: str) -> None:
     tp = TopicPartition(topic, 0)
     t = t_all = time.monotonic()
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **SASL)
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
@@ -36,7 +42,9 @@ async def main(bootstrap: str) -> None:
         await admin.close()
     t = step("create topic", t)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, **SASL
+    )
     await producer.start()
     try:
         for i in range(N):
@@ -55,6 +63,7 @@ async def main(bootstrap: str) -> None:
             group_id=group,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **SASL,
         )
 
     c1 = consumer()
