@@ -13,7 +13,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
+from registry.store import PostgresStore
 from resolver.topology import Directory, Role
+from schemas.commitment import CommittedValue
+from schemas.record import DataFormat, HandleValue, Permissions, Record
 from schemas.snapshot import (
     MAGIC,
     FrameSplitter,
@@ -148,6 +151,40 @@ async def test_a_mirror_starts_from_a_snapshot_then_reads_only_the_rest_of_the_l
     again = await load(mirror, path, directory, name, mirror_of=top.name)
     assert again.blocks == {}
     assert set(again.skipped) == {top.name, backbone.name, sub.name}
+
+
+async def test_a_snapshot_carries_private_values_only_as_their_commitments(
+    network: dict[str, Node], new_pool: NewPool, tmp_path: Path
+) -> None:
+    sub, top = network["sub-a"], network["super"]
+    secret = "recipe: 3 parts sulphur"
+    private = HandleValue(
+        index=2,
+        type="DESC",
+        format=DataFormat.STRING,
+        value=secret,
+        permissions=Permissions(public_read=False),
+    )
+    record = url_record("88.100.1/P", "https://e.x/p")
+    await sub.store.put(Record(handle=record.handle, values=(*record.values, private)), actor="t")
+    await _propagate(network)
+    path = await _write_snapshot(top, tmp_path / "super.snapshot")
+    assert secret.encode() not in path.read_bytes()  # a file that may travel anywhere
+
+    mirror = await new_pool()
+    name, directory = _with_mirror(top)
+    await load(mirror, path, directory, name, mirror_of=top.name)
+    copy = await PostgresStore(mirror).get("88.100.1/P")
+    assert copy is not None
+    assert copy.values[0] == record.values[0]
+    assert isinstance(copy.values[1], CommittedValue)
+    assert copy == await top.store.get("88.100.1/P")  # the super node's copy: the same
+    async with mirror.acquire() as conn:
+        assert not await conn.fetchval(
+            "SELECT count(*) FROM handle_values WHERE position($1::bytea IN data) > 0",
+            secret.encode(),
+        )
+    assert (await verify(mirror, directory, name, mirror_of=top.name)).problems == []
 
 
 async def test_a_damaged_or_forged_snapshot_leaves_nothing_behind(
