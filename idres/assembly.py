@@ -35,6 +35,7 @@ from resolver.topology import (
     Directory,
     Role,
     Route,
+    covers,
     prefix_key,
     sign_delegation,
 )
@@ -224,20 +225,16 @@ def build_app(
 
 
 def delegated_below(directory: Directory, name: str) -> tuple[tuple[RoutingKey, str], ...]:
-    """Prefixes other nodes hold inside ``name``'s own (88.100 inside 88)."""
+    """Prefixes the nodes below ``name`` hold inside its own (88.100 inside 88, or a
+    prefix handed down whole)."""
     mine = [prefix_key(p) for p in directory.by_name[name].prefixes]
     out = []
     for other in directory.by_name.values():
-        if other.name == name:
+        if other.name == name or name not in directory.ancestors(other.name):
             continue
         for text in other.prefixes:
             key = prefix_key(text)
-            if any(
-                m.namespace is key.namespace
-                and len(key.labels) > len(m.labels)
-                and key.labels[: len(m.labels)] == m.labels
-                for m in mine
-            ):
+            if any(covers(m, key) for m in mine):
                 out.append((key, other.name))
     return tuple(out)
 

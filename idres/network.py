@@ -26,7 +26,7 @@ from registry import httpsig
 from registry.database import create_pool, start_embedded
 from registry.service import bootstrap
 from registry.store import PostgresStore
-from resolver.topology import Directory, Role, prefix_key
+from resolver.topology import Directory, Role
 from schemas.codec_json import values_from_json
 from schemas.errors import IdentifierExists
 from schemas.identifiers import parse
@@ -40,7 +40,8 @@ from sync.service import SyncConfig
 # (name, role, parent, port offset, prefixes)
 LAYOUT: tuple[tuple[str, Role, str | None, int, tuple[str, ...]], ...] = (
     ("super", Role.SUPER, None, 0, ("bid:",)),
-    ("backbone-1", Role.BACKBONE, "super", 1, ("88", "gs1:6")),
+    # backbone-1 hands sub-chain code ab12 down to sub-b whole (the code space is flat)
+    ("backbone-1", Role.BACKBONE, "super", 1, ("88", "gs1:6", "bid:ab12")),
     ("backbone-2", Role.BACKBONE, "super", 2, ("86", "oid:1.2.156", "ecode:1")),
     ("sub-a", Role.SUBCHAIN, "backbone-1", 10, ("88.100", "gs1:690")),
     ("sub-b", Role.SUBCHAIN, "backbone-1", 11, ("88.200", "bid:ab12")),
@@ -188,7 +189,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         )
         running.pools.append(pool)
         store = PostgresStore(pool)
-        served = tuple(prefix_key(p) for p in spec.prefixes)
+        served = directory.kept_prefixes(spec.name)
         await bootstrap(store, served, prepared.admin_der, now=int(time.time()))
         await _seed(store, spec.name)
         if not kafka:

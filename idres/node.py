@@ -46,7 +46,7 @@ from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
 from resolver.fastpath import serve_fast
-from resolver.topology import Delegation, Directory, Role, prefix_key
+from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
 from sync.kafka import KafkaCredentials, KafkaLog
@@ -104,7 +104,7 @@ def run(config: NodeConfig) -> int:
                 f"idres serve: a mirror holds no prefixes and has no nodes below it; "
                 f"{name!r} has {', '.join([*me.prefixes, *children])}"
             )
-    served = tuple(prefix_key(p) for p in me.prefixes)
+    served = directory.kept_prefixes(name)
     url = config.database_url or start_embedded(config.data_dir / "pg")
     admin_der, admin_path = admin_public_key(config)
     admin_id = asyncio.run(_bootstrap(url, served, admin_der))

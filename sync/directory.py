@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 
 import cbor2
 
@@ -35,45 +37,123 @@ def decode_delegation(data: bytes) -> Delegation:
     return Delegation.from_json(obj["delegation"])
 
 
-class LiveDirectory:
-    """The directory a node routes by, grown by verified delegations from the log."""
+_ISSUER_BURST = 500.0  # delegations one issuer may have adopted at once
+_ISSUER_RATE = 10.0  # and per second after that
+_MAX_PENDING = 1_000  # delegations waiting for their parent
 
-    def __init__(self, initial: Directory, trust_anchor: bytes) -> None:
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refusal:
+    delegation: Delegation | None  # None: the message was not a delegation
+    reason: str
+
+
+class LiveDirectory:
+    """The directory a node routes by, grown by verified delegations from the log.
+
+    Bounded: the directory's own limits (nodes, children per issuer, prefixes) and a
+    rate per issuer, so a node that may sign children cannot make every other node
+    spend its time on a flood of them. A refused delegation is checked against the
+    directory held, never by re-verifying all of it.
+    """
+
+    def __init__(
+        self,
+        initial: Directory,
+        trust_anchor: bytes,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.current = initial
         self.trust_anchor = trust_anchor
         self.offset = 0
+        self.refused = 0
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # issuer -> (tokens, when)
+        # delegations whose parent is not here yet (announced before it): tried again
+        # as the directory grows; bounded, oldest dropped first
+        self.pending: dict[str, Delegation] = {}
+        # where refusals are kept with their reason (the node's dead_letters table)
+        self.keep: Callable[[int, Refusal, bytes], Awaitable[None]] | None = None
 
     def __call__(self) -> Directory:
         return self.current
 
-    def adopt(self, delegations: Iterable[Delegation]) -> int:
-        """Take each newer delegation whose directory still verifies; how many were taken.
+    def _spend(self, issuer: str) -> bool:
+        now = self.clock()
+        tokens, since = self._buckets.get(issuer, (_ISSUER_BURST, now))
+        tokens = min(_ISSUER_BURST, tokens + (now - since) * _ISSUER_RATE)
+        if tokens < 1.0:
+            self._buckets[issuer] = (tokens, now)
+            return False
+        self._buckets[issuer] = (tokens - 1.0, now)
+        return True
+
+    def adopt(self, delegations: Iterable[Delegation]) -> tuple[int, list[Refusal]]:
+        """Take each newer delegation that keeps the directory valid; how many were
+        taken, and the refused ones with why.
 
         A node keeps its parent: a delegation naming another parent for a known node
         is refused (a neighbour cannot adopt it). Each is tried on its own, in order
         of issue, so one bad message does not discard the good ones beside it.
         """
         taken = 0
-        for d in sorted(delegations, key=lambda d: d.issued):
-            held = self.current.by_name.get(d.name)
-            if held is not None and (d.issued < held.issued or d == held):
-                continue
-            if held is not None and d.parent != held.parent:
-                log.warning(
-                    "ignoring delegation of %r by %r: its parent is %r",
-                    d.name,
-                    d.parent,
-                    held.parent,
-                )
-                continue
-            merged = {**self.current.by_name, d.name: d}
-            try:
-                self.current = Directory(list(merged.values()), self.trust_anchor)
-            except IdresError as exc:
-                log.warning("ignoring delegation of %r that does not verify: %s", d.name, exc)
-                continue
-            taken += 1
-        return taken
+        refused: list[Refusal] = []
+        waiting = [*self.pending.values(), *delegations]
+        self.pending = {}
+        while True:
+            before = taken
+            for d in sorted(waiting, key=lambda d: d.issued):
+                verdict = self._adopt_one(d)
+                if verdict is True:
+                    taken += 1
+                elif verdict is False:
+                    self._park(d)
+                elif verdict is not None:
+                    self.refused += 1
+                    log.warning("ignoring delegation of %r: %s", d.name, verdict)
+                    refused.append(Refusal(delegation=d, reason=verdict))
+            if taken == before or not self.pending:
+                return taken, refused
+            waiting = list(self.pending.values())  # a parent arrived: its children now
+            self.pending = {}
+
+    def _park(self, d: Delegation) -> None:
+        self.pending.pop(d.name, None)
+        self.pending[d.name] = d
+        while len(self.pending) > _MAX_PENDING:
+            self.pending.pop(next(iter(self.pending)))
+
+    def _adopt_one(self, d: Delegation) -> bool | str | None:
+        """True if taken, None if nothing new, False if its parent is not here yet,
+        else why it is refused."""
+        held = self.current.by_name.get(d.name)
+        if held is not None and (d.issued < held.issued or d == held):
+            return None
+        if held is not None and d.parent != held.parent:
+            return f"node {d.name!r} has parent {held.parent!r}, not {d.parent!r}"
+        if d.parent is not None and d.parent not in self.current.by_name:
+            return False
+        if not self._spend(d.parent or d.name):
+            return f"{d.parent!r} signs delegations faster than {_ISSUER_RATE:g}/s"
+        try:
+            self.current = self.current.with_delegation(d)
+        except IdresError as exc:
+            return f"does not verify: {exc.message}"
+        return True
+
+    def metrics_lines(self) -> list[str]:
+        return [
+            "# HELP idres_directory_nodes Nodes in the directory this node routes by.",
+            "# TYPE idres_directory_nodes gauge",
+            f"idres_directory_nodes {len(self.current.by_name)}",
+            "# HELP idres_directory_refused_total Delegations from the log refused here.",
+            "# TYPE idres_directory_refused_total counter",
+            f"idres_directory_refused_total {self.refused}",
+            "# HELP idres_directory_pending Delegations waiting for their parent's.",
+            "# TYPE idres_directory_pending gauge",
+            f"idres_directory_pending {len(self.pending)}",
+        ]
 
     async def announce(self, log_: Log, delegations: Iterable[Delegation]) -> None:
         await log_.ensure_topic(DIRECTORY_TOPIC, compacted=True)
@@ -90,12 +170,27 @@ class LiveDirectory:
                 log.warning("directory: %s", exc)
                 await asyncio.sleep(1.0)
                 continue
-            found = []
+            found: list[tuple[int, Delegation, bytes]] = []
             for r in records:
                 self.offset = r.offset + 1
                 try:
-                    found.append(decode_delegation(r.value))
+                    found.append((r.offset, decode_delegation(r.value), r.value))
                 except EncodingError as exc:
                     log.warning("directory offset %d ignored: %s", r.offset, exc)
+                    self.refused += 1
+                    bad = Refusal(delegation=None, reason=f"unreadable: {exc.message}")
+                    await self._keep(r.offset, bad, r.value)
             if found:
-                self.adopt(found)
+                _, refusals = self.adopt(d for _, d, _ in found)
+                where = {id(d): (offset, raw) for offset, d, raw in found}
+                for refusal in refusals:
+                    offset, raw = where[id(refusal.delegation)]
+                    await self._keep(offset, refusal, raw)
+
+    async def _keep(self, offset: int, refusal: Refusal, raw: bytes) -> None:
+        if self.keep is None:
+            return
+        try:
+            await self.keep(offset, refusal, raw)
+        except IdresError as exc:  # the log keeps the message; the count is in /metrics
+            log.warning("could not keep the refused directory message %d: %s", offset, exc)

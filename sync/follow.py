@@ -14,11 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import asyncpg
 
+from registry.authz import named_prefix
+from registry.service import NODE_ADMIN
 from registry.store import append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
@@ -33,16 +35,17 @@ from schemas.chain import (
     tip_after,
 )
 from schemas.errors import EncodingError, IdresError, StoreUnavailable
-from schemas.identifiers import parse
+from schemas.identifiers import Namespace, parse
 from schemas.oplog import Operation, decode_operation
 from sync.apply import apply_operations
-from sync.log import DEAD_LETTER_TOPIC, Log, LogRecord, LogUnavailable, chain_topic
+from sync.log import DEAD_LETTER_TOPIC, DIRECTORY_TOPIC, Log, LogRecord, LogUnavailable, chain_topic
 from sync.relay import store_blocks
 
 log = logging.getLogger("idres.sync.follow")
 FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower per chain
 _STALL_RETRY = 5.0  # seconds before a stalled chain is read again
 _BLOCKS_PER_TRANSACTION = 64  # bounds a transaction's locks and size
+_WAIT_RETRY = 0.2  # seconds before a chain waiting for a block below it is read again
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +55,113 @@ class Position:
     tip: Tip = field(default_factory=Tip)
     cut_at: float | None = None  # when the last applied block was cut (seconds)
     applied_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """A block to store: the operations to apply, what each entry is about, and the
+    operations it carries that its node does not hold (kept as dead letters)."""
+
+    block: Block
+    ops: list[Operation]
+    refs: list[tuple[str, int]]
+    foreign: list[tuple[bytes, str]]  # (entry payload, why it is not applied)
+
+
+@dataclass(frozen=True, slots=True)
+class Skip:
+    """A repeat of a block already applied here, identical to it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A signed block, but a block before it is not here yet."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """An anchor names a block of a chain below that this node has not read yet."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dead:
+    """Not a block this node will ever accept here: kept with why, and passed."""
+
+    why: str
+
+
+Verdict = Accept | Skip | Gap | Wait | Dead
+
+
+def judge(
+    chain: str,
+    block: Block | EncodingError,
+    *,
+    tip: Tip,
+    directory: Directory,
+    held: Mapping[int, bytes],
+    below: Mapping[tuple[str, int], bytes],
+) -> Verdict:
+    """What to do with one block read from ``chain``'s topic, after ``tip``.
+
+    ``held`` has the hashes of this chain's blocks applied here at the heights that
+    repeat; ``below`` the hashes of the blocks of other chains that this block's
+    anchors name, where this node holds them. Nothing here does I/O.
+    """
+    node = directory.by_name.get(chain)
+    try:
+        if isinstance(block, EncodingError):
+            raise block
+        h = block.header
+        if h.chain != chain:
+            raise ChainError(f"a block of chain {h.chain!r} on the topic of {chain!r}")
+        if h.height <= tip.height:
+            if held.get(h.height) != block.hash:
+                raise ChainError(
+                    f"block {h.height} of chain {chain!r} differs from the block "
+                    f"{h.height} already applied (a fork or a forgery)"
+                )
+            return Skip()
+        if node is None:
+            raise ChainError(f"chain {chain!r} is not in the directory")
+        block = check_block(block, tip=tip, public_key_der=node.public_key)
+        ops, refs = entries_of(block)
+    except ChainGap as exc:
+        return Gap(str(exc))
+    except EncodingError as exc:
+        return Dead(str(exc))
+    for entry in block.entries:
+        if entry.kind != "anchor":
+            continue
+        anchor = decode_anchor(entry.payload)
+        child = directory.by_name.get(anchor.chain)
+        if child is None or child.parent != chain:
+            return Dead(
+                f"block {block.header.height} of {chain!r} anchors chain {anchor.chain!r}, "
+                f"which is not its child"
+            )
+        have = below.get((anchor.chain, anchor.height))
+        if have is None:
+            return Wait(f"block {anchor.height} of {anchor.chain!r} is not here yet")
+        if have != anchor.hash:
+            return Dead(
+                f"block {block.header.height} of {chain!r} anchors block {anchor.height} of "
+                f"{anchor.chain!r} with a hash that is not the block's (a fork or a forgery)"
+            )
+    mine: list[Operation] = []
+    foreign: list[tuple[bytes, str]] = []
+    payloads = [e.payload for e in block.entries if e.kind == "op"]
+    for op, payload in zip(ops, payloads, strict=True):
+        where = scope(directory, chain, op)
+        if where == "apply":
+            mine.append(op)
+        elif where == "foreign":
+            foreign.append((payload, f"{chain!r} does not hold {op.handle} (version {op.version})"))
+    return Accept(block, mine, refs, foreign)
 
 
 def followed(directory: Directory, me: str, *, mirror_of: str | None = None) -> list[str]:
@@ -92,6 +202,7 @@ class Follower:
         self.stalled: dict[str, tuple[str, float]] = {}  # chain -> (why, when to retry)
         # chain -> (why, where to read again from, since when): a block is missing
         self.gaps: dict[str, tuple[str, int, float]] = {}
+        self.waiting: dict[str, float] = {}  # chain -> when to read it again
         self._loaded = False
 
     async def load(self) -> None:
@@ -102,7 +213,11 @@ class Follower:
                     " extract(epoch FROM cut_at) AS cut, extract(epoch FROM applied_at) AS at"
                     " FROM sync_positions"
                 )
-                self.dead_letters = int(await conn.fetchval("SELECT count(*) FROM dead_letters"))
+                self.dead_letters = int(
+                    await conn.fetchval(
+                        "SELECT count(*) FROM dead_letters WHERE chain <> $1", DIRECTORY_TOPIC
+                    )
+                )
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"reading sync positions failed: {exc}") from exc
         self.positions = {
@@ -127,7 +242,11 @@ class Follower:
         if not self._loaded:
             await self.load()
         now = self.clock()
-        chains = [c for c in self.chains() if self.stalled.get(c, ("", 0.0))[1] <= now]
+        chains = [
+            c
+            for c in self.chains()
+            if self.stalled.get(c, ("", 0.0))[1] <= now and self.waiting.get(c, 0.0) <= now
+        ]
         if not chains:
             await asyncio.sleep(wait)
             return 0
@@ -139,8 +258,11 @@ class Follower:
         for r in records:
             by_chain.setdefault(r.topic.removeprefix("idres.chain."), []).append(r)
         applied = 0
-        for chain, batch in by_chain.items():
-            applied += await self._apply_batch(chain, batch)
+        # the deepest chains first: a block below is here before the anchor that names it
+        depth = self.directory().ancestors
+        for chain in sorted(by_chain, key=lambda c: -len(depth(c))):
+            self.waiting.pop(chain, None)
+            applied += await self._apply_batch(chain, by_chain[chain])
         for chain, (_, rewind_to, since) in list(self.gaps.items()):
             if chain in chains and chain not in by_chain and now - since >= _STALL_RETRY:
                 await self._rewind(chain, rewind_to)  # at the end: read the chain again
@@ -182,6 +304,8 @@ class Follower:
             if chain in self.stalled:
                 log.warning("chain %s moves again", chain)
                 del self.stalled[chain]
+            if chain in self.waiting:
+                break  # the rest is read again from the same place
         return applied
 
     def _stall(self, chain: str, why: str) -> None:
@@ -200,8 +324,9 @@ class Follower:
             except EncodingError as exc:
                 decoded.append((record, exc))
         accepted: list[tuple[Block, list[Operation], list[tuple[str, int]]]] = []
-        dead: list[tuple[LogRecord, str]] = []
+        dead: list[tuple[LogRecord, str, bytes]] = []  # (where, why, what is kept)
         gap: str | None = None
+        wait: str | None = None
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 # one follower per chain and database; the position it trusts is the
@@ -212,58 +337,53 @@ class Follower:
                 position = await _stored_position(conn, chain)
                 rewind_to = position.tip_offset + 1
                 held = await _held_hashes(conn, chain, decoded, position.tip.height)
+                below = await _anchored_hashes(conn, decoded)
                 for record, block in decoded:
                     if record.offset != position.next_offset:
                         continue  # read from a position that was not the stored one
-                    try:
-                        if isinstance(block, EncodingError):
-                            raise block
-                        h = block.header
-                        if h.chain != chain:
-                            raise ChainError(
-                                f"a block of chain {h.chain!r} on the topic of {chain!r}"
-                            )
-                        if h.height <= position.tip.height:  # a repeat: skip it
-                            if held.get(h.height) != block.hash:
-                                raise ChainError(
-                                    f"block {h.height} of chain {chain!r} differs from the block "
-                                    f"{h.height} already applied (a fork or a forgery)"
-                                )
-                            position = replace(position, next_offset=record.offset + 1)
-                            continue
-                        if node is None:
-                            raise ChainError(f"chain {chain!r} is not in the directory")
-                        block = check_block(block, tip=position.tip, public_key_der=node.public_key)
-                        ops, refs = entries_of(block)
-                    except ChainGap as exc:
-                        # A signed block, but a block before it is not here: a repeat
-                        # out of order (an old producer's late batch), or a block this
-                        # node refused (say, in a format it does not read yet). Pass
-                        # it; if the missing block never comes, ``step`` reads the
-                        # chain again from after its tip once at the end of the log.
-                        gap = str(exc)
-                        position = replace(position, next_offset=record.offset + 1)
-                        continue
-                    except EncodingError as exc:  # not a block of this chain: refuse it
-                        dead.append((record, str(exc)))
-                        position = replace(position, next_offset=record.offset + 1)
-                        continue
-                    accepted.append((block, ops, refs))
-                    held[block.header.height] = block.hash
-                    position = Position(
-                        next_offset=record.offset + 1,
-                        tip_offset=record.offset,
-                        tip=tip_after(block),
-                        cut_at=block.header.at / 1000,
+                    verdict = judge(
+                        chain,
+                        block,
+                        tip=position.tip,
+                        directory=directory,
+                        held=held,
+                        below=below,
                     )
-                    gap = None
-                kept = [(r, why) for r, why in dead if await _dead_letter(conn, chain, r, why)]
+                    if isinstance(verdict, Wait):
+                        wait = verdict.why  # read it again, from here, in a moment
+                        break
+                    if isinstance(verdict, Accept):
+                        b = verdict.block
+                        accepted.append((b, verdict.ops, verdict.refs))
+                        dead += [(record, why, payload) for payload, why in verdict.foreign]
+                        held[b.header.height] = b.hash
+                        below[(chain, b.header.height)] = b.hash
+                        position = Position(
+                            next_offset=record.offset + 1,
+                            tip_offset=record.offset,
+                            tip=tip_after(b),
+                            cut_at=b.header.at / 1000,
+                        )
+                        gap = None
+                        continue
+                    # A gap: a repeat out of order (an old producer's late batch), or a
+                    # block after one refused here. Passed; if the missing block never
+                    # comes, ``step`` reads the chain again from after its tip.
+                    if isinstance(verdict, Gap):
+                        gap = verdict.why
+                    elif isinstance(verdict, Dead):
+                        dead.append((record, verdict.why, record.value))
+                    position = replace(position, next_offset=record.offset + 1)
+                kept = [
+                    (r, why, what)
+                    for r, why, what in dead
+                    if await _dead_letter(conn, chain, r, why, what)
+                ]
                 changed: list[str] = []
                 if accepted:
                     await store_blocks(conn, [(b, refs) for b, _, refs in accepted])
                     changed = await apply_operations(
-                        conn,
-                        [op for _, ops, _ in accepted for op in ops if holds(directory, chain, op)],
+                        conn, [op for _, ops, _ in accepted for op in ops]
                     )
                     if node is not None and node.parent == self.me:
                         anchors = [anchor_of(b) for b, _, _ in accepted]
@@ -285,7 +405,9 @@ class Follower:
             del self.gaps[chain]
         if changed:
             self.on_applied(changed)
-        for record, reason in kept:
+        if wait is not None:
+            self.waiting[chain] = self.clock() + _WAIT_RETRY
+        for record, reason, what in kept:
             self.dead_letters += 1
             log.warning("chain %s offset %d refused: %s", chain, record.offset, reason)
             with contextlib.suppress(LogUnavailable):  # dead_letters keeps it regardless
@@ -293,7 +415,7 @@ class Follower:
                 await self.log.append(
                     DEAD_LETTER_TOPIC,
                     f"{chain}@{record.offset}".encode(),
-                    [reason.encode() + b"\n" + record.value],
+                    [reason.encode() + b"\n" + what],
                 )
         return len(accepted)
 
@@ -430,6 +552,31 @@ async def _held_hashes(
     return {r["height"]: r["hash"] for r in rows}
 
 
+async def _anchored_hashes(
+    conn: asyncpg.Connection, decoded: list[tuple[LogRecord, Block | EncodingError]]
+) -> dict[tuple[str, int], bytes]:
+    """The hashes of the blocks of other chains that ``decoded``'s anchors name, where
+    this node holds them."""
+    wanted: list[tuple[str, int]] = []
+    for _, block in decoded:
+        if isinstance(block, Block):
+            for entry in block.entries:
+                if entry.kind == "anchor":
+                    with contextlib.suppress(EncodingError):  # judged with its block
+                        anchor = decode_anchor(entry.payload)
+                        wanted.append((anchor.chain, anchor.height))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT b.chain, b.height, b.hash FROM chain_blocks b"
+        " JOIN unnest($1::text[], $2::bigint[]) AS w(chain, height)"
+        " ON b.chain = w.chain AND b.height = w.height",
+        [c for c, _ in wanted],
+        [h for _, h in wanted],
+    )
+    return {(r["chain"], r["height"]): r["hash"] for r in rows}
+
+
 async def _stored_position(conn: asyncpg.Connection, chain: str) -> Position:
     r = await conn.fetchrow(
         "SELECT next_offset, tip_offset, height, block_hash, seq, head,"
@@ -466,9 +613,10 @@ async def store_position(conn: asyncpg.Connection, chain: str, p: Position) -> N
 
 
 async def _dead_letter(
-    conn: asyncpg.Connection, chain: str, record: LogRecord, reason: str
+    conn: asyncpg.Connection, chain: str, record: LogRecord, reason: str, what: bytes
 ) -> bool:
-    """Keep a refused message with why; False if this very message was kept before."""
+    """Keep a refused message (or the one operation of it refused) with why; False if
+    this very one was kept before."""
     return bool(
         await conn.fetchval(
             "INSERT INTO dead_letters (chain, log_offset, reason, message, digest)"
@@ -476,19 +624,33 @@ async def _dead_letter(
             chain,
             record.offset,
             reason,
-            record.value,
+            what,
         )
     )
 
 
-def holds(directory: Directory, chain: str, op: Operation) -> bool:
-    """Whether ``chain``'s node is the authority for the operation's identifier: a chain
-    can only replicate what its delegation covers (never another node's admin record)."""
+def scope(directory: Directory, chain: str, op: Operation) -> str:
+    """Where an operation of ``chain`` belongs: ``apply`` (the chain's node holds the
+    identifier: replicate it), ``local`` (the node's own records, in its chain but
+    applied nowhere else: its admin record and the prefix records ``0.NA/P`` of its own
+    prefixes), or ``foreign`` (anything else: refused, and kept as a dead letter)."""
     try:
         ident = parse(op.handle)
     except IdresError:
-        return False
+        return "foreign"
     if ident.canonical != op.handle or (op.record is not None and op.record.handle != op.handle):
-        return False
+        return "foreign"
+    if ident.routing.namespace is Namespace.HANDLE and ident.routing.labels[:1] == ("0",):
+        if op.handle == NODE_ADMIN.handle:
+            return "local"
+        governed = named_prefix(ident)
+        found = directory.authority(governed) if governed is not None else None
+        return "local" if found is not None and found[1].name == chain else "foreign"
     found = directory.authority(ident.routing)
-    return found is not None and found[1].name == chain
+    return "apply" if found is not None and found[1].name == chain else "foreign"
+
+
+def holds(directory: Directory, chain: str, op: Operation) -> bool:
+    """Whether ``chain``'s node is the authority for the operation's identifier: a chain
+    replicates only what its delegation covers, never a prefix record (``0.NA/...``)."""
+    return scope(directory, chain, op) == "apply"

@@ -20,12 +20,12 @@ from resolver.service import Resolver
 from resolver.topology import Delegation
 from schemas.codec_cbor import encode_record
 from schemas.codec_json import record_to_json
-from schemas.errors import Forbidden
+from schemas.errors import Forbidden, StoreUnavailable
 from schemas.identifiers import Identifier
 from sync import proof
-from sync.directory import LiveDirectory
+from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower
-from sync.log import Log, LogUnavailable
+from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
 from sync.snapshot import take as take_snapshot
 from sync.verify import verify
@@ -79,6 +79,22 @@ class Sync:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._directory_log: Log | None = None
+        directory.keep = self._keep_refused
+
+    async def _keep_refused(self, offset: int, refusal: Refusal, raw: bytes) -> None:
+        """A delegation refused from the directory topic, in dead_letters with why."""
+        try:
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "INSERT INTO dead_letters (chain, log_offset, reason, message, digest)"
+                    " VALUES ($1, $2, $3, $4, sha256($4)) ON CONFLICT DO NOTHING",
+                    DIRECTORY_TOPIC,
+                    offset,
+                    refusal.reason,
+                    raw,
+                )
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            raise StoreUnavailable(f"keeping a refused delegation failed: {exc}") from exc
 
     async def start(self) -> None:
         if self.log is not None and self.config.announce:
@@ -247,6 +263,7 @@ class Sync:
             "# HELP idres_sync_outbox_depth Accepted operations not yet in a block.",
             "# TYPE idres_sync_outbox_depth gauge",
             f"idres_sync_outbox_depth {self.relay.depth}",
+            *self.directory.metrics_lines(),
         ]
         if self.follower is not None:
             lines += self.follower.metrics_lines()

@@ -15,7 +15,11 @@ from schemas.identifiers import parse
 SPECS = [
     NodeSpec(name="super", role=Role.SUPER, parent=None, url="http://s", prefixes=("bid:",)),
     NodeSpec(
-        name="bb1", role=Role.BACKBONE, parent="super", url="http://b1", prefixes=("88", "gs1:6")
+        name="bb1",
+        role=Role.BACKBONE,
+        parent="super",
+        url="http://b1",
+        prefixes=("88", "gs1:6", "bid:ab12"),
     ),
     NodeSpec(
         name="bb2",
@@ -91,13 +95,26 @@ def _resign(d: Delegation, by: str, **changes: object) -> Delegation:
         (lambda ds: [*ds, ds[1]], "twice"),
         (lambda ds: ds[1:], "exactly one super"),
         (lambda ds: [*ds[:3], _resign(ds[3], "bb1", prefixes=("no good",)), *ds[4:]], "whitespace"),
-        # bb2 gives its child c a piece of 88.100, which sub-chain a (under bb1) holds
+        # bb2 gives its child c a piece of 88.100, outside bb2's own space
         (
             lambda ds: [*ds[:4], _resign(ds[4], "bb2", prefixes=("88.100.1",))],
-            "'c' is given handle:88.100.1, inside handle:88 of 'bb1', which is not its ancestor",
+            "'bb2' gives 'c' handle:88.100.1, which is outside its own prefixes",
+        ),
+        # the super node may give anything, but not what another branch holds
+        (
+            lambda ds: [
+                *ds[:2],
+                _resign(ds[2], "super", prefixes=(*ds[2].prefixes, "88.100.1")),
+                *ds[3:],
+            ],
+            "'bb2' is given handle:88.100.1, inside handle:88 of 'bb1'",
         ),
         (
-            lambda ds: [*ds[:4], _resign(ds[4], "bb2", prefixes=("88.100",))],
+            lambda ds: [
+                *ds[:2],
+                _resign(ds[2], "super", prefixes=(*ds[2].prefixes, "88")),
+                *ds[3:],
+            ],
             "delegated to both",
         ),
     ],
@@ -128,3 +145,75 @@ def test_delegations_round_trip_through_json() -> None:
     again = [Delegation.from_json(d.to_json()) for d in SIGNED]
     assert again == SIGNED
     Directory(again, trust_anchor=node_public_key(KEYS["super"]))
+
+
+def _new(name: str, role: Role, parent: str, prefixes: tuple[str, ...], by: str) -> Delegation:
+    """A delegation of a new node ``name``, signed with ``by``'s key."""
+    key = ed25519.Ed25519PrivateKey.generate()
+    KEYS.setdefault(name, key)
+    unsigned = Delegation(
+        name=name,
+        role=role,
+        url=f"http://{name}",
+        parent=parent,
+        prefixes=prefixes,
+        public_key=node_public_key(KEYS[name]),
+        issued=1,
+    )
+    return sign_delegation(unsigned, KEYS[by])
+
+
+# Each row is refused both in a whole directory and when added to a running one.
+ROGUE = [
+    # the issue's attack: sub-chain a's operator signs a child that claims the world
+    (
+        _new("evil", Role.SUBCHAIN, "a", ("0.NA", "88.300", "gs1:61", "10"), by="a"),
+        "sub-chain node 'a' may not delegate",
+    ),
+    (_new("evil2", Role.SUBCHAIN, "a", ("88.100.5",), by="a"), "sub-chain node 'a' may not"),
+    (_new("bb3", Role.BACKBONE, "bb1", ("88.7",), by="bb1"), "sub-chain nodes only"),
+    (_new("s2", Role.SUPER, "super", ("99",), by="super"), "claims the super role"),
+    (_new("x", Role.SUBCHAIN, "bb1", ("86.5",), by="bb1"), "outside its own prefixes"),
+    (_new("y", Role.SUBCHAIN, "bb1", ("10",), by="bb1"), "outside its own prefixes"),
+    (_new("z", Role.SUBCHAIN, "bb1", ("88.100.9",), by="bb1"), "inside handle:88.100 of 'a'"),
+    (
+        _new("w", Role.SUBCHAIN, "bb1", ("88",), by="bb1"),
+        "covers handle:88.100 of 'a'|inside handle:88 of 'w'",
+    ),
+    (_new("na", Role.BACKBONE, "super", ("0.NA",), by="super"), "handle prefix 0 is reserved"),
+    (_new("na2", Role.BACKBONE, "super", ("0",), by="super"), "handle prefix 0 is reserved"),
+    (_new("forged", Role.SUBCHAIN, "bb1", ("88.5",), by="bb2"), "not signed by 'bb1'"),
+    (_new("bad name", Role.SUBCHAIN, "bb1", ("88.5",), by="bb1"), "must be 1 to 64"),
+    (
+        _new("many", Role.SUBCHAIN, "bb1", tuple(f"88.{n}" for n in range(200, 265)), by="bb1"),
+        "at most 64",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rogue", "reason"), ROGUE, ids=[r.name for r, _ in ROGUE])
+def test_a_delegation_outside_its_issuers_role_or_space_is_refused(
+    rogue: Delegation, reason: str
+) -> None:
+    with pytest.raises(Forbidden, match=reason):
+        Directory([*SIGNED, rogue], trust_anchor=node_public_key(KEYS["super"]))
+    with pytest.raises(Forbidden, match=reason):
+        DIRECTORY.with_delegation(rogue)
+
+
+def test_a_backbone_may_delegate_inside_its_own_space() -> None:
+    child = _new("d", Role.SUBCHAIN, "bb1", ("88.300", "gs1:61"), by="bb1")
+    grown = DIRECTORY.with_delegation(child)
+    assert grown.route("super", parse("88.300.1/X").routing).authority == child
+    assert Directory([*SIGNED, child], trust_anchor=node_public_key(KEYS["super"])).by_name == (
+        grown.by_name
+    )
+    assert "d" not in DIRECTORY.by_name  # the old directory is unchanged
+
+
+def test_a_prefix_handed_down_whole_belongs_to_the_child() -> None:
+    # bb1 and its child a both name bid:ab12: a holds it, bb1 keeps no record of it
+    ident = parse("did:bid:ab12:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq")
+    assert DIRECTORY.route("bb1", ident.routing).authority == DIRECTORY.by_name["a"]
+    assert [str(p) for p in DIRECTORY.kept_prefixes("bb1")] == ["handle:88", "gs1:6"]
+    assert len(DIRECTORY.kept_prefixes("a")) == 3
