@@ -6,6 +6,10 @@ order. The relay takes the visible rows in that order, numbers and chains them,
 signs the block, and in one transaction stores block and entries and removes the rows. Then it
 publishes every stored block past the last acknowledged one. A crash anywhere
 repeats a step, never loses one; readers drop a block they already have by height.
+
+Before its first cut the relay re-encodes any operation the outbox still holds from
+before commitments (format 1 with a value without public read in clear): such a
+row, written by an older idres, would otherwise carry the value out of its holder.
 """
 
 from __future__ import annotations
@@ -13,15 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
+import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from registry.store import fetch_salts
 from schemas.chain import Block, Kind, Tip, cut_block
-from schemas.errors import StoreUnavailable
+from schemas.commitment import SALT_BYTES, commit_record, in_clear, record_from_obj
+from schemas.errors import EncodingError, StoreUnavailable
+from schemas.oplog import Operation, encode_operation
 from sync.log import Log, LogUnavailable, chain_topic
 
 log = logging.getLogger("idres.sync.relay")
@@ -82,6 +91,59 @@ async def store_blocks(
     )
 
 
+# the first bytes of an operation of format 1: a map of 7, then "v": 1 (schemas.oplog)
+_FORMAT_1 = b"\xa7\x61v\x01"
+
+
+async def recommit_outbox(conn: asyncpg.Connection) -> int:
+    """Re-encode, in ``conn``'s transaction, every outbox operation of format 1 that
+    carries a private value in clear; how many. A value the record still holds at
+    that version gets a salt kept beside it (so verify can open its commitment);
+    an older one gets a salt thrown away: nobody can read it from the chain, and
+    its holder no longer answers it anyway."""
+    rows = await conn.fetch(
+        "SELECT seq, payload FROM outbox WHERE op <> 'anchor' AND substr(payload, 1, 4) = $1"
+        " ORDER BY seq",
+        _FORMAT_1,
+    )
+    changed = 0
+    for row in rows:
+        try:
+            obj = cbor2.loads(row["payload"])
+            record = record_from_obj(obj["record"], clear_private=True)
+        except (EncodingError, ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
+            continue  # not an operation this node wrote: cutting it changes nothing
+        private = in_clear(record)
+        if not private:
+            continue
+        current = await conn.fetchval(
+            "SELECT version FROM identifiers WHERE handle = $1", obj["handle"]
+        )
+        kept = (await fetch_salts(conn, [record.handle])).get(record.handle, {})
+        salts = {i: kept.get(i) or os.urandom(SALT_BYTES) for i in private}
+        if current == obj["version"]:
+            await conn.executemany(
+                "UPDATE handle_values SET salt = $3 WHERE handle = $1 AND idx = $2"
+                " AND salt IS NULL",
+                [(record.handle, i, salt) for i, salt in salts.items()],
+            )
+            kept = (await fetch_salts(conn, [record.handle])).get(record.handle, {})
+            salts.update(kept)
+        payload = encode_operation(
+            Operation(
+                op=obj["op"],
+                handle=obj["handle"],
+                version=obj["version"],
+                actor=obj["actor"],
+                at=obj["at"],
+                record=commit_record(record, salts),
+            )
+        )
+        await conn.execute("UPDATE outbox SET payload = $2 WHERE seq = $1", row["seq"], payload)
+        changed += 1
+    return changed
+
+
 class Relay:
     def __init__(
         self,
@@ -102,6 +164,7 @@ class Relay:
         self.height = 0  # the last block cut, as last counted
         self._wake = asyncio.Event()
         self._failing_since: float | None = None
+        self._recommitted = False  # the outbox holds no operation of format 1 in clear
 
     async def cut(self) -> Block | None:
         """One block from the outbox, if it holds any row (None if not, or if another
@@ -113,6 +176,12 @@ class Relay:
                     "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, c.chain
                 ):
                     return None  # another relay of this chain is at work
+                if not self._recommitted:
+                    n = await recommit_outbox(conn)
+                    if n:
+                        log.warning(
+                            "relay %s: %d operations re-encoded with commitments", c.chain, n
+                        )
                 # every visible row, in order: no row can commit behind them later
                 # (registry.store.append_outbox serializes appends to commit order)
                 rows = await conn.fetch(
@@ -143,7 +212,8 @@ class Relay:
                 await conn.execute(
                     "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", [r["seq"] for r in taken]
                 )
-                return block
+            self._recommitted = True  # at commit: the rows it re-encoded are cut with it
+            return block
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"cutting a block of {c.chain} failed: {exc}") from exc
 

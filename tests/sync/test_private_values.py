@@ -9,10 +9,12 @@ import os
 from typing import Any
 
 import asyncpg
+import cbor2
 import pytest
 from aiokafka import AIOKafkaConsumer
 
 from registry.store import fetch_salts
+from schemas.codec_cbor import record_to_cbor_obj
 from schemas.commitment import COMMITTED_TYPE, CommittedValue, opens
 from schemas.record import DataFormat, HandleValue, Permissions, Record
 from sync.kafka import KafkaLog
@@ -230,3 +232,37 @@ async def test_verify_finds_a_private_value_changed_behind_the_chains_back(
         )
     report = await verify(backbone.pool, directory, backbone.name)
     assert [p for p in report.problems if p.startswith(f"{HANDLE}: the value at index 2")]
+
+
+async def test_an_operation_left_in_the_outbox_by_an_older_idres_leaves_committed(
+    network: dict[str, Node], log: Log, request: pytest.FixtureRequest
+) -> None:
+    sub, backbone = network["sub-a"], network["backbone-1"]
+    await sub.store.put(_record(), actor="t")
+    # as an idres before commitments left it: the operation in clear, no salt kept
+    old = cbor2.dumps(
+        {
+            "v": 1,
+            "at": 1_700_000_000,
+            "op": "create",
+            "actor": "t",
+            "handle": HANDLE,
+            "record": record_to_cbor_obj(_record()),
+            "version": 1,
+        },
+        canonical=True,
+    )
+    async with sub.pool.acquire() as conn:
+        await conn.execute("UPDATE outbox SET payload = $1", old)
+        await conn.execute("UPDATE handle_values SET salt = NULL")
+    await flush(sub)
+    await catch_up(backbone)
+
+    messages = await _published(log, chain_topic(sub.name), request)
+    assert not [m for m in messages if SECRET.encode() in m]
+    copy = await backbone.store.get(HANDLE)
+    assert copy is not None
+    assert isinstance(copy.values[1], CommittedValue)
+    directory = sub.follower.directory()
+    for node in (sub, backbone):  # the holder kept the new salt: its commitment opens
+        assert (await verify(node.pool, directory, node.name)).problems == []
