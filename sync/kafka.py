@@ -199,9 +199,12 @@ class KafkaLog:
             # the right to create it. Then it is enough that the topic is there.
             refused = codes & {_TOPIC_AUTHORIZATION_FAILED, _CLUSTER_AUTHORIZATION_FAILED}
             if refused and topic not in await admin.list_topics():
+                # Kafka hides a topic from whoever may not describe it, so "missing"
+                # and "not yours to read" look alike here.
                 raise LogForbidden(
-                    f"Kafka refused {self._who} to create topic {topic!r}, and it does not "
-                    "exist yet (its owner or idres kafka-acl creates it)",
+                    f"Kafka refused {self._who} to create topic {topic!r} and does not "
+                    "show it to them: it does not exist yet, or they may not read it "
+                    "(see idres kafka-acl)",
                     topic=topic,
                 )
         except LogUnavailable:

@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
 from idres.cli import main
+from registry.store import PostgresStore
 from resolver.topology import Directory, Role
+from sync.follow import Follower
 from sync.kafka import KafkaCredentials, KafkaLog
 from sync.kafka_acl import Acl, Operation, Pattern, acls_for, acls_of, plan, provision
 from sync.log import (
@@ -33,6 +35,9 @@ from sync.log import (
     LogUnavailable,
     chain_topic,
 )
+from sync.relay import Relay, RelayConfig
+from tests.sync.chains import Node, catch_up, flush, url_record
+from tests.sync.conftest import NewPool
 
 # super -> bb -> {sa, sb}; bb2 beside bb with sc below it
 LAYOUT = [
@@ -46,8 +51,13 @@ LAYOUT = [
 ]
 
 
-def directory_of(layout: list[tuple[str, Role, str | None, tuple[str, ...]]]) -> Directory:
-    keys = {n: ed25519.Ed25519PrivateKey.generate() for n, *_ in layout}
+def directory_of(
+    layout: list[tuple[str, Role, str | None, tuple[str, ...]]],
+    keys: dict[str, ed25519.Ed25519PrivateKey] | None = None,
+) -> Directory:
+    keys = keys if keys is not None else {}
+    for n, *_ in layout:
+        keys.setdefault(n, ed25519.Ed25519PrivateKey.generate())
     specs = [
         NodeSpec(name=n, role=r, parent=p, url=f"http://127.0.0.1:{9000 + i}", prefixes=pre)
         for i, (n, r, p, pre) in enumerate(layout)
@@ -137,6 +147,7 @@ class Net:
     passwords: dict[str, str]
     directory: Directory
     logs: list[KafkaLog]
+    keys: dict[str, ed25519.Ed25519PrivateKey]  # by unique name
 
     def log_of(self, node: str) -> KafkaLog:
         name = self.names[node]
@@ -164,12 +175,13 @@ async def net(kafka_bootstrap: str) -> AsyncIterator[Net]:
     run = uuid.uuid4().hex[:6]
     layout = [row for row in LAYOUT if row[0] in ("super", "bb", "sa", "sb")]
     names = {n: f"{n}-{run}" for n, *_ in layout}
+    keys: dict[str, ed25519.Ed25519PrivateKey] = {}
     directory = directory_of(
-        [(names[n], r, names[p] if p else None, pre) for n, r, p, pre in layout]
+        [(names[n], r, names[p] if p else None, pre) for n, r, p, pre in layout], keys
     )
     passwords = {name: uuid.uuid4().hex for name in names.values()}
     await provision(kafka_bootstrap, admin_credentials(), directory, passwords=passwords)
-    net = Net(kafka_bootstrap, names, passwords, directory, [])
+    net = Net(kafka_bootstrap, names, passwords, directory, [], keys)
     yield net
     for log in net.logs:
         await log.close()
@@ -184,6 +196,42 @@ async def test_a_node_writes_its_own_chain_and_its_parent_reads_it(net: Net) -> 
     await bb.ensure_topic(net.topic("sa"))  # exists: no right to create it is needed
     got = await bb.fetch({net.topic("sa"): 0}, wait=10.0)
     assert [r.value for r in got] == [b"block-1"]
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio
+async def test_nodes_replicate_as_their_own_principals_and_a_sibling_cannot_follow(
+    net: Net, new_pool: NewPool
+) -> None:
+    async def node(short: str, *, mirror_of: str | None = None) -> Node:
+        name, pool, log = net.names[short], await new_pool(), net.log_of(short)
+        return Node(
+            name=name,
+            pool=pool,
+            store=PostgresStore(pool),
+            relay=Relay(pool, net.keys[name], RelayConfig(chain=name), log=log),
+            follower=Follower(
+                pool,
+                log,
+                me=name,
+                directory=lambda: net.directory,
+                mirror_of=net.names[mirror_of] if mirror_of else None,
+            ),
+            key=net.keys[name],
+        )
+
+    sa, bb = await node("sa"), await node("bb")
+    # sb's operator points its node at sa's chain, as a mirror of sa would read it
+    rogue = await node("sb", mirror_of="sa")
+    await sa.store.put(url_record("88.100.1/ACL", "https://a.example/acl"), actor="t")
+    await flush(sa)
+    assert await catch_up(bb) == 1
+    got = await bb.store.get("88.100.1/ACL")
+    assert got is not None
+    assert got.values[0].value == "https://a.example/acl"
+    with pytest.raises(LogForbidden, match=f"topic '{net.topic('sa')}'.*may not read it"):
+        await rogue.follower.step(wait=2)
+    assert await rogue.store.get("88.100.1/ACL") is None
 
 
 @pytest.mark.kafka
