@@ -37,7 +37,9 @@ def is_bad_input(exc: BaseException) -> bool:
 class Target:
     name: str
     what: str  # the entry points, for the README and the runner's table
-    call: Callable[[bytes], None]
+    # True when the main entry point accepted the input: the seeds must all be, or
+    # the fuzzer would start from inputs refused at the first check
+    call: Callable[[bytes], bool]
 
 
 def _text(data: bytes) -> str:
@@ -57,30 +59,37 @@ def _json(data: bytes) -> Any:
 _NOT_JSON = object()
 
 
-def _expect_bad_input(call: Callable[[], object]) -> object | None:
-    """The call's result, None when it refused the input with the documented error."""
+class _Refused:
+    """What ``_expect_bad_input`` returns for an input refused as documented."""
+
+
+REFUSED = _Refused()
+
+
+def _expect_bad_input(call: Callable[[], object]) -> object:
+    """The call's result, REFUSED when it refused the input with the documented error."""
     try:
         return call()
     except Exception as exc:
         if is_bad_input(exc):
-            return None
+            return REFUSED
         raise
 
 
 # --- schemas ---------------------------------------------------------------------------
 
 
-def identifiers(data: bytes) -> None:
-    identifier_text(_text(data))
+def identifiers(data: bytes) -> bool:
+    return identifier_text(_text(data))
 
 
-def identifier_text(text: str) -> None:
+def identifier_text(text: str) -> bool:
     from schemas.identifiers import parse
     from schemas.identifiers.prefix import parse_prefix
 
     ident = _expect_bad_input(lambda: parse.__wrapped__(text))  # uncached: every input runs
-    _expect_bad_input(lambda: parse_prefix(text))
-    if ident is not None:
+    prefix = _expect_bad_input(lambda: parse_prefix(text))
+    if ident is not REFUSED:
         from schemas.identifiers import Identifier
 
         assert isinstance(ident, Identifier)
@@ -89,56 +98,63 @@ def identifier_text(text: str) -> None:
         again = parse.__wrapped__(ident.canonical)
         if again.canonical != ident.canonical or again.routing != ident.routing:
             raise Crash(f"canonical form {ident.canonical!r} parses to {again.canonical!r}")
+    return ident is not REFUSED or prefix is not REFUSED
 
 
-def record_json(data: bytes) -> None:
+def record_json(data: bytes) -> bool:
     from schemas.codec_json import value_to_json, values_from_json
     from schemas.record import Record
 
     body = _json(data)
     if body is _NOT_JSON:
-        return
+        return False
     values = _expect_bad_input(lambda: values_from_json(body, now=1_795_000_000))
-    if values is None:
-        return
+    if values is REFUSED:
+        return False
     assert isinstance(values, tuple)
     shown = [value_to_json(v) for v in values]
     # what was accepted is shown as JSON that is accepted again as the same values
     if values_from_json(orjson.loads(orjson.dumps({"values": shown})), now=0) != values:
         raise Crash("values do not survive value_to_json -> values_from_json")
     Record(handle="88.1/x", values=values)
+    return True
 
 
-def cbor_record(data: bytes) -> None:
+def cbor_record(data: bytes) -> bool:
     from schemas.codec_cbor import decode_data, decode_record, decode_refs, encode_record
     from schemas.record import DataFormat, Record
 
     record = _expect_bad_input(lambda: decode_record(data))
-    if record is not None:
-        assert isinstance(record, Record)
-        if encode_record(record) != data:
-            raise Crash("a decoded record does not encode back to its bytes")
-    for fmt in DataFormat:
+    if isinstance(record, Record) and encode_record(record) != data:
+        raise Crash("a decoded record does not encode back to its bytes")
+    accepted = [
         _expect_bad_input(lambda fmt=fmt: decode_data(fmt, data))  # type: ignore[misc]
-    _expect_bad_input(lambda: decode_refs(data))
+        for fmt in (DataFormat.ADMIN, DataFormat.VLIST, DataFormat.STRING)
+    ]
+    refs = _expect_bad_input(lambda: decode_refs(data))
+    return record is not REFUSED or refs is not REFUSED or any(a is not REFUSED for a in accepted)
 
 
-def oplog(data: bytes) -> None:
+def oplog(data: bytes) -> bool:
     from schemas.oplog import decode_operation
 
-    _expect_bad_input(lambda: decode_operation(data))
+    checked = _expect_bad_input(lambda: decode_operation(data))
     _expect_bad_input(lambda: decode_operation(data, check_form=False))
+    return checked is not REFUSED
 
 
-def chain(data: bytes) -> None:
+def chain(data: bytes) -> bool:
     from schemas.chain import decode_anchor, decode_block, decode_header
 
-    _expect_bad_input(lambda: decode_block(data))
-    _expect_bad_input(lambda: decode_header(data))
-    _expect_bad_input(lambda: decode_anchor(data))
+    results = [
+        _expect_bad_input(lambda: decode_block(data)),
+        _expect_bad_input(lambda: decode_header(data)),
+        _expect_bad_input(lambda: decode_anchor(data)),
+    ]
+    return any(r is not REFUSED for r in results)
 
 
-def snapshot(data: bytes) -> None:
+def snapshot(data: bytes) -> bool:
     """The frame reader as ``sync.snapshot.load`` drives it: chunks of any size into
     the splitter, each frame decoded, then ``finish``. The first byte picks the chunk
     size, so the fuzzer also explores frames cut across reads."""
@@ -156,8 +172,9 @@ def snapshot(data: bytes) -> None:
                 index += 1
         splitter.finish()
 
-    _expect_bad_input(read)
+    whole = _expect_bad_input(read)
     _expect_bad_input(lambda: decode_item(body, 0))
+    return whole is not REFUSED
 
 
 # --- registry: RFC 9421 signatures, RFC 9530 digests, RFC 8941 structured fields -------
@@ -185,7 +202,7 @@ def _httpsig_keys() -> list[bytes]:
 _KEYS: list[bytes] = []
 
 
-def httpsig(data: bytes) -> None:
+def httpsig(data: bytes) -> bool:
     """What ``registry.api`` runs on a write, in its order: parse, digest, freshness,
     key id, base, verify against both kinds of key."""
     from registry.httpsig import (
@@ -203,9 +220,8 @@ def httpsig(data: bytes) -> None:
     headers, body = httpsig_fields(data)
     params = _expect_bad_input(lambda: parse_signature(headers))
     _expect_bad_input(lambda: check_content_digest(headers.get("Content-Digest"), body))
-    if params is None:
-        return
-    assert isinstance(params, SignatureParams)
+    if not isinstance(params, SignatureParams):
+        return False
     _expect_bad_input(lambda: check_freshness(params, now=1_795_000_000))
     _expect_bad_input(lambda: parse_key_id(params.keyid))
     base = _expect_bad_input(
@@ -213,11 +229,13 @@ def httpsig(data: bytes) -> None:
             params, method="PUT", path="/api/handles/88.100.1/X", query="", headers=headers
         )
     )
-    if base is None:
-        return
-    assert isinstance(base, bytes)
-    for key in _KEYS:
+    if not isinstance(base, bytes):
+        return False
+    verified = [
         _expect_bad_input(lambda key=key: verify(params, base, key))  # type: ignore[misc]
+        for key in _KEYS
+    ]
+    return any(v is not REFUSED for v in verified)
 
 
 # --- resolver: the lean listener's request parsing --------------------------------------
@@ -313,7 +331,7 @@ def _listener() -> _Listener:
     return _LISTENER[0]
 
 
-def fastpath(data: bytes) -> None:
+def fastpath(data: bytes) -> bool:
     """One connection of the lean listener: the bytes arrive in chunks (the first byte
     is the chunk size), then the client half-closes. The listener must answer every
     request with a status it means (never a 500 of its own making), never raise out of
@@ -348,34 +366,36 @@ def fastpath(data: bytes) -> None:
         raise Crash(f"listener logged its own failure: {listener.errors.records[0].getMessage()}")
     if b"HTTP/1.1 500 " in out:
         raise Crash("listener answered 500")
+    return out.startswith(b"HTTP/1.1 ")
 
 
 # --- sync: the directory topic and offline proofs --------------------------------------
 
 
-def directory(data: bytes) -> None:
+def directory(data: bytes) -> bool:
     from benchmarks.fuzz.seeds import delegations
     from resolver.topology import Delegation, Directory
     from sync.directory import LiveDirectory, decode_delegation
 
     d = _expect_bad_input(lambda: decode_delegation(data))
     if not isinstance(d, Delegation):
-        return
+        return False
     signed = delegations()
     live = LiveDirectory(Directory(signed[:1], signed[0].public_key), signed[0].public_key)
     live.adopt([d])  # adopt never raises: a delegation that does not verify is ignored
+    return True
 
 
-def proof(data: bytes) -> None:
+def proof(data: bytes) -> bool:
     from benchmarks.fuzz.seeds import delegations
     from sync.proof import check
 
     answer = _json(data)
     if answer is _NOT_JSON or not isinstance(answer, dict):
-        return  # the client reads a JSON object before it looks for a proof
+        return False  # the client reads a JSON object before it looks for a proof
     anchor = delegations()[0].public_key
     check(answer, anchor)  # check never raises: every problem is in its result
-    check(answer, None, partial=True)
+    return not check(answer, None, partial=True).problems
 
 
 TARGETS: dict[str, Target] = {

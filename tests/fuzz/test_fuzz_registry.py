@@ -22,7 +22,7 @@ def test_every_seed_is_a_request_signed_right() -> None:
             params, method="PUT", path="/api/handles/88.100.1/X", query="", headers=headers
         )
         verify(params, base, key)  # raises Forbidden if the seed were not signed right
-        TARGETS["httpsig"].call(seed)
+        assert TARGETS["httpsig"].call(seed)
 
 
 @FUZZ

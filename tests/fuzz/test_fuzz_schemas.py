@@ -21,8 +21,7 @@ SCHEMA_TARGETS = ["identifiers", "record_json", "cbor_record", "oplog", "chain",
 
 @pytest.mark.parametrize("name", SCHEMA_TARGETS)
 def test_every_seed_is_accepted_so_mutations_start_from_valid_input(name: str) -> None:
-    for seed in seeds.SEEDS[name]():
-        TARGETS[name].call(seed)  # raises on a refused seed, like any other input
+    assert all(TARGETS[name].call(seed) for seed in seeds.SEEDS[name]())
 
 
 def test_identifier_seeds_each_parse() -> None:

@@ -21,6 +21,13 @@ def test_the_proof_seed_checks_out_with_the_trusted_key() -> None:
     assert len(result.claims) == 3  # delegations, the operation, the anchor
 
 
+def test_every_seed_is_accepted() -> None:
+    from benchmarks.fuzz.targets import TARGETS
+
+    assert all(TARGETS["directory"].call(seed) for seed in seeds.directory())
+    assert all(TARGETS["proof"].call(seed) for seed in seeds.proof())
+
+
 @FUZZ
 @given(data=inputs(seeds.directory()))
 def test_directory_messages_are_adopted_or_ignored(data: bytes) -> None:
