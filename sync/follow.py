@@ -38,7 +38,15 @@ from schemas.errors import EncodingError, IdresError, StoreUnavailable
 from schemas.identifiers import Namespace, parse
 from schemas.oplog import Operation, decode_operation
 from sync.apply import apply_operations
-from sync.log import DEAD_LETTER_TOPIC, DIRECTORY_TOPIC, Log, LogRecord, LogUnavailable, chain_topic
+from sync.log import (
+    DEAD_LETTER_TOPIC,
+    DIRECTORY_TOPIC,
+    Log,
+    LogForbidden,
+    LogRecord,
+    LogUnavailable,
+    chain_topic,
+)
 from sync.relay import store_blocks
 
 log = logging.getLogger("idres.sync.follow")
@@ -46,6 +54,7 @@ FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower pe
 _STALL_RETRY = 5.0  # seconds before a stalled chain is read again
 _BLOCKS_PER_TRANSACTION = 64  # bounds a transaction's locks and size
 _WAIT_RETRY = 0.2  # seconds before a chain waiting for a block below it is read again
+_WAIT_STALLS = 30.0  # seconds of waiting after which the chain counts as stalled
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -203,6 +212,7 @@ class Follower:
         # chain -> (why, where to read again from, since when): a block is missing
         self.gaps: dict[str, tuple[str, int, float]] = {}
         self.waiting: dict[str, float] = {}  # chain -> when to read it again
+        self.waiting_since: dict[str, float] = {}  # chain -> since when, unbroken
         self._loaded = False
 
     async def load(self) -> None:
@@ -250,10 +260,26 @@ class Follower:
         if not chains:
             await asyncio.sleep(wait)
             return 0
+        readable = []
         for chain in chains:
-            await self.log.ensure_topic(chain_topic(chain))
+            try:
+                await self.log.ensure_topic(chain_topic(chain))
+            except LogForbidden as exc:  # one chain this node may not read: the rest go on
+                self._stall(chain, str(exc))
+                continue
+            readable.append(chain)
+        chains = readable
+        if not chains:
+            await asyncio.sleep(wait)
+            return 0
         positions = {chain_topic(c): self.positions.get(c, Position()).next_offset for c in chains}
-        records = await self.log.fetch(positions, wait=wait)
+        try:
+            records = await self.log.fetch(positions, wait=wait)
+        except LogForbidden as exc:
+            if exc.topic is None or not exc.topic.startswith("idres.chain."):
+                raise
+            self._stall(exc.topic.removeprefix("idres.chain."), str(exc))
+            return 0
         by_chain: dict[str, list[LogRecord]] = {}
         for r in records:
             by_chain.setdefault(r.topic.removeprefix("idres.chain."), []).append(r)
@@ -301,7 +327,7 @@ class Follower:
                             chain, f"block at offset {record.offset} cannot be stored: {exc}"
                         )
                         return applied
-            if chain in self.stalled:
+            if chain in self.stalled and chain not in self.waiting:
                 log.warning("chain %s moves again", chain)
                 del self.stalled[chain]
             if chain in self.waiting:
@@ -405,8 +431,14 @@ class Follower:
             del self.gaps[chain]
         if changed:
             self.on_applied(changed)
-        if wait is not None:
-            self.waiting[chain] = self.clock() + _WAIT_RETRY
+        if wait is None:
+            self.waiting_since.pop(chain, None)
+        else:
+            now = self.clock()
+            self.waiting[chain] = now + _WAIT_RETRY
+            since = self.waiting_since.setdefault(chain, now)
+            if now - since >= _WAIT_STALLS:  # the block never came: say so in /metrics
+                self._stall(chain, wait)
         for record, reason, what in kept:
             self.dead_letters += 1
             log.warning("chain %s offset %d refused: %s", chain, record.offset, reason)
@@ -423,7 +455,11 @@ class Follower:
         """How many blocks of each followed chain wait in the log (for /metrics)."""
         checked = self.clock()
         for chain in self.chains():
-            end = await self.log.end_offset(chain_topic(chain))
+            try:
+                end = await self.log.end_offset(chain_topic(chain))
+            except LogForbidden as exc:
+                self._stall(chain, str(exc))
+                continue
             self.behind[chain] = max(0, end - self.positions.get(chain, Position()).next_offset)
         self.refreshed_at = checked
 
