@@ -166,6 +166,7 @@ def signed_put(
             keyid=ADMIN_ID,
             created=int(time.time()),
             nonce=os.urandom(8).hex(),
+            authority=httpsig.authority_of(base),
         )
     )
     return URL(base + path, encoded=True), headers
@@ -241,6 +242,7 @@ async def batches(server: Server, rows: int, batch: int, concurrency: int, label
                         keyid=ADMIN_ID,
                         created=int(time.time()),
                         nonce=os.urandom(8).hex(),
+                        authority=httpsig.authority_of(server.base),
                     )
                 )
                 async with s.post(server.base + "/api/batch", data=body, headers=headers) as r:

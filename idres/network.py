@@ -24,6 +24,7 @@ from idres.assembly import NodeSpec, build_app, delegations, load_node_key
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.database import create_pool, start_embedded
+from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.topology import Directory, Role
@@ -211,7 +212,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             sync_log=log,
             sync_config=SyncConfig(announce=(directory.by_name[spec.name],)),
         )
-        runner = web.AppRunner(app, access_log=None)
+        runner = web.AppRunner(app, access_log=None, **listener_limits())
         await runner.setup()
         await web.SockSite(runner, sock).start()
         running.runners.append(runner)

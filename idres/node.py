@@ -42,6 +42,7 @@ from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.authz import Signer
 from registry.database import create_pool, start_embedded
+from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
@@ -283,7 +284,7 @@ async def _worker(
         signature_max_age=config.signature_max_age,
         cache=None if config.cache else CacheConfig(max_entries=0),
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **listener_limits())
     await runner.setup()
     await web.SockSite(runner, sock).start()
     fast_server = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import stat
 import uuid
 from collections.abc import AsyncIterator
@@ -229,8 +230,13 @@ async def test_nodes_replicate_as_their_own_principals_and_a_sibling_cannot_foll
     got = await bb.store.get("88.100.1/ACL")
     assert got is not None
     assert got.values[0].value == "https://a.example/acl"
-    with pytest.raises(LogForbidden, match=f"topic '{net.topic('sa')}'.*may not read it"):
-        await rogue.follower.step(wait=2)
+    # refused: the follower stalls that chain with the broker's reason, and goes on
+    assert await rogue.follower.step(wait=2) == 0
+    why, _ = rogue.follower.stalled[net.names["sa"]]
+    assert re.search(f"topic '{net.topic('sa')}'.*may not read it", why), why
+    assert 'idres_sync_stalled{chain="' + net.names["sa"] + '"} 1' in (
+        rogue.follower.metrics_lines()
+    )
     assert await rogue.store.get("88.100.1/ACL") is None
 
 

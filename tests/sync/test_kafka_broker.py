@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from sync.kafka import KafkaCredentials, client_options
+
 pytestmark = [pytest.mark.kafka, pytest.mark.asyncio]
+
+
+# the suite's broker takes SASL/SCRAM logins (deploy/kafka/kafka.sh prints the admin's)
+def auth() -> dict[str, Any]:
+    return client_options(KafkaCredentials.from_env())  # read when the broker is up
 
 
 async def test_produce_consume_in_a_group_and_commit(kafka_bootstrap: str) -> None:
     topic = f"idres-test-{uuid.uuid4().hex[:8]}"
     group = f"g-{uuid.uuid4().hex[:8]}"
     producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True
+        bootstrap_servers=kafka_bootstrap, acks="all", enable_idempotence=True, **auth()
     )
     await producer.start()
     try:
@@ -30,6 +38,7 @@ async def test_produce_consume_in_a_group_and_commit(kafka_bootstrap: str) -> No
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **auth(),
     )
     await first.start()
     try:
@@ -53,6 +62,7 @@ async def test_produce_consume_in_a_group_and_commit(kafka_bootstrap: str) -> No
         group_id=group,
         auto_offset_reset="earliest",
         enable_auto_commit=False,
+        **auth(),
     )
     await second.start()
     try:
