@@ -273,6 +273,11 @@ def start_network(
             anchor,
             "--workers",
             str(entry_workers if name == "super" else 1),
+            # warm() sends 1,000-identifier batches from one client: lift the budget
+            "--client-upstream-rate",
+            "1e9",
+            "--batch-upstream-max",
+            "1000",
             "--data-dir",
             str(work / name),
         ]

@@ -84,6 +84,9 @@ class Network:
                 *("--directory", str(self.directory), "--name", name),
                 *("--trust-anchor", self.anchor, "--data-dir", str(self.work / name)),
                 *("--admin-key", str(self.admin_path), "--kafka", self.kafka),
+                # the bench warms caches with 1,000-identifier batches from one client:
+                # lift the anonymous client's upstream budget for it
+                *("--client-upstream-rate", "1e9", "--batch-upstream-max", "1000"),
             ]
             if name == "super":
                 args += ["--fast-port", str(self.fast_port)]

@@ -23,10 +23,11 @@ from cryptography.hazmat.primitives.serialization import (
 
 from idres.keyfiles import write_secret
 from registry.api import RegistryAPI, RegistryConfig
-from registry.httpio import errors_middleware
+from registry.httpio import errors_middleware, listener_limits
 from registry.store import PostgresStore
-from resolver.api import ResolverAPI, local_answer
+from resolver.api import DEFAULT_DIGITAL_LINK_HOST, ResolverAPI, local_answer
 from resolver.batch import ReadBatcher
+from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET, BudgetConfig
 from resolver.cache import CacheConfig, record_ttl
 from resolver.metrics import Metrics
 from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
@@ -58,6 +59,15 @@ class NodeSpec:
     parent: str | None
     url: str
     prefixes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AnonymousLimits:
+    """What an anonymous client may make a node do (see resolver/budget.py)."""
+
+    client_upstream_rate: float = UPSTREAM_BUDGET.rate  # upstream lookups a second
+    batch_upstream_max: int = MAX_UPSTREAM_PER_BATCH  # lookups one batch may start
+    digital_link_host: str = DEFAULT_DIGITAL_LINK_HOST
 
 
 def load_node_key(path: Path) -> ed25519.Ed25519PrivateKey:
@@ -117,6 +127,7 @@ def build_app(
     sync_log: Log | None = None,
     sync_config: SyncConfig | None = None,
     sync_here: bool = True,
+    limits: AnonymousLimits | None = None,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
@@ -130,7 +141,12 @@ def build_app(
         directory = live
     me = directory().by_name[name]
     served = tuple(prefix_key(p) for p in me.prefixes)
-    app = web.Application(middlewares=[errors_middleware], client_max_size=max_body_bytes)
+    limits = limits or AnonymousLimits()
+    app = web.Application(
+        middlewares=[errors_middleware],
+        client_max_size=max_body_bytes,
+        handler_args=listener_limits(),
+    )
     registry = RegistryAPI(
         store,
         RegistryConfig(
@@ -187,7 +203,18 @@ def build_app(
         replica=replica if follows else None,
         keeps=keeps,
     )
-    resolver_api = ResolverAPI(resolver, registry, directory, metrics, role=role.value)
+    resolver_api = ResolverAPI(
+        resolver,
+        registry,
+        directory,
+        metrics,
+        role=role.value,
+        digital_link_host=limits.digital_link_host,
+        upstream_budget=BudgetConfig(
+            rate=limits.client_upstream_rate, burst=5 * limits.client_upstream_rate
+        ),
+        max_upstream_per_batch=limits.batch_upstream_max,
+    )
     resolver_api.install(app)
 
     async def close_transport(app: web.Application) -> None:

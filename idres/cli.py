@@ -114,6 +114,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.no_cache:
         overrides["cache"] = False
+    if args.client_upstream_rate is not None:
+        overrides["client_upstream_rate"] = args.client_upstream_rate
+    if args.batch_upstream_max is not None:
+        overrides["batch_upstream_max"] = args.batch_upstream_max
+    if args.digital_link_host:
+        overrides["digital_link_host"] = args.digital_link_host
     if args.fast_port is not None:
         overrides["fast_port"] = args.fast_port
     if args.kafka:
@@ -586,6 +592,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--directory", help="JSON file of signed delegations (a hierarchy)")
     p.add_argument("--name", help="this node's name in --directory")
     p.add_argument("--trust-anchor", help="base64 DER of the super node's key")
+    p.add_argument(
+        "--client-upstream-rate",
+        type=float,
+        help="upstream lookups a second one client's batch resolves may start "
+        "(IDRES_CLIENT_UPSTREAM_RATE, default 200; bursts of 5 seconds' worth)",
+    )
+    p.add_argument(
+        "--batch-upstream-max",
+        type=int,
+        help="upstream lookups one POST /api/resolve may start (IDRES_BATCH_UPSTREAM_MAX, "
+        "default 100)",
+    )
+    p.add_argument(
+        "--digital-link-host",
+        help="the host Digital Link paths are read under, never the Host header "
+        "(IDRES_DIGITAL_LINK_HOST, default id.gs1.org)",
+    )
     p.add_argument(
         "--no-cache",
         action="store_true",

@@ -11,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resolver.api import DEFAULT_DIGITAL_LINK_HOST
+from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 DEFAULT_DATA_DIR = Path("~/.local/share/idres")
@@ -30,6 +33,8 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_SIGNATURE_MAX_AGE = 300
 DEFAULT_WORKERS = 1
 DEFAULT_KAFKA_MECHANISM = "SCRAM-SHA-512"
+DEFAULT_CLIENT_UPSTREAM_RATE = UPSTREAM_BUDGET.rate
+DEFAULT_BATCH_UPSTREAM_MAX = MAX_UPSTREAM_PER_BATCH
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,6 +64,11 @@ class NodeConfig:
     hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
     mirror_of: str | None = None  # keep and answer copies of what this node keeps
     snapshot: Path | None = None  # start the chains this node keeps from this file
+    # what one anonymous client may make this node ask other nodes (POST /api/resolve)
+    client_upstream_rate: float = DEFAULT_CLIENT_UPSTREAM_RATE  # lookups a second
+    batch_upstream_max: int = DEFAULT_BATCH_UPSTREAM_MAX  # lookups one request may start
+    # the host Digital Link paths are read under (never the request's Host header)
+    digital_link_host: str = DEFAULT_DIGITAL_LINK_HOST
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -79,6 +89,11 @@ class NodeConfig:
             kafka_password=env.get("KAFKA_SASL_PASSWORD", ""),
             kafka_mechanism=env.get("KAFKA_SASL_MECHANISM") or DEFAULT_KAFKA_MECHANISM,
             hash_alg=env.get("IDRES_HASH", "sha256"),
+            client_upstream_rate=float(
+                env.get("IDRES_CLIENT_UPSTREAM_RATE", DEFAULT_CLIENT_UPSTREAM_RATE)
+            ),
+            batch_upstream_max=int(env.get("IDRES_BATCH_UPSTREAM_MAX", DEFAULT_BATCH_UPSTREAM_MAX)),
+            digital_link_host=env.get("IDRES_DIGITAL_LINK_HOST", DEFAULT_DIGITAL_LINK_HOST),
             mirror_of=env.get("IDRES_MIRROR_OF") or None,
             snapshot=Path(env["IDRES_SNAPSHOT"]) if env.get("IDRES_SNAPSHOT") else None,
         )

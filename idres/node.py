@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from idres.assembly import (
     RESOLVER,
+    AnonymousLimits,
     NodeSpec,
     build_app,
     delegations,
@@ -283,6 +284,11 @@ async def _worker(
         max_body_bytes=config.max_body_bytes,
         signature_max_age=config.signature_max_age,
         cache=None if config.cache else CacheConfig(max_entries=0),
+        limits=AnonymousLimits(
+            client_upstream_rate=config.client_upstream_rate,
+            batch_upstream_max=config.batch_upstream_max,
+            digital_link_host=config.digital_link_host,
+        ),
     )
     runner = web.AppRunner(app, access_log=None, **listener_limits())
     await runner.setup()
