@@ -185,13 +185,15 @@ class RegistryAPI:
                     "message": "no values match the filters",
                 }
             )
-        return json_response(
-            {
-                "responseCode": 1,
-                "handle": ident.canonical,
-                "values": [value_to_json(v) for v in shown],
-            }
-        )
+        salts = await self.store.salts(ident.canonical) if private_ok else {}
+        values = []
+        for v in shown:
+            out = value_to_json(v)
+            if not v.permissions.public_read and v.index in salts:
+                # what opens the value's commitment in the chain (schemas/commitment.py)
+                out["salt"] = base64.b64encode(salts[v.index]).decode()
+            values.append(out)
+        return json_response({"responseCode": 1, "handle": ident.canonical, "values": values})
 
     async def _may_read_private(
         self, signer: Signer | None, record: Record, ident: Identifier

@@ -263,6 +263,12 @@ class PostgresStore:
         async with self._conn() as conn:
             return await fetch_records(conn, handles)
 
+    async def salts(self, handle: str) -> dict[int, bytes]:
+        """The salts of ``handle``'s private values, by index (only at their holder):
+        shown with a value, they let its reader check it against the chain."""
+        async with self._conn() as conn:
+            return (await fetch_salts(conn, [handle])).get(handle, {})
+
     async def list_handles(
         self,
         routing_prefix: str,

@@ -13,6 +13,9 @@ from yarl import URL
 
 from registry import httpsig
 from registry.client import handle_path
+from schemas.codec_json import values_from_json
+from schemas.commitment import opens
+from schemas.oplog import decode_operation
 from tests.registry.conftest import ROOT_KEY_ID, Node, add_limited_key, delegate
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
@@ -432,6 +435,31 @@ async def test_non_public_values_need_an_admin_signature_to_read(node: Node) -> 
     assert types(as_public) == types(public_only) == ["URL"]
     assert (hidden.status, hidden.body["responseCode"]) == (401, 402)
     assert refused.status == 403
+
+
+async def test_a_private_value_read_with_its_salt_opens_its_commitment_in_the_chain(
+    node: Node,
+) -> None:
+    key, key_id = await delegate(node, "88.100.1")
+    secret = {"index": 2, "type": "NOTE", "data": "internal", "permissions": "1100"}
+    async with node.client(key, key_id) as c:
+        await c.put("88.100.1/S", [url(), secret])
+        shown = await c.get("88.100.1/S")
+    async with node.client() as anon:
+        public = await anon.get("88.100.1/S")
+    (note,) = [v for v in shown.body["values"] if v["index"] == 2]
+    assert "salt" not in public.body["values"][0]  # a public value has none
+    payload = await node.pool.fetchval(
+        "SELECT payload FROM outbox WHERE handle = '88.100.1/S' ORDER BY seq DESC LIMIT 1"
+    )
+    published = decode_operation(payload).record
+    assert published is not None
+    (committed,) = [v for v in published.values if v.index == 2]
+    salt = base64.b64decode(note.pop("salt"))
+    (value,) = values_from_json({"values": [note]}, now=0)
+    assert opens("88.100.1/S", committed, value, salt)
+    (forged,) = values_from_json({"values": [{**note, "data": "something else"}]}, now=0)
+    assert not opens("88.100.1/S", committed, forged, salt)
 
 
 async def test_filters_by_type_and_index(node: Node) -> None:
