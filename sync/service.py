@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 import orjson
@@ -22,6 +22,7 @@ from schemas.codec_cbor import encode_record
 from schemas.codec_json import record_to_json
 from schemas.errors import Forbidden, StoreUnavailable
 from schemas.identifiers import Identifier
+from schemas.record import Record
 from sync import proof
 from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower
@@ -46,6 +47,19 @@ class SyncConfig:
     follow: bool = True  # keep copies of the chains below this node
     announce: tuple[Delegation, ...] = ()  # delegations this node publishes on start
     mirror_of: str | None = None  # keep copies of what this other node keeps, and its chain
+
+
+def _same_public(chained: Record, here: Record) -> bool:
+    """Whether the record in the chain is the one here, as far as a proof shows it: the
+    same public values, and private values (commitments in the chain) at the same
+    indexes."""
+
+    def parts(r: Record) -> tuple[bytes, list[int]]:
+        public = tuple(v for v in r.values if v.permissions.public_read)
+        private = sorted(v.index for v in r.values if not v.permissions.public_read)
+        return encode_record(replace(r, values=public)), private
+
+    return parts(chained) == parts(here)
 
 
 class Sync:
@@ -175,18 +189,13 @@ class Sync:
                     "message": f"identifier not found: {ident.canonical}",
                 },
             )
-        if not all(v.permissions.public_read for v in record.values):
-            raise Forbidden(
-                f"a proof of {ident.canonical} would show its non-public values (the whole "
-                "operation is what the chain signs); only records with public values have one"
-            )
         built = await proof.build(self.pool, directory, chain, ident.canonical, held)
         top = built[0]["levels"][-1]["chain"] if built is not None else ""
         parent = directory.by_name[top].parent if top in directory.by_name else None
         pending = (
             built is None
             or built[1] is None
-            or encode_record(built[1]) != encode_record(record)
+            or not _same_public(built[1], record)
             or parent in held  # its anchor in a chain kept here is not in a block yet
         )
         if pending or built is None:
@@ -201,7 +210,10 @@ class Sync:
                 },
                 headers={"Retry-After": "1"},
             )
-        return _json(200, {**record_to_json(record), "proof": built[0]})
+        # the chain holds private values as commitments: the answer shows what anyone may
+        # read, and the proof checks exactly that (sync/proof.py)
+        public = tuple(v for v in record.values if v.permissions.public_read)
+        return _json(200, {**record_to_json(record, values=public), "proof": built[0]})
 
     def install(self, app: web.Application, me: str, *, run: bool = True) -> None:
         """Add /api/sync/verify and /api/sync/snapshot; with ``run``, start the relay

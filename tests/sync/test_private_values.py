@@ -5,6 +5,7 @@ salt open, and nothing that reads as the value. Over Kafka and the in-process lo
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 
@@ -15,8 +16,10 @@ from aiokafka import AIOKafkaConsumer
 
 from registry.store import fetch_salts
 from schemas.codec_cbor import record_to_cbor_obj
+from schemas.codec_json import record_to_json
 from schemas.commitment import COMMITTED_TYPE, CommittedValue, opens
 from schemas.record import DataFormat, HandleValue, Permissions, Record
+from sync import proof
 from sync.kafka import KafkaLog
 from sync.log import Log, chain_topic
 from sync.verify import verify
@@ -266,3 +269,27 @@ async def test_an_operation_left_in_the_outbox_by_an_older_idres_leaves_committe
     directory = sub.follower.directory()
     for node in (sub, backbone):  # the holder kept the new salt: its commitment opens
         assert (await verify(node.pool, directory, node.name)).problems == []
+
+
+async def test_a_record_with_a_private_value_has_a_proof_that_shows_only_the_public_ones(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    record = _record()
+    await sub.store.put(record, actor="t")
+    await _propagate(network)
+    await flush(top)
+    directory = top.follower.directory()
+    held = {top.name, backbone.name, sub.name}
+    built = await proof.build(top.pool, directory, sub.name, HANDLE, held)
+    assert built is not None
+    public = tuple(v for v in record.values if v.permissions.public_read)
+    answer = json.loads(json.dumps({**record_to_json(record, values=public), "proof": built[0]}))
+    checked = proof.check(answer, directory.trust_anchor)
+    assert checked.problems == []
+    assert SECRET not in json.dumps(answer)  # neither the answer nor its proof shows it
+    # the private value cannot be slipped into the answer: the proof covers what is shown
+    leaked = {**answer, "values": record_to_json(record)["values"]}
+    assert proof.check(leaked, directory.trust_anchor).problems == [
+        "proof: the values answered differ from version 1 in the chain"
+    ]
