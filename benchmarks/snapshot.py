@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from benchmarks.registration import machine
 from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool, start_embedded
-from registry.store import PostgresStore, PutOp
+from registry.plan import PutOp
+from registry.store import PostgresStore
 from resolver.topology import Directory, Role
 from schemas.record import DataFormat, HandleValue, Record
 from sync.follow import Follower

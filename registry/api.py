@@ -38,6 +38,7 @@ from registry.httpio import (
     read_body,
 )
 from registry.openapi import OPENAPI
+from registry.plan import DeleteOp, PutOp, WriteOp
 from registry.service import (
     Authenticated,
     RegistryPolicy,
@@ -48,13 +49,10 @@ from registry.service import (
     prefix_record,
 )
 from registry.store import (
-    DeleteOp,
     Guard,
     Outcome,
     PostgresStore,
-    PutOp,
     StoredResponse,
-    WriteOp,
     WriteResult,
 )
 from schemas.codec_json import value_to_json, values_from_json

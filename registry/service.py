@@ -24,7 +24,8 @@ from registry.authz import (
     required_permissions,
     served,
 )
-from registry.store import PostgresStore, PutOp, WriteOp, op_handle
+from registry.plan import PutOp, WriteOp, op_handle
+from registry.store import PostgresStore
 from schemas.errors import Forbidden, IdentifierExists, NotResponsible
 from schemas.identifiers import RoutingKey, parse
 from schemas.record import ALL_ADMIN_PERMS, AdminPerm, AdminRef, DataFormat, HandleValue, Record

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +19,18 @@ from typing import Any, Literal, Protocol
 
 import asyncpg
 
+from registry.plan import (
+    AllowAll,
+    Change,
+    DeleteOp,
+    Op,
+    Planned,
+    Policy,
+    PutOp,
+    WriteOp,
+    op_handle,
+    plan,
+)
 from schemas.codec_cbor import (
     decode_data,
     decode_refs,
@@ -38,13 +50,10 @@ from schemas.commitment import decode as decode_stored_record
 from schemas.commitment import record_obj as committed_record_obj
 from schemas.errors import (
     Forbidden,
-    IdentifierExists,
-    IdentifierNotFound,
     IdresError,
     InvalidIdentifier,
     InvalidValue,
     StoreUnavailable,
-    ValuesNotFound,
 )
 from schemas.identifiers import Identifier, parse
 from schemas.oplog import Operation, encode_operation
@@ -58,16 +67,8 @@ from schemas.record import (
     same_content,
 )
 
-Op = Literal["create", "replace", "delete"]
 IDEMPOTENCY_TTL = 24 * 3600
 _RETRIES = 3  # conflicts between concurrent batches roll back and retry whole
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Change:
-    index: int
-    type: str
-    change: Literal["added", "modified", "removed"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,6 +79,9 @@ class WriteResult:
     changes: tuple[Change, ...]
 
 
+Outcome = WriteResult | IdresError
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HistoryEntry:
     version: int
@@ -86,60 +90,6 @@ class HistoryEntry:
     at: datetime
     changes: tuple[Change, ...]
     record: Record | None  # the record after the change; None after a delete
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PutOp:
-    """Create or replace a record; with ``indexes``, set only those values of it."""
-
-    record: Record
-    overwrite: bool = True
-    indexes: frozenset[int] | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DeleteOp:
-    """Delete a record; with ``indexes``, remove only those values of it."""
-
-    handle: str
-    indexes: frozenset[int] | None = None
-
-
-WriteOp = PutOp | DeleteOp
-Outcome = WriteResult | IdresError
-
-
-def op_handle(op: WriteOp) -> str:
-    return op.record.handle if isinstance(op, PutOp) else op.handle
-
-
-class Policy(Protocol):
-    """Decides each operation of a batch inside its transaction (no I/O of its own)."""
-
-    def prefix_handles(self, op: WriteOp) -> Iterable[str]:
-        """Records the decision needs besides the target (prefix records)."""
-        ...
-
-    def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
-        """The operation to apply (possibly amended), or raise an IdresError."""
-        ...
-
-    def begin(self) -> None:
-        """A (re)started transaction: forget anything learned in an earlier attempt."""
-        ...
-
-
-class AllowAll:
-    """The policy of trusted callers: the node's own bootstrap, tests of the store."""
-
-    def begin(self) -> None:
-        pass
-
-    def prefix_handles(self, op: WriteOp) -> Iterable[str]:
-        return ()
-
-    def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
-        return op
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -182,24 +132,6 @@ class RecordStore(Protocol):
     async def history(self, handle: str) -> list[HistoryEntry]: ...
 
 
-def diff(old: Record | None, new: Record | None) -> tuple[Change, ...]:
-    """What changed between two versions of a record, by index."""
-    if old is None and new is not None:  # a create: everything is new (and sorted)
-        return tuple(Change(index=v.index, type=v.type, change="added") for v in new.values)
-    before = {v.index: v for v in old.values} if old else {}
-    after = {v.index: v for v in new.values} if new else {}
-    out: list[Change] = []
-    for index in sorted(before.keys() | after.keys()):
-        a, b = before.get(index), after.get(index)
-        if a is None and b is not None:
-            out.append(Change(index=index, type=b.type, change="added"))
-        elif b is None and a is not None:
-            out.append(Change(index=index, type=a.type, change="removed"))
-        elif a is not None and b is not None and not same_content(a, b):
-            out.append(Change(index=index, type=b.type, change="modified"))
-    return tuple(out)
-
-
 VALUE_COLUMNS = (
     "handle",
     "idx",
@@ -219,18 +151,6 @@ _SELECT_MANY = (
     "SELECT handle, idx, type, format, data, ttl, ttl_type, ts, perms, refs"
     " FROM handle_values WHERE handle = ANY($1::text[]) ORDER BY handle, idx"
 )
-
-
-@dataclass(slots=True, kw_only=True)
-class _Planned:
-    position: int
-    op: Op
-    handle: str
-    ident: Identifier
-    version: int
-    old: Record | None
-    new: Record | None
-    changes: tuple[Change, ...]
 
 
 class PostgresStore:
@@ -443,38 +363,9 @@ class PostgresStore:
             else {}
         )
 
-        planned: list[_Planned] = []
-        for pos, op, ident in valid:
-            handle = ident.canonical
-            old = old_records.get(handle)
-            try:
-                if isinstance(op, PutOp) and old is not None and not op.overwrite:
-                    raise IdentifierExists(handle)
-                if isinstance(op, DeleteOp) and old is None:
-                    raise IdentifierNotFound(handle)
-                merged = _merge_indexes(op, old)
-                if merged is not op and isinstance(merged, PutOp):
-                    check_values(merged.record.values)  # old and new values together
-                # the policy decides; it is trusted not to make a valid record invalid
-                op = policy.decide(merged, old, context)
-                new = op.record if isinstance(op, PutOp) else None
-            except IdresError as exc:
-                outcomes[pos] = exc
-                continue
-            version = (existing[handle] if old is not None else last_version.get(handle, 0)) + 1
-            kind: Op = "delete" if new is None else ("create" if old is None else "replace")
-            planned.append(
-                _Planned(
-                    position=pos,
-                    op=kind,
-                    handle=handle,
-                    ident=ident,
-                    version=version,
-                    old=old,
-                    new=new,
-                    changes=diff(old, new),
-                )
-            )
+        planned, refused = plan(valid, old_records, existing, last_version, context, policy)
+        for pos, exc in refused.items():
+            outcomes[pos] = exc
         await _write(conn, planned, actor, int(now))
         for p in planned:
             outcomes[p.position] = WriteResult(
@@ -502,33 +393,6 @@ class PostgresStore:
                 "DELETE FROM idempotency WHERE created_at < $1",
                 now - timedelta(seconds=IDEMPOTENCY_TTL),
             )
-
-
-def _merge_indexes(op: WriteOp, old: Record | None) -> WriteOp:
-    """Turn an edit of single values into the whole record it leaves behind."""
-    if op.indexes is None:
-        return op
-    kept = tuple(v for v in (old.values if old else ()) if v.index not in op.indexes)
-    if isinstance(op, DeleteOp):
-        assert old is not None
-        missing = sorted(op.indexes - {v.index for v in old.values})
-        if missing:
-            raise ValuesNotFound(
-                f"{op.handle} has no value at index " + ", ".join(map(str, missing))
-            )
-        if not kept:
-            raise InvalidValue.single(
-                "index",
-                "removing these values would leave the record empty; delete the record instead",
-            )
-        return PutOp(record=Record(handle=op.handle, values=kept))
-    stray = sorted({v.index for v in op.record.values} - op.indexes)
-    if stray:
-        raise InvalidValue.single(
-            "values",
-            f"with ?index=, send only values at those indexes; not {', '.join(map(str, stray))}",
-        )
-    return PutOp(record=Record(handle=op.record.handle, values=kept + op.record.values))
 
 
 async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> StoredResponse | None:
@@ -569,7 +433,7 @@ async def _check_guard(conn: asyncpg.Connection, guard: Guard, now: float) -> St
     return None
 
 
-async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, now: int) -> None:
+async def _write(conn: asyncpg.Connection, planned: list[Planned], actor: str, now: int) -> None:
     if not planned:
         return
     salts = await _salts_for(conn, planned)  # before the old rows, and their salts, go
@@ -637,7 +501,7 @@ async def _write(conn: asyncpg.Connection, planned: list[_Planned], actor: str, 
 
 
 async def _salts_for(
-    conn: asyncpg.Connection, planned: list[_Planned]
+    conn: asyncpg.Connection, planned: list[Planned]
 ) -> dict[str, dict[int, bytes]]:
     """The salt of each private value the planned records will hold, by handle and
     index: the one it had while its content stays the same (so its commitment, and

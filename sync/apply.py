@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from registry.store import VALUE_COLUMNS, diff, fetch_records, value_to_row
+from registry.plan import diff
+from registry.store import VALUE_COLUMNS, fetch_records, value_to_row
 from schemas.commitment import encode as encode_committed
 from schemas.identifiers import parse
 from schemas.oplog import Operation

@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from registry.database import migrate
-from registry.store import Change, PostgresStore
+from registry.plan import Change
+from registry.store import PostgresStore
 from schemas.errors import (
     IdentifierExists,
     IdentifierNotFound,
