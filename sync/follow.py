@@ -24,6 +24,7 @@ from registry.service import NODE_ADMIN
 from registry.store import append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
+    Anchor,
     Block,
     ChainError,
     ChainGap,
@@ -147,20 +148,14 @@ def judge(
         if entry.kind != "anchor":
             continue
         anchor = decode_anchor(entry.payload)
-        child = directory.by_name.get(anchor.chain)
-        if child is None or child.parent != chain:
-            return Dead(
-                f"block {block.header.height} of {chain!r} anchors chain {anchor.chain!r}, "
-                f"which is not its child"
-            )
+        why = anchor_problem(chain, block.header.height, anchor, directory)
+        if why is not None:
+            return Dead(why)
         have = below.get((anchor.chain, anchor.height))
         if have is None:
             return Wait(f"block {anchor.height} of {anchor.chain!r} is not here yet")
         if have != anchor.hash:
-            return Dead(
-                f"block {block.header.height} of {chain!r} anchors block {anchor.height} of "
-                f"{anchor.chain!r} with a hash that is not the block's (a fork or a forgery)"
-            )
+            return Dead(forged_anchor(chain, block.header.height, anchor))
     mine: list[Operation] = []
     foreign: list[tuple[bytes, str]] = []
     payloads = [e.payload for e in block.entries if e.kind == "op"]
@@ -171,6 +166,22 @@ def judge(
         elif where == "foreign":
             foreign.append((payload, f"{chain!r} does not hold {op.handle} (version {op.version})"))
     return Accept(block, mine, refs, foreign)
+
+
+def anchor_problem(chain: str, height: int, anchor: Anchor, directory: Directory) -> str | None:
+    """Why block ``height`` of ``chain`` may not hold ``anchor``: only a parent anchors,
+    and only its own children's blocks."""
+    child = directory.by_name.get(anchor.chain)
+    if child is None or child.parent != chain:
+        return f"block {height} of {chain!r} anchors chain {anchor.chain!r}, which is not its child"
+    return None
+
+
+def forged_anchor(chain: str, height: int, anchor: Anchor) -> str:
+    return (
+        f"block {height} of {chain!r} anchors block {anchor.height} of {anchor.chain!r} "
+        "with a hash that is not the block's (a fork or a forgery)"
+    )
 
 
 def followed(directory: Directory, me: str, *, mirror_of: str | None = None) -> list[str]:

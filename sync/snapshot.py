@@ -26,7 +26,16 @@ import asyncpg
 
 from registry.store import append_outbox
 from resolver.topology import Directory
-from schemas.chain import Block, Tip, anchor_of, check_block, decode_block, tip_after
+from schemas.chain import (
+    Anchor,
+    Block,
+    Tip,
+    anchor_of,
+    check_block,
+    decode_anchor,
+    decode_block,
+    tip_after,
+)
 from schemas.errors import EncodingError, IdresError
 from schemas.oplog import Operation
 from schemas.snapshot import (
@@ -41,7 +50,16 @@ from schemas.snapshot import (
     encode_header,
 )
 from sync.apply import apply_operations
-from sync.follow import FOLLOW_LOCK, Position, entries_of, followed, holds, store_position
+from sync.follow import (
+    FOLLOW_LOCK,
+    Position,
+    anchor_problem,
+    entries_of,
+    followed,
+    forged_anchor,
+    holds,
+    store_position,
+)
 from sync.relay import store_blocks
 
 _CHUNK = 1 << 20
@@ -127,6 +145,7 @@ async def load(
             except EncodingError as exc:
                 raise SnapshotError(f"snapshot {path}: {exc}") from exc
             await loader.flush()
+            await loader.check_anchors(path)
             for chain, tip in loader.tips.items():
                 await store_position(
                     conn,
@@ -198,6 +217,34 @@ class _Loader:
         self.cut_at: dict[str, float] = {}
         self.pending: list[tuple[Block, list[Operation], list[tuple[str, int]]]] = []
         self.entries = 0
+        self.anchors: list[tuple[str, int, Anchor]] = []  # (chain, height, anchor) loaded
+
+    async def check_anchors(self, path: Path) -> None:
+        """Every anchor loaded names a block held here (the file's or from before) with
+        that block's hash; an anchor of a chain this node does not keep is not checked."""
+        if not self.anchors:
+            return
+        rows = await self.conn.fetch(
+            "SELECT b.chain, b.height, b.hash FROM chain_blocks b"
+            " JOIN unnest($1::text[], $2::bigint[]) AS w(chain, height)"
+            " ON b.chain = w.chain AND b.height = w.height",
+            [a.chain for _, _, a in self.anchors],
+            [a.height for _, _, a in self.anchors],
+        )
+        held = {(r["chain"], r["height"]): r["hash"] for r in rows}
+        kept = set(followed(self.directory, self.me)) | set(self.tips)
+        for chain, height, anchor in self.anchors:
+            have = held.get((anchor.chain, anchor.height))
+            if have is None and anchor.chain not in kept:
+                continue
+            if have != anchor.hash:
+                why = (
+                    forged_anchor(chain, height, anchor)
+                    if have is not None
+                    else f"block {height} of {chain!r} anchors block {anchor.height} of "
+                    f"{anchor.chain!r}, which the snapshot does not hold"
+                )
+                raise SnapshotError(f"snapshot {path}: {why}")
 
     async def add(self, item: SnapshotBlock, index: int) -> None:
         node = self.directory.by_name.get(item.chain)
@@ -218,6 +265,13 @@ class _Loader:
         self.tips[item.chain] = tip_after(block)
         self.cut_at[item.chain] = block.header.at / 1000
         self.loaded.blocks[item.chain] = self.loaded.blocks.get(item.chain, 0) + 1
+        for entry in block.entries:
+            if entry.kind == "anchor":
+                anchor = decode_anchor(entry.payload)
+                why = anchor_problem(item.chain, block.header.height, anchor, self.directory)
+                if why is not None:
+                    raise EncodingError(f"snapshot item {index}: {why}")
+                self.anchors.append((item.chain, block.header.height, anchor))
         self.pending.append(
             (block, [op for op in ops if holds(self.directory, item.chain, op)], refs)
         )

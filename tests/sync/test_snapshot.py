@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from idres.assembly import NodeSpec, delegations
 from registry.store import PostgresStore
 from resolver.topology import Directory, Role
+from schemas.chain import decode_anchor
 from schemas.commitment import CommittedValue
 from schemas.record import DataFormat, HandleValue, Permissions, Record
 from schemas.snapshot import (
@@ -230,3 +232,25 @@ async def test_a_damaged_or_forged_snapshot_leaves_nothing_behind(
             await load(mirror, path, directory, name, mirror_of=top.name)
         assert await _held(mirror) == ([], [], []), path.name  # not one row kept
         assert await mirror.fetchval("SELECT count(*) FROM sync_positions") == 0
+
+
+async def test_a_snapshot_whose_anchor_is_not_the_childs_block_is_refused(
+    network: dict[str, Node], new_pool: NewPool, tmp_path: Path
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    await sub.store.put(url_record("88.100.1/A", "https://e.x/a"), actor="t")
+    await flush(sub)
+    await catch_up(backbone)
+    async with backbone.pool.acquire() as conn:  # the backbone's operator forges the anchor
+        payload = await conn.fetchval("SELECT payload FROM outbox WHERE op = 'anchor'")
+        honest = decode_anchor(payload)
+        forged = replace(honest, hash=bytes(32))
+        await conn.execute("UPDATE outbox SET payload = $1 WHERE op = 'anchor'", forged.encode())
+    await flush(backbone)  # signed by the backbone: every block checks on its own
+    path = await _write_snapshot(backbone, tmp_path / "backbone.snapshot")
+
+    mirror = await new_pool()
+    name, directory = _with_mirror(top)
+    with pytest.raises(SnapshotError, match="with a hash that is not the block's"):
+        await load(mirror, path, directory, name, mirror_of=backbone.name)
+    assert await _held(mirror) == ([], [], [])
