@@ -161,7 +161,8 @@ class FastProtocol(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._finish(error(400, "no protocol upgrades here", keep_alive=False))
+            if not self.closing:  # the request may have been answered as it completed
+                self._finish(error(400, "no protocol upgrades here", keep_alive=False))
         except httptools.HttpParserCallbackError as exc:
             if isinstance(exc.__context__, _UrlTooLong):
                 self._finish(error(414, f"request target over {MAX_URL} bytes", keep_alive=False))

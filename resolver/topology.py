@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
@@ -286,7 +286,9 @@ def check_issue(d: Delegation, issuer: Delegation) -> None:
 
 
 def _check_own(d: Delegation) -> None:
-    """What a delegation must be on its own: bounded, well-formed prefixes, none reserved."""
+    """What a delegation must be on its own: an Ed25519 key, bounded, well-formed
+    prefixes, none reserved."""
+    _node_key(d)
     if len(d.prefixes) > MAX_PREFIXES:
         raise Forbidden(
             f"node {d.name!r} is given {len(d.prefixes)} prefixes (at most {MAX_PREFIXES})"
@@ -305,13 +307,20 @@ def _check_own(d: Delegation) -> None:
             )
 
 
-def _check_signature(d: Delegation, issuer: Delegation) -> None:
+def _node_key(d: Delegation) -> ed25519.Ed25519PublicKey:
+    """The Ed25519 key a delegation names; raise if it names none (a key of another or
+    unknown algorithm would otherwise surface as cryptography's own exception)."""
     try:
-        key = load_der_public_key(issuer.public_key)
-    except (ValueError, TypeError) as exc:
-        raise Forbidden(f"node {issuer.name!r} has no readable key") from exc
+        key = load_der_public_key(d.public_key)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise Forbidden(f"node {d.name!r} has no readable key") from exc
     if not isinstance(key, ed25519.Ed25519PublicKey):
-        raise Forbidden(f"node {issuer.name!r} has no Ed25519 key")
+        raise Forbidden(f"node {d.name!r} has no Ed25519 key")
+    return key
+
+
+def _check_signature(d: Delegation, issuer: Delegation) -> None:
+    key = _node_key(issuer)
     try:
         key.verify(d.signature, d.signed_bytes())
     except InvalidSignature:

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from schemas.codec_cbor import dumps_ordered
-from schemas.errors import EncodingError
+from schemas.errors import EncodingError, shown
 
 CHAIN_VERSION = 1
 GENESIS = bytes(32)
@@ -271,7 +271,9 @@ def _version(obj: Any, what: str) -> None:
     if not isinstance(obj, dict) or not isinstance(obj.get("v"), int):
         raise EncodingError(f"{what} must be a map with a version number")
     if not 1 <= obj["v"] <= CHAIN_VERSION:  # older versions stay readable as they are added
-        raise EncodingError(f"{what} version {obj['v']} is not supported (this node reads 1)")
+        raise EncodingError(
+            f"{what} version {shown(obj['v'])} is not supported (this node reads 1)"
+        )
 
 
 _HEADER_FIELDS = {

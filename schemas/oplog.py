@@ -26,7 +26,7 @@ from schemas.commitment import (
     record_from_obj,
 )
 from schemas.commitment import record_obj as committed_record_obj
-from schemas.errors import EncodingError
+from schemas.errors import EncodingError, shown
 from schemas.record import Record
 
 OPLOG_VERSION = COMMITTED_RECORD_VERSION  # the newest this node reads and writes
@@ -86,7 +86,7 @@ def decode_operation(data: bytes, *, check_form: bool = True) -> Operation:
         raise EncodingError("operation must be a map of " + ", ".join(sorted(_KEYS)))
     if obj["v"] not in (PLAIN_RECORD_VERSION, COMMITTED_RECORD_VERSION):
         raise EncodingError(
-            f"operation format version {obj['v']!r} is not supported "
+            f"operation format version {shown(obj['v'])} is not supported "
             f"(this node reads 1 and {COMMITTED_RECORD_VERSION})"
         )
     op, handle, version, actor, at = (obj[k] for k in ("op", "handle", "version", "actor", "at"))
@@ -101,7 +101,7 @@ def decode_operation(data: bytes, *, check_form: bool = True) -> Operation:
     raw = obj["record"]
     if raw is not None and (not isinstance(raw, dict) or raw.get("v") != obj["v"]):
         raise EncodingError(
-            f"an operation of version {obj['v']!r} carries a record map of the same version"
+            f"an operation of version {shown(obj['v'])} carries a record map of the same version"
         )
     if raw is None and obj["v"] != PLAIN_RECORD_VERSION:
         raise EncodingError("a delete is an operation of version 1")

@@ -29,11 +29,6 @@ def _with_version(decode: Callable[[bytes], object], version: int) -> bytes:
     return cbor2.dumps({"v": version})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="schemas/oplog.py and schemas/chain.py _version format obj['v'] with !r / str(); "
-    "the fix: schemas.errors.shown(obj['v']) in those messages",
-)
 @pytest.mark.parametrize("what", ["operation", "block", "header", "anchor"])
 def test_a_huge_bignum_version_of_an_operation_or_block_is_an_encoding_error(what: str) -> None:
     from schemas.chain import decode_anchor, decode_block, decode_header
@@ -54,11 +49,6 @@ def _unknown_key(der: bytes) -> bytes:
     return der.replace(bytes.fromhex("06032b6570"), bytes.fromhex("06032b6572"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="resolver/topology.py _check_signature lets cryptography's UnsupportedAlgorithm "
-    "out of load_der_public_key; the fix: catch (ValueError, UnsupportedAlgorithm) -> Forbidden",
-)
 def test_a_child_of_a_node_whose_key_is_of_an_unknown_algorithm_is_ignored() -> None:
     """A backbone operator (or the super node) can delegate to a node with such a key;
     a delegation naming that node as parent must then be ignored, not stop the
@@ -77,11 +67,6 @@ def test_a_child_of_a_node_whose_key_is_of_an_unknown_algorithm_is_ignored() -> 
     assert "kid" not in live().by_name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the same UnsupportedAlgorithm escapes sync.proof.check (it catches only "
-    "IdresError, KeyError, TypeError, ValueError); fixed with resolver/topology.py's",
-)
 def test_a_proof_whose_super_node_key_is_of_an_unknown_algorithm_is_a_problem() -> None:
 
     answer = orjson.loads(seeds.proof()[0])
