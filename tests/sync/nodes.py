@@ -26,7 +26,9 @@ from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.client import ClientError, RegistryClient
 from registry.database import create_pool
-from resolver.topology import Role
+from resolver.topology import Directory, Role
+from sync.kafka import KafkaCredentials
+from sync.kafka_acl import provision
 from tests.conftest import with_database
 
 ADMIN_ID = "300:0.NA/node.admin"
@@ -95,6 +97,7 @@ class Network:
         write_secret(self.admin_path, httpsig.private_key_pem(httpsig.generate_key()))
         self.admin = httpsig.load_private_key(self.admin_path.read_bytes())
         self.nodes: dict[str, NodeProcess] = {}
+        self.passwords: dict[str, str] = {}  # Kafka SCRAM passwords, by node name
 
     async def create(self) -> None:
         keys = {n: ed25519.Ed25519PrivateKey.generate() for n in self.names}
@@ -120,6 +123,7 @@ class Network:
         directory.write_text(json.dumps([d.to_json() for d in self.delegations]))
         anchor = base64.b64encode(node_public_key(keys["super"])).decode()
         self.keys, self.anchor, self.ports = keys, anchor, ports
+        await self._provision()
         admin = await asyncpg.connect(self.pg_url)
         try:
             for n in self.names.values():
@@ -149,7 +153,9 @@ class Network:
             if d.name == spec.name
         ]
         directory = self.work / "directory-mirror.json"
-        directory.write_text(json.dumps([d.to_json() for d in [*self.delegations, mirror]]))
+        self.delegations = [*self.delegations, mirror]
+        directory.write_text(json.dumps([d.to_json() for d in self.delegations]))
+        await self._provision(mirrors={spec.name: self.names[of]})
         admin = await asyncpg.connect(self.pg_url)
         try:
             db = "idres_" + spec.name.replace("-", "_")
@@ -194,12 +200,41 @@ class Network:
                 str(self.admin_path),
                 "--kafka",
                 self.kafka,
+                *self._kafka_login(name),
             ],
-            env={**os.environ, "DATABASE_URL": db_url},
+            # each node logs in as itself, never as the suite's admin
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("KAFKA_SASL_")},
+                "DATABASE_URL": db_url,
+            },
             database_url=db_url,
             log=self.work / f"{n}.log",
         )
         return self.nodes[n]
+
+    async def _provision(self, mirrors: dict[str, str] | None = None) -> None:
+        """Each node a SCRAM user of its own with the ACLs its place in the directory
+        gives it (``idres kafka-acl``'s work), when the suite's broker checks them."""
+        admin = KafkaCredentials.from_env()
+        if admin is None:  # a broker without SASL (KAFKA_BOOTSTRAP of one's own)
+            return
+        for name in self.names.values():
+            self.passwords.setdefault(name, uuid.uuid4().hex)
+        directory = Directory(self.delegations, trust_anchor=self.delegations[0].public_key)
+        await provision(
+            self.kafka,
+            admin,
+            directory,
+            passwords={n: self.passwords[n] for n in self.names.values()},
+            mirrors=mirrors,
+        )
+
+    def _kafka_login(self, name: str) -> list[str]:
+        if name not in self.passwords:
+            return []
+        path = self.work / f"{name}.kafka-password"
+        write_secret(path, self.passwords[name].encode(), replace=True)
+        return ["--kafka-user", name, "--kafka-password-file", str(path)]
 
     def start_all(self) -> None:
         for n in ("sub", "backbone", "super"):
