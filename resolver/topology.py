@@ -29,6 +29,7 @@ DELEGATION_VERSION = 1
 MAX_NODES = 10_000  # a directory bigger than any national system's node count
 MAX_CHILDREN = 2_000  # delegations one node may sign
 MAX_PREFIXES = 64  # prefixes one delegation may hold
+MAX_PREFIXES_TOTAL = 20_000  # prefixes a directory may hold, all nodes together
 _NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _RESERVED = RoutingKey(namespace=Namespace.HANDLE, labels=("0",))
 
@@ -90,11 +91,18 @@ class Delegation:
                 parent=None if obj["parent"] is None else str(obj["parent"]),
                 prefixes=tuple(str(p) for p in obj["prefixes"]),
                 public_key=base64.b64decode(obj["publicKey"], validate=True),
-                issued=int(obj["issued"]),
+                issued=_uint(obj["issued"], "issued"),
                 signature=base64.b64decode(obj["signature"], validate=True),
             )
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, binascii.Error) as exc:
             raise EncodingError(f"malformed delegation: {exc!r}") from exc
+
+
+def _uint(value: Any, what: str) -> int:
+    """An integer field of a delegation: a JSON or CBOR float (Infinity, say) is not one."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise ValueError(f"{what} must be an integer from 0 to 2^63 - 1")
+    return value
 
 
 def sign_delegation(delegation: Delegation, issuer: ed25519.Ed25519PrivateKey) -> Delegation:
@@ -126,52 +134,109 @@ class Route:
     prefix: RoutingKey | None = None  # the delegated prefix that matched
 
 
+_Key = tuple[Namespace, tuple[str, ...]]
+
+
+class _Index:
+    """Where prefixes sit, so that routing and the carving checks cost about a prefix's
+    length, not the directory's size: ``held`` maps each delegated prefix to its
+    holders (two when one was handed down whole), ``under`` each proper label-prefix
+    of a delegated prefix to the delegated prefixes below it."""
+
+    def __init__(self) -> None:
+        self.held: dict[_Key, list[str]] = {}
+        self.under: dict[_Key, list[tuple[RoutingKey, str]]] = {}
+        self.count = 0
+
+    def add(self, name: str, prefix: RoutingKey) -> None:
+        self.held.setdefault((prefix.namespace, prefix.labels), []).append(name)
+        for n in range(len(prefix.labels)):
+            key = (prefix.namespace, prefix.labels[:n])
+            self.under.setdefault(key, []).append((prefix, name))
+        self.count += 1
+
+    def around(self, prefix: RoutingKey) -> list[tuple[RoutingKey, str]]:
+        """The delegated prefixes equal to, above or below ``prefix``, with holders."""
+        out = [
+            (RoutingKey(namespace=prefix.namespace, labels=prefix.labels[:n]), holder)
+            for n in range(len(prefix.labels) + 1)
+            for holder in self.held.get((prefix.namespace, prefix.labels[:n]), ())
+        ]
+        return out + self.under.get((prefix.namespace, prefix.labels), [])
+
+
 class Directory:
     """A verified set of delegations with longest-prefix routing over all namespaces."""
 
     def __init__(self, delegations: list[Delegation], trust_anchor: bytes) -> None:
-        self._build(verify(delegations, trust_anchor), trust_anchor)
+        by_name = verify(delegations, trust_anchor)
+        self._build(by_name, trust_anchor, _index_of(by_name))
 
-    def _build(self, by_name: dict[str, Delegation], trust_anchor: bytes) -> None:
+    def _build(self, by_name: dict[str, Delegation], trust_anchor: bytes, index: _Index) -> None:
         self.by_name = by_name
         self.trust_anchor = trust_anchor
+        # shared with the directories grown from this one: each reads only the holders
+        # its own by_name names (a node added later is invisible to the older one)
+        self._index = index
         self._depth = {name: len(self.ancestors(name)) for name in by_name}
-        self._routes: list[tuple[RoutingKey, Delegation]] = []
-        for d in self.by_name.values():
-            for text in d.prefixes:
-                self._routes.append((prefix_key(text), d))
 
     def with_delegation(self, d: Delegation) -> Directory:
-        """This directory and ``d``: a new node is checked against what is here alone
-        (its issuer's signature, role and space, and the prefixes it would touch), so a
-        refused delegation costs nothing like a whole re-verification; a changed one
-        (rare: only its parent can sign it) verifies the whole directory again."""
-        if d.name in self.by_name:
-            merged = {**self.by_name, d.name: d}
-            return Directory(list(merged.values()), self.trust_anchor)
-        if len(self.by_name) >= MAX_NODES:
+        """This directory and ``d``, checked against what is here alone: its issuer's
+        signature first (a forged message costs one signature check), then its role,
+        space and the prefixes around its own. A changed delegation (only its parent
+        can sign one) is checked the same way, and its children against it."""
+        held = self.by_name.get(d.name)
+        if held is None and len(self.by_name) >= MAX_NODES:
             raise Forbidden(f"the directory is full ({MAX_NODES} nodes)")
         if d.parent is None:
-            raise Forbidden(f"node {d.name!r} claims to be a second super node")
-        issuer = self.by_name.get(d.parent)
+            if held is None:
+                raise Forbidden(f"node {d.name!r} claims to be a second super node")
+            if d.public_key != self.trust_anchor:
+                raise Forbidden("the super node's key in the directory is not the trusted one")
+            _check_own(d)
+            _check_signature(d, d)
+        else:
+            issuer = self.by_name.get(d.parent)
+            if issuer is None:
+                raise Forbidden(f"node {d.name!r} names unknown parent {d.parent!r}")
+            _check_signature(d, issuer)  # before any other work: forgeries stop here
+            if held is None:
+                children = sum(1 for o in self.by_name.values() if o.parent == issuer.name)
+                if children >= MAX_CHILDREN:
+                    raise Forbidden(f"{issuer.name!r} already has {MAX_CHILDREN} children")
+            check_issue(d, issuer)
+        if self._index.count + len(d.prefixes) > MAX_PREFIXES_TOTAL:
+            raise Forbidden(f"the directory is full ({MAX_PREFIXES_TOTAL} prefixes)")
+        by_name = {**self.by_name, d.name: d}
+        if held is not None:  # a change: its children must still fit it, then a new index
+            for child in by_name.values():
+                if child.parent == d.name:
+                    check_issue(child, d)
+            index = _index_of(by_name)
+            lineages = {name: self._lineage(name) for name in by_name}
+            for text in d.prefixes:
+                _check_around(prefix_key(text), d.name, lineages, index)
+        else:
+            lineage = {d.name, *self.ancestors(d.parent or d.name)}
+            for text in d.prefixes:
+                prefix = prefix_key(text)
+                for other, holder in self._index.around(prefix):
+                    if holder in self.by_name:
+                        _check_pair(prefix, d.name, lineage, other, holder, self._lineage(holder))
+            index = self._index
+            for text in d.prefixes:
+                index.add(d.name, prefix_key(text))
+        grown = Directory.__new__(Directory)
+        grown._build(by_name, self.trust_anchor, index)
+        return grown
+
+    def check_signed(self, d: Delegation) -> None:
+        """Raise unless the node ``d`` names as parent (itself, for the super node) is here
+        and signed ``d``: the one check a forged message costs."""
+        issuer = self.by_name.get(d.parent) if d.parent is not None else self.by_name.get(d.name)
         if issuer is None:
             raise Forbidden(f"node {d.name!r} names unknown parent {d.parent!r}")
-        children = sum(1 for other in self.by_name.values() if other.parent == issuer.name)
-        if children >= MAX_CHILDREN:
-            raise Forbidden(f"{issuer.name!r} already has {MAX_CHILDREN} children")
-        check_issue(d, issuer)
-        lineage = {d.name, *self.ancestors(issuer.name)}
-        theirs = [
-            (prefix_key(text), other.name)
-            for other in self.by_name.values()
-            for text in other.prefixes
-        ]
-        for prefix in (prefix_key(text) for text in d.prefixes):
-            for other, holder in theirs:
-                _check_pair(prefix, d.name, lineage, other, holder, self._lineage(holder))
-        grown = Directory.__new__(Directory)
-        grown._build({**self.by_name, d.name: d}, self.trust_anchor)
-        return grown
+        _check_signature(d, issuer)
 
     def kept_prefixes(self, name: str) -> tuple[RoutingKey, ...]:
         """``name``'s prefixes but those it handed down whole to a node below it: the
@@ -190,22 +255,16 @@ class Directory:
     def authority(self, routing: RoutingKey) -> tuple[RoutingKey, Delegation] | None:
         """The node delegated the longest prefix of ``routing``, if any; of a parent and
         the child it handed a whole prefix to, the child."""
-        best: tuple[RoutingKey, Delegation] | None = None
-        for prefix, node in self._routes:
-            if prefix.namespace is not routing.namespace:
-                continue
-            if routing.labels[: len(prefix.labels)] != prefix.labels:
-                continue
-            if (
-                best is None
-                or len(prefix.labels) > len(best[0].labels)
-                or (
-                    len(prefix.labels) == len(best[0].labels)
-                    and self._depth[node.name] > self._depth[best[1].name]
-                )
-            ):
-                best = (prefix, node)
-        return best
+        for n in range(len(routing.labels), -1, -1):
+            holders = [
+                self.by_name[h]
+                for h in self._index.held.get((routing.namespace, routing.labels[:n]), ())
+                if h in self.by_name
+            ]
+            if holders:
+                node = max(holders, key=lambda h: self._depth[h.name])
+                return RoutingKey(namespace=routing.namespace, labels=routing.labels[:n]), node
+        return None
 
     def ancestors(self, name: str) -> list[str]:
         """``name`` and its parents up to the super node."""
@@ -365,6 +424,14 @@ def verify(delegations: list[Delegation], trust_anchor: bytes) -> dict[str, Dele
     return by_name
 
 
+def _index_of(by_name: dict[str, Delegation]) -> _Index:
+    index = _Index()
+    for d in by_name.values():
+        for text in d.prefixes:
+            index.add(d.name, prefix_key(text))
+    return index
+
+
 def _check_carving(by_name: dict[str, Delegation]) -> None:
     """No prefix inside (or equal to) another node's unless that node is an ancestor:
     a parent cannot delegate itself into its neighbour's identifiers."""
@@ -376,12 +443,39 @@ def _check_carving(by_name: dict[str, Delegation]) -> None:
             lineage.add(current)
             current = by_name[current].parent
         lineages[name] = lineage
-    held = [(prefix_key(text), d.name) for d in by_name.values() for text in d.prefixes]
-    for prefix, name in held:
-        for other, holder in held:
-            _check_pair(
-                prefix, name, lineages[name], other, holder, lineages[holder], both_ways=False
-            )
+    index = _index_of(by_name)
+    if index.count > MAX_PREFIXES_TOTAL:
+        raise Forbidden(
+            f"the directory names {index.count} prefixes (at most {MAX_PREFIXES_TOTAL})"
+        )
+    for d in by_name.values():
+        for text in d.prefixes:
+            _check_around(prefix_key(text), d.name, lineages, index, both_ways=False)
+
+
+def _check_around(
+    prefix: RoutingKey,
+    name: str,
+    lineages: dict[str, set[str]],
+    index: _Index,
+    *,
+    both_ways: bool = True,
+) -> None:
+    """``name``'s ``prefix`` against every delegated prefix equal to, above or (with
+    ``both_ways``) below it."""
+    found = (
+        index.around(prefix)
+        if both_ways
+        else [
+            (RoutingKey(namespace=prefix.namespace, labels=prefix.labels[:n]), holder)
+            for n in range(len(prefix.labels) + 1)
+            for holder in index.held.get((prefix.namespace, prefix.labels[:n]), ())
+        ]
+    )
+    for other, holder in found:
+        _check_pair(
+            prefix, name, lineages[name], other, holder, lineages[holder], both_ways=both_ways
+        )
 
 
 def _check_pair(

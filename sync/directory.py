@@ -9,6 +9,7 @@ verified links to an unverifiable message.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,6 +22,10 @@ from schemas.errors import EncodingError, IdresError
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 
 log = logging.getLogger("idres.sync.directory")
+
+
+def _digest(d: Delegation) -> bytes:
+    return hashlib.sha256(d.signed_bytes() + d.signature).digest()
 
 
 def encode_delegation(d: Delegation) -> bytes:
@@ -72,7 +77,7 @@ class LiveDirectory:
         self._buckets: dict[str, tuple[float, float]] = {}  # issuer -> (tokens, when)
         # delegations whose parent is not here yet (announced before it): tried again
         # as the directory grows; bounded, oldest dropped first
-        self.pending: dict[str, Delegation] = {}
+        self.pending: dict[bytes, Delegation] = {}
         # where refusals are kept with their reason (the node's dead_letters table)
         self.keep: Callable[[int, Refusal, bytes], Awaitable[None]] | None = None
 
@@ -119,14 +124,17 @@ class LiveDirectory:
             self.pending = {}
 
     def _park(self, d: Delegation) -> None:
-        self.pending.pop(d.name, None)
-        self.pending[d.name] = d
+        # by content, not by name: a forged message naming a waiting node cannot
+        # displace it (it is only one more entry, and the oldest go first)
+        key = _digest(d)
+        self.pending.pop(key, None)
+        self.pending[key] = d
         while len(self.pending) > _MAX_PENDING:
             self.pending.pop(next(iter(self.pending)))
 
     def _adopt_one(self, d: Delegation) -> bool | str | None:
-        """True if taken, None if nothing new, False if its parent is not here yet,
-        else why it is refused."""
+        """True if taken, None if nothing new, False to wait (its parent is not here
+        yet, or its issuer is over its rate), else why it is refused."""
         held = self.current.by_name.get(d.name)
         if held is not None and (d.issued < held.issued or d == held):
             return None
@@ -134,8 +142,12 @@ class LiveDirectory:
             return f"node {d.name!r} has parent {held.parent!r}, not {d.parent!r}"
         if d.parent is not None and d.parent not in self.current.by_name:
             return False
-        if not self._spend(d.parent or d.name):
-            return f"{d.parent!r} signs delegations faster than {_ISSUER_RATE:g}/s"
+        try:
+            self.current.check_signed(d)  # a forgery costs one signature check, no more
+        except IdresError as exc:
+            return f"does not verify: {exc.message}"
+        if not self._spend(d.parent or d.name):  # charged to the verified issuer only
+            return False
         try:
             self.current = self.current.with_delegation(d)
         except IdresError as exc:
@@ -158,7 +170,9 @@ class LiveDirectory:
     async def announce(self, log_: Log, delegations: Iterable[Delegation]) -> None:
         await log_.ensure_topic(DIRECTORY_TOPIC, compacted=True)
         for d in delegations:
-            await log_.append(DIRECTORY_TOPIC, d.name.encode(), [encode_delegation(d)])
+            # keyed by content: compaction drops only repeats of the same delegation, so
+            # no node can erase another's by announcing under its name
+            await log_.append(DIRECTORY_TOPIC, _digest(d).hex().encode(), [encode_delegation(d)])
 
     async def follow(self, log_: Log, *, wait: float = 1.0) -> None:
         """Read the directory topic until cancelled."""
@@ -180,7 +194,7 @@ class LiveDirectory:
                     self.refused += 1
                     bad = Refusal(delegation=None, reason=f"unreadable: {exc.message}")
                     await self._keep(r.offset, bad, r.value)
-            if found:
+            if found or self.pending:  # parked ones are tried again as time passes
                 _, refusals = self.adopt(d for _, d, _ in found)
                 where = {id(d): (offset, raw) for offset, d, raw in found}
                 for refusal in refusals:
