@@ -21,7 +21,7 @@ from idres.assembly import node_public_key
 from registry import httpsig
 from registry.service import NODE_ADMIN, bootstrap
 from registry.store import PostgresStore, append_outbox
-from resolver.topology import Delegation, Directory, Role, sign_delegation
+from resolver.topology import Delegation, Directory, Role, _index_of, sign_delegation
 from schemas.chain import Anchor, decode_anchor
 from schemas.codec_json import record_to_json
 from schemas.identifiers.prefix import parse_prefix
@@ -54,8 +54,9 @@ def _rogue(parent: Node, prefixes: tuple[str, ...]) -> tuple[Delegation, ed25519
 
 def _unchecked(directory: Directory, extra: Delegation) -> Directory:
     """The directory the attacker wishes every node held (built without the rules)."""
+    by_name = {**directory.by_name, extra.name: extra}
     forged = Directory.__new__(Directory)
-    forged._build({**directory.by_name, extra.name: extra}, directory.trust_anchor)
+    forged._build(by_name, directory.trust_anchor, _index_of(by_name))
     return forged
 
 
