@@ -177,7 +177,7 @@ def _node_passwords(folder: Path, names: Sequence[str]) -> dict[str, str]:
 def _cmd_kafka_acl(args: argparse.Namespace) -> int:
     from resolver.topology import Delegation, Directory
     from sync.kafka import KafkaCredentials
-    from sync.kafka_acl import acls_of, provision
+    from sync.kafka_acl import acls_of, check_names, provision
 
     try:
         entries = json.loads(Path(args.directory).read_text())
@@ -207,6 +207,10 @@ def _cmd_kafka_acl(args: argparse.Namespace) -> int:
             if args.admin_password_file:
                 password = _password_file(args.admin_password_file)
             admin = KafkaCredentials(username=args.admin_user, password=password)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    try:
+        check_names(directory, admin.username if admin is not None else None)
     except ValueError as exc:
         raise _Usage(str(exc)) from None
     passwords = _node_passwords(Path(args.passwords), sorted(directory.by_name))

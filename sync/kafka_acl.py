@@ -101,6 +101,17 @@ def principal(node: str) -> str:
     return f"User:{node}"
 
 
+def check_names(directory: Directory, admin_user: str | None) -> None:
+    """Raise ValueError if a node's principal would be the operator's own: a backbone
+    may name a child ``admin``, and provisioning it would set the super user's
+    password and take away its ACLs."""
+    if admin_user is not None and admin_user in directory.by_name:
+        raise ValueError(
+            f"node {admin_user!r} in the directory has the Kafka operator's own user name; "
+            "refusing to provision it (rename the node, or provision as another super user)"
+        )
+
+
 def acls_for(directory: Directory, node: str, *, mirror_of: str | None = None) -> frozenset[Acl]:
     """Every ACL ``node`` needs in ``directory``, and no more."""
     if node not in directory.by_name:
@@ -346,6 +357,7 @@ async def provision(
     exist (created here with the configs ``KafkaLog`` uses, so a parent can follow a
     chain before its node first starts), each node in ``passwords`` has that SCRAM
     password, and each node's principal holds exactly ``acls_of`` its rules."""
+    check_names(directory, admin.username if admin is not None else None)
     log = KafkaLog(bootstrap, credentials=admin, client_id="idres-kafka-acl")
     try:
         await log.ensure_topic(DIRECTORY_TOPIC, compacted=True)

@@ -384,3 +384,28 @@ def test_idres_kafka_acl_makes_users_and_acls_from_a_directory_file(
     assert main([*common, "--dry-run"]) == 0
     assert f"User:sub-{run} READ topic idres.directory" in capsys.readouterr().out
     assert os.environ.get("KAFKA_SASL_USERNAME")  # it ran as the suite's admin
+
+
+def test_a_node_named_as_the_kafka_operator_is_not_provisioned(
+    kafka_bootstrap: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A backbone may name a child after the operator's super user; provisioning it
+    would reset that user's password and take away its ACLs."""
+    admin = admin_credentials()
+    top = f"super-{uuid.uuid4().hex[:6]}"
+    directory = directory_of(
+        [(top, Role.SUPER, None, ()), (admin.username, Role.BACKBONE, top, ("88.8",))]
+    )
+    nodes = tmp_path / "nodes.json"
+    nodes.write_text(json.dumps([d.to_json() for d in directory.by_name.values()]))
+    anchor = base64.b64encode(directory.trust_anchor).decode()
+    users = tmp_path / "users"
+    status = main(
+        [
+            *("kafka-acl", "--directory", str(nodes), "--trust-anchor", anchor),
+            *("--bootstrap", kafka_bootstrap, "--passwords", str(users)),
+        ]
+    )
+    assert status == 2
+    assert "has the Kafka operator's own user name" in capsys.readouterr().err
+    assert not users.exists()  # no password made for it
