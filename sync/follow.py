@@ -168,6 +168,15 @@ def judge(
     return Accept(block, mine, refs, foreign)
 
 
+def _foreign_reason(chain: str, verdict: Accept) -> str:
+    shown = "; ".join(why for _, why in verdict.foreign[:3])
+    more = len(verdict.foreign) - 3
+    return (
+        f"block {verdict.block.header.height} of {chain!r}: {len(verdict.foreign)} "
+        f"operation(s) not applied: {shown}" + (f"; and {more} more" if more > 0 else "")
+    )
+
+
 def anchor_problem(chain: str, height: int, anchor: Anchor, directory: Directory) -> str | None:
     """Why block ``height`` of ``chain`` may not hold ``anchor``: only a parent anchors,
     and only its own children's blocks."""
@@ -392,7 +401,8 @@ class Follower:
                     if isinstance(verdict, Accept):
                         b = verdict.block
                         accepted.append((b, verdict.ops, verdict.refs))
-                        dead += [(record, why, payload) for payload, why in verdict.foreign]
+                        if verdict.foreign:  # one dead letter a block, however many
+                            dead.append((record, _foreign_reason(chain, verdict), record.value))
                         held[b.header.height] = b.hash
                         below[(chain, b.header.height)] = b.hash
                         position = Position(

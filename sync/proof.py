@@ -49,6 +49,7 @@ from schemas.record import Record
 from sync.follow import holds
 
 PROOF_VERSION = 1
+MAX_DEPTH = 16  # delegations in a proof: the path from the super node to the holder
 
 
 def _b64(data: bytes) -> str:
@@ -184,6 +185,8 @@ def _check(
     proof = answer["proof"]
     if not isinstance(proof, dict) or proof.get("v") != PROOF_VERSION:
         raise EncodingError(f"proof: version must be {PROOF_VERSION}")
+    if not isinstance(proof["delegations"], list) or len(proof["delegations"]) > MAX_DEPTH:
+        raise ChainError(f"proof: at most {MAX_DEPTH} delegations, the path to the holder")
     delegations = [Delegation.from_json(d) for d in proof["delegations"]]
     roots = [d for d in delegations if d.parent is None]
     if trust_anchor is None:
@@ -197,6 +200,12 @@ def _check(
         )
         (out.claims if partial else out.problems).append(note)
     directory = Directory(delegations, trust_anchor)
+    levels = proof["levels"]
+    holder = levels[0]["chain"] if isinstance(levels, list) and levels else None
+    if holder is None or set(directory.by_name) != set(directory.ancestors(str(holder))):
+        raise ChainError(
+            "proof: the delegations must be the path from the super node to the holder"
+        )
     out.claims.append("the delegations chain to the trusted super node key")
     below: tuple[str, int, bytes] | None = None  # chain, height, block hash of the level below
     for n, level in enumerate(proof["levels"]):

@@ -158,10 +158,11 @@ async def test_a_chain_writing_outside_its_prefixes_is_refused_and_kept(
     async with backbone.pool.acquire() as conn:
         reasons = sorted(r["reason"] for r in await conn.fetch("SELECT reason FROM dead_letters"))
     assert reasons == [
-        f"'{sub.name}' does not hold 0.NA/88 (version 1)",
-        f"'{sub.name}' does not hold 88.200.5/X (version 1)",
+        f"block 1 of '{sub.name}': 2 operation(s) not applied: "
+        f"'{sub.name}' does not hold 88.200.5/X (version 1); "
+        f"'{sub.name}' does not hold 0.NA/88 (version 1)"
     ]
-    assert "idres_sync_dead_letters_total 2" in backbone.follower.metrics_lines()
+    assert "idres_sync_dead_letters_total 1" in backbone.follower.metrics_lines()
 
 
 async def test_an_anchor_of_a_block_that_is_not_the_childs_is_refused(
@@ -216,4 +217,31 @@ async def test_a_proof_through_a_node_a_sub_chain_delegated_does_not_hold(
     checked = proof.check(answer, directory.trust_anchor, partial=True)
     assert checked.problems == [
         f"sub-chain node {sub.name!r} may not delegate (it signed node {evil.name!r})"
+    ]
+
+
+async def test_a_proof_carries_only_the_path_from_the_super_node_to_the_holder(
+    network: dict[str, Node],
+) -> None:
+    sub, backbone, top = network["sub-a"], network["backbone-1"], network["super"]
+    record = url_record("88.100.1/PATH", "https://a.example/path")
+    await sub.store.put(record, actor="t")
+    await flush(sub)
+    directory = top.follower.directory()
+    await catch_up(top)
+    built = await proof.build(top.pool, directory, sub.name, record.handle, {sub.name})
+    assert built is not None
+    answer = json.loads(json.dumps({**record_to_json(record), "proof": built[0]}))
+    assert proof.check(answer, directory.trust_anchor, partial=True).problems == []
+    # a sibling's delegation, well signed, is not part of the path: refused
+    sibling, _ = _rogue(backbone, ("88.900",))
+    padded = json.loads(json.dumps(answer))
+    padded["proof"]["delegations"].append(sibling.to_json())
+    assert proof.check(padded, directory.trust_anchor, partial=True).problems == [
+        "proof: the delegations must be the path from the super node to the holder"
+    ]
+    many = json.loads(json.dumps(answer))
+    many["proof"]["delegations"] *= 6  # 18 of them: refused before any is read
+    assert proof.check(many, directory.trust_anchor, partial=True).problems == [
+        "proof: at most 16 delegations, the path to the holder"
     ]
