@@ -127,7 +127,10 @@ class FastProtocol(asyncio.Protocol):
                 self._arm(self.header_timeout)
         elif not self.pending:
             self.closing = True
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()  # a client that reads nothing: close() would wait on it
+            else:
+                self.transport.close()
 
     def _idle_if_done(self) -> None:
         if not self.pending and not self.in_request and not self.closing:
