@@ -90,10 +90,12 @@ free_port() {
 # answers a Metadata request listing itself: a bare TCP connect is not enough.
 # python3 stdlib only (no venv needed). SaslHandshake v1, SaslAuthenticate v0 and
 # Metadata v4 are accepted by Kafka 1.0 through 4.x.
-probe() {
+probe() {  # port, password file (the password itself never on a command line)
   python3 - "$1" "$ADMIN" "$2" <<'PY'
 import base64, hashlib, hmac, os, socket, struct, sys
-port, user, password = int(sys.argv[1]), sys.argv[2], sys.argv[3].encode()
+port, user = int(sys.argv[1]), sys.argv[2]
+with open(sys.argv[3], "rb") as f:
+    password = f.read().strip()
 
 def string(s):
     b = s.encode()
@@ -260,8 +262,7 @@ launch() {
   echo "127.0.0.1:$port" >"$STATE/bootstrap"
 
   local deadline=$((SECONDS + TIMEOUT))
-  local password; password="$(cat "$PASSFILE")"
-  until probe "$port" "$password"; do
+  until probe "$port" "$PASSFILE"; do
     if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
       log "broker not ready on port $port after $((SECONDS - deadline + TIMEOUT)) s"
       # The cause is usually an ERROR line buried under shutdown noise: show both.
