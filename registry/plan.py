@@ -68,6 +68,11 @@ class Policy(Protocol):
         """A (re)started transaction: forget anything learned in an earlier attempt."""
         ...
 
+    def admissible(self, ident: Identifier) -> None:
+        """Raise for an operation refused whatever the records say (outside this node's
+        prefixes): checked before the transaction locks anything."""
+        ...
+
 
 class AllowAll:
     """The policy of trusted callers: the node's own bootstrap, tests of the store."""
@@ -80,6 +85,9 @@ class AllowAll:
 
     def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
         return op
+
+    def admissible(self, ident: Identifier) -> None:
+        pass
 
 
 def diff(old: Record | None, new: Record | None) -> tuple[Change, ...]:

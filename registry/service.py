@@ -27,7 +27,7 @@ from registry.authz import (
 from registry.plan import PutOp, WriteOp, op_handle
 from registry.store import PostgresStore
 from schemas.errors import Forbidden, IdentifierExists, NotResponsible
-from schemas.identifiers import RoutingKey, parse
+from schemas.identifiers import Identifier, RoutingKey, parse
 from schemas.record import ALL_ADMIN_PERMS, AdminPerm, AdminRef, DataFormat, HandleValue, Record
 
 ADMIN_INDEX = 100
@@ -134,6 +134,20 @@ class RegistryPolicy:
 
     def prefix_handles(self, op: WriteOp) -> Iterable[str]:
         return covering_prefix_handles(parse(op_handle(op)))
+
+    def admissible(self, ident: Identifier) -> None:
+        """Refuse, before any row is locked, what this node does not hold at all."""
+        if not served(ident, self.served_prefixes):
+            raise NotResponsible(
+                f"this node does not hold {ident.canonical}; its prefixes are "
+                + ", ".join(str(p) for p in self.served_prefixes)
+            )
+        for prefix, node in self.delegated:
+            if served(ident, (prefix,)):
+                raise NotResponsible(
+                    f"{ident.canonical} is under {prefix}, which is delegated to node "
+                    f"{node!r}; register it there"
+                )
 
     def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
         ident = parse(op_handle(op))

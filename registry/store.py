@@ -291,6 +291,7 @@ class PostgresStore:
                         f"{ident.canonical} is already written by operations[{first}]",
                     )
                 seen[ident.canonical] = pos
+                policy.admissible(ident)  # before any lock: not this node's, not locked
                 valid.append((pos, op, ident))
             except IdresError as exc:
                 outcomes[pos] = exc

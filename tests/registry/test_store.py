@@ -8,16 +8,20 @@ import json
 import asyncpg
 import pytest
 
+from registry.authz import Signer
 from registry.database import migrate
-from registry.plan import Change
+from registry.plan import Change, DeleteOp
+from registry.service import RegistryPolicy
 from registry.store import PostgresStore
 from schemas.errors import (
     IdentifierExists,
     IdentifierNotFound,
     InvalidIdentifier,
     InvalidValue,
+    NotResponsible,
     StoreUnavailable,
 )
+from schemas.identifiers.prefix import parse_prefix
 from schemas.record import DataFormat, HandleValue, Record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
@@ -210,3 +214,34 @@ async def test_purging_forgets_old_idempotency_keys_and_signatures(pool: asyncpg
     await PostgresStore(pool).purge_expired()
     assert [r["key"] for r in await pool.fetch("SELECT key FROM idempotency")] == ["new"]
     assert await count(pool, "seen_signatures") == 1
+
+
+async def test_a_write_outside_the_nodes_prefixes_is_refused_before_any_row_lock(
+    pool: asyncpg.Pool,
+) -> None:
+    """A backbone keeps copies of its children's records: a signed batch at the backbone
+    naming them is refused without locking those rows (another transaction holds one)."""
+    store = PostgresStore(pool)
+    await store.put(record("88.100.5/COPY", value(1)), actor="replica")
+    policy = RegistryPolicy(
+        Signer(handle="0.NA/node.admin", index=300),
+        (parse_prefix("88"),),
+        delegated=((parse_prefix("88.100"), "sub-a"),),
+    )
+    holder = await pool.acquire()
+    try:
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT 1 FROM identifiers WHERE handle = '88.100.5/COPY' FOR UPDATE"
+            )
+            # a guard against hanging (the lock is held until this block ends)
+            applied = await asyncio.wait_for(
+                store.apply([DeleteOp(handle="88.100.5/COPY")], actor="k", policy=policy), 30
+            )
+    finally:
+        await pool.release(holder)
+    assert applied.outcomes is not None
+    (outcome,) = applied.outcomes
+    assert isinstance(outcome, NotResponsible)
+    assert "delegated to node 'sub-a'" in str(outcome)
+    assert await store.get("88.100.5/COPY") is not None
