@@ -151,17 +151,7 @@ class RegistryPolicy:
 
     def decide(self, op: WriteOp, old: Record | None, context: Mapping[str, Record]) -> WriteOp:
         ident = parse(op_handle(op))
-        if not served(ident, self.served_prefixes):
-            raise NotResponsible(
-                f"this node does not hold {ident.canonical}; its prefixes are "
-                + ", ".join(str(p) for p in self.served_prefixes)
-            )
-        for prefix, node in self.delegated:
-            if served(ident, (prefix,)):
-                raise NotResponsible(
-                    f"{ident.canonical} is under {prefix}, which is delegated to node "
-                    f"{node!r}; register it there"
-                )
+        self.admissible(ident)  # checked before the locks too; the policy stands alone
         # A record needs no HS_ADMIN of its own: the prefix records above it govern it.
         # (Handle servers add one per handle; here it would be one more row for each of
         # millions of identifiers, saying what the prefix record already says.)
