@@ -550,7 +550,7 @@ class Follower:
             stalled = 1 if chain in self.stalled or chain in self.gaps else 0
             lines.append(f'idres_sync_stalled{{chain="{chain}"}} {stalled}')
         lines += [
-            "# HELP idres_sync_dead_letters_total Blocks refused (see the dead_letters table).",
+            "# HELP idres_sync_dead_letters_total Blocks or their operations refused here.",
             "# TYPE idres_sync_dead_letters_total counter",
             f"idres_sync_dead_letters_total {self.dead_letters}",
         ]
