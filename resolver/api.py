@@ -9,10 +9,11 @@ common answer, unfiltered and cached, is written as the bytes the cache holds.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import orjson
 from aiohttp import web
@@ -100,6 +101,14 @@ class ResolverAPI:
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
         app.router.add_get("/" + TAIL, self.proxy)
 
+    def _from_peer(self, request: web.Request) -> bool:
+        """Whether this request was forwarded by the node its ``Idres-Via`` names last,
+        from that node's own address: a peer's lookups are its clients', each budgeted
+        at the node they entered by, not counted again against the peer here."""
+        via = _via(request)
+        node = self.directory().by_name.get(via[-1]) if via else None
+        return node is not None and _host_ip(node.url) == request.remote
+
     async def get_handle(self, request: web.Request) -> web.StreamResponse:
         self.metrics.inc("idres_requests_total", 'interface="rest"')
         text, history = target_of(request)
@@ -122,7 +131,11 @@ class ResolverAPI:
         query_bool(request, "publicOnly", False)  # unsigned reads see public values only
         # auth=true skips every cache and asks the holder: rate-limited per client, so
         # that anonymous readers cannot turn this node into a flood of the one below
-        if auth and not self.auth_budgets.take(_client(request), self.clock()):
+        if (
+            auth
+            and not self._from_peer(request)
+            and not self.auth_budgets.take(_client(request), self.clock())
+        ):
             cfg = self.auth_budgets.config
             raise TooManyRequests(
                 f"auth=true skips every cache: at most {cfg.rate:g} a second "
@@ -315,6 +328,15 @@ def _values(record: dict[str, Any]) -> tuple[HandleValue, ...] | None:
     try:
         return values_from_json({"values": record.get("values")}, now=0)
     except InvalidValue:
+        return None
+
+
+def _host_ip(url: str) -> str | None:
+    """The host of a node's URL, if it is an IP address (names are not resolved here)."""
+    host = urlsplit(url).hostname
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
         return None
 
 

@@ -234,3 +234,24 @@ async def test_anonymous_history_shows_what_changed_and_when_not_who(net: Net) -
     assert "SECRET_KIND" not in str(body)
     with contextlib.suppress(KeyError):
         assert all(v["index"] != 2 for v in entries[1]["values"])
+
+
+async def test_auth_true_forwarded_by_a_peer_node_is_not_counted_again(net: Net) -> None:
+    """A node asks the one below for its clients' auth=true lookups, each already
+    budgeted where it entered: from that node's address, naming it in Idres-Via, the
+    lookups are not counted against it (or one client would use up everyone's)."""
+    await net.stores["sub"].put(record("88.100.1/PEER"), actor="t")
+    url = net.urls["backbone"] + "/api/handles/88.100.1/PEER?auth=true"
+    async with aiohttp.ClientSession() as s:
+        forwarded = []
+        for _ in range(15):
+            async with s.get(url, headers={"Idres-Via": "super"}) as resp:
+                forwarded.append(resp.status)
+        # a client that names a node it is not (its address is not that node's URL)
+        # is still counted: here the nodes' URLs are on 127.0.0.1, so name a stranger
+        strangers = []
+        for _ in range(15):
+            async with s.get(url, headers={"Idres-Via": "nobody"}) as resp:
+                strangers.append(resp.status)
+    assert forwarded == [200] * 15
+    assert strangers[-1] == 429
