@@ -45,7 +45,7 @@ from schemas.codec_json import record_to_json
 from schemas.identifiers import Identifier, RoutingKey
 from schemas.record import TtlType
 from sync.directory import LiveDirectory
-from sync.follow import followed
+from sync.judge import followed
 from sync.log import Log
 from sync.service import Sync, SyncConfig
 

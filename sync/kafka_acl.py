@@ -53,7 +53,7 @@ from aiokafka.protocol.types import (
 )
 
 from resolver.topology import Directory, Role
-from sync.follow import followed
+from sync.judge import followed
 from sync.kafka import KafkaCredentials, KafkaLog, client_options
 from sync.log import DEAD_LETTER_TOPIC, DIRECTORY_TOPIC, LogUnavailable, chain_topic
 

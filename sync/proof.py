@@ -46,7 +46,7 @@ from schemas.codec_json import record_to_json
 from schemas.errors import EncodingError, IdresError
 from schemas.oplog import decode_operation
 from schemas.record import Record
-from sync.follow import holds
+from sync.judge import holds
 
 PROOF_VERSION = 1
 MAX_DEPTH = 16  # delegations in a proof: the path from the super node to the holder

@@ -50,16 +50,8 @@ from schemas.snapshot import (
     encode_header,
 )
 from sync.apply import apply_operations
-from sync.follow import (
-    FOLLOW_LOCK,
-    Position,
-    anchor_problem,
-    entries_of,
-    followed,
-    forged_anchor,
-    holds,
-    store_position,
-)
+from sync.follow import FOLLOW_LOCK, Position, store_position
+from sync.judge import anchor_problem, entries_of, followed, forged_anchor, holds
 from sync.relay import store_blocks
 
 _CHUNK = 1 << 20

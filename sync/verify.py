@@ -26,7 +26,7 @@ from schemas.commitment import encode as encode_record
 from schemas.errors import EncodingError
 from schemas.oplog import Operation, decode_operation
 from schemas.record import Record
-from sync.follow import followed, holds
+from sync.judge import followed, holds
 
 _BATCH = 2000
 _VERIFY_LOCK = 0x1D5E2

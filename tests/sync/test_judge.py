@@ -12,7 +12,7 @@ from resolver.topology import Directory, Role
 from schemas.chain import Anchor, Block, ChainError, Tip, anchor_of, cut_block, tip_after
 from schemas.errors import EncodingError
 from schemas.oplog import Operation, encode_operation
-from sync.follow import Accept, Dead, Gap, Skip, Verdict, Wait, judge
+from sync.judge import Accept, Dead, Gap, Skip, Verdict, Wait, judge
 from tests.sync.chains import url_record
 
 SPECS = [

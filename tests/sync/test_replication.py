@@ -16,7 +16,8 @@ from schemas.chain import decode_anchor, decode_block
 from schemas.codec_json import record_to_json
 from schemas.identifiers.prefix import parse_prefix
 from sync import proof
-from sync.follow import Follower, followed
+from sync.follow import Follower
+from sync.judge import followed
 from sync.log import Log, chain_topic
 from sync.verify import verify
 from tests.sync.chains import Node, catch_up, flush, url_record

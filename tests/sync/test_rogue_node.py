@@ -28,7 +28,8 @@ from schemas.identifiers.prefix import parse_prefix
 from schemas.record import DataFormat, HandleValue, Record
 from sync import proof
 from sync.directory import LiveDirectory, Refusal
-from sync.follow import Follower, followed
+from sync.follow import Follower
+from sync.judge import followed
 from sync.log import Log
 from sync.relay import Relay, RelayConfig
 from tests.sync.chains import Node, catch_up, flush, url_record
