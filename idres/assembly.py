@@ -36,13 +36,12 @@ from resolver.topology import (
     Directory,
     Role,
     Route,
-    covers,
     prefix_key,
     sign_delegation,
 )
 from resolver.transport import HttpTransport, NodeTransport
 from schemas.codec_json import record_to_json
-from schemas.identifiers import Identifier, RoutingKey
+from schemas.identifiers import Identifier
 from schemas.record import TtlType
 from sync.directory import LiveDirectory
 from sync.judge import followed
@@ -151,7 +150,7 @@ def build_app(
         store,
         RegistryConfig(
             served=served,
-            delegated=lambda: delegated_below(directory(), name),
+            delegated=lambda: directory().delegated_below(name),
             max_body_bytes=max_body_bytes,
             signature_max_age=signature_max_age,
         ),
@@ -249,21 +248,6 @@ def build_app(
             metrics.extra.append(sync.metrics_lines)
         app[SYNC] = sync
     return app
-
-
-def delegated_below(directory: Directory, name: str) -> tuple[tuple[RoutingKey, str], ...]:
-    """Prefixes the nodes below ``name`` hold inside its own (88.100 inside 88, or a
-    prefix handed down whole)."""
-    mine = [prefix_key(p) for p in directory.by_name[name].prefixes]
-    out = []
-    for other in directory.by_name.values():
-        if other.name == name or name not in directory.ancestors(other.name):
-            continue
-        for text in other.prefixes:
-            key = prefix_key(text)
-            if any(covers(m, key) for m in mine):
-                out.append((key, other.name))
-    return tuple(out)
 
 
 def _anchor(directory: Directory) -> bytes:

@@ -155,30 +155,33 @@ class _Index:
             self.under.setdefault(key, []).append((prefix, name))
         self.count += 1
 
-    def around(self, prefix: RoutingKey) -> list[tuple[RoutingKey, str]]:
-        """The delegated prefixes equal to, above or below ``prefix``, with holders."""
-        out = [
+    def above(self, prefix: RoutingKey) -> list[tuple[RoutingKey, str]]:
+        """The delegated prefixes equal to or above ``prefix``, with their holders."""
+        return [
             (RoutingKey(namespace=prefix.namespace, labels=prefix.labels[:n]), holder)
             for n in range(len(prefix.labels) + 1)
             for holder in self.held.get((prefix.namespace, prefix.labels[:n]), ())
         ]
-        return out + self.under.get((prefix.namespace, prefix.labels), [])
+
+    def around(self, prefix: RoutingKey) -> list[tuple[RoutingKey, str]]:
+        """The delegated prefixes equal to, above or below ``prefix``, with holders."""
+        return self.above(prefix) + self.under.get((prefix.namespace, prefix.labels), [])
 
 
 class Directory:
     """A verified set of delegations with longest-prefix routing over all namespaces."""
 
     def __init__(self, delegations: list[Delegation], trust_anchor: bytes) -> None:
-        by_name = verify(delegations, trust_anchor)
-        self._build(by_name, trust_anchor, _index_of(by_name))
+        self._build(*verify(delegations, trust_anchor), trust_anchor)
 
-    def _build(self, by_name: dict[str, Delegation], trust_anchor: bytes, index: _Index) -> None:
+    def _build(self, by_name: dict[str, Delegation], index: _Index, trust_anchor: bytes) -> None:
         self.by_name = by_name
         self.trust_anchor = trust_anchor
         # shared with the directories grown from this one: each reads only the holders
         # its own by_name names (a node added later is invisible to the older one)
         self._index = index
         self._depth = {name: len(self.ancestors(name)) for name in by_name}
+        self._below: dict[str, tuple[tuple[RoutingKey, str], ...]] = {}
 
     def with_delegation(self, d: Delegation) -> Directory:
         """This directory and ``d``, checked against what is here alone: its issuer's
@@ -227,7 +230,7 @@ class Directory:
             for text in d.prefixes:
                 index.add(d.name, prefix_key(text))
         grown = Directory.__new__(Directory)
-        grown._build(by_name, self.trust_anchor, index)
+        grown._build(by_name, index, self.trust_anchor)
         return grown
 
     def check_signed(self, d: Delegation) -> None:
@@ -237,6 +240,24 @@ class Directory:
         if issuer is None:
             raise Forbidden(f"node {d.name!r} names unknown parent {d.parent!r}")
         _check_signature(d, issuer)
+
+    def delegated_below(self, name: str) -> tuple[tuple[RoutingKey, str], ...]:
+        """The prefixes the nodes below ``name`` hold inside its own (88.100 inside 88, or
+        a prefix handed down whole), with their holders; worked out once per directory
+        (a node asks at every write)."""
+        found = self._below.get(name)
+        if found is None:
+            found = tuple(
+                (prefix, holder)
+                for text in self.by_name[name].prefixes
+                for prefix, holder in self._index.around(prefix_key(text))
+                if holder != name
+                and holder in self.by_name
+                and name in self.ancestors(holder)
+                and covers(prefix_key(text), prefix)
+            )
+            self._below[name] = found
+        return found
 
     def kept_prefixes(self, name: str) -> tuple[RoutingKey, ...]:
         """``name``'s prefixes but those it handed down whole to a node below it: the
@@ -386,8 +407,11 @@ def _check_signature(d: Delegation, issuer: Delegation) -> None:
         raise Forbidden(f"delegation of {d.name!r} is not signed by {issuer.name!r}") from None
 
 
-def verify(delegations: list[Delegation], trust_anchor: bytes) -> dict[str, Delegation]:
-    """The delegations whose signatures chain to ``trust_anchor``; raise on any other.
+def verify(
+    delegations: list[Delegation], trust_anchor: bytes
+) -> tuple[dict[str, Delegation], _Index]:
+    """The delegations whose signatures chain to ``trust_anchor``, by name, and the index
+    of their prefixes; raise on any other.
 
     A node refuses a directory it cannot verify whole: one bad link is reported, not
     skipped, so an operator sees it.
@@ -420,8 +444,7 @@ def verify(delegations: list[Delegation], trust_anchor: bytes) -> dict[str, Dele
             _check_signature(d, d)
         else:
             check_issue(d, by_name[d.parent])
-    _check_carving(by_name)
-    return by_name
+    return by_name, _check_carving(by_name)
 
 
 def _index_of(by_name: dict[str, Delegation]) -> _Index:
@@ -432,9 +455,10 @@ def _index_of(by_name: dict[str, Delegation]) -> _Index:
     return index
 
 
-def _check_carving(by_name: dict[str, Delegation]) -> None:
+def _check_carving(by_name: dict[str, Delegation]) -> _Index:
     """No prefix inside (or equal to) another node's unless that node is an ancestor:
-    a parent cannot delegate itself into its neighbour's identifiers."""
+    a parent cannot delegate itself into its neighbour's identifiers. Returns the index
+    the check was made with."""
     lineages: dict[str, set[str]] = {}
     for name in by_name:
         lineage: set[str] = set()
@@ -451,6 +475,7 @@ def _check_carving(by_name: dict[str, Delegation]) -> None:
     for d in by_name.values():
         for text in d.prefixes:
             _check_around(prefix_key(text), d.name, lineages, index, both_ways=False)
+    return index
 
 
 def _check_around(
@@ -463,15 +488,7 @@ def _check_around(
 ) -> None:
     """``name``'s ``prefix`` against every delegated prefix equal to, above or (with
     ``both_ways``) below it."""
-    found = (
-        index.around(prefix)
-        if both_ways
-        else [
-            (RoutingKey(namespace=prefix.namespace, labels=prefix.labels[:n]), holder)
-            for n in range(len(prefix.labels) + 1)
-            for holder in index.held.get((prefix.namespace, prefix.labels[:n]), ())
-        ]
-    )
+    found = index.around(prefix) if both_ways else index.above(prefix)
     for other, holder in found:
         _check_pair(
             prefix, name, lineages[name], other, holder, lineages[holder], both_ways=both_ways

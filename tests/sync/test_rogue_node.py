@@ -57,7 +57,7 @@ def _unchecked(directory: Directory, extra: Delegation) -> Directory:
     """The directory the attacker wishes every node held (built without the rules)."""
     by_name = {**directory.by_name, extra.name: extra}
     forged = Directory.__new__(Directory)
-    forged._build(by_name, directory.trust_anchor, _index_of(by_name))
+    forged._build(by_name, _index_of(by_name), directory.trust_anchor)
     return forged
 
 
