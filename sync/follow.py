@@ -43,7 +43,7 @@ from sync.log import (
     LogUnavailable,
     chain_topic,
 )
-from sync.relay import store_blocks
+from sync.relay import block_hashes, store_blocks
 
 log = logging.getLogger("idres.sync.follow")
 FOLLOW_LOCK = 0x1D5E1  # advisory lock (class, hashtext(chain)): one follower per chain
@@ -281,7 +281,7 @@ class Follower:
                 kept = [
                     (r, why, what)
                     for r, why, what in dead
-                    if await _dead_letter(conn, chain, r, why, what)
+                    if await keep_dead_letter(conn, chain, r.offset, why, what)
                 ]
                 changed: list[str] = []
                 if accepted:
@@ -464,16 +464,7 @@ async def _anchored_hashes(
                     with contextlib.suppress(EncodingError):  # judged with its block
                         anchor = decode_anchor(entry.payload)
                         wanted.append((anchor.chain, anchor.height))
-    if not wanted:
-        return {}
-    rows = await conn.fetch(
-        "SELECT b.chain, b.height, b.hash FROM chain_blocks b"
-        " JOIN unnest($1::text[], $2::bigint[]) AS w(chain, height)"
-        " ON b.chain = w.chain AND b.height = w.height",
-        [c for c, _ in wanted],
-        [h for _, h in wanted],
-    )
-    return {(r["chain"], r["height"]): r["hash"] for r in rows}
+    return await block_hashes(conn, wanted)
 
 
 async def _stored_position(conn: asyncpg.Connection, chain: str) -> Position:
@@ -511,18 +502,18 @@ async def store_position(conn: asyncpg.Connection, chain: str, p: Position) -> N
     )
 
 
-async def _dead_letter(
-    conn: asyncpg.Connection, chain: str, record: LogRecord, reason: str, what: bytes
+async def keep_dead_letter(
+    conn: asyncpg.Connection, chain: str, offset: int, reason: str, message: bytes
 ) -> bool:
-    """Keep a refused message (or the one operation of it refused) with why; False if
-    this very one was kept before."""
+    """Keep a refused message from ``chain``'s topic (a block, or a delegation on the
+    directory's) with why; False if this very one was kept before."""
     return bool(
         await conn.fetchval(
             "INSERT INTO dead_letters (chain, log_offset, reason, message, digest)"
             " VALUES ($1, $2, $3, $4, sha256($4)) ON CONFLICT DO NOTHING RETURNING true",
             chain,
-            record.offset,
+            offset,
             reason,
-            what,
+            message,
         )
     )

@@ -59,6 +59,22 @@ async def load_tip(conn: asyncpg.Connection, chain: str) -> Tip:
     return Tip(height=row["height"], block_hash=row["hash"], seq=row["last_seq"], head=row["head"])
 
 
+async def block_hashes(
+    conn: asyncpg.Connection, wanted: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], bytes]:
+    """The hashes of the blocks (chain, height) in ``wanted`` that this node holds."""
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        "SELECT b.chain, b.height, b.hash FROM chain_blocks b"
+        " JOIN unnest($1::text[], $2::bigint[]) AS w(chain, height)"
+        " ON b.chain = w.chain AND b.height = w.height",
+        [c for c, _ in wanted],
+        [h for _, h in wanted],
+    )
+    return {(r["chain"], r["height"]): r["hash"] for r in rows}
+
+
 async def store_blocks(
     conn: asyncpg.Connection, blocks: Sequence[tuple[Block, Sequence[tuple[str, int]]]]
 ) -> None:

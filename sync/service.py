@@ -25,7 +25,7 @@ from schemas.identifiers import Identifier
 from schemas.record import Record
 from sync import proof
 from sync.directory import LiveDirectory, Refusal
-from sync.follow import Follower
+from sync.follow import Follower, keep_dead_letter
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 from sync.relay import Relay, RelayConfig
 from sync.snapshot import take as take_snapshot
@@ -99,14 +99,7 @@ class Sync:
         """A delegation refused from the directory topic, in dead_letters with why."""
         try:
             async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "INSERT INTO dead_letters (chain, log_offset, reason, message, digest)"
-                    " VALUES ($1, $2, $3, $4, sha256($4)) ON CONFLICT DO NOTHING",
-                    DIRECTORY_TOPIC,
-                    offset,
-                    refusal.reason,
-                    raw,
-                )
+                await keep_dead_letter(conn, DIRECTORY_TOPIC, offset, refusal.reason, raw)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             raise StoreUnavailable(f"keeping a refused delegation failed: {exc}") from exc
 

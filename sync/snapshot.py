@@ -52,7 +52,7 @@ from schemas.snapshot import (
 from sync.apply import apply_operations
 from sync.follow import FOLLOW_LOCK, Position, store_position
 from sync.judge import anchor_problem, entries_of, followed, forged_anchor, holds
-from sync.relay import store_blocks
+from sync.relay import block_hashes, store_blocks
 
 _CHUNK = 1 << 20
 _BATCH_ENTRIES = 20_000  # entries stored and applied together while loading
@@ -216,14 +216,7 @@ class _Loader:
         that block's hash; an anchor of a chain this node does not keep is not checked."""
         if not self.anchors:
             return
-        rows = await self.conn.fetch(
-            "SELECT b.chain, b.height, b.hash FROM chain_blocks b"
-            " JOIN unnest($1::text[], $2::bigint[]) AS w(chain, height)"
-            " ON b.chain = w.chain AND b.height = w.height",
-            [a.chain for _, _, a in self.anchors],
-            [a.height for _, _, a in self.anchors],
-        )
-        held = {(r["chain"], r["height"]): r["hash"] for r in rows}
+        held = await block_hashes(self.conn, [(a.chain, a.height) for _, _, a in self.anchors])
         kept = set(followed(self.directory, self.me)) | set(self.tips)
         for chain, height, anchor in self.anchors:
             have = held.get((anchor.chain, anchor.height))
