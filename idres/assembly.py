@@ -221,6 +221,7 @@ def build_app(
 
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
+    app[API] = resolver_api
     if node_key is not None:
         sync = Sync(
             store.pool,
@@ -256,4 +257,5 @@ def _anchor(directory: Directory) -> bytes:
 
 
 RESOLVER = web.AppKey("resolver", Resolver)
+API = web.AppKey("api", ResolverAPI)
 SYNC = web.AppKey("sync", Sync)

@@ -120,8 +120,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["batch_upstream_max"] = args.batch_upstream_max
     if args.digital_link_host:
         overrides["digital_link_host"] = args.digital_link_host
-    if args.fast_port is not None:
-        overrides["fast_port"] = args.fast_port
     if args.kafka:
         overrides["kafka"] = args.kafka
     if args.kafka_user:
@@ -617,12 +615,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-cache",
         action="store_true",
         help="resolve every lookup upstream (for measuring the cold path)",
-    )
-    p.add_argument(
-        "--fast-port",
-        type=int,
-        help="also serve GET /api/handles/{id} on this "
-        "port through the lean listener (IDRES_FAST_PORT; 0: any free port)",
     )
     p.add_argument(
         "--kafka",

@@ -54,7 +54,6 @@ class NodeConfig:
     directory: Path | None = None
     trust_anchor: str | None = None
     cache: bool = True  # False: every lookup goes upstream (the cold-path benchmark)
-    fast_port: int | None = None  # the lean resolution listener (resolver/fastpath.py)
     kafka: str | None = None  # host:port of a Kafka broker: publish and follow chains there
     # This node's Kafka principal (SASL); None: PLAINTEXT. The operator makes the user
     # and its ACLs with `idres kafka-acl`.

@@ -20,13 +20,14 @@ import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from idres.assembly import NodeSpec, build_app, delegations, load_node_key
+from idres.assembly import API, NodeSpec, build_app, delegations, load_node_key
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.database import create_pool, start_embedded
 from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
+from resolver.front import FrontDoor, open_front
 from resolver.topology import Directory, Role
 from schemas.codec_json import values_from_json
 from schemas.errors import IdentifierExists
@@ -105,6 +106,7 @@ SEEDS: tuple[tuple[str, str, list[dict[str, object]]], ...] = (
 class Running:
     specs: list[NodeSpec]
     runners: list[web.AppRunner]
+    doors: list[FrontDoor]
     pools: list[asyncpg.Pool]
     logs: list[Log]
     transport: str  # how the chains travel, for the summary
@@ -170,6 +172,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
     running = Running(
         specs=specs,
         runners=[],
+        doors=[],
         pools=[],
         logs=[],
         transport=f"Kafka at {kafka}" if kafka else "the in-process log",
@@ -214,7 +217,9 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         )
         runner = web.AppRunner(app, access_log=None, **listener_limits())
         await runner.setup()
-        await web.SockSite(runner, sock).start()
+        # one port a node: its front door answers the common reads, the app the rest
+        door = await open_front(app[API], runner, sock)
+        running.doors.append(door)
         running.runners.append(runner)
     return running
 
@@ -236,6 +241,8 @@ async def _seed(store: PostgresStore, node: str) -> None:
 
 
 async def stop(running: Running) -> None:
+    for door in running.doors:
+        door.close()
     for runner in running.runners:
         await runner.cleanup()
     for pool in running.pools:

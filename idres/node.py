@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from idres.assembly import (
-    RESOLVER,
+    API,
     AnonymousLimits,
     NodeSpec,
     build_app,
@@ -47,7 +47,7 @@ from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
-from resolver.fastpath import serve_fast
+from resolver.front import open_front
 from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
@@ -119,14 +119,6 @@ def run(config: NodeConfig) -> int:
     config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
     if config.snapshot is not None:
         print(asyncio.run(_load_snapshot(url, config, directory)), flush=True)
-    fast = None
-    if config.fast_port is not None:
-        fast = socket.create_server((config.host, config.fast_port), backlog=1024)
-        print(
-            f"idres: resolution fast path on http://{host}:{fast.getsockname()[1]}"
-            "/api/handles/{identifier}",
-            flush=True,
-        )
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
         f"{config.workers} worker{'s' if config.workers > 1 else ''})",
@@ -139,9 +131,9 @@ def run(config: NodeConfig) -> int:
         flush=True,
     )
     if config.workers <= 1:
-        uvloop.run(_worker(sock, url, directory, config, node_key, fast, first=True))
+        uvloop.run(_worker(sock, url, directory, config, node_key, first=True))
         return 0
-    return _supervise(sock, url, directory, config, node_key, fast)
+    return _supervise(sock, url, directory, config, node_key)
 
 
 async def _load_snapshot(url: str, config: NodeConfig, directory: Directory) -> str:
@@ -193,7 +185,6 @@ def _supervise(
     directory: Directory,
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
-    fast: socket.socket | None,
 ) -> int:
     """Fork the workers, stop them all when told to or when one dies."""
     children: list[int] = []
@@ -202,7 +193,7 @@ def _supervise(
         if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
             status = 0
             try:
-                uvloop.run(_worker(sock, url, directory, config, node_key, fast, first=n == 0))
+                uvloop.run(_worker(sock, url, directory, config, node_key, first=n == 0))
             except BaseException:
                 log.exception("worker failed")
                 status = 1
@@ -256,7 +247,6 @@ async def _worker(
     directory: Directory,
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
-    fast: socket.socket | None = None,
     *,
     first: bool,
 ) -> None:
@@ -292,10 +282,8 @@ async def _worker(
     )
     runner = web.AppRunner(app, access_log=None, **listener_limits())
     await runner.setup()
-    await web.SockSite(runner, sock).start()
-    fast_server = None
-    if fast is not None:  # same process, same Resolver and cache as the API port
-        fast_server = await serve_fast(app[RESOLVER], fast)
+    # one port: the front door answers the common reads, the app everything else
+    door = await open_front(app[API], runner, sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -303,8 +291,7 @@ async def _worker(
     try:
         await stop.wait()
     finally:
-        if fast_server is not None:  # before the pool its lookups use goes away
-            fast_server.close()
+        door.close()  # before the pool its lookups use goes away
         await runner.cleanup()
         await pool.close()
         if sync_log is not None:

@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from multidict import MultiMapping
 
 from schemas.errors import IdresError, InvalidValue
 
@@ -150,8 +151,16 @@ async def read_body(request: web.Request, *, max_bytes: int) -> bytes:
     return body
 
 
-def query_bool(request: web.Request, name: str, default: bool) -> bool:
-    raw = request.query.get(name)
+# a request, or a query read apart from one (the front door's: resolver/front.py)
+Queried = web.BaseRequest | MultiMapping[str]
+
+
+def _query(source: Queried) -> MultiMapping[str]:
+    return source.query if isinstance(source, web.BaseRequest) else source
+
+
+def query_bool(request: Queried, name: str, default: bool) -> bool:
+    raw = _query(request).get(name)
     if raw is None:
         return default
     if raw.lower() in ("true", "1", "yes", ""):
@@ -161,8 +170,8 @@ def query_bool(request: web.Request, name: str, default: bool) -> bool:
     raise BadRequest(f"query parameter {name}={raw!r}: use true or false")
 
 
-def query_ints(request: web.Request, name: str) -> frozenset[int] | None:
-    raw = request.query.getall(name, [])
+def query_ints(request: Queried, name: str) -> frozenset[int] | None:
+    raw = _query(request).getall(name, [])
     if not raw:
         return None
     try:
@@ -172,8 +181,8 @@ def query_ints(request: web.Request, name: str) -> frozenset[int] | None:
     return values
 
 
-def query_int(request: web.Request, name: str, default: int, *, low: int, high: int) -> int:
-    raw = request.query.get(name)
+def query_int(request: Queried, name: str, default: int, *, low: int, high: int) -> int:
+    raw = _query(request).get(name)
     if raw is None:
         return default
     try:

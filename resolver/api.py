@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
@@ -30,8 +30,7 @@ from registry.httpio import (
 )
 from registry.httpio import read_json as read_json_body
 from registry.httpsig import authority_of
-from resolver import did
-from resolver import web as web_view
+from resolver import did, replies
 from resolver.budget import (
     AUTH_BUDGET,
     MAX_UPSTREAM_PER_BATCH,
@@ -40,13 +39,12 @@ from resolver.budget import (
     Budgets,
 )
 from resolver.metrics import Metrics
-from resolver.service import VIA_HEADER, Answer, Resolver, decorate
+from resolver.replies import Reply
+from resolver.service import VIA_HEADER, Answer, Resolver, not_found
 from resolver.topology import Directory
-from schemas.codec_json import values_from_json
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
 from schemas.identifiers.digital_link import PRIMARY_KEYS
-from schemas.record import HandleValue
 
 MAX_BATCH_RESOLVE = 1000
 JSON = "application/json"
@@ -113,7 +111,7 @@ class ResolverAPI:
         self.metrics.inc("idres_requests_total", 'interface="rest"')
         text, history = target_of(request)
         if did.CONTENT_TYPE in request.headers.get("Accept", ""):
-            return await self._did(text)
+            return to_response(await self.did(text))
         if history or "Signature" in request.headers:
             # a node answers history and signed reads only for what it holds itself
             return await self.registry.get_handle(request)
@@ -141,42 +139,51 @@ class ResolverAPI:
                 f"auth=true skips every cache: at most {cfg.rate:g} a second "
                 f"({cfg.burst:g} at once) per client; ask without it for the cached answer"
             )
-        answer = await self.resolver.resolve(
-            ident, recursive=recursive, auth=auth, via=_via(request)
+        if auth:
+            answer = await self.resolver.resolve(
+                ident, recursive=recursive, auth=True, via=_via(request)
+            )
+            return to_response(replies.handle(answer, ident, types=types, indexes=indexes))
+        reply = await self.read(
+            ident, recursive=recursive, types=types, indexes=indexes, via=_via(request)
         )
-        return respond(answer, ident, types=types, indexes=indexes)
+        return to_response(reply)
 
-    async def _did(self, text: str) -> web.Response:
+    async def read(
+        self,
+        ident: Identifier,
+        *,
+        recursive: bool = True,
+        types: set[str] | None = None,
+        indexes: frozenset[int] | None = None,
+        via: tuple[str, ...] = (),
+    ) -> Reply:
+        """An unsigned read of one identifier, as every port answers it."""
+        answer = await self.resolver.resolve(ident, recursive=recursive, via=via)
+        return replies.handle(answer, ident, types=types or set(), indexes=indexes)
+
+    async def did(self, text: str) -> Reply:
         """A W3C DID resolution result, errors included, for did:bid and did:cn."""
         try:
             ident = parse(text)
             if ident.scheme not in (Scheme.DID_BID, Scheme.DID_CN):
                 raise InvalidIdentifier(text, "not a did:bid or did:cn DID", position=0)
         except InvalidIdentifier as exc:
-            return _did_response(did.resolution_error("invalidDid", exc.message), 400)
+            return replies.did_error("invalidDid", exc.message, 400)
         try:
             answer = await self.resolver.resolve(ident)
         except IdresError as exc:
-            return _did_response(
-                did.resolution_error("internalError", exc.message), exc.http_status
-            )
-        body = orjson.loads(answer.body)
-        if answer.status == 404:
-            return _did_response(did.resolution_error("notFound", str(body.get("message"))), 404)
-        if answer.status != 200 or body.get("responseCode") != 1:
-            return _did_response(
-                did.resolution_error("internalError", str(body.get("message"))), answer.status
-            )
-        return _did_response(did.resolution_result(ident.canonical, body), 200)
+            return replies.did_error("internalError", exc.message, exc.http_status)
+        return replies.did_document(ident, answer)
 
-    async def proxy(self, request: web.Request) -> web.Response:
-        """Browsers and scanners: redirect to the record's URL, or show it."""
+    async def browse(self, raw: bytes, *, accept: str, noredirect: bool) -> Reply:
+        """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent)."""
         self.metrics.inc("idres_requests_total", 'interface="proxy"')
-        raw = request.rel_url.raw_path[1:]
         try:
             text = unquote_to_bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
-            return _html(raw, None, "not UTF-8 after percent-decoding", 400)
+            shown = raw.decode("latin-1")
+            return replies.page(shown, None, "not UTF-8 after percent-decoding", 400)
         first, _, rest = text.partition("/")
         if first in PRIMARY_KEYS and rest:  # a Digital Link path: this node is the resolver
             text = f"https://{self.digital_link_host}/{text}"
@@ -184,32 +191,17 @@ class ResolverAPI:
             ident = parse(text)
             answer = await self.resolver.resolve(ident)
         except IdresError as exc:
-            return _html(text, None, exc.message, exc.http_status)
-        try:
-            record = orjson.loads(answer.body)
-        except orjson.JSONDecodeError:
-            record = None
-        if not isinstance(record, dict):
-            return _html(ident.canonical, None, "the answer could not be read", 502)
-        if answer.status != 200 or record.get("responseCode") != 1:
-            return _html(ident.canonical, None, str(record.get("message", "")), answer.status)
-        values = _values(record)
-        if values is None:
-            return _html(ident.canonical, None, "the answer holds values that are not valid", 502)
-        if ident.uri is not None:  # GS1 Digital Link (GS1 DL URI syntax 1.2, resolver)
-            if "application/linkset+json" in request.headers.get("Accept", ""):
-                return web.Response(
-                    body=dump(web_view.linkset(ident.uri, values)),
-                    content_type="application/linkset+json",
-                )
-            target = web_view.default_link(values)
-            if target and "noredirect" not in request.query:
-                return web.Response(status=307, headers={"Location": target})
-            return _html(ident.canonical, values, "", 200)
-        target = web_view.redirect_target(values)
-        if target and "noredirect" not in request.query:
-            return web.Response(status=302, headers={"Location": target})
-        return _html(ident.canonical, values, "", 200)
+            return replies.page(text, None, exc.message, exc.http_status)
+        return replies.browse(ident, answer, accept=accept, noredirect=noredirect)
+
+    async def proxy(self, request: web.Request) -> web.Response:
+        """Browsers and scanners: redirect to the record's URL, or show it."""
+        reply = await self.browse(
+            request.rel_url.raw_path[1:].encode("latin-1"),
+            accept=request.headers.get("Accept", ""),
+            noredirect="noredirect" in request.query,
+        )
+        return to_response(reply)
 
     async def resolve_many(self, request: web.Request) -> web.Response:
         self.metrics.inc("idres_requests_total", 'interface="batch"')
@@ -278,57 +270,14 @@ class ResolverAPI:
         return json_response({"status": "ok", "node": self.resolver.config.name, "role": self.role})
 
 
-def respond(
-    answer: Answer, ident: Identifier, *, types: set[str], indexes: frozenset[int] | None
-) -> web.Response:
-    """The answer as sent: the cached bytes themselves unless the request narrows or
-    decorates them (filters, Digital Link qualifiers, a stale mark)."""
-    headers = {"Idres-Source": answer.source}
-    if answer.stale:
-        headers["Idres-Stale"] = "true"
-    if not (types or indexes is not None or ident.qualifiers or answer.stale):
-        return web.Response(
-            body=answer.body, status=answer.status, content_type=JSON, headers=headers
-        )
-    body = orjson.loads(answer.body)
-    values = body.get("values")
-    if isinstance(values, list) and (types or indexes is not None):
-        body["values"] = [
-            v
-            for v in values
-            if isinstance(v, dict)
-            and (not types or v.get("type") in types)
-            and (indexes is None or v.get("index") in indexes)
-        ]
-        if not body["values"]:
-            body = {
-                "responseCode": 200,
-                "handle": body.get("handle"),
-                "message": "no values match the filters",
-            }
-    body = decorate(body, ident, stale=answer.stale)
-    return web.Response(body=dump(body), status=answer.status, content_type=JSON, headers=headers)
-
-
-def _did_response(result: dict[str, Any], status: int) -> web.Response:
-    return web.Response(body=dump(result), status=status, content_type=did.CONTENT_TYPE)
-
-
-def _html(
-    handle: str, values: Sequence[HandleValue] | None, message: str, status: int
-) -> web.Response:
-    return web.Response(
-        text=web_view.page(handle, values, message=message), status=status, content_type="text/html"
-    )
-
-
-def _values(record: dict[str, Any]) -> tuple[HandleValue, ...] | None:
-    """The answer's values parsed as a registrant's would be: the page and the redirect
-    are built from these, not from the bytes that came from upstream."""
-    try:
-        return values_from_json({"values": record.get("values")}, now=0)
-    except InvalidValue:
-        return None
+def to_response(reply: Reply) -> web.Response:
+    """A reply as aiohttp sends it."""
+    response = web.Response(body=reply.body, status=reply.status, headers=reply.headers)
+    if reply.content_type:
+        response.content_type = reply.content_type.partition(";")[0]
+        if "charset=" in reply.content_type:
+            response.charset = reply.content_type.rpartition("charset=")[2]
+    return response
 
 
 def _host_ip(url: str) -> str | None:
@@ -356,16 +305,7 @@ def _via(request: web.Request) -> tuple[str, ...]:
 def local_answer(record_json: dict[str, Any] | None, handle: str) -> Answer:
     """What this node answers for a record it holds, to anyone: its public values."""
     if record_json is None:
-        return Answer(
-            status=404,
-            body=dump(
-                {
-                    "responseCode": 100,
-                    "handle": handle,
-                    "message": f"identifier not found: {handle}",
-                }
-            ),
-        )
+        return Answer(status=404, body=not_found(handle))
     if not record_json["values"]:
         exc = AuthenticationNeeded(
             f"the values of {handle} are not public; sign the "

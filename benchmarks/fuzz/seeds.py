@@ -241,8 +241,8 @@ def httpsig_public_keys() -> list[bytes]:
     return [public_key_der(SIGNER_KEY), public_key_der(P256_KEY)]
 
 
-def fastpath() -> list[bytes]:
-    """Raw requests as a client writes them to the lean listener (the first byte
+def front() -> list[bytes]:
+    """Raw requests as a client writes them to the front door (the first byte
     is the chunk size the harness feeds them in)."""
     get = b"GET /api/handles/88.100.1/FUZZ HTTP/1.1\r\nHost: x\r\n\r\n"
     return [
@@ -253,6 +253,10 @@ def fastpath() -> list[bytes]:
         b"\x00GET /api/handles/1.2.156 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         b"\x00GET /api/handles/x HTTP/1.1\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
         b"\x03GET /api/handles/88.1/A?x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        b"\x07GET /88.100.1/A?noredirect HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n\r\n",
+        b"\x00GET /api/handles/x?type=URL&index=1,x HTTP/1.1\r\nIdres-Via: a,b\r\n\r\n",
+        b"\x00GET /01/09506000134352/10/L HTTP/1.1\r\nAccept: application/linkset+json\r\n\r\n",
+        b"\x00GET /api/handles/did:bid:x HTTP/1.1\r\nAccept: application/did-resolution\r\n\r\n",
     ]
 
 
@@ -345,7 +349,7 @@ SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "chain": chain,
     "snapshot": snapshot,
     "httpsig": httpsig,
-    "fastpath": fastpath,
+    "front": front,
     "directory": directory,
     "proof": proof,
 }

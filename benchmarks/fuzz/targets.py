@@ -238,7 +238,7 @@ def httpsig(data: bytes) -> bool:
     return any(v is not REFUSED for v in verified)
 
 
-# --- resolver: the lean listener's request parsing --------------------------------------
+# --- resolver: the front door's request routing -----------------------------------------
 
 
 class _Capture(asyncio.Transport):
@@ -248,6 +248,7 @@ class _Capture(asyncio.Transport):
         super().__init__()
         self.out = bytearray()
         self.closed = False
+        self.protocol: Any = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not self.closed:  # as a socket transport, bytes written after close are lost
@@ -268,6 +269,22 @@ class _Capture(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return ("127.0.0.1", 9) if name == "peername" else default
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+
+class _App(asyncio.Protocol):
+    """The application behind the door, in memory: what was handed to it."""
+
+    def __init__(self) -> None:
+        self.got = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        self.got += data
+
 
 class _Errors(logging.Handler):
     """Counts what the listener logs as its own failure (it answers 500 for those)."""
@@ -283,7 +300,7 @@ class _Errors(logging.Handler):
 @dataclass(slots=True)
 class _Listener:
     loop: asyncio.AbstractEventLoop
-    resolver: Any
+    api: Any
     errors: _Errors
 
 
@@ -324,34 +341,44 @@ def _listener() -> _Listener:
         transport=NoUpstream(),
         metrics=Metrics("super"),
     )
+    from types import SimpleNamespace
+
+    from resolver.api import ResolverAPI
+
+    registry: Any = SimpleNamespace()  # the door never writes: no registry behind it
+    api = ResolverAPI(resolver, registry, lambda: directory, resolver.metrics, role="super")
     errors = _Errors()
-    logging.getLogger("idres.fastpath").addHandler(errors)
-    logging.getLogger("idres.fastpath").propagate = False
-    _LISTENER.append(_Listener(loop=asyncio.new_event_loop(), resolver=resolver, errors=errors))
+    logging.getLogger("idres.front").addHandler(errors)
+    logging.getLogger("idres.front").propagate = False
+    _LISTENER.append(_Listener(loop=asyncio.new_event_loop(), api=api, errors=errors))
     return _LISTENER[0]
 
 
-def fastpath(data: bytes) -> bool:
-    """One connection of the lean listener: the bytes arrive in chunks (the first byte
-    is the chunk size), then the client half-closes. The listener must answer every
-    request with a status it means (never a 500 of its own making), never raise out of
-    ``data_received``, and never write after closing."""
-    from resolver.fastpath import FastProtocol
+def front(data: bytes) -> bool:
+    """One connection of the front door: the bytes arrive in chunks (the first byte is
+    the chunk size), then the client half-closes. The door must answer every request
+    it keeps with a status it means (never a 500 of its own making), never raise out
+    of ``data_received``, never write after closing, and hand the application exactly
+    the bytes it did not answer: a suffix of what was sent, nothing lost or repeated."""
+    from resolver.front import FrontDoor, FrontProtocol
 
     listener = _listener()
     step = (data[0] if data else 0) or len(data) or 1
     body = data[1:]
+    app = _App()
 
     async def connection() -> bytes:
-        protocol = FastProtocol(listener.resolver)
+        door = FrontDoor(listener.api, lambda: app, frozenset((b"api", b"metrics")))  # type: ignore[arg-type,return-value]
+        protocol = FrontProtocol(door)
         transport = _Capture()
+        transport.protocol = protocol
         protocol.connection_made(transport)
         for at in range(0, len(body), step):
             if transport.closed:
                 break
-            protocol.data_received(body[at : at + step])
+            transport.protocol.data_received(body[at : at + step])  # the door's, or the app's
             await asyncio.sleep(0)
-        if not transport.closed:
+        if not transport.closed and transport.protocol is protocol:
             protocol.eof_received()
         for _ in range(100):  # lookups resolve in a few loop turns; no timers are waited on
             if transport.closed or not protocol.pending:
@@ -363,10 +390,12 @@ def fastpath(data: bytes) -> bool:
     listener.errors.records.clear()
     out = listener.loop.run_until_complete(connection())
     if listener.errors.records:
-        raise Crash(f"listener logged its own failure: {listener.errors.records[0].getMessage()}")
+        raise Crash(f"door logged its own failure: {listener.errors.records[0].getMessage()}")
     if b"HTTP/1.1 500 " in out:
-        raise Crash("listener answered 500")
-    return out.startswith(b"HTTP/1.1 ")
+        raise Crash("door answered 500")
+    if app.got and not body.endswith(bytes(app.got)):
+        raise Crash("the application was handed bytes the client did not send last")
+    return out.startswith(b"HTTP/1.1 ") or bool(app.got)
 
 
 # --- sync: the directory topic and offline proofs --------------------------------------
@@ -430,9 +459,10 @@ TARGETS: dict[str, Target] = {
             call=httpsig,
         ),
         Target(
-            name="fastpath",
-            what="resolver.fastpath.FastProtocol.data_received (in-memory transport)",
-            call=fastpath,
+            name="front",
+            what="resolver.front.FrontProtocol.data_received, resolver.router.decide "
+            "(in-memory transport and application)",
+            call=front,
         ),
         Target(
             name="directory",

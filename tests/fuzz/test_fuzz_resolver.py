@@ -1,7 +1,8 @@
-"""Fuzzing, briefly, of the lean listener's request parsing, through its smallest
-seam: FastProtocol fed bytes over an in-memory transport (no socket), in front of a
-real Resolver and directory. Every request is answered with a status the listener
-means, never with a 500 of its own making or an exception out of data_received."""
+"""Fuzzing, briefly, of the front door's request routing, through its smallest seam:
+FrontProtocol fed bytes over an in-memory transport (no socket), in front of a real
+Resolver and directory and an in-memory application. Every request it keeps is
+answered with a status it means, never a 500 of its own making or an exception out of
+data_received; what it does not keep reaches the application whole."""
 
 from __future__ import annotations
 
@@ -14,13 +15,13 @@ from tests.fuzz.strategies import FUZZ, inputs, run
 
 
 def test_every_seed_gets_answers() -> None:
-    assert all(TARGETS["fastpath"].call(seed) for seed in seeds.fastpath())
+    assert all(TARGETS["front"].call(seed) for seed in seeds.front())
 
 
 @FUZZ
-@given(data=inputs(seeds.fastpath()))
+@given(data=inputs(seeds.front()))
 def test_raw_requests_are_answered_or_refused(data: bytes) -> None:
-    run("fastpath", data)
+    run("front", data)
 
 
 _LINE = st.sampled_from(
@@ -62,4 +63,4 @@ _LINE = st.sampled_from(
 @FUZZ
 @given(chunk=st.integers(0, 255), pieces=st.lists(_LINE, max_size=24))
 def test_requests_built_from_http_pieces_are_answered(chunk: int, pieces: list[bytes]) -> None:
-    run("fastpath", bytes([chunk]) + b"".join(pieces))
+    run("front", bytes([chunk]) + b"".join(pieces))

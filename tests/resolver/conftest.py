@@ -19,12 +19,13 @@ import pytest_asyncio
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from idres.assembly import RESOLVER, NodeSpec, build_app, delegations
+from idres.assembly import API, RESOLVER, NodeSpec, build_app, delegations
 from registry import httpsig
 from registry.database import create_pool
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
+from resolver.front import FrontDoor, open_front
 from resolver.service import Resolver
 from resolver.topology import Directory, Role, prefix_key
 from schemas.record import DataFormat, HandleValue, Record
@@ -54,6 +55,7 @@ class Net:
     stores: dict[str, PostgresStore] = field(default_factory=dict)
     runners: dict[str, web.AppRunner] = field(default_factory=dict)
     resolvers: dict[str, Resolver] = field(default_factory=dict)
+    doors: dict[str, FrontDoor] = field(default_factory=dict)
     admin: ed25519.Ed25519PrivateKey | None = None
 
 
@@ -145,11 +147,14 @@ async def net(pg_server_url: str, pg_template: str) -> AsyncIterator[Net]:
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
-            await web.SockSite(runner, sockets[name]).start()
+            # one port a node, as idres serve runs it: the front door, then the app
+            net.doors[name] = await open_front(app[API], runner, sockets[name])
             net.stores[name], net.runners[name] = store, runner
             net.resolvers[name] = app[RESOLVER]
         yield net
     finally:
+        for door in net.doors.values():
+            door.close()
         for runner in net.runners.values():
             await runner.cleanup()
         for fake in fakes:

@@ -103,7 +103,8 @@ async def test_a_down_node_is_covered_by_a_stale_copy_and_failures_are_not_cache
     await net.stores["sub"].put(record("88.100.1/STALE", ttl=1), actor="t")
     status, _, _ = await get(net.urls["super"] + "/api/handles/88.100.1/STALE")
     assert status == 200
-    await net.runners["backbone"].cleanup()  # the next node goes away
+    net.doors["backbone"].close()  # the next node goes away
+    await net.runners["backbone"].cleanup()
     await asyncio.sleep(1.2)  # and the cached copy expires
     status, body, headers = await get(net.urls["super"] + "/api/handles/88.100.1/STALE")
     assert (status, body["stale"], headers["Idres-Stale"]) == (200, True, "true")

@@ -20,7 +20,6 @@ from aiohttp import web
 
 from registry.api import RegistryConfig, create_app
 from registry.store import PostgresStore
-from resolver.fastpath import serve_fast
 from schemas.identifiers.prefix import parse_prefix
 from tests.resolver.conftest import Net, record
 
@@ -51,14 +50,14 @@ async def _closed(held: Held) -> bytes:
 
 @pytest_asyncio.fixture
 async def fast(net: Net) -> AsyncIterator[tuple[str, int]]:
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = await serve_fast(net.resolvers["super"], sock, header_timeout=0.5, idle_timeout=0.5)
-    yield sock.getsockname()
-    server.close()
-    await server.wait_closed()
+    """The super node's one port, its front door's clocks shortened."""
+    door = net.doors["super"]
+    door.header_timeout = door.idle_timeout = 0.5
+    host, port = net.urls["super"].removeprefix("http://").split(":")
+    yield host, int(port)
 
 
-async def test_slow_loris_connections_to_the_lean_listener_are_closed(
+async def test_slow_loris_connections_to_the_front_door_are_closed(
     net: Net, fast: tuple[str, int]
 ) -> None:
     await net.stores["sub"].put(record("88.100.1/LORIS"), actor="t")

@@ -1,0 +1,65 @@
+"""``idres serve``: one port a node, under uvloop, with several workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.postgres]
+
+
+def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
+    db_url: str, tmp_path: Path
+) -> None:
+    admin = tmp_path / "admin.pem"
+    run = [sys.executable, "-m", "idres"]
+    assert subprocess.run([*run, "keygen", "--out", str(admin)], check=False).returncode == 0
+    proc = subprocess.Popen(
+        [
+            *run,
+            *("serve", "--port", "0", "--workers", "2", "--prefix", "88.100"),
+            *("--admin-key", str(admin)),
+        ],
+        env={**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "d")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        api = re.search(r"serving (http://\S+) ", line)
+        assert api is not None, line
+        url = api.group(1)
+        registered = subprocess.run(
+            [
+                *run,
+                *("register", "88.100.1/ONE-PORT", "--url", "https://e.x/f", "--server", url),
+                *("--key", str(admin), "--key-id", "300:0.NA/node.admin"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert registered.returncode == 0, registered.stderr
+        for _ in range(4):  # whichever worker takes the connection
+            with urllib.request.urlopen(url + "/api/handles/88.100.1/ONE-PORT") as resp:
+                assert "aiohttp" not in resp.headers.get("Server", "")  # the front door's
+                body = json.loads(resp.read())
+            assert body["values"][0]["data"]["value"] == "https://e.x/f"
+        with urllib.request.urlopen(url + "/metrics") as resp:
+            metrics = resp.read().decode()
+        assert 'idres_shed_total{node="node",cost="lookup"} 0' in metrics
+        assert "idres_front_connections" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

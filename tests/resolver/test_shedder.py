@@ -1,0 +1,21 @@
+"""When the front door refuses work: only once the serving loop has run late a while."""
+
+from __future__ import annotations
+
+from resolver.front import Shedder
+
+
+def test_the_door_sheds_only_after_the_loop_has_run_late_for_a_while() -> None:
+    shedder = Shedder(late=0.005, very_late=0.025, standing=0.1)
+    shedder.observe(0.0, 10.0)
+    shedder.observe(0.5, 10.05)  # one long pause (a burst): nothing refused
+    assert shedder.admit(10.05, cheap=False)
+    for t in (10.1, 10.15, 10.2):  # late at every probe for more than 0.1 s
+        shedder.observe(0.01, t)
+    assert not shedder.admit(10.2, cheap=False)
+    assert shedder.admit(10.2, cheap=True)  # late, not very late: cached answers go out
+    for t in (10.25, 10.3):
+        shedder.observe(0.03, t)
+    assert not shedder.admit(10.3, cheap=True)
+    shedder.observe(0.001, 10.31)  # on time again: everything is taken at once
+    assert shedder.admit(10.31, cheap=False)
