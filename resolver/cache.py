@@ -65,7 +65,10 @@ class Cache:
         now = self._clock()
         ttl = max(0.0, min(ttl, self.config.max_ttl))
         entry = Entry(
-            body=body, status=200, expires=now + ttl, stale_until=now + ttl + self.config.stale_for
+            body=_compact(body),
+            status=200,
+            expires=now + ttl,
+            stale_until=now + ttl + self.config.stale_for,
         )
         self._store(key, entry)
         return entry
@@ -74,7 +77,7 @@ class Cache:
         now = self._clock()
         # a "not found" is never served stale: the identifier may exist by now
         entry = Entry(
-            body=body,
+            body=_compact(body),
             status=404,
             expires=now + self.config.negative_ttl,
             stale_until=now + self.config.negative_ttl,
@@ -92,6 +95,13 @@ class Cache:
         self._entries.move_to_end(key)
         while len(self._entries) > self.config.max_entries:
             self._entries.popitem(last=False)
+
+
+def _compact(body: bytes) -> bytes:
+    """An exact-size copy. A body straight from orjson.dumps keeps the ~4 KiB buffer
+    orjson wrote it in (measured: 100,000 answers of 225 bytes held 393 MB of memory;
+    copied, 23 MB): at 1M cached answers, gigabytes a worker."""
+    return memoryview(body).tobytes()
 
 
 def record_ttl(ttls: list[tuple[int, bool]], now: float) -> float:

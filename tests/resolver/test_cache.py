@@ -58,3 +58,21 @@ def test_record_ttl_is_the_shortest_value_ttl() -> None:
     assert record_ttl([(5000, True)], now=4000) == 1000  # absolute: an expiry time
     assert record_ttl([(100, True)], now=4000) == 0
     assert record_ttl([], now=0) == 0
+
+
+def test_a_cached_answer_costs_its_size_not_the_encoders_buffer() -> None:
+    """orjson writes each answer into a buffer of about 4 KiB and keeps it: cached as
+    is, 50,000 answers of 200 bytes would hold some 200 MB (1M: gigabytes a worker)."""
+    import orjson
+
+    def resident_mb() -> int:
+        with open("/proc/self/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0]) // 1024
+
+    cache = Cache(CacheConfig(max_entries=100_000))
+    before = resident_mb()
+    for n in range(50_000):
+        body = orjson.dumps({"responseCode": 1, "handle": f"88.100.1/M{n:07d}", "pad": "x" * 140})
+        cache.put_positive(f"88.100.1/M{n:07d}", body, ttl=60)
+    assert resident_mb() - before < 60  # about 25 MB: the entries and their bytes
+    assert cache.get("88.100.1/M0000007") is not None
