@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from resolver.cache import Cache, CacheConfig, record_ttl
 
 
@@ -76,3 +78,22 @@ def test_a_cached_answer_costs_its_size_not_the_encoders_buffer() -> None:
         cache.put_positive(f"88.100.1/M{n:07d}", body, ttl=60)
     assert resident_mb() - before < 60  # about 25 MB: the entries and their bytes
     assert cache.get("88.100.1/M0000007") is not None
+
+
+def test_the_answers_held_add_nothing_for_the_garbage_collector_to_walk() -> None:
+    # a full collection stops the serving loop for as long as it walks every tracked
+    # object: a million answers held must not be a million more of them
+    cache = Cache(CacheConfig(max_entries=20_000))
+    gc.collect()
+    before = len(gc.get_objects())
+    for n in range(10_000):
+        cache.put_positive(f"88.100.1/B{n:07d}", b"record %d" % n, ttl=60)
+        cache.put_negative(f"88.100.1/M{n:07d}", b"not found")
+    hit = cache.get("88.100.1/B0000042")
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    assert hit is not None
+    assert (hit.body, hit.status, hit.negative) == (b"record 42", 200, False)
+    missing = cache.get_stale("88.100.1/M0000042")
+    assert missing is not None
+    assert (missing.status, missing.negative) == (404, True)
