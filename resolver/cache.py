@@ -14,6 +14,7 @@ caller that asks.
 
 from __future__ import annotations
 
+import gc
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,6 +99,20 @@ class Cache:
         while len(self._entries) > self.config.max_entries:
             self._entries.popitem(last=False)
         return _entry(Entry, stored)
+
+
+def freeze_after_start() -> None:
+    """Move every object alive now out of the collector's sight, for good: called once
+    a serving process has built its parts (its cache included) and before it serves.
+
+    The cache's one OrderedDict stays tracked (its type always is), so each full
+    collection walks every answer in it: 62 ms at 10^6. Frozen, it is never walked
+    again, nor is anything else built at start-up. Only objects alive at the call are
+    frozen (after a collection, so no garbage is kept); what is made later is
+    collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _compact(body: bytes) -> bytes:

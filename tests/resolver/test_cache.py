@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from resolver.cache import Cache, CacheConfig, record_ttl
+from resolver.cache import Cache, CacheConfig, freeze_after_start, record_ttl
 
 
 class Clock:
@@ -97,3 +97,17 @@ def test_the_answers_held_add_nothing_for_the_garbage_collector_to_walk() -> Non
     missing = cache.get_stale("88.100.1/M0000042")
     assert missing is not None
     assert (missing.status, missing.negative) == (404, True)
+
+
+def test_a_cache_built_before_the_freeze_is_not_walked_by_later_collections() -> None:
+    cache = Cache(CacheConfig(max_entries=50_000))
+    try:
+        freeze_after_start()
+        for n in range(50_000):
+            cache.put_positive(f"88.100.1/B{n:07d}", b"record", ttl=60)
+        gc.collect()
+        assert gc.get_freeze_count() > 0
+        assert not any(o is cache._entries for o in gc.get_objects())
+        assert cache.get("88.100.1/B0049999") is not None
+    finally:
+        gc.unfreeze()
