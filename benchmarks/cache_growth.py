@@ -7,8 +7,7 @@ collector's pauses read from the node's /metrics and, optionally, a py-spy profi
 Three tiers (super, backbone, sub; no Kafka) on one PostgreSQL; the records sit at the
 sub node (COPY), the super node's cache is warmed with every one of the N identifiers,
 then wrk (closed loop, 1 thread, 64 connections, CPU 1) asks a Zipf(1.1) mix of them of
-the super node (CPU 0). ``--lean`` measures the lean listener (``--fast-port``) where
-the node still has one; otherwise the node's main port.
+the super node (CPU 0), at its one port (the front door).
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from benchmarks.loadgen import free_port
 from benchmarks.registration import machine
 from benchmarks.resolution import (
     WRK_LUA,
@@ -103,10 +101,9 @@ def pauses(before: dict[str, float], after: dict[str, float]) -> dict[str, Any]:
 
 
 def one(work: Path, url: str, n: int, args: argparse.Namespace, keys: Any) -> dict[str, Any]:
-    lean = free_port() if args.lean else None
-    procs, entry = start_network(work, url, cache=True, entry_workers=1, fast_port=lean, keys=keys)
+    procs, entry = start_network(work, url, cache=True, entry_workers=1, keys=keys)
     try:
-        port = lean or entry
+        port = entry  # one port: the front door
         wait_port(port)
         node = procs[-1].p.pid
         if (cpu := pin(SERVER_CPU)) is not None:
@@ -152,7 +149,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", default="20000,1000000", help="comma-separated N")
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--lean", action="store_true", help="measure the lean listener")
     ap.add_argument("--profile", type=Path, help="a folder for py-spy's collapsed stacks")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()

@@ -32,10 +32,8 @@ PROFILES = {
         kinds=(
             "nginx",
             "aiohttp_floor",
-            "idres_hot_fast",
-            "idres_hot_api",
-            "idres_cold_api",
-            "idres_cold_fast",
+            "idres_hot",
+            "idres_cold",
         ),
     ),
     "quick": Profile(
@@ -46,7 +44,7 @@ PROFILES = {
         step_seconds=2,
         fractions=(0.1, 0.3, 0.8),
         spike=(3, 3, 3),
-        kinds=("nginx", "aiohttp_floor", "idres_hot_fast", "idres_cold_api"),
+        kinds=("nginx", "aiohttp_floor", "idres_hot", "idres_cold"),
     ),
 }
 

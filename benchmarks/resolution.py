@@ -219,7 +219,6 @@ def start_network(
     url: str,
     cache: bool,
     entry_workers: int,
-    fast_port: int | None = None,
     kafka: str | None = None,
     ports_out: dict[str, int] | None = None,
     keys: dict[str, ed25519.Ed25519PrivateKey] | None = None,
@@ -283,8 +282,6 @@ def start_network(
         ]
         if not cache:
             args.append("--no-cache")
-        if fast_port is not None and name == "super":
-            args += ["--fast-port", str(fast_port)]
         if kafka is not None:
             args += ["--kafka", kafka]
         procs.append(
@@ -475,10 +472,7 @@ def main() -> None:
         procs.pop().stop()
 
         # hot: one worker, so one cache, warmed with every key the load will ask for
-        fast = free_port()
-        network, entry = start_network(
-            work, url, cache=True, entry_workers=1, fast_port=fast, keys=keys
-        )
+        network, entry = start_network(work, url, cache=True, entry_workers=1, keys=keys)
         procs += network
         check = subprocess.run(
             ["curl", "-s", f"http://127.0.0.1:{entry}/api/handles/88.100.1/B0000042"],
@@ -493,8 +487,6 @@ def main() -> None:
         )
         run("idres_hot_1_worker", entry)
         results["idres_hot_1_worker"]["cache"] = cache_counts(entry)
-        # the same process and warm cache, through the lean listener (resolver/fastpath.py)
-        run("idres_hot_fastpath_1_worker", fast)
         for p in network:
             p.stop()
         procs.clear()
@@ -512,13 +504,11 @@ def main() -> None:
         # registrations replicated through the log would take minutes more).
         bootstrap, kafka_env = kafka_up(work)
         asyncio.run(load_records(url.replace("/postgres?", "/bench_super?"), args.keys))
-        fast = free_port()
         network, entry = start_network(
-            work, url, cache=False, entry_workers=2, fast_port=fast, kafka=bootstrap, keys=keys
+            work, url, cache=False, entry_workers=2, kafka=bootstrap, keys=keys
         )
         procs += network
         run("idres_cold_replica_at_entry", entry)
-        run("idres_cold_replica_fastpath", fast)
         results["idres_cold_replica_at_entry"]["sources"] = sources(entry)
         if args.out:
             args.out.write_text(json.dumps(results, indent=2))

@@ -67,11 +67,9 @@ MAX_PHASE_REQUESTS = 400_000
 DESCRIPTIONS = {
     "nginx": "nginx, 1 worker, the same records as static JSON files (the ceiling)",
     "aiohttp_floor": "aiohttp, 1 process, the records in a dict (the framework's floor)",
-    "idres_hot_fast": "idres super node, cache-hot, the fast-path port (resolver/fastpath.py)",
-    "idres_hot_api": "idres super node, cache-hot, the API port",
-    "idres_cold_api": "idres super node, caches off everywhere, the API port: each request "
+    "idres_hot": "idres super node, cache-hot, its one port (the front door, resolver/front.py)",
+    "idres_cold": "idres super node, caches off everywhere, its one port: each request "
     "one lookup in its replicated copies; misses asked down the tree",
-    "idres_cold_fast": "idres super node, caches off everywhere, the fast-path port",
 }
 
 
@@ -269,19 +267,17 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
         async def hot() -> dict[str, Any]:
             assert net is not None
             net.start(cache=True)
-            same_bytes(net.fast_port)
+            same_bytes(net.ports["super"])
             await warm(net.ports["super"], sorted(set(wanted.ids)))
             bench.writes = Writes(net, profile.keys)
             spikes: dict[str, Any] = {}
-            if "idres_hot_fast" in profile.kinds:
+            if "idres_hot" in profile.kinds:
                 nginx_peak = (bench.kinds.get("nginx") or {}).get("closed_loop", {}).get("rps")
                 extra = (round(0.8 * nginx_peak),) if nginx_peak else ()
-                await bench.ladder("idres_hot_fast", net.fast_port, extra)
-                capacity = _capacity(bench.kinds["idres_hot_fast"])
+                await bench.ladder("idres_hot", net.ports["super"], extra)
+                capacity = _capacity(bench.kinds["idres_hot"])
                 for factor in (5, 10):
-                    spikes[str(factor)] = await bench.spike(net.fast_port, capacity, factor)
-            if "idres_hot_api" in profile.kinds:
-                await bench.ladder("idres_hot_api", net.ports["super"])
+                    spikes[str(factor)] = await bench.spike(net.ports["super"], capacity, factor)
             net.stop()
             return spikes
 
@@ -290,10 +286,8 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
         async def cold() -> None:
             assert net is not None
             net.start(cache=False)
-            if "idres_cold_api" in profile.kinds:
-                await bench.ladder("idres_cold_api", net.ports["super"])
-            if "idres_cold_fast" in profile.kinds:
-                await bench.ladder("idres_cold_fast", net.fast_port)
+            if "idres_cold" in profile.kinds:
+                await bench.ladder("idres_cold", net.ports["super"])
             net.stop()
 
         asyncio.run(cold())
@@ -361,13 +355,13 @@ def method(profile: Profile, bound_ms: float) -> list[str]:
 def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     kinds = results["kinds"]
     out: list[dict[str, Any]] = []
-    hot = kinds.get("idres_hot_fast")
+    hot = kinds.get("idres_hot")
     nginx_peak = (kinds.get("nginx") or {}).get("closed_loop", {}).get("rps")
     if hot and nginx_peak:
         peak = hot["closed_loop"]["rps"]
         out.append(
             {
-                "goal": "cache-hot resolution, fast path: requests/s vs nginx (closed-loop peak)",
+                "goal": "cache-hot resolution: requests/s vs nginx (closed-loop peak)",
                 "target": ">= 1.0x nginx",
                 "measured": f"{peak:,.0f}/s vs nginx {nginx_peak:,.0f}/s"
                 f" = {peak / nginx_peak:.2f}x",
@@ -395,13 +389,13 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "met": None,
                 }
             )
-    for kind in ("idres_cold_api", "idres_cold_fast"):
+    for kind in ("idres_cold",):
         if kind in kinds:
             peak = kinds[kind]["closed_loop"]["rps"]
             held = kinds[kind]["max_rate_under_bound"]
             out.append(
                 {
-                    "goal": f"cold resolution ({kind.removeprefix('idres_cold_')} port)",
+                    "goal": "cold resolution",
                     "target": ">= 5,000/s",
                     "measured": f"closed-loop peak {peak:,.0f}/s; open loop held p99 <= "
                     f"{results['bound_ms']:g} ms to {_rate(held) if held else 'no step'} "

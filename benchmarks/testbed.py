@@ -42,7 +42,6 @@ class Network:
         self.work, self.pg_url, self.kafka = work, pg_url, kafka
         self.keys = {name: ed25519.Ed25519PrivateKey.generate() for name, *_ in LAYOUT}
         self.ports = {name: loadgen.free_port() for name, *_ in LAYOUT}
-        self.fast_port = loadgen.free_port()
         self.admin_path = work / "admin.pem"
         write_secret(self.admin_path, httpsig.private_key_pem(httpsig.generate_key()))
         self.admin = httpsig.load_private_key(self.admin_path.read_bytes())
@@ -88,15 +87,13 @@ class Network:
                 # lift the anonymous client's upstream budget for it
                 *("--client-upstream-rate", "1e9", "--batch-upstream-max", "1000"),
             ]
-            if name == "super":
-                args += ["--fast-port", str(self.fast_port)]
-                if cpus() > 1:
-                    args = ["taskset", "-c", SERVER_CPU, *args]
+            if name == "super" and cpus() > 1:
+                args = ["taskset", "-c", SERVER_CPU, *args]
             if not cache:
                 args.append("--no-cache")
             env = {"DATABASE_URL": self.db(name)}
             self.procs.append(Proc(args, env=env, ready="idres: chain"))
-        wait_port(self.fast_port)
+        wait_port(self.ports["super"])
 
     def stop(self) -> None:
         for p in self.procs:
