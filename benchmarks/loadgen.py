@@ -158,9 +158,9 @@ class Result:
     time (oha times a request from when it leaves) is a timeout too.
 
     ``timeline`` has one entry per second since t0, each request in the second it was
-    due: ``offered`` (requests due), ``ok``/``errors`` (ok + errors = offered, requests
-    never answered included), and ``p50_ms``/``p99_ms``/``max_ms``, so a stall shows
-    where its victims arrived.
+    due: ``offered`` (requests due), ``ok``/``refused``/``errors`` (ok + refused +
+    errors = offered, requests never answered included), and ``p50_ms``/``p99_ms``/
+    ``max_ms``, so a stall shows where its victims arrived.
     """
 
     label: str
@@ -182,6 +182,10 @@ class Result:
     lateness_max_ms: float
     histogram: list[list[float]]  # [upper bound ms, count] for every bucket of BOUNDS_MS
     timeline: list[dict[str, float]]
+    # 503s answered in time: the server refused at once (shed), neither an answer nor
+    # an error; and the p99 of the requests it took (answered with an expected status)
+    refused: int = 0
+    accepted_p99_ms: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -299,6 +303,9 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[min(max(rank, 1), len(ordered)) - 1]
 
 
+REFUSED = 503  # shed by the server, with Retry-After (resolver/front.py)
+
+
 def summarise(
     samples: Sequence[Samples],
     phases: Sequence[Phase],
@@ -319,6 +326,8 @@ def summarise(
     errors_per_s: Counter[int] = Counter()
     offered_per_s: Counter[int] = Counter()
     status: Counter[int] = Counter()
+    refused_per_s: Counter[int] = Counter()
+    accepted: array[float] = array("d")
     errors = timeouts = 0
     for phase, got, began in zip(phases, samples, began_s, strict=True):
         due, late = schedule(got, phase.rate)
@@ -331,6 +340,7 @@ def summarise(
         last = seconds[-1]
         answered: dict[int, list[float]] = {}
         failed: Counter[int] = Counter()
+        refused_at: Counter[int] = Counter()
         took_s, code = got.took_s, got.code
         for i in kept:
             took = took_s[i] + late[i]
@@ -342,13 +352,19 @@ def summarise(
                 bucket = answered[second] = []
             bucket.append(took)
             if took > timeout or code[i] not in expected:
-                failed[second] += 1
-                timeouts += took > timeout
+                if code[i] == REFUSED and took <= timeout:
+                    refused_at[second] += 1
+                else:
+                    failed[second] += 1
+                    timeouts += took > timeout
+            else:
+                accepted.append(took)
         for second, took_there in answered.items():
             latencies.extend(took_there)
             by_second.setdefault(second, []).extend(took_there)
-            ok_per_s[second] += len(took_there) - failed[second]
+            ok_per_s[second] += len(took_there) - failed[second] - refused_at[second]
         errors_per_s.update(failed)
+        refused_per_s.update(refused_at)
         errors += failed.total()
         lateness.extend(late[i] for i in kept if got.dated[i])
         status.update(code[i] for i in kept)
@@ -386,6 +402,7 @@ def summarise(
                 "offered": offered_per_s.get(t, 0),
                 "ok": ok_per_s.get(t, 0),
                 "errors": errors_per_s.get(t, 0),
+                "refused": refused_per_s.get(t, 0),
                 "p50_ms": _ms(percentile(intended, 50)),
                 "p99_ms": _ms(percentile(intended, 99)),
                 "max_ms": _ms(intended[-1] if intended else 0),
@@ -414,6 +431,8 @@ def summarise(
         lateness_max_ms=_ms(late_ordered[-1] if late_ordered else 0),
         histogram=histogram(s * 1000 for s in ordered),
         timeline=timeline,
+        refused=refused_per_s.total(),
+        accepted_p99_ms=_ms(percentile(sorted(accepted), 99)),
     )
 
 

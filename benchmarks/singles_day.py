@@ -56,6 +56,9 @@ from benchmarks.testbed import (
 from registry.database import start_embedded
 
 WRITE_SHARE = 0.02
+HELD_BOUNDS_MS = (10.0, 25.0, 50.0)  # p99 bounds the held rate is given at
+# The midnight spike: 10x a base of half the held rate, i.e. 5x what the node holds
+SPIKE_BASE = 0.5
 # oha on one core keeps p99 honest to about this rate here (benchmarks/loadgen.py,
 # --ceiling); steps above it would measure the generator as much as the server
 GENERATOR_CEILING = 40_000
@@ -170,11 +173,13 @@ class Bench:
             "closed_loop": peak,
             "steps": steps,
             "max_rate_under_bound": report.max_rate_under_bound(steps, self.bound_ms),
+            # the held rate at several bounds, so that a ratio exists for every server
+            "held": {f"{b:g}": report.max_rate_under_bound(steps, b) for b in HELD_BOUNDS_MS},
         }
 
     async def spike(self, port: int, capacity: float, factor: int) -> dict[str, Any]:
         before, during, after = self.profile.spike
-        base = round(capacity / 10)
+        base = round(capacity * SPIKE_BASE)
         phases = [
             *_cut(base, before + during + after, 0.0),
             *_cut(base * (factor - 1), during, before),
@@ -276,8 +281,7 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
                 extra = (round(0.8 * nginx_peak),) if nginx_peak else ()
                 await bench.ladder("idres_hot", net.ports["super"], extra)
                 capacity = _capacity(bench.kinds["idres_hot"])
-                for factor in (5, 10):
-                    spikes[str(factor)] = await bench.spike(net.ports["super"], capacity, factor)
+                spikes["10"] = await bench.spike(net.ports["super"], capacity, 10)
             net.stop()
             return spikes
 
@@ -313,10 +317,18 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
 
 
 def _capacity(kind: dict[str, Any] | None) -> float:
-    """The highest rate held under the bound; else the closed-loop peak."""
+    """The held rate: the highest step rate held under the bound; where none held it
+    (this shared machine keeps even nginx above 10 ms at times), under the loosest of
+    HELD_BOUNDS_MS that one held; else the lowest step's rate. The same definition in
+    every profile (the quick profile's spike is a miniature of the full one's)."""
     if not kind:
         return 0.0
-    return float(kind["max_rate_under_bound"] or kind["closed_loop"]["rps"])
+    if kind["max_rate_under_bound"]:
+        return float(kind["max_rate_under_bound"])
+    for held in sorted((kind.get("held") or {}).items(), key=lambda item: float(item[0])):
+        if held[1]:
+            return float(held[1])
+    return float(min((s["offered_rate"] for s in kind["steps"]), default=0.0))
 
 
 def method(profile: Profile, bound_ms: float) -> list[str]:
@@ -344,7 +356,7 @@ def method(profile: Profile, bound_ms: float) -> list[str]:
         "Writes: 2% of the read rate, in signed batches of 10 (half new identifiers, half "
         "updates) at the sub-chain nodes, during every idres step and spike; replication lag is "
         "from a write's acknowledgement to its version in the super node's database.",
-        "Spike: base 10% of the cache-hot fast-path capacity, then 5x and 10x the base for "
+        "Spike: base 50% of the cache-hot held rate, then 10x the base for "
         f"{profile.spike[1]:g} s, {profile.spike[0]:g} s after the start; a request hangs if "
         "it is not answered within 1 s.",
         "References side by side in the same run: nginx (the ceiling) and a minimal aiohttp "
@@ -404,24 +416,24 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     spikes = results.get("spikes") or {}
-    if "5" in spikes:
-        r = spikes["5"]["result"]
-        out.append(
-            {
-                "goal": "spike to 5x base (base 10% of capacity)",
-                "target": "zero errors",
-                "measured": f"{r['errors']} errors of {r['sent']:,}",
-                "met": r["errors"] == 0,
-            }
-        )
     if "10" in spikes:
-        r = spikes["10"]["result"]
+        spike = spikes["10"]
+        r = spike["result"]
+        bound = float(results["bound_ms"])
+        back = report.recovery(spike, bound)
         out.append(
             {
-                "goal": "spike to 10x base: no request hangs",
-                "target": "every request answered or refused within 1 s",
-                "measured": f"{r['timeouts']} of {r['sent']:,} not answered within 1 s",
-                "met": r["timeouts"] == 0,
+                "goal": "spike to 10x a base of 50% of the held rate (5x capacity)",
+                "target": "every request answered or refused (503) within 1 s; accepted "
+                f"p99 <= {bound:g} ms; p99 back within it <= 5 s after the spike",
+                "measured": f"{r['timeouts']} of {r['sent']:,} not answered within 1 s, "
+                f"{r.get('refused', 0):,} refused, accepted p99 "
+                f"{r.get('accepted_p99_ms', r['p99_ms']):.1f} ms, back "
+                + (f"{back:.0f} s after" if back is not None else "never within the run"),
+                "met": r["timeouts"] == 0
+                and r.get("accepted_p99_ms", r["p99_ms"]) <= bound
+                and back is not None
+                and back <= 5,
             }
         )
     rep = results.get("replication")

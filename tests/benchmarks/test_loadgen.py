@@ -199,6 +199,19 @@ def test_errors_and_timeouts_follow_the_expected_statuses() -> None:
     assert (strict.errors, strict.timeouts) == (5, 3)
 
 
+def test_a_503_in_time_is_a_refusal_not_an_error_and_stays_out_of_the_accepted_p99() -> None:
+    # 100 req/s for 1 s: 60 answered in 2 ms, 30 shed at once, 5 shed too late, 5 lost
+    rows = [(i / 100, 0.002, 200) for i in range(60)]
+    rows += [(i / 100, 0.0005, 503) for i in range(60, 90)]
+    rows += [(i / 100, 1.5, 503) for i in range(90, 95)]
+    result = summarise([samples_of(rows)], [Phase(rate=100, duration=1)], began_s=[0.0])
+    assert (result.refused, result.errors, result.timeouts) == (30, 10, 10)
+    assert result.accepted_p99_ms == 2.0
+    assert result.achieved_rate == 60.0
+    assert result.timeline[0]["refused"] == 30
+    assert result.timeline[0]["ok"] + 30 + result.timeline[0]["errors"] == 100
+
+
 def test_answers_due_after_the_phase_are_left_out() -> None:
     # oha runs past the phase; those answers neither count nor hide missing ones.
     phase = Phase(rate=100, duration=1)
