@@ -6,11 +6,13 @@ one process. Nothing here reads configuration: it is handed what it needs.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import (
@@ -28,7 +30,7 @@ from registry.store import PostgresStore
 from resolver.api import DEFAULT_DIGITAL_LINK_HOST, ResolverAPI, local_answer
 from resolver.batch import ReadBatcher
 from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET, BudgetConfig
-from resolver.cache import CacheConfig, record_ttl
+from resolver.cache import Cache, CacheConfig, record_ttl
 from resolver.metrics import Metrics
 from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
 from resolver.topology import (
@@ -43,6 +45,7 @@ from resolver.transport import HttpTransport, NodeTransport
 from schemas.codec_json import record_to_json
 from schemas.identifiers import Identifier
 from schemas.record import TtlType
+from sync.coherence import Connect, Listener
 from sync.directory import LiveDirectory
 from sync.judge import followed
 from sync.log import Log
@@ -126,14 +129,19 @@ def build_app(
     sync_log: Log | None = None,
     sync_config: SyncConfig | None = None,
     sync_here: bool = True,
+    listen: Connect | None = None,
+    worker_header: bool = False,
     limits: AnonymousLimits | None = None,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
     With ``node_key`` the node keeps its signed chain (and, with ``sync_log``,
-    publishes it, follows the chains below it and answers from their copies). Of
-    several workers of one node only one runs sync (``sync_here``); all answer from
-    the copies it keeps.
+    publishes it, follows the chains below it and answers from their copies). The
+    sync runs with the app when ``sync_here`` (``idres up``), else in a process of
+    its own (``build_sync``, ``idres serve``); either way the app hears of what it
+    applies through PostgreSQL (sync/coherence.py), on a connection ``listen``
+    opens (default: one held from the store's pool). ``worker_header`` names the
+    serving process in an ``Idres-Worker`` header of every answer aiohttp gives.
     """
     if node_key is not None:
         live = LiveDirectory(directory(), trust_anchor=_anchor(directory()))
@@ -222,6 +230,13 @@ def build_app(
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
     app[API] = resolver_api
+    if worker_header:
+        pid = str(os.getpid())
+
+        async def name_worker(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers["Idres-Worker"] = pid
+
+        app.on_response_prepare.append(name_worker)
     if node_key is not None:
         sync = Sync(
             store.pool,
@@ -230,25 +245,54 @@ def build_app(
             directory=live,
             log=sync_log,
             config=sync_config or SyncConfig(),
-            on_applied=resolver.cache.invalidate,
         )
         sync.install(app, name, run=sync_here)  # every worker reads the chains it keeps
-        follower = sync.follower
-        if sync_here and follower is not None:  # the worker that follows knows how far
 
-            def current(route: Route) -> bool:
-                return route.authority is not None and follower.current(route.authority.name)
+        def forget_all() -> None:  # a fresh cache: every answer held may be old
+            resolver.cache = Cache(resolver.cache.config)
 
-            resolver.current = current
+        listener = Listener(
+            listen or store.pool.acquire,
+            node=name,
+            invalidate=lambda keys: resolver.cache.invalidate(keys),
+            forget_all=forget_all,
+            directory=live,
+        )
+
+        def current(route: Route) -> bool:
+            return route.authority is not None and listener.current(route.authority.name)
+
+        resolver.current = current
 
         async def with_proof(ident: Identifier) -> web.Response:
             return await sync.proof_answer(ident, resolver, store)
 
         resolver_api.proof = with_proof
-        if sync_here:
-            metrics.extra.append(sync.metrics_lines)
+        metrics.extra.append(listener.metrics_lines)  # the sync's metrics, as it wrote them
+
+        async def listening(app: web.Application) -> AsyncIterator[None]:
+            listener.start()
+            yield
+            await listener.stop()
+
+        app.cleanup_ctx.append(listening)
         app[SYNC] = sync
+        app[LISTENER] = listener
     return app
+
+
+def build_sync(
+    *,
+    name: str,
+    pool: asyncpg.Pool,
+    directory: Directory,
+    node_key: ed25519.Ed25519PrivateKey,
+    sync_log: Log | None,
+    sync_config: SyncConfig,
+) -> Sync:
+    """A node's sync on its own, as its sync process runs it (no HTTP)."""
+    live = LiveDirectory(directory, trust_anchor=_anchor(directory))
+    return Sync(pool, node_key, me=name, directory=live, log=sync_log, config=sync_config)
 
 
 def _anchor(directory: Directory) -> bytes:
@@ -259,3 +303,4 @@ def _anchor(directory: Directory) -> bytes:
 RESOLVER = web.AppKey("resolver", Resolver)
 API = web.AppKey("api", ResolverAPI)
 SYNC = web.AppKey("sync", Sync)
+LISTENER = web.AppKey("listener", Listener)

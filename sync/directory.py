@@ -24,7 +24,8 @@ from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 log = logging.getLogger("idres.sync.directory")
 
 
-def _digest(d: Delegation) -> bytes:
+def digest(d: Delegation) -> bytes:
+    """A delegation's identity: its signed bytes and signature, hashed."""
     return hashlib.sha256(d.signed_bytes() + d.signature).digest()
 
 
@@ -80,6 +81,9 @@ class LiveDirectory:
         self.pending: dict[bytes, Delegation] = {}
         # where refusals are kept with their reason (the node's dead_letters table)
         self.keep: Callable[[int, Refusal, bytes], Awaitable[None]] | None = None
+        # told of the delegations taken from the log (the sync process tells its
+        # serving workers, sync/coherence.py)
+        self.on_adopted: Callable[[list[Delegation]], None] | None = None
 
     def __call__(self) -> Directory:
         return self.current
@@ -102,23 +106,38 @@ class LiveDirectory:
         is refused (a neighbour cannot adopt it). Each is tried on its own, in order
         of issue, so one bad message does not discard the good ones beside it.
         """
-        taken = 0
+        taken, refused = self._adopt(delegations, rated=True)
+        if taken and self.on_adopted is not None:
+            self.on_adopted(taken)
+        return len(taken), refused
+
+    def replay(self, delegations: Iterable[Delegation]) -> int:
+        """Take delegations another process of this node adopted already (a serving
+        worker, from its sync process): checked as ``adopt`` checks them, but not
+        charged to their issuer's rate again; how many were new here."""
+        taken, _ = self._adopt(delegations, rated=False)
+        return len(taken)
+
+    def _adopt(
+        self, delegations: Iterable[Delegation], *, rated: bool
+    ) -> tuple[list[Delegation], list[Refusal]]:
+        taken: list[Delegation] = []
         refused: list[Refusal] = []
         waiting = [*self.pending.values(), *delegations]
         self.pending = {}
         while True:
-            before = taken
+            before = len(taken)
             for d in sorted(waiting, key=lambda d: d.issued):
-                verdict = self._adopt_one(d)
+                verdict = self._adopt_one(d, rated=rated)
                 if verdict is True:
-                    taken += 1
+                    taken.append(d)
                 elif verdict is False:
                     self._park(d)
                 elif verdict is not None:
                     self.refused += 1
                     log.warning("ignoring delegation of %r: %s", d.name, verdict)
                     refused.append(Refusal(delegation=d, reason=verdict))
-            if taken == before or not self.pending:
+            if len(taken) == before or not self.pending:
                 return taken, refused
             waiting = list(self.pending.values())  # a parent arrived: its children now
             self.pending = {}
@@ -126,13 +145,13 @@ class LiveDirectory:
     def _park(self, d: Delegation) -> None:
         # by content, not by name: a forged message naming a waiting node cannot
         # displace it (it is only one more entry, and the oldest go first)
-        key = _digest(d)
+        key = digest(d)
         self.pending.pop(key, None)
         self.pending[key] = d
         while len(self.pending) > _MAX_PENDING:
             self.pending.pop(next(iter(self.pending)))
 
-    def _adopt_one(self, d: Delegation) -> bool | str | None:
+    def _adopt_one(self, d: Delegation, *, rated: bool = True) -> bool | str | None:
         """True if taken, None if nothing new, False to wait (its parent is not here
         yet, or its issuer is over its rate), else why it is refused."""
         held = self.current.by_name.get(d.name)
@@ -146,7 +165,7 @@ class LiveDirectory:
             self.current.check_signed(d)  # a forgery costs one signature check, no more
         except IdresError as exc:
             return f"does not verify: {exc.message}"
-        if not self._spend(d.parent or d.name):  # charged to the verified issuer only
+        if rated and not self._spend(d.parent or d.name):  # charged to the verified issuer
             return False
         try:
             self.current = self.current.with_delegation(d)
@@ -172,7 +191,7 @@ class LiveDirectory:
         for d in delegations:
             # keyed by content: compaction drops only repeats of the same delegation, so
             # no node can erase another's by announcing under its name
-            await log_.append(DIRECTORY_TOPIC, _digest(d).hex().encode(), [encode_delegation(d)])
+            await log_.append(DIRECTORY_TOPIC, digest(d).hex().encode(), [encode_delegation(d)])
 
     async def follow(self, log_: Log, *, wait: float = 1.0) -> None:
         """Read the directory topic until cancelled."""

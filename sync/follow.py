@@ -33,6 +33,7 @@ from schemas.chain import (
 from schemas.errors import EncodingError, StoreUnavailable
 from schemas.oplog import Operation
 from sync.apply import apply_operations
+from sync.coherence import announce_changed
 from sync.judge import Accept, Dead, Gap, Wait, followed, foreign_reason, judge
 from sync.log import (
     DEAD_LETTER_TOPIC,
@@ -43,6 +44,7 @@ from sync.log import (
     LogUnavailable,
     chain_topic,
 )
+from sync.notices import ChainView, FollowerView, is_current
 from sync.relay import block_hashes, store_blocks
 
 log = logging.getLogger("idres.sync.follow")
@@ -289,6 +291,9 @@ class Follower:
                     changed = await apply_operations(
                         conn, [op for _, ops, _ in accepted for op in ops]
                     )
+                    # delivered at commit, with the change: every serving worker of
+                    # this node forgets its cached answers for them then
+                    await announce_changed(conn, changed)
                     if node is not None and node.parent == self.me:
                         anchors = [anchor_of(b) for b, _, _ in accepted]
                         await append_outbox(
@@ -341,26 +346,26 @@ class Follower:
             self.behind[chain] = max(0, end - self.positions.get(chain, Position()).next_offset)
         self.refreshed_at = checked
 
-    def current(self, chain: str, *, within: float = 3.0) -> bool:
-        """Whether this node's copy of ``chain`` keeps up with the chain's node: the
-        log looked at at most ``within`` seconds ago, the chain read unhindered (not
-        stalled, no gap), at most one transaction's worth of blocks waiting, and the
-        last block applied here cut at most ``within`` seconds ago (so its node is
-        publishing: a node whose blocks cannot reach the log, or a copy restarted
-        after a while, does not count). An identifier missing from such a copy is
-        missing, or was registered within the replication lag."""
-        now = self.clock()
-        if now - self.refreshed_at > within or chain in self.stalled or chain in self.gaps:
-            return False
-        p = self.positions.get(chain)
-        behind = self.behind.get(chain)
-        return (
-            behind is not None
-            and behind <= _BLOCKS_PER_TRANSACTION
-            and p is not None
-            and p.cut_at is not None
-            and now - p.cut_at <= within
+    def view(self) -> FollowerView:
+        """What decides "current", as the sync process tells the serving workers."""
+        chains = self.positions.keys() | self.behind.keys() | self.stalled.keys() | self.gaps.keys()
+        return FollowerView(
+            refreshed_at=self.refreshed_at,
+            chains={
+                c: ChainView(
+                    behind=self.behind.get(c),
+                    cut_at=self.positions[c].cut_at if c in self.positions else None,
+                    hindered=c in self.stalled or c in self.gaps,
+                )
+                for c in chains
+            },
         )
+
+    def current(self, chain: str, *, within: float = 3.0) -> bool:
+        """Whether this node's copy of ``chain`` keeps up with the chain's node (see
+        ``sync.notices.is_current``). An identifier missing from such a copy is
+        missing, or was registered within the replication lag."""
+        return is_current(self.view(), chain, now=self.clock(), within=within)
 
     async def run(self, *, metrics_interval: float = 1.0) -> None:
         last_refresh = 0.0

@@ -1,6 +1,7 @@
 """One node's sync: its relay (outbox to chain to log), its follower (the chains
-below it, applied here), and the directory on the log. Started and stopped with the
-node's HTTP application."""
+below it, applied here), the directory on the log, and what the node's serving
+workers learn of them (sync/coherence.py). ``idres serve`` runs it in a process of
+its own; ``idres up`` starts it with each node's HTTP application."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from schemas.errors import Forbidden, StoreUnavailable
 from schemas.identifiers import Identifier
 from schemas.record import Record
 from sync import proof
+from sync.coherence import Publisher
 from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower, keep_dead_letter
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
+from sync.notices import FollowerView
 from sync.relay import Relay, RelayConfig
 from sync.snapshot import take as take_snapshot
 from sync.verify import verify
@@ -72,7 +75,6 @@ class Sync:
         directory: LiveDirectory,
         log: Log | None,
         config: SyncConfig,
-        on_applied: Callable[[list[str]], None] = lambda handles: None,
     ) -> None:
         self.pool = pool
         self.log = log
@@ -85,7 +87,6 @@ class Sync:
                 log,
                 me=me,
                 directory=directory,
-                on_applied=on_applied,
                 mirror_of=config.mirror_of,
             )
             if log is not None and config.follow
@@ -94,6 +95,13 @@ class Sync:
         self._tasks: list[asyncio.Task[None]] = []
         self._directory_log: Log | None = None
         directory.keep = self._keep_refused
+        follower = self.follower
+        self.publisher = Publisher(
+            pool,
+            view=follower.view if follower is not None else FollowerView,
+            metrics=self.metrics_lines,
+        )
+        directory.on_adopted = self.publisher.adopted
 
     async def _keep_refused(self, offset: int, refusal: Refusal, raw: bytes) -> None:
         """A delegation refused from the directory topic, in dead_letters with why."""
@@ -104,6 +112,7 @@ class Sync:
             raise StoreUnavailable(f"keeping a refused delegation failed: {exc}") from exc
 
     async def start(self) -> None:
+        self._supervise("status", self.publisher.run)  # first: the workers wait for it
         if self.log is not None and self.config.announce:
             try:
                 await self.directory.announce(self.log, self.config.announce)
@@ -209,9 +218,8 @@ class Sync:
         return _json(200, {**record_to_json(record, values=public), "proof": built[0]})
 
     def install(self, app: web.Application, me: str, *, run: bool = True) -> None:
-        """Add /api/sync/verify and /api/sync/snapshot; with ``run``, start the relay
-        and follower with the app (one worker of a node runs them; the others only read
-        what they keep)."""
+        """Add /api/sync/verify and /api/sync/snapshot; with ``run``, start the sync
+        with the app (``idres up``; ``idres serve`` runs it in a process of its own)."""
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
         async def check(request: web.Request) -> web.Response:

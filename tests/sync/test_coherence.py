@@ -1,0 +1,313 @@
+"""Every serving worker of a node hears what its sync process applies: the payloads
+and the follower's view as values, the listener against real PostgreSQL (the bound
+measured, a lost connection)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from idres.assembly import NodeSpec, delegations
+from registry.database import create_pool
+from resolver.cache import Cache
+from resolver.topology import Directory, Role
+from schemas.errors import EncodingError
+from sync.coherence import APPLICATION_NAME, Listener, Publisher, announce_changed
+from sync.directory import LiveDirectory
+from sync.notices import (
+    EVERYTHING,
+    ChainView,
+    FollowerView,
+    changed_payloads,
+    is_current,
+    read_changed,
+    view_from_json,
+    view_to_json,
+)
+
+# --- the payloads and the view, as values -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "limit", "expected"),
+    [
+        ([], 100, []),
+        (["a"], 100, ['["a"]']),
+        (["a", "b"], 100, ['["a","b"]']),
+        (["a", "b"], 9, ['["a","b"]']),  # exactly 9 bytes
+        (["a", "b"], 8, ['["a"]', '["b"]']),
+        (["abc", "d", "e"], 11, ['["abc","d"]', '["e"]']),
+        (['q"uote', "π"], 100, ['["q\\"uote","π"]']),
+        (["x" * 20], 10, [EVERYTHING]),  # no payload can hold it: forget everything
+    ],
+)
+def test_changed_keys_are_chunked_into_payloads_under_the_limit(
+    keys: list[str], limit: int, expected: list[str]
+) -> None:
+    payloads = changed_payloads(keys, limit=limit)
+    assert payloads == expected
+    assert all(len(p.encode()) <= limit for p in payloads)
+
+
+def test_a_large_change_round_trips_in_payloads_postgresql_accepts() -> None:
+    keys = [f"88.100.1/ITEM-{n:06d}-é" for n in range(5_000)]
+    payloads = changed_payloads(keys)
+    assert len(payloads) > 1
+    assert all(len(p.encode()) < 8000 for p in payloads)
+    back = [k for p in payloads for k in read_changed(p) or []]
+    assert back == keys
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ('["a","b"]', ["a", "b"]),
+        ("[]", []),
+        ("*", None),  # EVERYTHING
+        ("", None),  # unreadable: never taken for "nothing changed"
+        ('{"a": 1}', None),
+        ("[1]", None),
+        ('["a"', None),
+    ],
+)
+def test_a_payload_names_its_identifiers_or_means_forget_everything(
+    payload: str, expected: list[str] | None
+) -> None:
+    assert read_changed(payload) == expected
+
+
+NOW = 1_000_000.0
+FRESH = ChainView(behind=0, cut_at=NOW - 1, hindered=False)
+
+
+@pytest.mark.parametrize(
+    ("view", "current"),
+    [
+        (FollowerView(refreshed_at=NOW - 1, chains={"c": FRESH}), True),
+        (FollowerView(refreshed_at=NOW - 3.5, chains={"c": FRESH}), False),  # beat stopped
+        (FollowerView(refreshed_at=-math.inf, chains={"c": FRESH}), False),
+        (FollowerView(refreshed_at=NOW, chains={}), False),
+        (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=64, cut_at=NOW)}), True),
+        (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=65, cut_at=NOW)}), False),
+        (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=None, cut_at=NOW)}), False),
+        (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=NOW - 4)}), False),
+        (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=None)}), False),
+        (
+            FollowerView(
+                refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=NOW, hindered=True)}
+            ),
+            False,
+        ),
+    ],
+)
+def test_a_copy_is_current_from_the_view_alone(view: FollowerView, current: bool) -> None:
+    assert is_current(view, "c", now=NOW) is current
+    assert is_current(view_from_json(view_to_json(view)), "c", now=NOW) is current
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"[]",
+        b'{"v": 2, "refreshed_at": 1, "chains": {}}',
+        b'{"v": 1, "refreshed_at": "x", "chains": {}}',
+        b'{"v": 1, "refreshed_at": 1, "chains": []}',
+        b'{"v": 1, "refreshed_at": 1, "chains": {"c": [0, 1]}}',
+        b'{"v": 1, "refreshed_at": 1, "chains": {"c": [true, 1, false]}}',
+    ],
+)
+def test_an_unreadable_view_is_refused(data: bytes) -> None:
+    with pytest.raises(EncodingError):
+        view_from_json(data)
+
+
+# --- the listener against real PostgreSQL -------------------------------------------
+
+
+class Held:
+    """A worker's cache, as the listener reaches it (through the resolver)."""
+
+    def __init__(self) -> None:
+        self.cache = Cache()
+
+    def forget_all(self) -> None:
+        self.cache = Cache()
+
+
+@pytest_asyncio.fixture
+async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await create_pool(db_url, min_size=1, max_size=4)
+    yield pool
+    await pool.close()
+
+
+def _connect(url: str) -> contextlib.AbstractAsyncContextManager[asyncpg.Connection]:
+    @contextlib.asynccontextmanager
+    async def connect() -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(url)
+        try:
+            yield conn
+        finally:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+    return connect()
+
+
+async def _until(check: object, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "not within the time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.asyncio
+async def test_every_committed_change_reaches_a_listener_within_milliseconds(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    """The bound, measured: from an apply's commit to the worker's invalidation."""
+    held = Held()
+    heard: dict[str, float] = {}
+
+    def invalidate(keys: list[str]) -> None:
+        now = time.perf_counter()
+        for k in keys:
+            heard.setdefault(k, now)
+            held.cache.invalidate([k])
+
+    listener = Listener(
+        lambda: _connect(db_url), node="n", invalidate=invalidate, forget_all=held.forget_all
+    )
+    listener.start()
+    try:
+        await _until(lambda: listener.connected)
+        delays = []
+        rolled_back = "88.100.1/ROLLED-BACK"
+        async with pool.acquire() as conn:
+            for n in range(200):
+                key = f"88.100.1/K{n}"
+                held.cache.put_positive(key, b"old", 86_400)
+                tx = conn.transaction()
+                await tx.start()
+                await announce_changed(conn, [key])
+                committed = time.perf_counter()  # from COMMIT sent: it includes the commit
+                await tx.commit()
+                await _until(lambda key=key: key in heard, within=5)  # type: ignore[misc]
+                assert held.cache.get(key) is None  # forgotten
+                delays.append(max(0.0, heard[key] - committed))
+            with contextlib.suppress(RuntimeError):
+                async with conn.transaction():  # a change never committed is never heard
+                    await announce_changed(conn, [rolled_back])
+                    raise RuntimeError
+        await asyncio.sleep(0.2)
+        assert rolled_back not in heard
+        delays.sort()
+        p50, p99 = statistics.median(delays), delays[int(len(delays) * 0.99) - 1]
+        print(
+            f"\ncoherence bound, commit to invalidation, 200 commits: p50 {p50 * 1e3:.2f} ms, "
+            f"p99 {p99 * 1e3:.2f} ms, max {delays[-1] * 1e3:.2f} ms"
+        )
+        assert delays[-1] < 1.0  # the bound a user relies on (measured: milliseconds)
+        assert listener.invalidated == 200
+    finally:
+        await listener.stop()
+
+
+def _directory() -> tuple[Directory, ed25519.Ed25519PrivateKey, bytes]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    (root,) = delegations(
+        [NodeSpec(name="top", role=Role.SUPER, parent=None, url="http://t", prefixes=("88",))],
+        {"top": key},
+    )
+    return Directory([root], trust_anchor=root.public_key), key, root.public_key
+
+
+@pytest.mark.asyncio
+async def test_a_worker_that_stops_hearing_forgets_its_cache_and_counts_nothing_current(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    directory, top_key, anchor = _directory()
+    now = time.time
+
+    publisher = Publisher(
+        pool,
+        view=lambda: FollowerView(
+            refreshed_at=now(), chains={"sub": ChainView(behind=0, cut_at=now())}
+        ),
+        metrics=lambda: ["idres_sync_published_height 7"],
+        interval=0.1,
+    )
+    publishing = asyncio.create_task(publisher.run())
+    held = Held()
+    live = LiveDirectory(directory, trust_anchor=anchor)
+    listener = Listener(
+        lambda: _connect(db_url),
+        node="n",
+        invalidate=lambda keys: held.cache.invalidate(keys),
+        forget_all=held.forget_all,
+        directory=live,
+        interval=0.1,
+    )
+    listener.start()
+    try:
+        await _until(lambda: listener.current("sub"))
+        assert "idres_sync_published_height 7" in listener.metrics_lines()
+        assert 'idres_coherence_connected{node="n"} 1' in listener.metrics_lines()
+        held.cache.put_positive("88.100.1/A", b"an answer", 86_400)
+        # a delegation the sync process adopts reaches the worker's directory
+        child_key = ed25519.Ed25519PrivateKey.generate()
+        spec = NodeSpec(
+            name="child", role=Role.BACKBONE, parent="top", url="http://c", prefixes=("88.1",)
+        )
+        (child,) = [
+            d
+            for d in delegations(
+                [
+                    NodeSpec(
+                        name="top", role=Role.SUPER, parent=None, url="http://t", prefixes=("88",)
+                    ),
+                    spec,
+                ],
+                {"top": top_key, "child": child_key},
+            )
+            if d.name == "child"
+        ]
+        publisher.adopted([child])
+        await _until(lambda: "child" in live().by_name, within=5)
+        assert held.cache.get("88.100.1/A") is not None  # nothing lost while it listens
+
+        # the listening connection is cut (an idle-session kill, a proxy, a restart)
+        async with pool.acquire() as conn:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND datname = current_database()",
+                APPLICATION_NAME,
+            )
+        assert killed == 1
+        await _until(lambda: not listener.connected, within=3)
+        assert held.cache.get("88.100.1/A") is None  # it may have missed a change
+        assert not listener.current("sub")
+        assert listener.resets >= 1
+        assert 'idres_coherence_connected{node="n"} 0' in listener.metrics_lines() or (
+            listener.connected
+        )
+        # it listens again by itself, and the chain is current again
+        await _until(lambda: listener.connected and listener.current("sub"), within=5)
+        # and when the sync process's beat stops, nothing is current any more
+        publishing.cancel()
+        await _until(lambda: not listener.current("sub"), within=6)
+    finally:
+        publishing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publishing
+        await listener.stop()
