@@ -1,8 +1,11 @@
 """Assemble and run one node: PostgreSQL, the store, the admin key, the HTTP API.
 
-This is the only place that knows how the parts fit. With several workers the node
-binds its socket once and forks: every worker accepts on it with its own event loop
-and connection pool, since all the registry's state lives in PostgreSQL.
+This is the only place that knows how the parts fit. The node binds its socket
+once and forks its serving workers, which accept on it, each with its own event loop
+and connection pool (all the registry's state lives in PostgreSQL), and one sync
+process beside them (relay, follower, directory), which serves no request. The
+workers hear what the sync process applies through PostgreSQL (sync/coherence.py).
+If any of these processes dies, the node stops.
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
+import asyncpg
 import uvloop
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -34,6 +40,7 @@ from idres.assembly import (
     AnonymousLimits,
     NodeSpec,
     build_app,
+    build_sync,
     delegations,
     load_node_key,
     node_public_key,
@@ -121,7 +128,7 @@ def run(config: NodeConfig) -> int:
         print(asyncio.run(_load_snapshot(url, config, directory)), flush=True)
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
-        f"{config.workers} worker{'s' if config.workers > 1 else ''})",
+        f"{config.workers} worker{'s' if config.workers > 1 else ''} and a sync process)",
         flush=True,
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
@@ -130,9 +137,6 @@ def run(config: NodeConfig) -> int:
         + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
         flush=True,
     )
-    if config.workers <= 1:
-        uvloop.run(_worker(sock, url, directory, config, node_key, first=True))
-        return 0
     return _supervise(sock, url, directory, config, node_key)
 
 
@@ -186,21 +190,31 @@ def _supervise(
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
 ) -> int:
-    """Fork the workers, stop them all when told to or when one dies."""
-    children: list[int] = []
-    for n in range(config.workers):
+    """Fork the serving workers and the sync process; stop them all when told to or
+    when one dies."""
+    children: dict[int, str] = {}  # pid -> what it is, for the message when it dies
+
+    def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         pid = os.fork()
-        if pid == 0:  # a worker: its own loop; skip the parent's atexit (embedded server)
+        if pid == 0:  # its own loop; skip the parent's atexit (embedded server)
             status = 0
             try:
-                uvloop.run(_worker(sock, url, directory, config, node_key, first=n == 0))
+                uvloop.run(main())
             except BaseException:
-                log.exception("worker failed")
+                log.exception("%s failed", what)
                 status = 1
             finally:
                 sys.stdout.flush()
                 os._exit(status)
-        children.append(pid)
+        children[pid] = what
+
+    def sync_process() -> Coroutine[Any, Any, None]:
+        sock.close()  # it serves nothing: the port stays the workers'
+        return _sync(url, directory, config, node_key)
+
+    fork("sync process", sync_process)
+    for _ in range(config.workers):
+        fork("worker", lambda: _worker(sock, url, directory, config, node_key))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -218,11 +232,11 @@ def _supervise(
             pid, status = os.wait()
         except ChildProcessError:
             break
-        children.remove(pid)
+        what = children.pop(pid)
         if not stopping:
             failed = True
-            stop(signal.SIGTERM, None)  # one worker died: take the node down, loudly
-            print(f"idres: worker {pid} exited ({status}); stopping", file=sys.stderr)
+            stop(signal.SIGTERM, None)  # a worker or the sync died: the node goes, loudly
+            print(f"idres: {what} {pid} exited ({status}); stopping", file=sys.stderr)
     sock.close()
     return 1 if failed else 0
 
@@ -241,32 +255,76 @@ def kafka_credentials(config: NodeConfig) -> KafkaCredentials | None:
         raise SystemExit(f"idres serve: {exc}") from None
 
 
+def _sync_config(config: NodeConfig, directory: Directory) -> SyncConfig:
+    name = config.name or "node"
+    return SyncConfig(
+        alg=config.hash_alg, announce=(directory.by_name[name],), mirror_of=config.mirror_of
+    )
+
+
+def _sync_log(config: NodeConfig) -> KafkaLog | None:
+    name = config.name or "node"
+    if not config.kafka:
+        return None
+    return KafkaLog(config.kafka, client_id=f"idres-{name}", credentials=kafka_credentials(config))
+
+
+async def _sync(
+    url: str, directory: Directory, config: NodeConfig, node_key: ed25519.Ed25519PrivateKey
+) -> None:
+    """The node's sync process: relay, follower, directory, and what the workers hear."""
+    pool = await create_pool(url)
+    sync_log = _sync_log(config)
+    sync = build_sync(
+        name=config.name or "node",
+        pool=pool,
+        directory=directory,
+        node_key=node_key,
+        sync_log=sync_log,
+        sync_config=_sync_config(config, directory),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await sync.start()
+    try:
+        await stop.wait()
+    finally:
+        await sync.stop()
+        await pool.close()
+        if sync_log is not None:
+            await sync_log.close()
+
+
 async def _worker(
     sock: socket.socket,
     url: str,
     directory: Directory,
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
-    *,
-    first: bool,
 ) -> None:
-    """One worker process; the first also runs the node's sync (one relay, one follower)."""
+    """One serving worker: no sync loop runs here; it hears of the sync process's work
+    on a connection of its own (sync/coherence.py)."""
     pool = await create_pool(url)
     name = config.name or "node"
-    sync_log = (
-        KafkaLog(config.kafka, client_id=f"idres-{name}", credentials=kafka_credentials(config))
-        if config.kafka
-        else None
-    )
+    sync_log = _sync_log(config)  # never started here: it tells which chains are kept
+
+    @contextlib.asynccontextmanager
+    async def listen() -> AsyncIterator[asyncpg.Connection]:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            yield conn
+        finally:
+            await conn.close(timeout=2)
+
     app = build_app(
         node_key=node_key,
         sync_log=sync_log,
-        sync_config=SyncConfig(
-            alg=config.hash_alg,
-            announce=(directory.by_name[name],),
-            mirror_of=config.mirror_of,
-        ),
-        sync_here=first,
+        sync_config=_sync_config(config, directory),
+        sync_here=False,
+        listen=listen,
+        worker_header=True,
         name=name,
         role=directory.by_name[name].role,
         store=PostgresStore(pool),

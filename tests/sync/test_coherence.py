@@ -1,6 +1,6 @@
 """Every serving worker of a node hears what its sync process applies: the payloads
 and the follower's view as values, the listener against real PostgreSQL (the bound
-measured, a lost connection)."""
+measured, a lost connection), and a node of two workers on a real Kafka broker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,13 @@ import contextlib
 import math
 import statistics
 import time
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import asyncpg
+import orjson
 import pytest
 import pytest_asyncio
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -33,6 +37,7 @@ from sync.notices import (
     view_from_json,
     view_to_json,
 )
+from tests.sync.nodes import Network
 
 # --- the payloads and the view, as values -------------------------------------------
 
@@ -311,3 +316,124 @@ async def test_a_worker_that_stops_hearing_forgets_its_cache_and_counts_nothing_
         with contextlib.suppress(asyncio.CancelledError):
             await publishing
         await listener.stop()
+
+
+# --- a node of two serving workers and a sync process, on Kafka ----------------------
+
+BOUND = 1.0  # seconds from the apply's commit after which no worker answers the old
+
+
+@pytest_asyncio.fixture
+async def network(
+    tmp_path: Path, pg_server_url: str, pg_template: str, kafka_bootstrap: str
+) -> AsyncIterator[Network]:
+    net = Network(tmp_path, pg_server_url, pg_template, kafka_bootstrap)
+    await net.create()
+    net.nodes["super"].args += ["--workers", "2"]
+    try:
+        net.start_all()
+        yield net
+    finally:
+        output = net.stop_all()
+        await net.drop()
+    assert "Traceback" not in output, output
+
+
+async def _get(session: aiohttp.ClientSession, url: str) -> tuple[dict[str, object], str, str]:
+    async with session.get(url) as response:
+        body = orjson.loads(await response.read())
+        return (
+            body,
+            response.headers.get("Idres-Worker", ""),
+            response.headers.get("Idres-Source", ""),
+        )
+
+
+def _url(body: dict[str, object]) -> str:
+    values = body.get("values")
+    assert isinstance(values, list), body
+    return str(values[0]["data"]["value"])
+
+
+@pytest.mark.kafka
+@pytest.mark.asyncio
+async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_the_bound(
+    network: Network,
+) -> None:
+    handle = "88.100.1/COHERENT"
+    await network.register(handle, "https://e.x/old")
+    top = network.nodes["super"]
+    db = await asyncpg.connect(top.database_url)
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        for _ in range(600):  # replicated up to the super node
+            if await db.fetchval("SELECT version FROM identifiers WHERE handle = $1", handle):
+                break
+            await asyncio.sleep(0.1)
+        # many kept-alive connections; /metrics hands each to the worker's aiohttp,
+        # which names the worker. Each worker caches the old answer.
+        warmed: dict[str, int] = {}
+        for _ in range(32):
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            sessions.append(session)
+            for _ in range(100):  # the sync's metrics, on every worker, once it has spoken
+                async with session.get(top.url + "/metrics") as response:
+                    text = await response.text()
+                assert 'idres_coherence_connected{node="' in text
+                if "idres_sync_applied_height" in text:
+                    break
+                await asyncio.sleep(0.1)
+            assert "idres_sync_applied_height" in text, text
+            for _ in range(3):
+                body, pid, source = await _get(session, f"{top.url}/api/handles/{handle}")
+                assert _url(body) == "https://e.x/old"
+            assert source == "cache"
+            assert pid
+            warmed[pid] = warmed.get(pid, 0) + 1
+            if len(warmed) == 2 and len(sessions) >= 8:
+                break
+        assert len(warmed) == 2, f"the connections reached only workers {warmed}"
+
+        await network.register(handle, "https://e.x/new")
+        for _ in range(6000):  # polled closely: the commit's time is what is measured
+            if await db.fetchval("SELECT version FROM identifiers WHERE handle = $1", handle) > 1:
+                break
+            await asyncio.sleep(0.005)
+        committed = time.monotonic()  # visible at the node: the apply has committed
+        last_old = 0.0
+        new_from: set[str] = set()
+        while time.monotonic() - committed < BOUND + 1.0 or len(new_from) < 2:
+            assert time.monotonic() - committed < 30, f"new answers from {new_from} only"
+            for session in sessions:
+                asked = time.monotonic()
+                body, pid, _ = await _get(session, f"{top.url}/api/handles/{handle}")
+                if _url(body) == "https://e.x/old":
+                    last_old = asked - committed
+                    assert last_old <= BOUND, f"worker {pid} answered the old {last_old:.3f} s on"
+                else:
+                    new_from.add(pid)
+            # and a fresh connection, answered by the front door from the same cache
+            async with aiohttp.ClientSession() as fresh:
+                body, _, _ = await _get(fresh, f"{top.url}/api/handles/{handle}")
+                if _url(body) == "https://e.x/old":
+                    assert time.monotonic() - committed <= BOUND
+        print(f"\nlast old answer asked {last_old * 1e3:.1f} ms after the commit was visible")
+
+        # every worker knows the copy is current: "not found" from the copy, no hop
+        deadline = time.monotonic() + 20
+        pending = set(range(len(sessions)))
+        while pending:
+            assert time.monotonic() < deadline, f"{len(pending)} connections never heard"
+            await network.register(f"88.100.1/PULSE-{uuid.uuid4().hex[:8]}", "https://e.x/p")
+            for n in list(pending):
+                nobody = f"88.100.1/NOBODY-{uuid.uuid4().hex[:8]}"
+                body, _, _ = await _get(
+                    sessions[n], f"{top.url}/api/handles/{nobody}?recursive=false"
+                )
+                if body["responseCode"] == 100:
+                    pending.discard(n)
+            await asyncio.sleep(0.2)
+    finally:
+        for session in sessions:
+            await session.close()
+        await db.close()
