@@ -53,7 +53,7 @@ from registry.database import create_pool, start_embedded
 from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
-from resolver.cache import CacheConfig
+from resolver.cache import CacheConfig, freeze_after_start
 from resolver.front import open_front
 from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
@@ -342,6 +342,7 @@ async def _worker(
     await runner.setup()
     # one port: the front door answers the common reads, the app everything else
     door = await open_front(app[API], runner, sock)
+    freeze_after_start()  # what start-up built is never walked by the collector again
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
