@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks import dataset
+from benchmarks.cache_growth import rss_mb
 from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, wait_port, wrk
 from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin
 from schemas.identifiers import parse
@@ -82,13 +83,6 @@ def zipf_paths(keys: int, samples: int, s: float = 1.1) -> list[str]:
     ]
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--keys", type=int, default=1_000_000)
@@ -135,7 +129,7 @@ def main() -> None:
                 )
         with urllib.request.urlopen(f"http://127.0.0.1:{ports['front door']}/metrics") as r:
             metrics = r.read().decode()
-        rss = _rss_mb(servers["front door"].p.pid)  # taskset execs: the same process
+        rss = rss_mb(servers["front door"].p.pid)  # taskset execs: the same process
     finally:
         for proc in servers.values():
             proc.stop()

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 from benchmarks import dataset
-from benchmarks.front_door import _cpus, _rss_mb, zipf_paths
+from benchmarks.cache_growth import rss_mb
+from benchmarks.front_door import _cpus, zipf_paths
 from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, wait_port, wrk
 from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin
 
@@ -97,7 +98,7 @@ def main() -> None:
                     f"non-2xx {result['non2xx']}",
                     flush=True,
                 )
-        rss = {n: _rss_mb(p.p.pid) for n, p in servers.items() if n != "nginx"}
+        rss = {n: rss_mb(p.p.pid) for n, p in servers.items() if n != "nginx"}
     finally:
         for proc in servers.values():
             proc.stop()
