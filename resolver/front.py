@@ -9,9 +9,10 @@ yet answered, to the node's aiohttp application, which serves it from then on.
 Answers leave in request order, pipelined or not.
 
 Overload is refused at the door, not queued (``Shedder``): while the serving loop
-runs late, requests that would cost a lookup or a trip through aiohttp get 503 with
-``Retry-After`` at once, and when it runs very late cached answers are refused too.
-``/metrics`` counts what was shed.
+runs late, or lookups stand in a queue, requests that would cost a lookup (or, while
+the loop is late, a trip through aiohttp) get 503 with ``Retry-After`` at once; when
+the loop runs very late cached answers are refused too. ``/metrics`` counts what was
+shed.
 
 A connection that sends half a head for HEADER_TIMEOUT gets 408 and is closed; one
 that owes nothing and sends nothing for IDLE_TIMEOUT is closed: one sweep a second
@@ -55,6 +56,10 @@ PROBE_EVERY = 0.005  # seconds between two looks at how late the serving loop ru
 LATE = 0.005
 VERY_LATE = 0.025
 STANDING = 0.1  # seconds the loop must run late before the door sheds
+# A lookup (a read of this node's copies, or of the next node) that takes longer than
+# this has waited in a queue: the database's, the next node's. While lookups are under
+# way and none has been this quick for STANDING, new ones are refused
+LOOKUP_TARGET = 0.05
 RETRY_AFTER = 1
 _DID = did.CONTENT_TYPE.encode()
 _REASONS = {
@@ -97,26 +102,42 @@ def encode(reply: Reply, *, keep_alive: bool, date: bytes = b"") -> bytes:
 
 
 class Shedder:
-    """Whether to take on one more request, from how late the serving loop runs.
+    """Whether to take on one more request, from two queues the door can see.
 
-    The door probes the loop every PROBE_EVERY seconds. A probe that runs late means
-    requests have waited that long in socket buffers; one late probe is a burst, but a
-    loop that has not once been on time for STANDING seconds holds a standing queue
-    (the reasoning of CoDel, RFC 8289 §3: act on the minimum delay over an interval,
-    not on a peak). Then work that costs more than a cached answer (a lookup, a trip
-    through aiohttp) is refused; if the loop has not been within VERY_LATE for that
-    long, cached answers are refused too. The clock is passed in.
+    Both follow CoDel (RFC 8289 §3): act on the minimum delay over an interval, not on
+    a peak, so a burst passes and a standing queue does not.
+
+    - The serving loop. The door probes it every PROBE_EVERY seconds; a probe that runs
+      late means requests have waited that long in socket buffers. A loop that has not
+      once been within ``late`` for ``standing`` seconds refuses work that costs more
+      than a cached answer (a lookup, a trip through aiohttp); one not within
+      ``very_late`` for that long refuses cached answers too.
+    - The lookups. Each holds its client's connection until it lands, and a client
+      with a fixed number of connections queues the rest of its requests behind it
+      (where the door cannot see them). While lookups are under way and none has
+      landed within ``lookup_target`` for ``standing`` seconds, new lookups are
+      refused; cached answers still go out.
+
+    The clock is passed in.
     """
 
     def __init__(
-        self, *, late: float = LATE, very_late: float = VERY_LATE, standing: float = STANDING
+        self,
+        *,
+        late: float = LATE,
+        very_late: float = VERY_LATE,
+        standing: float = STANDING,
+        lookup_target: float = LOOKUP_TARGET,
     ) -> None:
         self.late = late
         self.very_late = very_late
         self.standing = standing
+        self.lookup_target = lookup_target
         self.on_time = 0.0  # the last probe within ``late``
         self.fairly_on_time = 0.0  # the last probe within ``very_late``
         self.worst = 0.0  # the latest probe's lateness (seconds)
+        self.lookups = 0  # under way now
+        self.quick_lookup = 0.0  # the last lookup within target, or with none under way
 
     def observe(self, lateness: float, now: float) -> None:
         self.worst = lateness
@@ -125,10 +146,26 @@ class Shedder:
         if lateness <= self.very_late:
             self.fairly_on_time = now
 
+    def started(self, now: float) -> None:
+        if not self.lookups:
+            self.quick_lookup = now  # no queue before this one
+        self.lookups += 1
+
+    def landed(self, took: float, now: float) -> None:
+        self.lookups -= 1
+        if took <= self.lookup_target:
+            self.quick_lookup = now
+
     def admit(self, now: float, *, cheap: bool) -> bool:
+        """By the loop alone: a cached answer (``cheap``) or a trip through aiohttp."""
         if now - self.on_time < self.standing:
             return True
         return cheap and now - self.fairly_on_time < self.standing
+
+    def admit_lookup(self, now: float) -> bool:
+        if not self.admit(now, cheap=False):
+            return False
+        return not self.lookups or now - self.quick_lookup < self.standing
 
 
 class FrontDoor:
@@ -365,7 +402,7 @@ class FrontProtocol(asyncio.Protocol):
                         )
                     )
                     return
-        if not door.shedder.admit(door.now, cheap=False):
+        if not door.shedder.admit_lookup(door.now):
             self._shed("lookup", read)
             return
         future = asyncio.ensure_future(self._answer(read))
@@ -375,6 +412,9 @@ class FrontProtocol(asyncio.Protocol):
 
     async def _answer(self, read: Read) -> bytes:
         door = self.door
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        door.shedder.started(started)
         try:
             reply = await self._reply(read)
         except IdresError as exc:
@@ -382,6 +422,9 @@ class FrontProtocol(asyncio.Protocol):
         except Exception:
             log.exception("the front door failed on a read")
             reply = Reply(500, b'{"responseCode":2,"message":"internal server error"}')
+        finally:
+            now = loop.time()
+            door.shedder.landed(now - started, now)
         return encode(reply, keep_alive=read.keep_alive, date=door.date)
 
     async def _reply(self, read: Read) -> Reply:

@@ -8,6 +8,7 @@ super (bid:) ── backbone (88, 86) ── sub (88.100, gs1:690, oid:1.2.156.3
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import time
 import uuid
@@ -25,7 +26,7 @@ from registry.database import create_pool
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
-from resolver.front import FrontDoor, open_front
+from resolver.front import FrontDoor, Shedder, open_front
 from resolver.service import Resolver
 from resolver.topology import Directory, Role, prefix_key
 from schemas.record import DataFormat, HandleValue, Record
@@ -148,7 +149,13 @@ async def net(pg_server_url: str, pg_template: str) -> AsyncIterator[Net]:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             # one port a node, as idres serve runs it: the front door, then the app
-            net.doors[name] = await open_front(app[API], runner, sockets[name])
+            # Here every node shares one event loop and one core: the loop's lateness
+            # and the lookups' delays are the whole network's, so a busy node would make
+            # its neighbours shed. These doors never do; the tests of shedding set their
+            # own (test_shedder.py, test_front.py).
+            net.doors[name] = await open_front(
+                app[API], runner, sockets[name], shedder=Shedder(standing=math.inf)
+            )
             net.stores[name], net.runners[name] = store, runner
             net.resolvers[name] = app[RESOLVER]
         yield net
