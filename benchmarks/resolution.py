@@ -394,18 +394,23 @@ def sources(port: int) -> dict[str, int]:
     return out
 
 
-def kafka_up(work: Path) -> tuple[str, dict[str, str] | None]:
+def kafka_up(work: Path, *, nice: int = 0) -> tuple[str, dict[str, str] | None]:
     if os.environ.get("KAFKA_BOOTSTRAP"):
         return os.environ["KAFKA_BOOTSTRAP"], None
     env = {**os.environ, "IDRES_STATE": str(work / "kafka")}
     out = subprocess.run(
-        ["bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
+        ["nice", "-n", str(nice), "bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
         env=env,
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    return out.strip().rsplit("=", 1)[1], env
+    # KAFKA_BOOTSTRAP and the broker's SASL credentials, one KEY=VALUE a line: the
+    # nodes this process starts inherit them (each authenticates as the operator,
+    # as under ``idres up``)
+    said = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    os.environ.update({k: v for k, v in said.items() if k.startswith("KAFKA_SASL_")})
+    return said["KAFKA_BOOTSTRAP"], env
 
 
 def kafka_down(env: dict[str, str] | None) -> None:
