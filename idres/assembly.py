@@ -257,7 +257,14 @@ def build_app(
             invalidate=lambda keys: resolver.cache.invalidate(keys),
             forget_all=forget_all,
             directory=live,
+            keep_known=follows,  # misses in the copies answered from memory
         )
+
+        def absent(key: str) -> bool:
+            known = listener.known
+            return known is not None and known.absent(key)
+
+        resolver.absent = absent
 
         def current(route: Route) -> bool:
             return route.authority is not None and listener.current(route.authority.name)

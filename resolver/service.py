@@ -90,6 +90,8 @@ class Resolver:
         # whether this node's copy of that chain is caught up with the log, so that an
         # identifier missing from it is missing (by default: never assumed)
         self.current: Callable[[Route], bool] = current or (lambda route: False)
+        # whether an identifier is certainly not in this node's copies (resolver.known)
+        self.absent: Callable[[str], bool] = lambda key: False
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
 
@@ -131,7 +133,11 @@ class Resolver:
         if self.replica is not None and not auth and self.keeps(route):
             # a record replicated up from the chain below answers here, without a hop;
             # one not (yet) here is asked for below, so a fresh write is never missed
-            copy = await self.replica(ident)
+            copy = (
+                None  # certainly not in the copies: no query
+                if self.absent(key) and self.current(route)
+                else await self.replica(ident)
+            )
             if isinstance(copy, tuple):
                 answer, ttl = copy
                 self.cache.put_positive(key, answer.body, ttl)

@@ -40,6 +40,7 @@ from typing import Any
 
 import asyncpg
 
+from resolver.known import Known
 from resolver.topology import Delegation
 from schemas.errors import EncodingError, StoreUnavailable
 from sync.directory import LiveDirectory, decode_delegation, digest, encode_delegation
@@ -58,6 +59,7 @@ from sync.notices import (
 log = logging.getLogger("idres.sync.coherence")
 STATUS_INTERVAL = 0.5  # seconds between two rewrites of sync_status, and two reads
 HEARTBEAT_LOST = 3.0  # seconds without a new beat after which nothing is current
+KNOWN_PAGE = 10_000  # identifiers a query while loading the known filter (~25 ms to add)
 READ_TIMEOUT = 2.0  # a read on the listening connection slower than this: it is lost
 MAX_BACKOFF = 2.0  # seconds between two tries to listen again
 APPLICATION_NAME = "idres-coherence"  # how the listening connections show in pg_stat_activity
@@ -155,8 +157,14 @@ class Listener:
         directory: LiveDirectory | None = None,
         clock: Callable[[], float] = time.time,
         interval: float = STATUS_INTERVAL,
+        keep_known: bool = False,
     ) -> None:
         self.connect = connect
+        # which identifiers the node holds (resolver.known), loaded once listening and
+        # kept by the notices: None until then, and again while deaf
+        self.keep_known = keep_known
+        self.known: Known | None = None
+        self._loading: asyncio.Task[None] | None = None
         self.node = node
         self.invalidate = invalidate
         self.forget_all = forget_all
@@ -190,6 +198,8 @@ class Listener:
             log.warning("coherence: a notice asks to forget everything (%.40r)", payload)
             self._reset()
             return
+        if self.known is not None:  # a change may be a new identifier
+            self.known.update(keys)
         self.invalidate(keys)
         self.invalidated += len(keys)
 
@@ -205,6 +215,8 @@ class Listener:
         self.connected = False
         self.view = NOTHING_CURRENT
         self.beat = None
+        self._stop_loading()
+        self.known = None  # notices may be missed from now
         self._reset()
 
     async def run(self) -> None:
@@ -241,6 +253,8 @@ class Listener:
             await conn.add_listener(DIRECTORY_CHANNEL, self._directory_notice)
             # listening from here: what was cached before may have missed a notice
             self.forget_all()
+            if self.keep_known:
+                self._load_known()
             await self._read_directory(conn)
             await self._read_status(conn)
             self.connected = True
@@ -252,6 +266,8 @@ class Listener:
                     break
                 if self._directory_due.is_set():
                     await self._read_directory(conn)
+                if self.known is not None and self.known.full and self._loading is None:
+                    self._load_known()
                 await self._read_status(conn)
         finally:
             with contextlib.suppress(Exception):
@@ -276,6 +292,45 @@ class Listener:
                 self.view = NOTHING_CURRENT
             self.sync_metrics = row["metrics"].splitlines()
 
+    def _load_known(self) -> None:
+        """Load every identifier the node holds into a new filter, beside the listening
+        (on a connection of its own, so the status is read meanwhile). Called once the
+        listening has begun: a change committed after the load's reads is in a notice,
+        and notices go into the new filter while it loads; it is trusted once full."""
+        self._stop_loading()
+        self._loading = asyncio.create_task(self._load(), name="coherence-known")
+
+    def _stop_loading(self) -> None:
+        if self._loading is not None:
+            self._loading.cancel()
+            self._loading = None
+
+    async def _load(self) -> None:
+        try:
+            async with self.connect() as conn:
+                rows = await conn.fetchval("SELECT count(*) FROM identifiers")
+                known = Known.for_store(rows)
+                self.known = known
+                last = ""
+                while True:
+                    chunk = await conn.fetchval(
+                        "SELECT array_agg(handle ORDER BY handle) FROM (SELECT handle FROM"
+                        " identifiers WHERE handle > $1 ORDER BY handle LIMIT $2) page",
+                        last,
+                        KNOWN_PAGE,
+                    )
+                    if not chunk:
+                        break
+                    known.update(chunk)
+                    last = chunk[-1]  # in the database's order, which ``>`` follows
+                known.ready = True
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            # not fatal: misses are asked of the database, as without a filter
+            log.warning("coherence: the known identifiers were not loaded: %s", exc)
+        finally:
+            if self._loading is asyncio.current_task():
+                self._loading = None
+
     async def _read_directory(self, conn: Any) -> None:
         rows = await conn.fetch(
             "SELECT seq, delegation FROM sync_directory WHERE seq > $1 ORDER BY seq",
@@ -299,6 +354,7 @@ class Listener:
             self._task = asyncio.create_task(self.run(), name="coherence-listener")
 
     async def stop(self) -> None:
+        self._stop_loading()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -327,4 +383,9 @@ class Listener:
             "# TYPE idres_coherence_heartbeat_age_seconds gauge",
             f"idres_coherence_heartbeat_age_seconds{{{node}}} "
             + (f"{age:.3f}" if math.isfinite(age) else "+Inf"),
+            "# HELP idres_known_identifiers Identifiers in this worker's filter of what "
+            "the node holds (resolver.known; -1: not loaded, misses ask the database).",
+            "# TYPE idres_known_identifiers gauge",
+            f"idres_known_identifiers{{{node}}} "
+            + str(self.known.count if self.known is not None and self.known.ready else -1),
         ]

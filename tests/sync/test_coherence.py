@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool
+from registry.store import PostgresStore
 from resolver.cache import Cache
 from resolver.topology import Directory, Role
 from schemas.errors import EncodingError
@@ -37,6 +38,7 @@ from sync.notices import (
     view_from_json,
     view_to_json,
 )
+from tests.resolver.conftest import record as _record
 from tests.sync.nodes import Network
 
 # --- the payloads and the view, as values -------------------------------------------
@@ -315,6 +317,53 @@ async def test_a_worker_that_stops_hearing_forgets_its_cache_and_counts_nothing_
         publishing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publishing
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_worker_knows_every_identifier_its_node_holds_and_what_sync_adds(
+    db_url: str, pool: asyncpg.Pool
+) -> None:
+    """The filter a miss is answered from (resolver.known): loaded from the database
+    once listening, kept by the notices, dropped while deaf."""
+    store = PostgresStore(pool)
+    for n in range(3):
+        await store.put(_record(f"88.100.1/HELD{n}"), actor="t")
+    held = Held()
+    listener = Listener(
+        lambda: _connect(db_url),
+        node="n",
+        invalidate=lambda keys: held.cache.invalidate(keys),
+        forget_all=held.forget_all,
+        keep_known=True,
+        interval=0.1,
+    )
+    listener.start()
+    try:
+        await _until(lambda: listener.known is not None and listener.known.ready)
+        known = listener.known
+        assert known is not None
+        assert not any(known.absent(f"88.100.1/HELD{n}") for n in range(3))
+        assert known.absent("88.100.1/NEVER")
+        assert 'idres_known_identifiers{node="n"} 3' in listener.metrics_lines()
+        # sync applies a new identifier: its notice puts it in before any answer
+        async with pool.acquire() as conn, conn.transaction():
+            await announce_changed(conn, ["88.100.1/NEW"])
+        await _until(lambda: not known.absent("88.100.1/NEW"), within=5)
+        # deaf: it may miss a new identifier, so it knows nothing until it listens again
+        async with pool.acquire() as conn:
+            await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1 AND datname = current_database()",
+                APPLICATION_NAME,
+            )
+        await _until(lambda: listener.known is None or listener.known is not known, within=3)
+        await _until(lambda: listener.known is not None and listener.known.ready, within=5)
+        again = listener.known
+        assert again is not None
+        assert again is not known
+        assert not again.absent("88.100.1/HELD0")
+    finally:
         await listener.stop()
 
 
