@@ -42,7 +42,15 @@ from typing import Any, TypeVar
 from benchmarks import dataset, loadgen, report
 from benchmarks.profiles import PROFILES, Profile, add_arguments
 from benchmarks.registration import machine
-from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, kafka_down, kafka_up, warm
+from benchmarks.resolution import (
+    WRK_LUA,
+    Proc,
+    cache_counts,
+    ensure_tools,
+    kafka_down,
+    kafka_up,
+    warm,
+)
 from benchmarks.testbed import (
     BACKGROUND_NICE,
     LOADGEN_CPU,
@@ -55,6 +63,7 @@ from benchmarks.testbed import (
     nice_postgres,
     pin,
     same_bytes,
+    workers_rss_mb,
 )
 from registry.database import start_embedded
 
@@ -317,6 +326,14 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
             assert net is not None
             same_bytes(net.ports["super"])
             await warm(net.ports["super"], sorted(set(wanted.ids)))
+            cached = cache_counts(net.ports["super"]).get("idres_cache_entries", -1)
+            rss = workers_rss_mb(net.procs[-1].p.pid)  # the super node: started last
+            results["memory"] = {"cached_answers": cached, "workers_rss_mb": rss}
+            bench.skipped.append(
+                f"Memory: the super node's worker held {cached:,} cached answers (every "
+                f"identifier the load asks for) in {', '.join(f'{m:,.0f}' for m in rss)} MB "
+                "resident after warming."
+            )
             spikes: dict[str, Any] = {}
             if "idres_hot" in profile.kinds:
                 nginx_peak = (bench.kinds.get("nginx") or {}).get("closed_loop", {}).get("rps")
@@ -383,7 +400,7 @@ def method(profile: Profile, bound_ms: float) -> list[str]:
         "spread over the key space), 5% identifiers nobody registered (answered 404, counted "
         "as answers, not errors).",
         "Entry point: the super node (1 worker), cache-hot (every requested key resolved once "
-        "first) and cache-cold (caches off on every node), on its API port and fast-path port.",
+        "first) and cache-cold (caches off on every node), on its one port (the front door).",
         f"Peak: wrk, closed loop, 1 thread, 64 connections, {profile.peak_seconds} s, writes "
         "flowing: a throughput figure only; its latencies hide queueing.",
         f"Latency: oha 1.16.0 (crates.io) with --latency-correction, open loop at a fixed "

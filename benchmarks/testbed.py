@@ -133,6 +133,25 @@ def nice_postgres(data_dir: Path) -> None:
                 os.setpriority(os.PRIO_PROCESS, int(entry.name), BACKGROUND_NICE)
 
 
+def workers_rss_mb(pid: int) -> list[float]:
+    """The resident memory of each serving worker ``idres serve`` (``pid``) forked: its
+    children at niceness 0 (its sync process runs niced)."""
+    out = []
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    for child in children:
+        try:
+            nice = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16])
+            status = Path(f"/proc/{child}/status").read_text()
+        except (OSError, ValueError, IndexError):
+            continue
+        if nice != 0:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                out.append(round(int(line.split()[1]) / 1024, 1))
+    return out
+
+
 def pin(cpu_list: str) -> str | None:
     """``cpu_list`` for taskset, or None on one CPU (nothing to keep apart)."""
     return cpu_list if cpus() > 1 else None
