@@ -19,7 +19,7 @@ from registry.httpio import TooManyRequests, dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
 from resolver.topology import Directory, Route
-from resolver.transport import LoopDetected, NodeTransport, UpstreamError
+from resolver.transport import LoopDetected, NodeTransport, UpstreamError, UpstreamTimeout
 from schemas.errors import IdresError
 from schemas.identifiers import Identifier
 
@@ -221,9 +221,12 @@ class Resolver:
             self.metrics.inc("idres_upstream_requests_total", f'result="http_{upstream.status}"')
             if upstream.status == 508:  # a loop further up is an answer, not an outage
                 return Answer(status=508, body=upstream.body, source="upstream")
+            # a 504 below is a timeout further down: the same answer as our own timeout
+            # (RFC 9110 §15.6.5), whichever of the two timers fires first
+            failed = UpstreamTimeout if upstream.status == 504 else UpstreamError
             return self._stale_or_raise(
                 key,
-                UpstreamError(
+                failed(
                     f"the next node failed with HTTP {upstream.status}: "
                     f"{upstream.json.get('message', '')}"
                 ),
