@@ -46,8 +46,12 @@ KEPT = 100  # identifiers 0..99 are never updated: same_bytes compares them with
 class Network:
     """The six nodes of ``idres up``'s layout as ``idres serve`` processes on Kafka."""
 
-    def __init__(self, work: Path, pg_url: str, kafka: str) -> None:
+    def __init__(self, work: Path, pg_url: str, kafka: str, *, entry_pg_url: str = "") -> None:
+        """``entry_pg_url``: a PostgreSQL of the super node's own, at the foreground's
+        priority (its reads are the entry node's work); the other nodes' databases are in
+        ``pg_url``, which may run niced. Empty: one server for all."""
         self.work, self.pg_url, self.kafka = work, pg_url, kafka
+        self.entry_pg_url = entry_pg_url or pg_url
         self.keys = {name: ed25519.Ed25519PrivateKey.generate() for name, *_ in LAYOUT}
         self.ports = {name: loadgen.free_port() for name, *_ in LAYOUT}
         self.admin_path = work / "admin.pem"
@@ -68,18 +72,21 @@ class Network:
         self.anchor = base64.b64encode(node_public_key(self.keys["super"])).decode()
         self.procs: list[Proc] = []
 
+    def server(self, name: str) -> str:
+        return self.entry_pg_url if name == "super" else self.pg_url
+
     def db(self, name: str) -> str:
-        return self.pg_url.replace("/postgres?", f"/bench_{name.replace('-', '_')}?")
+        return self.server(name).replace("/postgres?", f"/bench_{name.replace('-', '_')}?")
 
     async def create_databases(self) -> None:
-        conn = await asyncpg.connect(self.pg_url)
-        try:
-            for name in self.ports:
+        for name in self.ports:
+            conn = await asyncpg.connect(self.server(name))
+            try:
                 db = "bench_" + name.replace("-", "_")
                 await conn.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
                 await conn.execute(f"CREATE DATABASE {db}")
-        finally:
-            await conn.close()
+            finally:
+                await conn.close()
         for name in self.ports:  # migrated
             await (await create_pool(self.db(name), min_size=1, max_size=1)).close()
 
@@ -167,12 +174,15 @@ class Writes:
     acked: int = 0
     errors: int = 0
     lags: list[float] = field(default_factory=list)
+    by_phase: dict[str, list[float]] = field(default_factory=dict)  # the same lags, by phase
+    phase: str = ""  # what the reads were meanwhile (set before each run)
     not_seen: int = 0
     counter: int = 0
 
     async def run(self, rate: float, seconds: float) -> None:
         if rate <= 0:
             return
+        phase = self.phase
         batch = 10
         pending: dict[str, tuple[int, float]] = {}
         done = asyncio.Event()
@@ -230,6 +240,7 @@ class Writes:
                             version, at = pending.get(r["handle"], (1 << 62, 0.0))
                             if r["version"] >= version:
                                 self.lags.append(now - at)
+                                self.by_phase.setdefault(phase, []).append(now - at)
                                 del pending[r["handle"]]
                     if done.is_set() and time.monotonic() > deadline:
                         self.not_seen += len(pending)
@@ -265,10 +276,19 @@ class Writes:
         def pick(q: float) -> float | None:
             return round(1000 * loadgen.percentile(ordered, q), 1) if ordered else None
 
+        by_phase = {}
+        for phase, lags in self.by_phase.items():
+            lags = sorted(lags)
+            by_phase[phase] = {
+                "writes": len(lags),
+                "p99": round(1000 * loadgen.percentile(lags, 99), 1),
+                "max": round(1000 * lags[-1], 1),
+            }
         return {
             "writes": self.acked,
             "write_rate": round(self.acked / seconds, 1) if seconds else 0.0,
             "lag_ms": {"p50": pick(50), "p99": pick(99), "max": pick(100)},
+            "lag_by_phase_ms": by_phase,
             "errors": self.errors,
             "not_seen": self.not_seen,
         }

@@ -64,7 +64,7 @@ from sync.snapshot import SnapshotError
 from sync.snapshot import load as load_snapshot
 
 log = logging.getLogger("idres.node")
-SYNC_NICE = 10  # the sync process yields a shared core to the serving workers
+SYNC_NICE = 5  # the sync process yields a shared core to the serving workers
 
 
 def admin_public_key(config: NodeConfig) -> tuple[bytes, Path]:
@@ -211,10 +211,11 @@ def _supervise(
 
     def sync_process() -> Coroutine[Any, Any, None]:
         sock.close()  # it serves nothing: the port stays the workers'
-        # Serving comes first: where the sync process and a worker want the same core,
-        # the kernel gives the worker ~9 parts in 10 (CFS weights 1024 : 110 at nice 10),
-        # so sync catches up in the time serving leaves, and a spike of reads is not
-        # slowed by the blocks it brings
+        # Serving comes first: where the sync process and a worker both want the same
+        # core, the kernel gives the worker 3 parts in 4 (CFS weights 1024 : 335 at
+        # nice 5). Sync needs ~8% of a core at 100 writes/s; at nice 10 (1024 : 110) it
+        # fell behind whenever the worker saturated the core (replication lag p99 1.5 s
+        # in `idres bench --quick`), so a spike of reads slows it, and does not stop it
         os.nice(SYNC_NICE)
         return _sync(url, directory, config, node_key)
 
