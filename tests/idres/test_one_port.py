@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -62,4 +63,50 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path: Path) -> None:
+    """A node that serves answers its sync process no longer keeps current would go
+    on answering from copies nobody updates: it stops instead, naming what died."""
+    admin = tmp_path / "admin.pem"
+    run = [sys.executable, "-m", "idres"]
+    assert subprocess.run([*run, "keygen", "--out", str(admin)], check=False).returncode == 0
+    proc = subprocess.Popen(
+        [
+            *run,
+            *("serve", "--port", "0", "--workers", "1", "--prefix", "88.100"),
+            *("--admin-key", str(admin)),
+        ],
+        env={**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "d")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "a sync process" in line, line
+        deadline = time.monotonic() + 10
+        while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the line is printed before the fork
+        assert len(children) == 2  # one worker, one sync process
+        (sync,) = [c for c in children if _nice(c) > 0]  # the sync process runs niced
+        os.kill(sync, signal.SIGKILL)
+        status = proc.wait(timeout=30)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=30)
+    assert status == 1
+    assert f"sync process {sync} exited" in err
     assert "Traceback" not in err, err
