@@ -17,16 +17,17 @@ import pytest
 pytestmark = [pytest.mark.postgres]
 
 
-def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
-    db_url: str, tmp_path: Path
-) -> None:
+RUN = [sys.executable, "-m", "idres"]
+
+
+def _serve(db_url: str, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str], Path]:
+    """``idres serve`` on a free port with its own admin key; the key's path."""
     admin = tmp_path / "admin.pem"
-    run = [sys.executable, "-m", "idres"]
-    assert subprocess.run([*run, "keygen", "--out", str(admin)], check=False).returncode == 0
+    assert subprocess.run([*RUN, "keygen", "--out", str(admin)], check=False).returncode == 0
     proc = subprocess.Popen(
         [
-            *run,
-            *("serve", "--port", "0", "--workers", "2", "--prefix", "88.100"),
+            *RUN,
+            *("serve", "--port", "0", "--workers", str(workers), "--prefix", "88.100"),
             *("--admin-key", str(admin)),
         ],
         env={**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "d")},
@@ -34,6 +35,14 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
         stderr=subprocess.PIPE,
         text=True,
     )
+    return proc, admin
+
+
+def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
+    db_url: str, tmp_path: Path
+) -> None:
+    proc, admin = _serve(db_url, tmp_path, workers=2)
+    run = RUN
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -77,20 +86,7 @@ def _nice(pid: int) -> int:
 def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path: Path) -> None:
     """A node that serves answers its sync process no longer keeps current would go
     on answering from copies nobody updates: it stops instead, naming what died."""
-    admin = tmp_path / "admin.pem"
-    run = [sys.executable, "-m", "idres"]
-    assert subprocess.run([*run, "keygen", "--out", str(admin)], check=False).returncode == 0
-    proc = subprocess.Popen(
-        [
-            *run,
-            *("serve", "--port", "0", "--workers", "1", "--prefix", "88.100"),
-            *("--admin-key", str(admin)),
-        ],
-        env={**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "d")},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc, _ = _serve(db_url, tmp_path, workers=1)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
