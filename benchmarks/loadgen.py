@@ -688,20 +688,28 @@ def _cpu_jiffies(cpu: int) -> tuple[int, int]:
     raise SystemExit(f"no cpu {cpu} in /proc/stat")
 
 
+_ISSUED: set[int] = set()  # ports this process has handed out
+
+
 def free_port() -> int:
     """A loopback port free now, below the ephemeral range: a port the kernel hands
     out (bind to 0) can be taken by any outgoing connection before the server that
-    was told it binds it (a directory names each node's port before it starts)."""
+    was told it binds it (a directory names each node's port before it starts).
+    Never the same port twice in one process: six ports picked for one network are
+    all free when picked, and none is bound until its node starts."""
     ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")
     low = int(ranges.read_text().split()[0]) if ranges.exists() else 32768
     while True:
         port = random.randrange(10_000, max(10_001, low))
+        if port in _ISSUED:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _ISSUED.add(port)
+        return port
 
 
 def main() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
+from benchmarks.loadgen import free_port
 
 pytestmark = [pytest.mark.postgres]
 ADMIN_ID = "300:0.NA/node.admin"
@@ -37,9 +38,7 @@ def server(db_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """``idres serve`` on a free port over the test's database; yields (URL, admin key)."""
     admin = tmp_path / "admin.pem"
     assert idres("keygen", "--out", str(admin)).returncode == 0
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # below the ephemeral range: no outgoing connection takes it
     env = {**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.Popen(
         [
