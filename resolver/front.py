@@ -22,6 +22,8 @@ for all of them, no timer per request.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import logging
 import socket
 from collections import deque
@@ -61,6 +63,7 @@ STANDING = 0.1  # seconds the loop must run late before the door sheds
 # way and none has been this quick for STANDING, new ones are refused
 LOOKUP_TARGET = 0.05
 RETRY_AFTER = 1
+STALL_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)  # seconds
 _DID = did.CONTENT_TYPE.encode()
 _REASONS = {
     200: b"OK",
@@ -195,6 +198,7 @@ class FrontDoor:
         # garbage collector never walks it)
         self.keys: dict[bytes, str] = {}
         self.shed = {"cached": 0, "lookup": 0, "handoff": 0}
+        self.stalls = [0] * (len(STALL_BUCKETS) + 1)  # probes by lateness (histogram)
         self.handed = 0
         self.now = 0.0  # the loop's clock at the last probe
         self.date = b""  # the Date header (RFC 9110 §6.6.1), renewed every second
@@ -233,7 +237,9 @@ class FrontDoor:
     def _probe(self, due: float) -> None:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
-        self.shedder.observe(max(0.0, self.now - due), self.now)
+        lateness = max(0.0, self.now - due)
+        self.shedder.observe(lateness, self.now)
+        self.stalls[bisect.bisect_left(STALL_BUCKETS, lateness)] += 1
         due = self.now + PROBE_EVERY
         self._probe_timer = loop.call_at(due, self._probe, due)
 
@@ -259,6 +265,18 @@ class FrontDoor:
             "front door's last probe.",
             "# TYPE idres_front_loop_lateness_seconds gauge",
             f'idres_front_loop_lateness_seconds{{node="{node}"}} {self.shedder.worst:.6f}',
+            "# HELP idres_front_loop_stalls_seconds How late the serving loop ran at each "
+            "probe (every 5 ms): the waits a request arriving then would have had.",
+            "# TYPE idres_front_loop_stalls_seconds histogram",
+            *(
+                f'idres_front_loop_stalls_seconds_bucket{{node="{node}",le="{le}"}} {n}'
+                for le, n in zip(
+                    (*(f"{b:g}" for b in STALL_BUCKETS), "+Inf"),
+                    itertools.accumulate(self.stalls),
+                    strict=True,
+                )
+            ),
+            f'idres_front_loop_stalls_seconds_count{{node="{node}"}} {sum(self.stalls)}',
             "# HELP idres_front_connections Connections the front door holds now.",
             "# TYPE idres_front_connections gauge",
             f'idres_front_connections{{node="{node}"}} {len(self.connections)}',

@@ -69,6 +69,11 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
             metrics = resp.read().decode()
         assert 'idres_shed_total{node="node",cost="lookup"} 0' in metrics
         assert "idres_front_connections" in metrics
+        # every probe of the serving loop lands in the stalls histogram
+        probes = re.search(r'idres_front_loop_stalls_seconds_count\{node="node"\} (\d+)', metrics)
+        assert probes is not None
+        assert int(probes.group(1)) > 0
+        assert 'idres_front_loop_stalls_seconds_bucket{node="node",le="+Inf"} ' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
