@@ -57,7 +57,10 @@ def error_body(exc: IdresError) -> dict[str, Any]:
 
 
 def error_response(exc: IdresError) -> web.Response:
-    return json_response(error_body(exc), status=exc.http_status)
+    response = json_response(error_body(exc), status=exc.http_status)
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 class PayloadTooLarge(IdresError):

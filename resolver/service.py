@@ -19,7 +19,13 @@ from registry.httpio import TooManyRequests, dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
 from resolver.topology import Directory, Route
-from resolver.transport import LoopDetected, NodeTransport, UpstreamError, UpstreamTimeout
+from resolver.transport import (
+    LoopDetected,
+    NodeTransport,
+    UpstreamBusy,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from schemas.errors import IdresError
 from schemas.identifiers import Identifier
 
@@ -222,8 +228,9 @@ class Resolver:
             if upstream.status == 508:  # a loop further up is an answer, not an outage
                 return Answer(status=508, body=upstream.body, source="upstream")
             # a 504 below is a timeout further down: the same answer as our own timeout
-            # (RFC 9110 §15.6.5), whichever of the two timers fires first
-            failed = UpstreamTimeout if upstream.status == 504 else UpstreamError
+            # (RFC 9110 §15.6.5), whichever of the two timers fires first; a 503 below is
+            # a node shedding load: the client may ask again (§15.6.4)
+            failed = {504: UpstreamTimeout, 503: UpstreamBusy}.get(upstream.status, UpstreamError)
             return self._stale_or_raise(
                 key,
                 failed(

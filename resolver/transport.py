@@ -30,6 +30,14 @@ class UpstreamTimeout(UpstreamError):
     http_status = 504
 
 
+class UpstreamBusy(UpstreamError):
+    """The next node refused the lookup as overloaded (503): so do we, and the client
+    may ask again as it was told."""
+
+    http_status = 503
+    retry_after = 1
+
+
 class LoopDetected(IdresError):
     response_code = 2
     http_status = 508

@@ -27,6 +27,7 @@ class IdresError(Exception):
 
     response_code: int = 2
     http_status: int = 500
+    retry_after: int | None = None  # seconds, for a Retry-After header (RFC 9110 §10.2.3)
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

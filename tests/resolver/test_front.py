@@ -264,3 +264,20 @@ async def test_a_late_loop_sheds_with_503_and_retry_after(net: Net, very: bool) 
             metrics = await resp.text()
     shed = dict(re.findall(r'idres_shed_total\{node="super",cost="(\w+)"\} (\d+)', metrics))
     assert shed == {"cached": "1" if very else "0", "lookup": "1", "handoff": "1"}
+
+
+async def test_a_node_below_that_sheds_is_a_503_with_retry_after_here(net: Net) -> None:
+    await net.stores["sub"].put(record("88.100.1/BUSY"), actor="t")
+    net.doors["backbone"].shedder = Late(very=False)  # the next node refuses lookups
+    url = net.urls["super"] + "/api/handles/88.100.1/BUSY"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url) as resp:
+            body = await resp.json()
+            assert resp.status == 503  # not 502: the client may ask again, as told
+            assert resp.headers["Retry-After"] == "1"
+            assert body["responseCode"] == 2
+            assert "HTTP 503" in body["message"]
+        net.doors["backbone"].shedder = Shedder()  # the next node has room again
+        net.doors["backbone"].shedder.observe(0.0, net.doors["backbone"].now)
+        async with s.get(url) as resp:  # nothing was cached from the refusal
+            assert resp.status == 200
