@@ -35,7 +35,7 @@ from benchmarks.resolution import (
     zipf_paths,
 )
 from benchmarks.singles_day import closed_loop_peak
-from benchmarks.testbed import SERVER_CPU, pin
+from benchmarks.testbed import SERVER_CPU, pin, rss_mb
 from registry.database import start_embedded
 
 
@@ -52,13 +52,6 @@ def gc_series(port: int) -> dict[str, float]:
     for name, gen, value in re.findall(pattern, text, re.M):
         out[f"{name}[{gen}]"] = float(value)
     return out
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wrk(port: int, paths: Path, seconds: int) -> dict[str, Any]:

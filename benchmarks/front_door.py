@@ -33,9 +33,8 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks import dataset
-from benchmarks.cache_growth import rss_mb
 from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, wait_port, wrk
-from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin
+from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin, rss_mb
 from schemas.identifiers import parse
 
 

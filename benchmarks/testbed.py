@@ -124,38 +124,43 @@ def cpus() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (state first; proc(5))."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def niceness(pid: int) -> int:
+    return int(_stat(pid)[16])
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def nice_postgres(data_dir: Path) -> None:
     """Renice a running PostgreSQL (its postmaster and the processes it has forked; the
     backends it forks later inherit it) to BACKGROUND_NICE."""
     postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        if int(entry.name) == postmaster or ppid == postmaster:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, int(entry.name), BACKGROUND_NICE)
+    for pid in [postmaster, *children(postmaster)]:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, BACKGROUND_NICE)
 
 
 def workers_rss_mb(pid: int) -> list[float]:
     """The resident memory of each serving worker ``idres serve`` (``pid``) forked: its
     children at niceness 0 (its sync process runs niced)."""
     out = []
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    for child in children:
-        try:
-            nice = int(Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[16])
-            status = Path(f"/proc/{child}/status").read_text()
-        except (OSError, ValueError, IndexError):
-            continue
-        if nice != 0:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                out.append(round(int(line.split()[1]) / 1024, 1))
+    for child in children(pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if niceness(child) == 0:
+                out.append(round(rss_mb(child), 1))
     return out
 
 

@@ -26,10 +26,9 @@ import time
 from pathlib import Path
 
 from benchmarks import dataset
-from benchmarks.cache_growth import rss_mb
 from benchmarks.front_door import _cpus, zipf_paths
 from benchmarks.resolution import WRK_LUA, Proc, ensure_tools, wait_port, wrk
-from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin
+from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nginx, pin, rss_mb
 
 HERE = Path(__file__).resolve().parent
 BINARY = Path.home() / ".cache" / "idres" / "compiled-front"

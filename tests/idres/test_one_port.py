@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.testbed import children, niceness
+
 pytestmark = [pytest.mark.postgres]
 
 
@@ -80,14 +82,6 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
     assert "Traceback" not in err, err
 
 
-def _children(pid: int) -> list[int]:
-    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-
-
-def _nice(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
-
-
 def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path: Path) -> None:
     """A node that serves answers its sync process no longer keeps current would go
     on answering from copies nobody updates: it stops instead, naming what died."""
@@ -97,10 +91,10 @@ def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path:
         line = proc.stdout.readline()
         assert "a sync process" in line, line
         deadline = time.monotonic() + 10
-        while len(children := _children(proc.pid)) < 2 and time.monotonic() < deadline:
+        while len(kids := children(proc.pid)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)  # the line is printed before the fork
-        assert len(children) == 2  # one worker, one sync process
-        (sync,) = [c for c in children if _nice(c) > 0]  # the sync process runs niced
+        assert len(kids) == 2  # one worker, one sync process
+        (sync,) = [c for c in kids if niceness(c) > 0]  # the sync process runs niced
         os.kill(sync, signal.SIGKILL)
         status = proc.wait(timeout=30)
         _, err = proc.communicate(timeout=30)
