@@ -41,10 +41,8 @@ class Reply:
 
 def error(exc: IdresError) -> Reply:
     """A domain error as JSON, as registry/httpio.py's middleware answers it."""
-    if exc.retry_after is not None:
-        headers = (("Retry-After", str(exc.retry_after)),)
-        return Reply(exc.http_status, dump(error_body(exc)), headers=headers)
-    return Reply(exc.http_status, dump(error_body(exc)))
+    retry = () if exc.retry_after is None else (("Retry-After", str(exc.retry_after)),)
+    return Reply(exc.http_status, dump(error_body(exc)), headers=retry)
 
 
 def overloaded(retry_after: int) -> Reply:

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -150,6 +151,17 @@ class Held:
     def forget_all(self) -> None:
         self.cache = Cache()
 
+    def listener(self, db_url: str, **options: Any) -> Listener:
+        """A listener that keeps this cache, on its own connections to ``db_url``."""
+        return Listener(
+            lambda: _connect(db_url),
+            node="n",
+            invalidate=lambda keys: self.cache.invalidate(keys),
+            forget_all=self.forget_all,
+            interval=0.1,
+            **options,
+        )
+
 
 @pytest_asyncio.fixture
 async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
@@ -257,14 +269,7 @@ async def test_a_worker_that_stops_hearing_forgets_its_cache_and_counts_nothing_
     publishing = asyncio.create_task(publisher.run())
     held = Held()
     live = LiveDirectory(directory, trust_anchor=anchor)
-    listener = Listener(
-        lambda: _connect(db_url),
-        node="n",
-        invalidate=lambda keys: held.cache.invalidate(keys),
-        forget_all=held.forget_all,
-        directory=live,
-        interval=0.1,
-    )
+    listener = held.listener(db_url, directory=live)
     listener.start()
     try:
         await _until(lambda: listener.current("sub"))
@@ -330,14 +335,7 @@ async def test_a_worker_knows_every_identifier_its_node_holds_and_what_sync_adds
     for n in range(3):
         await store.put(_record(f"88.100.1/HELD{n}"), actor="t")
     held = Held()
-    listener = Listener(
-        lambda: _connect(db_url),
-        node="n",
-        invalidate=lambda keys: held.cache.invalidate(keys),
-        forget_all=held.forget_all,
-        keep_known=True,
-        interval=0.1,
-    )
+    listener = held.listener(db_url, keep_known=True)
     listener.start()
     try:
         await _until(lambda: listener.known is not None and listener.known.ready)
