@@ -16,9 +16,7 @@ import argparse
 import asyncio
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from benchmarks.resolution import (
     warm,
     zipf_paths,
 )
+from benchmarks.scratch import scratch
 from benchmarks.singles_day import closed_loop_peak
 from benchmarks.testbed import SERVER_CPU, pin, rss_mb
 from registry.database import start_embedded
@@ -134,20 +133,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     sizes = [int(k) for k in args.keys.split(",")]
-    work = Path(tempfile.mkdtemp(prefix="idres-growth-"))
+    work = scratch("idres-growth-")
     keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
     results: dict[str, Any] = {"machine": machine(), "seconds": args.seconds, "runs": []}
     print(f"# cache growth: {results['machine']}", flush=True)
-    try:
-        url = start_embedded(work / "pg")
-        asyncio.run(create_databases(url))
-        asyncio.run(load_records(url.replace("/postgres?", "/bench_sub?"), max(sizes)))
-        for n in sizes:
-            results["runs"].append(one(work, url, n, args, keys))
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=1))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    url = start_embedded(work / "pg")
+    asyncio.run(create_databases(url))
+    asyncio.run(load_records(url.replace("/postgres?", "/bench_sub?"), max(sizes)))
+    for n in sizes:
+        results["runs"].append(one(work, url, n, args, keys))
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ import asyncpg
 from yarl import URL
 
 from benchmarks.loadgen import free_port
+from benchmarks.scratch import scratch
 from registry import httpsig
 from registry.client import handle_path
 from registry.database import create_pool, start_embedded
@@ -303,45 +302,42 @@ async def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.rows, args.batch_rows, args.singles = 100_000, 50_000, 500
-    workdir = Path(tempfile.mkdtemp(prefix="idres-bench-"))
-    try:
-        url = start_embedded(workdir / "pg")
-        results: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"out": None}}
-        print(f"# registration benchmark\n\nmachine: {results['machine']}\n")
-        copy_s = await copy_reference(url, args.rows)
-        ref_rate = args.rows / copy_s
-        results["copy_reference"] = {"seconds": copy_s, "rate": ref_rate}
+    workdir = scratch("idres-bench-")
+    url = start_embedded(workdir / "pg")
+    results: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"out": None}}
+    print(f"# registration benchmark\n\nmachine: {results['machine']}\n")
+    copy_s = await copy_reference(url, args.rows)
+    ref_rate = args.rows / copy_s
+    results["copy_reference"] = {"seconds": copy_s, "rate": ref_rate}
+    print(
+        f"reference: bare asyncpg COPY of the rows {args.rows:,} registrations write "
+        f"(identifiers, 2 values, history, outbox): {copy_s:.1f} s = {ref_rate:,.0f}/s"
+    )
+    async with Server(url, workdir, args.workers, "bench_reg") as server:
+        seconds = import_file(server, args.rows, workdir, 2000, 4)
+        results["import"] = {"seconds": seconds, "rate": args.rows / seconds}
         print(
-            f"reference: bare asyncpg COPY of the rows {args.rows:,} registrations write "
-            f"(identifiers, 2 values, history, outbox): {copy_s:.1f} s = {ref_rate:,.0f}/s"
+            f"idres import of {args.rows:,} CSV rows (2000 per batch, 4 in flight): "
+            f"{seconds:.1f} s = {args.rows / seconds:,.0f}/s "
+            f"= {args.rows / seconds / ref_rate:.3f}x COPY"
         )
-        async with Server(url, workdir, args.workers, "bench_reg") as server:
-            seconds = import_file(server, args.rows, workdir, 2000, 4)
-            results["import"] = {"seconds": seconds, "rate": args.rows / seconds}
+        for conc in (1, 16):
+            r = await single_writes(server, args.singles, conc)
+            results[f"single_c{conc}"] = r
             print(
-                f"idres import of {args.rows:,} CSV rows (2000 per batch, 4 in flight): "
-                f"{seconds:.1f} s = {args.rows / seconds:,.0f}/s "
-                f"= {args.rows / seconds / ref_rate:.3f}x COPY"
+                f"single signed PUTs, concurrency {conc:2d}: {r['rate']:8,.0f}/s "
+                f"(p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms) "
+                f"= {r['rate'] / ref_rate:.3f}x COPY"
             )
-            for conc in (1, 16):
-                r = await single_writes(server, args.singles, conc)
-                results[f"single_c{conc}"] = r
-                print(
-                    f"single signed PUTs, concurrency {conc:2d}: {r['rate']:8,.0f}/s "
-                    f"(p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms) "
-                    f"= {r['rate'] / ref_rate:.3f}x COPY"
-                )
-            for batch, conc in ((1000, 4), (5000, 2)):
-                rate = await batches(server, args.batch_rows, batch, conc, f"B{batch}")
-                results[f"batch_{batch}_c{conc}"] = {"rate": rate}
-                print(
-                    f"POST /api/batch, {batch} per batch, {conc} in flight: {rate:8,.0f}/s "
-                    f"= {rate / ref_rate:.3f}x COPY"
-                )
-        if args.out:
-            args.out.write_text(json.dumps(results, indent=2))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for batch, conc in ((1000, 4), (5000, 2)):
+            rate = await batches(server, args.batch_rows, batch, conc, f"B{batch}")
+            results[f"batch_{batch}_c{conc}"] = {"rate": rate}
+            print(
+                f"POST /api/batch, {batch} per batch, {conc} in flight: {rate:8,.0f}/s "
+                f"= {rate / ref_rate:.3f}x COPY"
+            )
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -40,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from benchmarks.loadgen import free_port
 from benchmarks.registration import machine
+from benchmarks.scratch import scratch
 from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
 from registry.store import VALUE_COLUMNS
@@ -429,7 +429,7 @@ def main() -> None:
     if args.quick:
         args.keys, args.seconds = 100_000, 8
     ensure_tools()
-    work = Path(tempfile.mkdtemp(prefix="idres-resolve-"))
+    work = scratch("idres-resolve-")
     results: dict[str, Any] = {"machine": machine(), "keys": args.keys, "seconds": args.seconds}
     procs: list[Proc] = []
     keys = {n: ed25519.Ed25519PrivateKey.generate() for n in ("super", "backbone", "sub")}
@@ -521,7 +521,6 @@ def main() -> None:
         for p in procs:
             p.stop()
         kafka_down(kafka_env)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -30,9 +30,7 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -51,6 +49,7 @@ from benchmarks.resolution import (
     kafka_up,
     warm,
 )
+from benchmarks.scratch import scratch
 from benchmarks.testbed import (
     BACKGROUND_NICE,
     LOADGEN_CPU,
@@ -268,7 +267,7 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
     ensure_tools()
     loadgen.ensure_oha()
     started = dt.datetime.now(dt.UTC)
-    work = Path(tempfile.mkdtemp(prefix="idres-bench-"))
+    work = scratch("idres-bench-")
     procs: list[Proc] = []
     kafka_env: dict[str, str] | None = None
     net: Network | None = None
@@ -377,7 +376,6 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
         for p in procs:
             p.stop()
         kafka_down(kafka_env)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _capacity(kind: dict[str, Any] | None) -> float:
