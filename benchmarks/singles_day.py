@@ -57,6 +57,7 @@ from benchmarks.testbed import (
     Network,
     Writes,
     cpus,
+    edge_rss_mb,
     floor,
     nginx,
     nice_postgres,
@@ -86,7 +87,8 @@ MAX_PHASE_REQUESTS = 400_000
 DESCRIPTIONS = {
     "nginx": "nginx, 1 worker, the same records as static JSON files (the ceiling)",
     "aiohttp_floor": "aiohttp, 1 process, the records in a dict (the framework's floor)",
-    "idres_hot": "idres super node, cache-hot, its one port (the front door, resolver/front.py)",
+    "idres_hot": "idres super node, cache-hot, its one port (the compiled edge, resolver/edge, "
+    "in front of one Python worker)",
     "idres_cold": "idres super node, caches off everywhere, its one port: each request "
     "one lookup in its replicated copies; misses asked down the tree",
 }
@@ -332,11 +334,17 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
             await warm(net.ports["super"], sorted(set(wanted.ids)))
             cached = cache_counts(net.ports["super"]).get("idres_cache_entries", -1)
             rss = workers_rss_mb(net.procs[-1].p.pid)  # the super node: started last
-            results["memory"] = {"cached_answers": cached, "workers_rss_mb": rss}
+            edge_rss = edge_rss_mb(net.procs[-1].p.pid)
+            results["memory"] = {
+                "cached_answers": cached,
+                "workers_rss_mb": rss,
+                "edge_rss_mb": edge_rss,
+            }
             bench.skipped.append(
                 f"Memory: the super node's worker held {cached:,} cached answers (every "
                 f"identifier the load asks for) in {', '.join(f'{m:,.0f}' for m in rss)} MB "
-                "resident after warming."
+                "resident after warming"
+                + (f"; its edge, the same answers in {edge_rss:,.0f} MB." if edge_rss else ".")
             )
             spikes: dict[str, Any] = {}
             if "idres_hot" in profile.kinds:

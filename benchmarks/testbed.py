@@ -159,9 +159,22 @@ def workers_rss_mb(pid: int) -> list[float]:
     out = []
     for child in children(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if niceness(child) == 0:
+            if niceness(child) == 0 and not _is_edge(child):
                 out.append(round(rss_mb(child), 1))
     return out
+
+
+def edge_rss_mb(pid: int) -> float | None:
+    """The resident memory of the edge ``idres serve`` (``pid``) started, if any."""
+    for child in children(pid):
+        with contextlib.suppress(OSError):
+            if _is_edge(child):
+                return round(rss_mb(child), 1)
+    return None
+
+
+def _is_edge(pid: int) -> bool:
+    return Path(f"/proc/{pid}/comm").read_text().strip() == "idres-edge"
 
 
 def pin(cpu_list: str) -> str | None:

@@ -17,6 +17,21 @@ if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv" >&2
   "$PYTHON" -m venv .venv
 fi
+# The node's edge (resolver/edge, Go): built into .venv/bin beside idres, again only
+# when its sources change; Go fetches its modules from the Go proxy into its module
+# cache once. Without Go, nodes serve with the workers' own front doors (and say so).
+edge_stamp=".venv/.idres-edge-built"
+edge_want="$(cat resolver/edge/*.go resolver/edge/go.mod resolver/edge/go.sum | sha256sum | cut -c1-64)"
+if [[ -x .venv/bin/idres-edge && -f "$edge_stamp" && "$(cat "$edge_stamp")" == "$edge_want" ]]; then
+  :
+elif command -v go >/dev/null; then
+  echo "setup: building the node's edge (Go)" >&2
+  (cd resolver/edge && CGO_ENABLED=0 go build -trimpath -o ../../.venv/bin/idres-edge .)
+  echo "$edge_want" >"$edge_stamp"
+else
+  echo "setup: Go not found: nodes will serve without the compiled edge" >&2
+fi
+
 extra=""
 [[ "${1:-}" == "--dev" ]] && extra="[dev]"
 [[ "${1:-}" == "--bench" ]] && extra="[bench]"

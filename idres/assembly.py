@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from resolver.batch import ReadBatcher
 from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET, BudgetConfig
 from resolver.cache import Cache, CacheConfig, record_ttl
 from resolver.metrics import Metrics
+from resolver.replies import EDGE_CLIENT
 from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
 from resolver.topology import (
     Delegation,
@@ -50,6 +51,8 @@ from sync.directory import LiveDirectory
 from sync.judge import followed
 from sync.log import Log
 from sync.service import Sync, SyncConfig
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,6 +117,12 @@ def delegations(
     return out
 
 
+@web.middleware
+async def client_of_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The client's address as the edge saw it: the peer here is always the edge."""
+    return await handler(request.clone(remote=request.headers.get(EDGE_CLIENT, "unknown")))
+
+
 def build_app(
     *,
     name: str,
@@ -131,6 +140,7 @@ def build_app(
     sync_here: bool = True,
     listen: Connect | None = None,
     worker_header: bool = False,
+    behind_edge: bool = False,
     limits: AnonymousLimits | None = None,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
@@ -142,6 +152,8 @@ def build_app(
     applies through PostgreSQL (sync/coherence.py), on a connection ``listen``
     opens (default: one held from the store's pool). ``worker_header`` names the
     serving process in an ``Idres-Worker`` header of every answer aiohttp gives.
+    ``behind_edge``: only the node's edge connects (a socket of the node's own), and
+    the client it names in ``Idres-Client`` is the one budgets count.
     """
     if node_key is not None:
         live = LiveDirectory(directory(), trust_anchor=_anchor(directory()))
@@ -150,7 +162,7 @@ def build_app(
     served = tuple(prefix_key(p) for p in me.prefixes)
     limits = limits or AnonymousLimits()
     app = web.Application(
-        middlewares=[errors_middleware],
+        middlewares=[client_of_edge, errors_middleware] if behind_edge else [errors_middleware],
         client_max_size=max_body_bytes,
         handler_args=listener_limits(),
     )

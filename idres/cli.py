@@ -114,6 +114,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         )
     if args.no_cache:
         overrides["cache"] = False
+    if args.front:
+        overrides["front"] = args.front
     if args.client_upstream_rate is not None:
         overrides["client_upstream_rate"] = args.client_upstream_rate
     if args.batch_upstream_max is not None:
@@ -590,6 +592,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument(
         "--workers", type=int, help="processes serving the port (IDRES_WORKERS, default 1)"
+    )
+    p.add_argument(
+        "--front",
+        choices=("edge", "python"),
+        help="what accepts on the port (IDRES_FRONT, default edge): the compiled edge, "
+        "which answers cached reads itself, or the Python workers' own front doors",
     )
     p.add_argument("--directory", help="JSON file of signed delegations (a hierarchy)")
     p.add_argument("--name", help="this node's name in --directory")

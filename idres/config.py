@@ -48,6 +48,9 @@ class NodeConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     signature_max_age: int = DEFAULT_SIGNATURE_MAX_AGE
     workers: int = DEFAULT_WORKERS  # processes accepting on one socket
+    # what accepts on the node's port: "edge" (resolver/edge, compiled; the workers
+    # behind it on a socket of the node's own) or "python" (the workers' front doors)
+    front: str = "edge"
     # In a hierarchy: this node's name in a directory file of signed delegations, and
     # the super node's key (base64 DER) that the directory must verify against.
     name: str | None = None
@@ -94,5 +97,6 @@ class NodeConfig:
             batch_upstream_max=int(env.get("IDRES_BATCH_UPSTREAM_MAX", DEFAULT_BATCH_UPSTREAM_MAX)),
             digital_link_host=env.get("IDRES_DIGITAL_LINK_HOST", DEFAULT_DIGITAL_LINK_HOST),
             mirror_of=env.get("IDRES_MIRROR_OF") or None,
+            front=env.get("IDRES_FRONT", "edge"),
             snapshot=Path(env["IDRES_SNAPSHOT"]) if env.get("IDRES_SNAPSHOT") else None,
         )

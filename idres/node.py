@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -35,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from idres import edge
 from idres.assembly import (
     API,
     AnonymousLimits,
@@ -127,9 +129,18 @@ def run(config: NodeConfig) -> int:
     config = dataclasses.replace(config, name=name, prefixes=me.prefixes)
     if config.snapshot is not None:
         print(asyncio.run(_load_snapshot(url, config, directory)), flush=True)
+    front = edge.binary() if config.front == "edge" else None
+    if config.front == "edge" and front is None:
+        print(
+            f"idres: no {edge.BINARY} beside {sys.executable} (deploy/setup.sh builds it "
+            "with Go); the workers' own front doors serve the port",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
-        f"{config.workers} worker{'s' if config.workers > 1 else ''} and a sync process)",
+        + ("the compiled edge, " if front else "")
+        + f"{config.workers} worker{'s' if config.workers > 1 else ''} and a sync process)",
         flush=True,
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
@@ -138,7 +149,7 @@ def run(config: NodeConfig) -> int:
         + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
         flush=True,
     )
-    return _supervise(sock, url, directory, config, node_key)
+    return _supervise(sock, url, directory, config, node_key, front)
 
 
 async def _load_snapshot(url: str, config: NodeConfig, directory: Directory) -> str:
@@ -190,10 +201,26 @@ def _supervise(
     directory: Directory,
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
+    front: Path | None,
 ) -> int:
-    """Fork the serving workers and the sync process; stop them all when told to or
-    when one dies."""
+    """Start the edge (with ``front``, its binary), fork the serving workers and the
+    sync process; stop them all when told to or when one dies."""
     children: dict[int, str] = {}  # pid -> what it is, for the message when it dies
+    behind_edge = front is not None
+    if front is not None:
+        # the edge takes the node's port; the workers accept on a socket of the node's
+        inner, inner_path = edge.workers_socket()
+        started = edge.start(
+            front,
+            sock,
+            inner_path,
+            database_url=url,
+            name=config.name or "node",
+            max_entries=CacheConfig().max_entries if config.cache else 0,
+        )
+        children[started.pid] = "edge"
+        sock.close()
+        sock = inner
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         pid = os.fork()
@@ -221,7 +248,7 @@ def _supervise(
 
     fork("sync process", sync_process)
     for _ in range(config.workers):
-        fork("worker", lambda: _worker(sock, url, directory, config, node_key))
+        fork("worker", lambda: _worker(sock, url, directory, config, node_key, behind_edge))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -245,6 +272,8 @@ def _supervise(
             stop(signal.SIGTERM, None)  # a worker or the sync died: the node goes, loudly
             print(f"idres: {what} {pid} exited ({status}); stopping", file=sys.stderr)
     sock.close()
+    if front is not None:
+        shutil.rmtree(inner_path.parent, ignore_errors=True)
     return 1 if failed else 0
 
 
@@ -310,9 +339,11 @@ async def _worker(
     directory: Directory,
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
+    behind_edge: bool,
 ) -> None:
     """One serving worker: no sync loop runs here; it hears of the sync process's work
-    on a connection of its own (sync/coherence.py)."""
+    on a connection of its own (sync/coherence.py). Behind the edge, its socket is the
+    node's own and only the edge connects."""
     pool = await create_pool(url)
     name = config.name or "node"
     sync_log = _sync_log(config)  # never started here: it tells which chains are kept
@@ -332,6 +363,7 @@ async def _worker(
         sync_here=False,
         listen=listen,
         worker_header=True,
+        behind_edge=behind_edge,
         name=name,
         role=directory.by_name[name].role,
         store=PostgresStore(pool),

@@ -157,10 +157,12 @@ class ResolverAPI:
         types: set[str] | None = None,
         indexes: frozenset[int] | None = None,
         via: tuple[str, ...] = (),
+        edge: bool = False,
     ) -> Reply:
-        """An unsigned read of one identifier, as every port answers it."""
-        answer = await self.resolver.resolve(ident, recursive=recursive, via=via)
-        return replies.handle(answer, ident, types=types or set(), indexes=indexes)
+        """An unsigned read of one identifier, as every port answers it; ``edge``: the
+        node's edge fills its cache with it (a fresh answer, with what it needs)."""
+        answer = await self.resolver.resolve(ident, recursive=recursive, via=via, fresh=edge)
+        return replies.handle(answer, ident, types=types or set(), indexes=indexes, edge=edge)
 
     async def did(self, text: str) -> Reply:
         """A W3C DID resolution result, errors included, for did:bid and did:cn."""

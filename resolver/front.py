@@ -400,7 +400,7 @@ class FrontProtocol(asyncio.Protocol):
                     return
                 if not ident.qualifiers:
                     key = door.remember(read.target, ident.canonical)
-            if key is not None:
+            if key is not None and not read.fill:
                 entry = door.resolver.cache.get(key)
                 if entry is not None:  # the hot path: no await, only the cache's bytes
                     if not door.shedder.admit(door.now, cheap=True):
@@ -467,7 +467,12 @@ class FrontProtocol(asyncio.Protocol):
         if query is not None:
             query_bool(query, "publicOnly", False)  # unsigned reads see public values only
         return await api.read(
-            ident, recursive=recursive, types=types, indexes=indexes, via=read.via
+            ident,
+            recursive=recursive,
+            types=types,
+            indexes=indexes,
+            via=read.via,
+            edge=read.fill and query is None,
         )
 
     def _shed(self, cost: str, read: Read) -> None:

@@ -60,14 +60,24 @@ def overloaded(retry_after: int) -> Reply:
 
 
 def handle(
-    answer: Answer, ident: Identifier, *, types: set[str], indexes: frozenset[int] | None
+    answer: Answer,
+    ident: Identifier,
+    *,
+    types: set[str],
+    indexes: frozenset[int] | None,
+    edge: bool = False,
 ) -> Reply:
     """``GET /api/handles/{id}``: the cached bytes themselves unless the request narrows
-    or decorates them (filters, Digital Link qualifiers, a stale mark)."""
+    or decorates them (filters, Digital Link qualifiers, a stale mark).
+
+    ``edge``: the node's edge asked, and may keep the plain answer (see edge_headers).
+    """
     headers: tuple[tuple[str, str], ...] = (("Idres-Source", answer.source),)
     if answer.stale:
         headers += (("Idres-Stale", "true"),)
     if not (types or indexes is not None or ident.qualifiers or answer.stale):
+        if edge:
+            headers += edge_headers(answer, ident.canonical)
         return Reply(answer.status, answer.body, JSON, headers)
     body = orjson.loads(answer.body)
     values = body.get("values")
@@ -87,6 +97,24 @@ def handle(
             }
     body = decorate(body, ident, stale=answer.stale)
     return Reply(answer.status, dump(body), JSON, headers)
+
+
+EDGE_KEY = "Idres-Edge-Key"
+EDGE_TTL = "Idres-Edge-TTL"
+EDGE_CLIENT = "Idres-Client"  # the client's address, as the edge saw it
+
+
+def edge_headers(answer: Answer, key: str) -> tuple[tuple[str, str], ...]:
+    """What lets the node's edge (``resolver/edge``) keep an answer: the identifier
+    whose change makes it old (the edge hears ``idres_changed`` as the workers do) and
+    for how long it may be kept at most. None for answers no cache here may keep, and
+    for keys a header cannot carry as they are (the edge matches them byte for byte
+    against the NOTIFY payloads)."""
+    if answer.ttl is None or answer.status not in (200, 404) or not key.isascii():
+        return ()
+    if not key.isprintable() or answer.stale:
+        return ()
+    return ((EDGE_KEY, key), (EDGE_TTL, f"{answer.ttl:.3f}"))
 
 
 def did_document(ident: Identifier, answer: Answer) -> Reply:

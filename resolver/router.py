@@ -65,6 +65,10 @@ class Read:
     accept: bytes  # the Accept header, b"" when none
     via: tuple[str, ...]  # the Idres-Via hops, in order
     size: int  # bytes of the buffer this request took
+    # the node's edge (resolver/edge) asks to fill its cache: a fresh answer, marked
+    # with what the edge needs to keep it. Only the edge reaches a worker's door when
+    # there is one (a socket of the node's own), and it drops the header from clients
+    fill: bool = False
 
 
 Decision = Read | Verdict
@@ -101,6 +105,7 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
     accept = b""
     via = b""
     seen_via = False
+    fill = False
     for line in lines[1:]:
         colon = line.find(b":")
         # RFC 9112 §5.1: no whitespace between a field name and its colon, and no
@@ -129,6 +134,8 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
             if seen_via:
                 return Verdict.HANDOFF
             seen_via, via = True, value
+        elif name == b"idres-edge":
+            fill = value == b"fill"
     # an HTTP/1.0 connection is closed after its answer (RFC 9112 §9.3): the door does
     # not keep 1.0 connections alive
     keep_alive = not close and version == b"HTTP/1.1"
@@ -143,7 +150,7 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
         tail = path[len(HANDLES) :]
         if not tail or tail.endswith(b"/history") or not _only(query, _HANDLE_QUERY):
             return Verdict.HANDOFF
-        return Read(Kind.HANDLE, tail, query, keep_alive, accept, hops, size)
+        return Read(Kind.HANDLE, tail, query, keep_alive, accept, hops, size, fill)
     first = path[1:].split(b"/", 1)[0]
     if not first or first in reserved or not _only(query, _PROXY_QUERY):
         return Verdict.HANDOFF

@@ -9,6 +9,7 @@ fails, loop detection through the ``Idres-Via`` header.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ class Answer:
     body: bytes  # JSON, Handle REST shape
     stale: bool = False
     source: str = "local"  # local | cache | upstream | referral | none
+    # how long a front may keep this answer (seconds); None: it may not. Set on the
+    # answers this node's cache takes, which a NOTIFY (sync/coherence.py) or their TTL
+    # makes old, never on local records or referrals
+    ttl: float | None = None
 
 
 LocalRead = Callable[[Identifier], Awaitable[Answer]]
@@ -101,6 +106,10 @@ class Resolver:
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
 
+    @property
+    def _negative_ttl(self) -> float:
+        return self.cache.config.negative_ttl
+
     def route(self, ident: Identifier) -> Route:
         return self.directory().route(self.config.name, ident.routing)
 
@@ -112,8 +121,12 @@ class Resolver:
         auth: bool = False,
         via: tuple[str, ...] = (),
         permit: Callable[[], bool] | None = None,
+        fresh: bool = False,
     ) -> Answer:
         """The answer for ``ident``; raises IdresError subclasses for failures.
+
+        ``fresh``: not from the cache (the edge fills its own cache with such answers:
+        read after the edge's last invalidation, never an older cached copy).
 
         ``permit`` is asked before a lookup of the next node starts (not for answers
         from here, nor for joining a lookup already under way); False refuses it.
@@ -126,7 +139,7 @@ class Resolver:
         if route.kind == "local":
             return await self.local(ident)
         key = ident.canonical
-        if not auth:
+        if not auth and not fresh:
             entry = self.cache.get(key)
             if entry is not None:
                 self.metrics.inc("idres_cache_hits_total")
@@ -134,7 +147,7 @@ class Resolver:
             self.metrics.inc("idres_cache_misses_total")
         if route.kind == "none":
             entry = self.cache.put_negative(key, not_found(key))
-            return Answer(status=404, body=entry.body, source="none")
+            return Answer(status=404, body=entry.body, source="none", ttl=self._negative_ttl)
         assert route.node is not None
         if self.replica is not None and not auth and self.keeps(route):
             # a record replicated up from the chain below answers here, without a hop;
@@ -148,14 +161,14 @@ class Resolver:
                 answer, ttl = copy
                 self.cache.put_positive(key, answer.body, ttl)
                 self.metrics.inc("idres_replica_answers_total")
-                return answer
+                return dataclasses.replace(answer, ttl=ttl)
             if copy is None and self.current(route):
                 # not in a copy that holds every block the log held a moment ago: not
                 # registered, or registered within the replication lag (the negative
                 # cache below would hide such a write for longer anyway)
                 entry = self.cache.put_negative(key, not_found(key))
                 self.metrics.inc("idres_replica_answers_total", 'result="not_found"')
-                return Answer(status=404, body=entry.body, source="replica")
+                return Answer(status=404, body=entry.body, source="replica", ttl=self._negative_ttl)
         if not recursive:
             return self.referral(ident, route)
         # One upstream call per identifier at a time (an auth=true lookup gets its own).
@@ -218,11 +231,11 @@ class Resolver:
             self.metrics.inc("idres_upstream_requests_total", 'result="ok"')
             ttl = record_ttl(_value_ttls(upstream.json), self._clock())
             self.cache.put_positive(key, upstream.body, ttl)
-            return Answer(status=200, body=upstream.body, source="upstream")
+            return Answer(status=200, body=upstream.body, source="upstream", ttl=ttl)
         if upstream.status == 404 and code == 100:
             self.metrics.inc("idres_upstream_requests_total", 'result="not_found"')
             entry = self.cache.put_negative(key, upstream.body)
-            return Answer(status=404, body=entry.body, source="upstream")
+            return Answer(status=404, body=entry.body, source="upstream", ttl=self._negative_ttl)
         if upstream.status >= 500 or upstream.status == 508:
             self.metrics.inc("idres_upstream_requests_total", f'result="http_{upstream.status}"')
             if upstream.status == 508:  # a loop further up is an answer, not an outage

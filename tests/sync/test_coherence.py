@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import statistics
 import time
 import uuid
@@ -367,6 +368,7 @@ async def test_a_worker_knows_every_identifier_its_node_holds_and_what_sync_adds
 
 # --- a node of two serving workers and a sync process, on Kafka ----------------------
 
+WORKERS = "http://workers"  # on the workers' unix socket, the host is not looked at
 BOUND = 1.0  # seconds from the apply's commit after which no worker answers the old
 
 
@@ -407,11 +409,18 @@ def _url(body: dict[str, object]) -> str:
 async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_the_bound(
     network: Network,
 ) -> None:
+    """Every worker, and the edge in front of them, answer the new record within BOUND
+    of the apply's commit. The workers are asked on their own socket (as the edge asks
+    them), so that each connection's worker is known."""
     handle = "88.100.1/COHERENT"
     await network.register(handle, "https://e.x/old")
     top = network.nodes["super"]
+    behind = re.findall(r"workers at (\S+),", top.output())
+    assert behind, top.output()
+    workers = behind[-1]  # of the node's latest start
     db = await asyncpg.connect(top.database_url)
     sessions: list[aiohttp.ClientSession] = []
+    edge = aiohttp.ClientSession()
     try:
         for _ in range(600):  # replicated up to the super node
             if await db.fetchval("SELECT version FROM identifiers WHERE handle = $1", handle):
@@ -421,10 +430,10 @@ async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_
         # which names the worker. Each worker caches the old answer.
         warmed: dict[str, int] = {}
         for _ in range(32):
-            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=workers, limit=1))
             sessions.append(session)
             for _ in range(100):  # the sync's metrics, on every worker, once it has spoken
-                async with session.get(top.url + "/metrics") as response:
+                async with session.get(WORKERS + "/metrics") as response:
                     text = await response.text()
                 assert 'idres_coherence_connected{node="' in text
                 if "idres_sync_applied_height" in text:
@@ -432,7 +441,7 @@ async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_
                 await asyncio.sleep(0.1)
             assert "idres_sync_applied_height" in text, text
             for _ in range(3):
-                body, pid, source = await _get(session, f"{top.url}/api/handles/{handle}")
+                body, pid, source = await _get(session, f"{WORKERS}/api/handles/{handle}")
                 assert _url(body) == "https://e.x/old"
             assert source == "cache"
             assert pid
@@ -440,6 +449,11 @@ async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_
             if len(warmed) == 2 and len(sessions) >= 8:
                 break
         assert len(warmed) == 2, f"the connections reached only workers {warmed}"
+        # the edge keeps the answer a worker gave it, and answers it itself
+        for _ in range(2):
+            body, pid, source = await _get(edge, f"{top.url}/api/handles/{handle}")
+            assert _url(body) == "https://e.x/old"
+        assert (source, pid) == ("cache", ""), "the edge did not answer from its cache"
 
         await network.register(handle, "https://e.x/new")
         for _ in range(6000):  # polled closely: the commit's time is what is measured
@@ -453,17 +467,17 @@ async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_
             assert time.monotonic() - committed < 30, f"new answers from {new_from} only"
             for session in sessions:
                 asked = time.monotonic()
-                body, pid, _ = await _get(session, f"{top.url}/api/handles/{handle}")
+                body, pid, _ = await _get(session, f"{WORKERS}/api/handles/{handle}")
                 if _url(body) == "https://e.x/old":
                     last_old = asked - committed
                     assert last_old <= BOUND, f"worker {pid} answered the old {last_old:.3f} s on"
                 else:
                     new_from.add(pid)
-            # and a fresh connection, answered by the front door from the same cache
-            async with aiohttp.ClientSession() as fresh:
-                body, _, _ = await _get(fresh, f"{top.url}/api/handles/{handle}")
-                if _url(body) == "https://e.x/old":
-                    assert time.monotonic() - committed <= BOUND
+            # and the node's port: the edge forgot it, or a worker answers
+            asked = time.monotonic()
+            body, _, _ = await _get(edge, f"{top.url}/api/handles/{handle}")
+            if _url(body) == "https://e.x/old":
+                assert asked - committed <= BOUND, "the edge answered the old answer"
         print(f"\nlast old answer asked {last_old * 1e3:.1f} ms after the commit was visible")
 
         # every worker knows the copy is current: "not found" from the copy, no hop
@@ -475,12 +489,17 @@ async def test_a_change_applied_by_sync_reaches_every_worker_of_the_node_within_
             for n in list(pending):
                 nobody = f"88.100.1/NOBODY-{uuid.uuid4().hex[:8]}"
                 body, _, _ = await _get(
-                    sessions[n], f"{top.url}/api/handles/{nobody}?recursive=false"
+                    sessions[n], f"{WORKERS}/api/handles/{nobody}?recursive=false"
                 )
                 if body["responseCode"] == 100:
                     pending.discard(n)
             await asyncio.sleep(0.2)
+        # the edge keeps the new answer as it kept the old
+        for _ in range(2):
+            body, pid, source = await _get(edge, f"{top.url}/api/handles/{handle}")
+            assert _url(body) == "https://e.x/new"
+        assert (source, pid) == ("cache", "")
     finally:
-        for session in sessions:
+        for session in [*sessions, edge]:
             await session.close()
         await db.close()

@@ -1,0 +1,68 @@
+"""The node's edge (``resolver/edge``): where its binary is, and how it starts.
+
+The edge is compiled (Go): on one core it answers cached reads at the rate nginx
+serves files, where a Python event loop reached 0.6x (benchmarks/RESULTS.md, issue
+12). ``deploy/setup.sh`` builds it into the virtualenv beside ``idres``; a node whose
+binary is missing serves with the workers' own front doors and says so.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BINARY = "idres-edge"
+SOCKET = "w.sock"
+
+
+def binary() -> Path | None:
+    """The edge's executable: ``IDRES_EDGE_BINARY``, else beside this Python's."""
+    named = os.environ.get("IDRES_EDGE_BINARY")
+    path = Path(named) if named else Path(sys.executable).parent / BINARY
+    return path if path.is_file() and os.access(path, os.X_OK) else None
+
+
+def workers_socket() -> tuple[socket.socket, Path]:
+    """A listening unix socket for the workers, in a fresh directory only this user
+    reaches (mode 0700): whatever connects is the edge, so the client address it names
+    can be believed. A short path: a unix socket's is at most 107 bytes."""
+    folder = Path(tempfile.mkdtemp(prefix="idres-"))
+    path = folder / SOCKET
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(1024)
+    return sock, path
+
+
+def start(
+    executable: Path,
+    public: socket.socket,
+    workers: Path,
+    *,
+    database_url: str,
+    name: str,
+    max_entries: int,
+) -> subprocess.Popen[bytes]:
+    """Start the edge on the node's bound socket (inherited), in front of ``workers``.
+    The database URL goes in the environment, not on a command line ``ps`` shows."""
+    fd = public.fileno()
+    return subprocess.Popen(
+        [
+            str(executable),
+            "-fd",
+            str(fd),
+            "-backend",
+            str(workers),
+            "-name",
+            name,
+            "-max-entries",
+            str(max_entries),
+        ],
+        pass_fds=(fd,),
+        env={**os.environ, "IDRES_EDGE_DATABASE": database_url},
+        stdin=subprocess.DEVNULL,
+    )

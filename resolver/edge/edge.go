@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var (
+	handlesPath = []byte("/api/handles/")
+	metricsPath = []byte("/metrics")
+	jsonType    = []byte("application/json")
+	sourceName  = []byte("Idres-Source")
+	sourceCache = []byte("cache")
+	http11      = []byte("HTTP/1.1")
+	did         = []byte("did") // any DID media type: the workers build those answers
+)
+
+// Headers between the edge and the workers; a client's own are dropped.
+const (
+	edgeHeader   = "Idres-Edge" // "fill": a fresh answer, marked so the edge may keep it
+	edgeKey      = "Idres-Edge-Key"
+	edgeTTL      = "Idres-Edge-TTL"
+	clientHeader = "Idres-Client"
+	retryAfter   = "1"
+)
+
+// hopHeaders are not forwarded (RFC 9110 §7.6.1); Expect is answered here.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Expect",
+}
+
+// Edge serves one node's port.
+type Edge struct {
+	cache *Cache
+	// Two pools of connections to the workers. A worker's front door answers the
+	// reads it knows on a connection and hands the connection for good to its aiohttp
+	// application at the first request it does not (resolver/front.py): reads go on
+	// connections of their own, so a write or a /metrics never turns them into
+	// aiohttp's.
+	reads   *fasthttp.HostClient
+	workers *fasthttp.HostClient
+	shed    *Shedder
+	name    string
+	timeout time.Duration
+
+	forwarded, failed, refused, malformed atomic.Uint64
+}
+
+// cacheable is whether a request may be answered from, and fill, the cache: a plain
+// GET of one identifier that only the public may see (no signature: a signed read
+// may see more), with no query (filters build other answers) and no DID media type.
+func cacheable(req *fasthttp.Request) bool {
+	if !req.Header.IsGet() {
+		return false
+	}
+	uri := req.Header.RequestURI()
+	if !bytes.HasPrefix(uri, handlesPath) || len(uri) == len(handlesPath) {
+		return false
+	}
+	if bytes.IndexByte(uri, '?') >= 0 || bytes.HasSuffix(uri, []byte("/history")) {
+		return false
+	}
+	h := &req.Header
+	if len(h.Peek("Signature")) > 0 || len(h.Peek("Signature-Input")) > 0 || len(h.Peek("Authorization")) > 0 {
+		return false
+	}
+	if len(h.Peek("Idres-Via")) > 0 { // a peer's lookup: the workers judge hops and budgets
+		return false
+	}
+	return !bytes.Contains(h.Peek("Accept"), did) && h.ContentLength() <= 0
+}
+
+// Serve answers one request.
+func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
+	req := &ctx.Request
+	fill := cacheable(req)
+	if fill {
+		if s, ok := e.cache.Get(req.Header.RequestURI(), time.Now().UnixNano()); ok {
+			ctx.Response.SetStatusCode(s.status)
+			ctx.Response.Header.SetContentTypeBytes(jsonType)
+			ctx.Response.Header.SetBytesKV(sourceName, sourceCache)
+			ctx.Response.SetBodyRaw(s.body) // the cached bytes, not copied
+			return
+		}
+	}
+	started := time.Now()
+	if !e.shed.Admit(started) {
+		e.refused.Add(1)
+		e.fail(ctx, fasthttp.StatusServiceUnavailable,
+			"this node is answering all it can; ask again in "+retryAfter+" s")
+		ctx.Response.Header.Set("Retry-After", retryAfter)
+		return
+	}
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.Header.Del(edgeHeader)
+	req.Header.Del(edgeKey)
+	req.Header.Del(edgeTTL)
+	req.Header.Set(clientHeader, ctx.RemoteIP().String())
+	gen, keep := e.cache.Gen()
+	if fill && keep {
+		req.Header.Set(edgeHeader, "fill")
+	}
+	e.forwarded.Add(1)
+	e.shed.Started(started)
+	pool := e.workers
+	if fill {
+		pool = e.reads
+	}
+	err := pool.DoTimeout(req, &ctx.Response, e.timeout)
+	now := time.Now()
+	e.shed.Landed(now.Sub(started), now)
+	if err != nil {
+		e.failed.Add(1)
+		ctx.Response.Reset()
+		if errors.Is(err, fasthttp.ErrTimeout) {
+			e.fail(ctx, fasthttp.StatusGatewayTimeout, "the node's workers did not answer in time")
+		} else {
+			e.fail(ctx, fasthttp.StatusBadGateway, "the node's workers could not be reached: "+err.Error())
+		}
+		return
+	}
+	resp := &ctx.Response
+	key := resp.Header.Peek(edgeKey)
+	if fill && keep && len(key) > 0 {
+		status := resp.StatusCode()
+		ttl, perr := strconv.ParseFloat(string(resp.Header.Peek(edgeTTL)), 64)
+		if perr == nil && ttl > 0 && (status == 200 || status == 404) {
+			e.cache.Put(string(req.Header.RequestURI()), stored{
+				status:  status,
+				body:    append([]byte(nil), resp.Body()...),
+				key:     string(key),
+				expires: now.UnixNano() + int64(ttl*float64(time.Second)),
+			}, gen)
+		}
+	}
+	resp.Header.Del(edgeKey)
+	resp.Header.Del(edgeTTL)
+	resp.Header.Del("Idres-Worker") // which process answered is the node's business
+	for _, h := range hopHeaders {
+		resp.Header.Del(h)
+	}
+	resp.Header.SetProtocol(http11) // we speak 1.1 to the client, whatever the worker spoke
+	if req.Header.IsGet() && bytes.Equal(req.URI().Path(), metricsPath) && resp.StatusCode() == 200 {
+		resp.AppendBodyString(e.metrics())
+	}
+}
+
+// Malformed answers a request fasthttp could not read.
+func (e *Edge) Malformed(ctx *fasthttp.RequestCtx, err error) {
+	e.malformed.Add(1)
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		e.fail(ctx, fasthttp.StatusRequestEntityTooLarge, "the request body is larger than this node takes")
+	case strings.Contains(err.Error(), "timeout"):
+		e.fail(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
+	default:
+		e.fail(ctx, fasthttp.StatusBadRequest, "malformed HTTP request: "+err.Error())
+	}
+	ctx.SetConnectionClose()
+}
+
+// fail answers an error as every idres answer does (responseCode 2: an error).
+func (e *Edge) fail(ctx *fasthttp.RequestCtx, status int, message string) {
+	body, _ := json.Marshal(map[string]any{"responseCode": 2, "message": message})
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(jsonType)
+	ctx.Response.SetBody(body)
+}
+
+func (e *Edge) metrics() string {
+	c, n := e.cache, e.name
+	listening := 0
+	if c.Listening() {
+		listening = 1
+	}
+	var b strings.Builder
+	line := func(help, kind, name string, value any) {
+		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s %s\n%s{node=%q} %v\n", name, help, name, kind, name, n, value)
+	}
+	line("Answers the edge gave from its cache.", "counter", "idres_edge_hits_total", c.hits.Load())
+	line("Requests the edge passed to the node's workers.", "counter", "idres_edge_forwarded_total", e.forwarded.Load())
+	line("Answers the edge kept.", "counter", "idres_edge_fills_total", c.fills.Load())
+	line("Answers not kept because a change was heard while they were on their way.", "counter", "idres_edge_fills_stale_total", c.stale.Load())
+	line("Answers the edge forgot because their identifier changed (or it stopped hearing changes).", "counter", "idres_edge_invalidated_total", c.invalidated.Load())
+	line("Answers the edge dropped to stay within its size.", "counter", "idres_edge_evicted_total", c.evicted.Load())
+	line("Answers the edge holds.", "gauge", "idres_edge_entries", c.Len())
+	line("Whether the edge hears the node's changes (0: it caches nothing).", "gauge", "idres_edge_listening", listening)
+	line("Requests the edge refused (503) because the workers were past what they answer in time.", "counter", "idres_edge_shed_total", e.refused.Load())
+	line("Requests the workers did not answer (502, 504).", "counter", "idres_edge_failed_total", e.failed.Load())
+	line("Requests the edge could not read (400, 408, 413).", "counter", "idres_edge_malformed_total", e.malformed.Load())
+	line("Requests under way at the workers.", "gauge", "idres_edge_inflight", e.shed.Inflight())
+	return b.String()
+}

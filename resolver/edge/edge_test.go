@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
+)
+
+// worker stands in for a node's Python workers on their unix socket: it answers
+// every read with the record it holds, marked for the edge when asked to fill.
+type worker struct {
+	mu      sync.Mutex
+	value   string
+	delay   time.Duration
+	asked   atomic.Int64
+	headers chan http.Header
+}
+
+func (w *worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w.asked.Add(1)
+	select {
+	case w.headers <- r.Header.Clone():
+	default:
+	}
+	time.Sleep(w.delay)
+	w.mu.Lock()
+	value := w.value
+	w.mu.Unlock()
+	if r.Header.Get(edgeHeader) == "fill" {
+		rw.Header().Set(edgeKey, strings.TrimPrefix(r.URL.Path, "/api/handles/"))
+		rw.Header().Set(edgeTTL, "60.000")
+	}
+	rw.Header().Set("Content-Type", "application/json")
+	rw.Header().Set("Idres-Source", "replica")
+	_, _ = rw.Write([]byte(`{"responseCode":1,"value":"` + value + `"}`))
+}
+
+type harness struct {
+	edge   *Edge
+	worker *worker
+	client *fasthttp.Client
+}
+
+func newHarness(t *testing.T, floor int, delay time.Duration) *harness {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "w.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &worker{value: "old", delay: delay, headers: make(chan http.Header, 64)}
+	backend := &http.Server{Handler: w}
+	go func() { _ = backend.Serve(ln) }()
+	t.Cleanup(func() { _ = backend.Close() })
+
+	cache := NewCache(100)
+	cache.Forget(true) // as if listening
+	e := &Edge{
+		cache:   cache,
+		name:    "test",
+		timeout: 5 * time.Second,
+		shed:    NewShedder(floor, 64, 50*time.Millisecond, 100*time.Millisecond),
+		reads:   workersClient(path, 5*time.Second),
+		workers: workersClient(path, 5*time.Second),
+	}
+	front := fasthttputil.NewInmemoryListener()
+	server := &fasthttp.Server{Handler: e.Serve, ErrorHandler: e.Malformed, NoDefaultContentType: true}
+	go func() { _ = server.Serve(front) }()
+	t.Cleanup(func() { _ = server.Shutdown() })
+	client := &fasthttp.Client{Dial: func(string) (net.Conn, error) { return front.Dial() }}
+	return &harness{edge: e, worker: w, client: client}
+}
+
+func (h *harness) get(t *testing.T, target string, header ...string) *fasthttp.Response {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://node" + target)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp := &fasthttp.Response{}
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func value(t *testing.T, resp *fasthttp.Response) string {
+	t.Helper()
+	var body struct{ Value string }
+	if err := json.Unmarshal(resp.Body(), &body); err != nil {
+		t.Fatalf("%v: %q", err, resp.Body())
+	}
+	return body.Value
+}
+
+func TestAReadIsKeptAndAnsweredFromTheCacheUntilItsIdentifierChanges(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	const target = "/api/handles/88.100.1/A"
+	first := h.get(t, target, "Idres-Client", "6.6.6.6", "Idres-Edge", "forged")
+	if value(t, first) != "old" || string(first.Header.Peek("Idres-Source")) != "replica" {
+		t.Fatalf("first answer %q", first.Body())
+	}
+	sent := <-h.worker.headers
+	if sent.Get(clientHeader) == "6.6.6.6" || sent.Get(clientHeader) == "" {
+		t.Fatalf("the client's own Idres-Client reached the worker: %q", sent.Get(clientHeader))
+	}
+	if sent.Get(edgeHeader) != "fill" {
+		t.Fatalf("the worker was not asked to fill: %v", sent)
+	}
+	for _, h := range []string{edgeKey, edgeTTL} {
+		if len(first.Header.Peek(h)) > 0 {
+			t.Fatalf("%s reached the client", h)
+		}
+	}
+	second := h.get(t, target)
+	if value(t, second) != "old" || string(second.Header.Peek("Idres-Source")) != "cache" {
+		t.Fatalf("second answer %q from %q", second.Body(), second.Header.Peek("Idres-Source"))
+	}
+	if n := h.worker.asked.Load(); n != 1 {
+		t.Fatalf("the worker was asked %d times", n)
+	}
+
+	h.worker.mu.Lock()
+	h.worker.value = "new"
+	h.worker.mu.Unlock()
+	h.edge.cache.Invalidate([]string{"88.100.1/A"}) // the NOTIFY of the apply
+	if v := value(t, h.get(t, target)); v != "new" {
+		t.Fatalf("after the change the edge answered %q", v)
+	}
+	if v := value(t, h.get(t, target)); v != "new" || h.worker.asked.Load() != 2 {
+		t.Fatalf("the new answer was not kept: %q, %d asks", v, h.worker.asked.Load())
+	}
+}
+
+func TestReadsTheEdgeMayNotKeepAlwaysReachTheWorkers(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	for _, c := range []struct {
+		target string
+		header []string
+	}{
+		{"/api/handles/88.100.1/A?type=URL", nil},
+		{"/api/handles/88.100.1/A", []string{"Accept", "application/did-resolution"}},
+		{"/api/handles/88.100.1/A", []string{"Signature", "sig1=:AAAA:"}},
+		{"/api/handles/88.100.1/A", []string{"Idres-Via", "backbone"}},
+		{"/88.100.1/A", nil},
+	} {
+		before := h.worker.asked.Load()
+		for i := 0; i < 2; i++ {
+			h.get(t, c.target, c.header...)
+		}
+		if got := h.worker.asked.Load() - before; got != 2 {
+			t.Fatalf("%s %v: the worker was asked %d times of 2", c.target, c.header, got)
+		}
+	}
+}
+
+func TestAnAnswerOnItsWayWhileAChangeIsHeardIsPassedOnNotKept(t *testing.T) {
+	c := NewCache(10)
+	c.Forget(true)
+	gen, keep := c.Gen()
+	if !keep {
+		t.Fatal("a listening cache keeps answers")
+	}
+	c.Invalidate([]string{"something else"})
+	if c.Put("/api/handles/x", stored{status: 200, key: "x", expires: time.Now().Add(time.Hour).UnixNano()}, gen) {
+		t.Fatal("kept an answer read before a change the edge heard")
+	}
+	c.Forget(false) // stopped listening
+	gen, keep = c.Gen()
+	if keep || c.Put("/api/handles/x", stored{status: 200, key: "x", expires: time.Now().Add(time.Hour).UnixNano()}, gen) {
+		t.Fatal("kept an answer while deaf")
+	}
+}
+
+func TestTheCacheStaysWithinItsSizeAndForgetsEverySpelling(t *testing.T) {
+	c := NewCache(3)
+	c.Forget(true)
+	later := time.Now().Add(time.Hour).UnixNano()
+	for _, target := range []string{"/a", "/b", "/c", "/d", "/e"} {
+		gen, _ := c.Gen()
+		c.Put(target, stored{status: 200, key: "k" + target, expires: later}, gen)
+	}
+	if c.Len() != 3 || c.evicted.Load() != 2 {
+		t.Fatalf("%d held, %d evicted", c.Len(), c.evicted.Load())
+	}
+	gen, _ := c.Gen()
+	c.Put("/api/handles/88.100.1%2FA", stored{status: 200, key: "88.100.1/A", expires: later}, gen)
+	c.Put("/api/handles/88.100.1/A", stored{status: 200, key: "88.100.1/A", expires: later}, gen)
+	c.Invalidate([]string{"88.100.1/A"})
+	for _, target := range []string{"/api/handles/88.100.1%2FA", "/api/handles/88.100.1/A"} {
+		if _, ok := c.Get([]byte(target), time.Now().UnixNano()); ok {
+			t.Fatalf("%s outlived its identifier's change", target)
+		}
+	}
+	gen, _ = c.Gen()
+	c.Put("/x", stored{status: 200, key: "x", expires: time.Now().UnixNano() - 1}, gen)
+	if _, ok := c.Get([]byte("/x"), time.Now().UnixNano()); ok {
+		t.Fatal("an expired answer was served")
+	}
+}
+
+func TestSlowWorkersAreRefusedAtOnceWhileCachedAnswersGoOut(t *testing.T) {
+	h := newHarness(t, 2, 0)
+	h.get(t, "/api/handles/88.100.1/HOT") // kept
+	h.worker.delay = 400 * time.Millisecond
+	var refused, slowRefusals atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 24; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			time.Sleep(time.Duration(i) * 10 * time.Millisecond) // past the standing interval
+			started := time.Now()
+			resp := h.get(t, "/api/handles/88.100.1/COLD-"+string(rune('a'+i)))
+			if resp.StatusCode() == 503 {
+				refused.Add(1)
+				if string(resp.Header.Peek("Retry-After")) != retryAfter {
+					t.Errorf("a refusal without Retry-After")
+				}
+				if time.Since(started) > 100*time.Millisecond {
+					slowRefusals.Add(1)
+				}
+			}
+		}(i)
+	}
+	time.Sleep(150 * time.Millisecond)
+	started := time.Now()
+	hot := h.get(t, "/api/handles/88.100.1/HOT")
+	if hot.StatusCode() != 200 || time.Since(started) > 100*time.Millisecond {
+		t.Fatalf("a cached answer during the overload: %d after %v", hot.StatusCode(), time.Since(started))
+	}
+	wg.Wait()
+	if refused.Load() == 0 || slowRefusals.Load() > 0 {
+		t.Fatalf("%d refused, %d of them slowly", refused.Load(), slowRefusals.Load())
+	}
+	if !strings.Contains(h.edge.metrics(), `idres_edge_shed_total{node="test"} `) {
+		t.Fatal("the metrics do not show what was shed")
+	}
+}
+
+func TestAMalformedRequestGetsAnErrorThatSaysSo(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	ln := fasthttputil.NewInmemoryListener()
+	server := &fasthttp.Server{Handler: h.edge.Serve, ErrorHandler: h.edge.Malformed}
+	go func() { _ = server.Serve(ln) }()
+	defer server.Shutdown()
+	conn, err := ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte("GET /api/handles/x HTTP/1.1\r\nHost: n\r\nContent-Length: nope\r\n\r\n"))
+	resp := &fasthttp.Response{}
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), `"responseCode":2`) {
+		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
+	}
+}

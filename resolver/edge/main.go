@@ -1,0 +1,122 @@
+// idres-edge: a node's one port, compiled, in front of its Python workers (issue 12).
+//
+// It answers from memory the reads it has cached (GET /api/handles/{id}, the plain
+// answer, as every worker's front door would) and passes every other request, with
+// the client's address in Idres-Client, to the node's workers on a unix socket that
+// only the node's processes reach. What the workers answer for a plain read comes
+// back marked (Idres-Edge-Key: the identifier, Idres-Edge-TTL: how long at most) and
+// is kept; a NOTIFY on idres_changed (the sync process's apply transaction, as the
+// workers hear it) forgets it. See cache.go for why no answer older than a change
+// the edge has heard of is kept, and listen.go for what happens while it cannot hear.
+//
+// Overload (RFC 9110 §15.6.4): cached answers are always served (they cost the edge
+// microseconds); requests for the workers are refused at once with 503 and
+// Retry-After while too many are under way, or while none has come back within
+// -forward-target for -standing (CoDel on their sojourn, RFC 8289 §3).
+//
+//	idres-edge -fd 3 -backend /run/idres/w.sock -database postgresql://... -name node
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+func main() {
+	fd := flag.Int("fd", -1, "an inherited listening socket to serve on")
+	listen := flag.String("listen", "", "an address to serve on (instead of -fd)")
+	backend := flag.String("backend", "", "the workers' unix socket")
+	database := flag.String("database", "", "the node's PostgreSQL, to hear its changes (default $IDRES_EDGE_DATABASE; none: nothing is cached)")
+	name := flag.String("name", "node", "the node's name (metrics)")
+	maxEntries := flag.Int("max-entries", 1_000_000, "answers kept at most")
+	maxBody := flag.Int("max-body", 64<<20, "bytes a request body may have (the workers judge smaller limits)")
+	maxForward := flag.Int("max-forward", 512, "requests under way at the workers past which more are refused")
+	floor := flag.Int("shed-floor", 16, "requests under way at the workers below which none is refused")
+	target := flag.Duration("forward-target", 50*time.Millisecond, "a forwarded request slower than this waited in a queue")
+	standing := flag.Duration("standing", 100*time.Millisecond, "how long no forwarded request may be quick before new ones are refused")
+	timeout := flag.Duration("timeout", 60*time.Second, "how long the workers may take to answer")
+	flag.Parse()
+	if *backend == "" {
+		log.Fatal("idres-edge: -backend is required")
+	}
+	ln, err := listener(*fd, *listen)
+	if err != nil {
+		log.Fatalf("idres-edge: %v", err)
+	}
+	cache := NewCache(*maxEntries)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if *database == "" {
+		*database = os.Getenv("IDRES_EDGE_DATABASE") // not on the command line: ps shows it
+	}
+	if *database != "" {
+		go Listen(ctx, *database, cache)
+	}
+	edge := &Edge{
+		cache:   cache,
+		name:    *name,
+		timeout: *timeout,
+		shed:    NewShedder(*floor, *maxForward, *target, *standing),
+		reads:   workersClient(*backend, *timeout),
+		workers: workersClient(*backend, *timeout),
+	}
+	server := &fasthttp.Server{
+		Handler:                       edge.Serve,
+		ErrorHandler:                  edge.Malformed,
+		Name:                          "idres",
+		NoDefaultServerHeader:         true,
+		NoDefaultContentType:          true,
+		DisablePreParseMultipartForm:  true,
+		Concurrency:                   1 << 16,
+		ReadBufferSize:                16 << 10,
+		MaxRequestBodySize:            *maxBody,
+		ReadTimeout:                   *timeout,
+		IdleTimeout:                   30 * time.Second,
+	}
+	go func() {
+		<-ctx.Done()
+		deadline, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = server.ShutdownWithContext(deadline)
+	}()
+	fmt.Printf("idres-edge: serving %s for node %s, workers at %s, up to %d answers cached\n",
+		ln.Addr(), *name, *backend, *maxEntries)
+	if err := server.Serve(ln); err != nil && ctx.Err() == nil {
+		log.Fatalf("idres-edge: %v", err)
+	}
+}
+
+func workersClient(backend string, timeout time.Duration) *fasthttp.HostClient {
+	return &fasthttp.HostClient{
+		Addr: "workers",
+		Dial: func(string) (net.Conn, error) {
+			return net.DialTimeout("unix", backend, 5*time.Second)
+		},
+		MaxConns:                      4096,
+		DisablePathNormalizing:        true,
+		MaxResponseBodySize:           256 << 20,
+		ReadTimeout:                   timeout,
+		WriteTimeout:                  timeout,
+	}
+}
+
+func listener(fd int, addr string) (net.Listener, error) {
+	if fd >= 0 {
+		f := os.NewFile(uintptr(fd), "listener")
+		defer f.Close() // FileListener holds its own duplicate
+		return net.FileListener(f)
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("give -fd or -listen")
+	}
+	return net.Listen("tcp", addr)
+}
