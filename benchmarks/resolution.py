@@ -362,8 +362,8 @@ async def warm(port: int, keys: list[str]) -> None:
                 limit,
                 s.post(f"http://127.0.0.1:{port}/api/resolve", json={"identifiers": chunk}) as resp,
             ):
-                assert resp.status == 200
-                await resp.read()
+                body = await resp.read()
+                assert resp.status == 200, f"warming: {resp.status} {body[:300]!r}"
 
         await asyncio.gather(*(one(keys[i : i + 1000]) for i in range(0, len(keys), 1000)))
 

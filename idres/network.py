@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import shutil
 import signal
 import socket
+import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from idres import edge
 from idres.assembly import API, NodeSpec, build_app, delegations, load_node_key
 from idres.keyfiles import write_secret
 from registry import httpsig
@@ -27,6 +30,7 @@ from registry.database import create_pool, start_embedded
 from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
+from resolver.cache import CacheConfig
 from resolver.front import FrontDoor, open_front
 from resolver.topology import Directory, Role
 from schemas.codec_json import values_from_json
@@ -111,6 +115,8 @@ class Running:
     logs: list[Log]
     transport: str  # how the chains travel, for the summary
     anchor: bytes  # the super node's public key (DER)
+    edges: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    behind: list[Path] = field(default_factory=list)  # the edges' workers' sockets
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -187,10 +193,10 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
                 await admin.execute(f'CREATE DATABASE "{db}"')
     finally:
         await admin.close()
+    front = edge.binary()
     for spec, sock in zip(specs, sockets, strict=True):
-        pool = await create_pool(
-            url.replace("/postgres?", f"/{_database(spec.name)}?"), min_size=1, max_size=8
-        )
+        node_url = url.replace("/postgres?", f"/{_database(spec.name)}?")
+        pool = await create_pool(node_url, min_size=1, max_size=8)
         running.pools.append(pool)
         store = PostgresStore(pool)
         served = directory.kept_prefixes(spec.name)
@@ -214,10 +220,27 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             node_key=prepared.keys[spec.name],
             sync_log=log,
             sync_config=SyncConfig(announce=(directory.by_name[spec.name],)),
+            behind_edge=front is not None,
         )
         runner = web.AppRunner(app, access_log=None, **listener_limits())
         await runner.setup()
-        # one port a node: its front door answers the common reads, the app the rest
+        # one port a node: the edge (when built) answers the reads it keeps, the front
+        # door the other common reads, the app the rest
+        if front is not None:
+            inner, inner_path = edge.workers_socket()
+            running.edges.append(
+                edge.start(
+                    front,
+                    sock,
+                    inner_path,
+                    database_url=node_url,
+                    name=spec.name,
+                    max_entries=CacheConfig().max_entries,
+                )
+            )
+            running.behind.append(inner_path)
+            sock.close()
+            sock = inner
         door = await open_front(app[API], runner, sock)
         running.doors.append(door)
         running.runners.append(runner)
@@ -241,6 +264,15 @@ async def _seed(store: PostgresStore, node: str) -> None:
 
 
 async def stop(running: Running) -> None:
+    for proc in running.edges:
+        proc.terminate()
+    for proc in running.edges:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            await asyncio.to_thread(proc.wait, 10)
+        if proc.returncode is None:
+            proc.kill()
+    for path in running.behind:
+        shutil.rmtree(path.parent, ignore_errors=True)
     for door in running.doors:
         door.close()
     for runner in running.runners:
@@ -254,7 +286,8 @@ async def stop(running: Running) -> None:
 def summary(running: Running, data_dir: Path) -> str:
     lines = [
         "idres up: a network of 6 nodes on this machine; records replicate up the tree "
-        f"over {running.transport}",
+        f"over {running.transport}"
+        + ("; each node's port is its compiled edge" if running.edges else ""),
         "",
     ]
     width = max(len(s.name) for s in running.specs)

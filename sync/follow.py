@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
 import asyncpg
@@ -75,8 +75,13 @@ class Follower:
         on_applied: Callable[[list[str]], None] = lambda handles: None,
         clock: Callable[[], float] = time.time,
         mirror_of: str | None = None,
+        tips: Callable[[str], Awaitable[tuple[int, bytes] | None]] | None = None,
     ) -> None:
         self.pool = pool
+        # asks a chain's node where its chain ends (sync/tips.py); None: never asked,
+        # and a quiet chain's copy stops counting as current
+        self.tips = tips
+        self.confirmed: dict[str, float] = {}  # chain -> when its node confirmed our tip
         self.mirror_of = mirror_of
         self.log = log
         self.me = me
@@ -345,6 +350,27 @@ class Follower:
                 continue
             self.behind[chain] = max(0, end - self.positions.get(chain, Position()).next_offset)
         self.refreshed_at = checked
+        await self._confirm(checked)
+
+    async def _confirm(self, checked: float) -> None:
+        """For each chain with nothing waiting in the log, ask its node whether its
+        chain ends where our copy does; if so, the copy is current as of ``checked``
+        (taken before the log was looked at: never later than what it vouches for)."""
+        if self.tips is None:
+            return
+        quiet = [
+            c
+            for c in self.chains()
+            if self.behind.get(c) == 0
+            and c in self.positions
+            and c not in self.stalled
+            and c not in self.gaps
+        ]
+        answers = await asyncio.gather(*(self.tips(c) for c in quiet), return_exceptions=True)
+        for chain, tip in zip(quiet, answers, strict=True):
+            ours = self.positions.get(chain)
+            if ours is not None and tip == (ours.tip.height, ours.tip.block_hash):
+                self.confirmed[chain] = checked
 
     def view(self) -> FollowerView:
         """What decides "current", as the sync process tells the serving workers."""
@@ -356,6 +382,7 @@ class Follower:
                     behind=self.behind.get(c),
                     cut_at=self.positions[c].cut_at if c in self.positions else None,
                     hindered=c in self.stalled or c in self.gaps,
+                    confirmed_at=self.confirmed.get(c),
                 )
                 for c in chains
             },

@@ -69,6 +69,8 @@ class ChainView:
     behind: int | None = None  # blocks waiting in the log; None: never looked
     cut_at: float | None = None  # when the last block applied here was cut (epoch s)
     hindered: bool = False  # stalled at a block, or a block missing (a gap)
+    # when the chain's node last said its chain ends where this copy ends (sync/tips.py)
+    confirmed_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,26 +89,26 @@ def is_current(
 ) -> bool:
     """Whether this node's copy of ``chain`` keeps up with the chain's node: the log
     looked at at most ``within`` seconds ago, the chain read unhindered, at most one
-    transaction's worth of blocks waiting, and the last block applied here cut at
-    most ``within`` seconds ago (its node is publishing). A view that stops being
-    renewed (the sync process hangs, a worker stops hearing it) stops being current
-    by itself, ``within`` seconds after its last look at the log."""
+    transaction's worth of blocks waiting, and the chain's node seen publishing at
+    most ``within`` seconds ago: the last block applied here cut then, or its node
+    saying then that its chain ends where this copy does (a quiet chain). A view that
+    stops being renewed (the sync process hangs, a worker stops hearing it) stops
+    being current by itself, ``within`` seconds after its last look at the log."""
     if now - view.refreshed_at > within:
         return False
     c = view.chains.get(chain)
-    return (
-        c is not None
-        and not c.hindered
-        and c.behind is not None
-        and c.behind <= MAX_BEHIND
-        and c.cut_at is not None
-        and now - c.cut_at <= within
-    )
+    if c is None or c.hindered or c.behind is None or c.behind > MAX_BEHIND:
+        return False
+    seen = [t for t in (c.cut_at, c.confirmed_at) if t is not None]
+    return bool(seen) and now - max(seen) <= within
 
 
 def view_to_json(view: FollowerView) -> bytes:
     refreshed = view.refreshed_at if math.isfinite(view.refreshed_at) else None
-    chains = {name: [c.behind, c.cut_at, c.hindered] for name, c in sorted(view.chains.items())}
+    chains = {
+        name: [c.behind, c.cut_at, c.hindered, c.confirmed_at]
+        for name, c in sorted(view.chains.items())
+    }
     return orjson.dumps({"v": 1, "refreshed_at": refreshed, "chains": chains})
 
 
@@ -127,16 +129,21 @@ def view_from_json(data: bytes | str) -> FollowerView:
     for name, fields in chains.items():
         if not (
             isinstance(fields, list)
-            and len(fields) == 3
+            and len(fields) in (3, 4)  # a view written before confirmed_at had three
             and (fields[0] is None or type(fields[0]) is int)
             and (fields[1] is None or isinstance(fields[1], int | float))
             and isinstance(fields[2], bool)
+            and (len(fields) == 3 or fields[3] is None or isinstance(fields[3], int | float))
         ):
-            raise EncodingError(f"follower view: chain {name!r} is not [behind, cut_at, hindered]")
+            raise EncodingError(
+                f"follower view: chain {name!r} is not [behind, cut_at, hindered, confirmed_at]"
+            )
+        confirmed = fields[3] if len(fields) == 4 else None
         out[name] = ChainView(
             behind=fields[0],
             cut_at=float(fields[1]) if fields[1] is not None else None,
             hindered=fields[2],
+            confirmed_at=float(confirmed) if confirmed is not None else None,
         )
     return FollowerView(
         refreshed_at=float(refreshed) if refreshed is not None else -math.inf, chains=out

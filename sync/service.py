@@ -30,8 +30,9 @@ from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower, keep_dead_letter
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 from sync.notices import FollowerView
-from sync.relay import Relay, RelayConfig
+from sync.relay import Relay, RelayConfig, load_tip
 from sync.snapshot import take as take_snapshot
+from sync.tips import TIP_PATH, TipClient
 from sync.verify import verify
 
 logger = logging.getLogger("idres.sync")
@@ -81,6 +82,7 @@ class Sync:
         self.config = config
         self.directory = directory
         self.relay = Relay(pool, key, RelayConfig(chain=me, alg=config.alg), log=log)
+        self.tips = TipClient(directory)
         self.follower = (
             Follower(
                 pool,
@@ -88,6 +90,7 @@ class Sync:
                 me=me,
                 directory=directory,
                 mirror_of=config.mirror_of,
+                tips=self.tips,
             )
             if log is not None and config.follow
             else None
@@ -151,6 +154,7 @@ class Sync:
             if not task.cancelled() and task.exception() is not None:
                 logger.warning("sync %s ended with %r", task.get_name(), task.exception())
         self._tasks.clear()
+        await self.tips.close()
         if self._directory_log is not None and self._directory_log is not self.log:
             await self._directory_log.close()
 
@@ -255,6 +259,19 @@ class Sync:
             await response.write_eof()
             return response
 
+        async def tip(request: web.Request) -> web.Response:
+            # where this node's chain ends: the nodes that follow it learn from it that
+            # their copy is current while the chain is quiet (sync/tips.py)
+            try:
+                async with self.pool.acquire() as conn:
+                    ends = await load_tip(conn, me)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                raise StoreUnavailable(f"reading the chain's tip failed: {exc}") from exc
+            return web.json_response(
+                {"chain": me, "height": ends.height, "hash": ends.block_hash.hex()}
+            )
+
+        app.router.add_get(TIP_PATH, tip)
         app.router.add_get("/api/sync/verify", check)
         app.router.add_get("/api/sync/snapshot", snapshot)
         if run:

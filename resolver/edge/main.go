@@ -70,18 +70,19 @@ func main() {
 		workers: workersClient(*backend, *timeout),
 	}
 	server := &fasthttp.Server{
-		Handler:                       edge.Serve,
-		ErrorHandler:                  edge.Malformed,
-		Name:                          "idres",
-		NoDefaultServerHeader:         true,
-		NoDefaultContentType:          true,
-		DisablePreParseMultipartForm:  true,
-		Concurrency:                   1 << 16,
-		ReadBufferSize:                16 << 10,
-		MaxRequestBodySize:            *maxBody,
-		ReadTimeout:                   *timeout,
-		IdleTimeout:                   30 * time.Second,
+		Handler:                      edge.Serve,
+		ErrorHandler:                 edge.Malformed,
+		Name:                         "idres",
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		Concurrency:                  1 << 16,
+		ReadBufferSize:               16 << 10,
+		MaxRequestBodySize:           *maxBody,
+		ReadTimeout:                  *timeout,
+		IdleTimeout:                  30 * time.Second,
 	}
+	go orphaned(stop)
 	go func() {
 		<-ctx.Done()
 		deadline, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -101,11 +102,25 @@ func workersClient(backend string, timeout time.Duration) *fasthttp.HostClient {
 		Dial: func(string) (net.Conn, error) {
 			return net.DialTimeout("unix", backend, 5*time.Second)
 		},
-		MaxConns:                      4096,
-		DisablePathNormalizing:        true,
-		MaxResponseBodySize:           256 << 20,
-		ReadTimeout:                   timeout,
-		WriteTimeout:                  timeout,
+		MaxConns:               4096,
+		DisablePathNormalizing: true,
+		MaxResponseBodySize:    256 << 20,
+		ReadTimeout:            timeout,
+		WriteTimeout:           timeout,
+	}
+}
+
+// orphaned stops the edge once the node that started it is gone (even killed with
+// SIGKILL, which gives it no chance to stop its children): a port held by an edge
+// whose workers are gone would answer 502 forever.
+func orphaned(stop func()) {
+	parent := os.Getppid()
+	for range time.Tick(time.Second) {
+		if os.Getppid() != parent {
+			log.Printf("idres-edge: the node that started it is gone; stopping")
+			stop()
+			return
+		}
 	}
 }
 

@@ -144,8 +144,13 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         checked = idres("verify", "--proof", str(saved), "--trust-anchor", anchor)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "88.100.5/KEPT as answered is version 1" in checked.stdout
+        # each node's port is its edge, which answers a replicated record it was given
+        # once from its own memory
+        for _ in range(2):
+            urllib.request.urlopen(f"{entry}/api/handles/88.100.5/KEPT", timeout=10).read()
         metrics = urllib.request.urlopen(entry + "/metrics", timeout=10).read().decode()
         assert re.search(r'idres_sync_applied_height\{chain="sub-a"\} [1-9]', metrics), metrics
+        assert re.search(r'idres_edge_hits_total\{node="super"\} [1-9]', metrics), metrics
     finally:
         stop(proc)
     proc, entry, sub_a = start(tmp_path, kafka)

@@ -40,6 +40,7 @@ from sync.notices import (
     view_from_json,
     view_to_json,
 )
+from sync.tips import read_tip
 from tests.resolver.conftest import record as _record
 from tests.sync.nodes import Network
 
@@ -110,6 +111,35 @@ FRESH = ChainView(behind=0, cut_at=NOW - 1, hindered=False)
         (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=None, cut_at=NOW)}), False),
         (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=NOW - 4)}), False),
         (FollowerView(refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=None)}), False),
+        # a quiet chain: its last block is old, its node confirmed the tip a moment ago
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 1)},
+            ),
+            True,
+        ),
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=0, cut_at=None, confirmed_at=NOW - 1)},
+            ),
+            True,
+        ),
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 4)},
+            ),
+            False,
+        ),
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=3, hindered=True, confirmed_at=NOW)},
+            ),
+            False,
+        ),
         (
             FollowerView(
                 refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=NOW, hindered=True)}
@@ -133,11 +163,34 @@ def test_a_copy_is_current_from_the_view_alone(view: FollowerView, current: bool
         b'{"v": 1, "refreshed_at": 1, "chains": []}',
         b'{"v": 1, "refreshed_at": 1, "chains": {"c": [0, 1]}}',
         b'{"v": 1, "refreshed_at": 1, "chains": {"c": [true, 1, false]}}',
+        b'{"v": 1, "refreshed_at": 1, "chains": {"c": [0, 1, false, "soon"]}}',
+        b'{"v": 1, "refreshed_at": 1, "chains": {"c": [0, 1, false, 2, 3]}}',
     ],
 )
 def test_an_unreadable_view_is_refused(data: bytes) -> None:
     with pytest.raises(EncodingError):
         view_from_json(data)
+
+
+def test_a_view_written_without_confirmations_still_reads() -> None:
+    view = view_from_json(b'{"v": 1, "refreshed_at": 1, "chains": {"c": [0, 1, false]}}')
+    assert view.chains["c"] == ChainView(behind=0, cut_at=1.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "tip"),
+    [
+        ({"chain": "c", "height": 7, "hash": "ab01"}, (7, b"\xab\x01")),
+        ({"chain": "other", "height": 7, "hash": "ab01"}, None),  # another chain's tip
+        ({"chain": "c", "height": -1, "hash": "ab01"}, None),
+        ({"chain": "c", "height": True, "hash": "ab01"}, None),
+        ({"chain": "c", "height": 7, "hash": "not hex"}, None),
+        ({"chain": "c", "height": 7}, None),
+        (["c", 7, "ab01"], None),
+    ],
+)
+def test_a_tip_answer_is_read_strictly(body: object, tip: tuple[int, bytes] | None) -> None:
+    assert read_tip(body, "c") == tip
 
 
 # --- the listener against real PostgreSQL -------------------------------------------

@@ -91,6 +91,32 @@ async def test_a_record_registered_below_resolves_at_the_top_without_a_hop(
         await asyncio.sleep(0.25)
 
 
+async def test_a_quiet_chains_copy_stays_current_so_a_miss_costs_no_hop(
+    network: Network,
+) -> None:
+    """Long after the last write, the super node still knows that its copy of the
+    sub-chain has every block (the sub-chain's node confirms its tip, sync/tips.py):
+    an identifier nobody registered is "not found" from the copy, not a referral down
+    the tree, and no lookup of the node below."""
+    await network.register("88.100.1/QUIET", "https://e.x/q")
+    await converged(network, {"88.100.1/QUIET": 1})
+    await asyncio.sleep(5)  # past sync.notices.CURRENT_WITHIN since the last block
+    deadline = time.monotonic() + 10
+    while True:
+        body = await network.resolve("super", "88.100.1/NOBODY-QUIET")
+        if body["responseCode"] == 100 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    assert body["responseCode"] == 100, body  # not 303: a referral to the sub-chain
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(network.nodes["super"].url + "/metrics") as response,
+    ):
+        metrics = await response.text()
+    assert 'idres_replica_answers_total{node="' in metrics
+    assert re.search(r'idres_replica_answers_total\{[^}]*result="not_found"\} [1-9]', metrics)
+
+
 async def test_writes_during_a_kafka_outage_all_arrive_once(
     network: Network, kafka_control: KafkaControl
 ) -> None:
