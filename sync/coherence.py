@@ -383,6 +383,13 @@ class Listener:
             "# TYPE idres_coherence_heartbeat_age_seconds gauge",
             f"idres_coherence_heartbeat_age_seconds{{{node}}} "
             + (f"{age:.3f}" if math.isfinite(age) else "+Inf"),
+            "# HELP idres_chain_current Whether this worker counts the node's copy of "
+            "each followed chain current (1): a miss in it is a 404 with no hop.",
+            "# TYPE idres_chain_current gauge",
+            *(
+                f'idres_chain_current{{{node},chain="{chain}"}} {int(self.current(chain))}'
+                for chain in sorted(self.view.chains)
+            ),
             "# HELP idres_known_identifiers Identifiers in this worker's filter of what "
             "the node holds (resolver.known; -1: not loaded, misses ask the database).",
             "# TYPE idres_known_identifiers gauge",

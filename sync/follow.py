@@ -350,27 +350,29 @@ class Follower:
                 continue
             self.behind[chain] = max(0, end - self.positions.get(chain, Position()).next_offset)
         self.refreshed_at = checked
-        await self._confirm(checked)
 
-    async def _confirm(self, checked: float) -> None:
-        """For each chain with nothing waiting in the log, ask its node whether its
-        chain ends where our copy does; if so, the copy is current as of ``checked``
-        (taken before the log was looked at: never later than what it vouches for)."""
+    async def confirm(self) -> None:
+        """Ask the node of each chain read unhindered whether its chain ends where our
+        copy does; if so, the copy is current as of the moment we asked (the node's
+        answer covers every block it had cut by then, and we hold them all)."""
         if self.tips is None:
             return
-        quiet = [
-            c
-            for c in self.chains()
-            if self.behind.get(c) == 0
-            and c in self.positions
-            and c not in self.stalled
-            and c not in self.gaps
-        ]
-        answers = await asyncio.gather(*(self.tips(c) for c in quiet), return_exceptions=True)
-        for chain, tip in zip(quiet, answers, strict=True):
-            ours = self.positions.get(chain)
-            if ours is not None and tip == (ours.tip.height, ours.tip.block_hash):
-                self.confirmed[chain] = checked
+        asked = self.clock()
+        chains = [c for c in self.chains() if c not in self.stalled and c not in self.gaps]
+        answers = await asyncio.gather(*(self.tips(c) for c in chains), return_exceptions=True)
+        for chain, tip in zip(chains, answers, strict=True):
+            # a chain with no block yet: an empty copy of an empty chain is current too
+            ours = self.positions.get(chain, Position()).tip
+            if tip == (ours.height, ours.block_hash):
+                self.confirmed[chain] = asked
+
+    async def confirm_forever(self, *, every: float = 1.0) -> None:
+        """``confirm`` once a second, beside ``run``: a slow chain node delays only
+        this, never the following of the log."""
+        while True:
+            started = self.clock()
+            await self.confirm()
+            await asyncio.sleep(max(0.0, every - (self.clock() - started)))
 
     def view(self) -> FollowerView:
         """What decides "current", as the sync process tells the serving workers."""

@@ -22,6 +22,10 @@ PAYLOAD_LIMIT = 7999
 EVERYTHING = "*"  # a payload that tells a worker to forget every cached answer
 MAX_BEHIND = 64  # blocks waiting in the log that still leave a copy current
 CURRENT_WITHIN = 3.0  # seconds: see is_current
+# seconds a quiet chain's node's word that its chain ends where the copy ends stays
+# good (sync/tips.py asks every second, and waits up to 2 s for a node that is slow
+# to answer): it bounds how long a node that stopped publishing goes unnoticed
+CONFIRMED_WITHIN = 6.0
 
 
 def changed_payloads(keys: Iterable[str], *, limit: int = PAYLOAD_LIMIT) -> list[str]:
@@ -85,22 +89,32 @@ NOTHING_CURRENT = FollowerView()  # a worker that has heard nothing assumes noth
 
 
 def is_current(
-    view: FollowerView, chain: str, *, now: float, within: float = CURRENT_WITHIN
+    view: FollowerView,
+    chain: str,
+    *,
+    now: float,
+    within: float = CURRENT_WITHIN,
+    confirmed_within: float = CONFIRMED_WITHIN,
 ) -> bool:
     """Whether this node's copy of ``chain`` keeps up with the chain's node: the log
     looked at at most ``within`` seconds ago, the chain read unhindered, at most one
     transaction's worth of blocks waiting, and the chain's node seen publishing at
-    most ``within`` seconds ago: the last block applied here cut then, or its node
-    saying then that its chain ends where this copy does (a quiet chain). A view that
+    most ``within`` seconds ago (the last block applied here cut then), or its node
+    saying at most ``confirmed_within`` seconds ago that its chain ends where this
+    copy does (a quiet chain; that word stands on its own, as fresh as it is, without
+    the log's). A view that
     stops being renewed (the sync process hangs, a worker stops hearing it) stops
     being current by itself, ``within`` seconds after its last look at the log."""
+    c = view.chains.get(chain)
+    if c is None or c.hindered:
+        return False
+    if c.confirmed_at is not None and now - c.confirmed_at <= confirmed_within:
+        return True  # the chain's own node said so: no need of the log's word
     if now - view.refreshed_at > within:
         return False
-    c = view.chains.get(chain)
-    if c is None or c.hindered or c.behind is None or c.behind > MAX_BEHIND:
+    if c.behind is None or c.behind > MAX_BEHIND:
         return False
-    seen = [t for t in (c.cut_at, c.confirmed_at) if t is not None]
-    return bool(seen) and now - max(seen) <= within
+    return c.cut_at is not None and now - c.cut_at <= within
 
 
 def view_to_json(view: FollowerView) -> bytes:

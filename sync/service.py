@@ -127,6 +127,7 @@ class Sync:
             self._supervise("directory", lambda: self.directory.follow(directory_log))
         if self.follower is not None:
             self._supervise("follow", self.follower.run)
+            self._supervise("tips", self.follower.confirm_forever)
 
     def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` until stopped; if it fails, say why and start it again."""

@@ -24,7 +24,9 @@ import aiohttp
 from resolver.topology import Directory
 
 TIP_PATH = "/api/sync/tip"
-TIMEOUT = 0.5  # seconds: a slow answer is no answer (the copy stays as it was)
+# seconds: a slower answer is no answer (the copy stays as it was). Each answer
+# vouches for the moment it was asked, so a slow one is still sound, only older
+TIMEOUT = 2.0
 
 
 def read_tip(body: object, chain: str) -> tuple[int, bytes] | None:

@@ -129,7 +129,14 @@ FRESH = ChainView(behind=0, cut_at=NOW - 1, hindered=False)
         (
             FollowerView(
                 refreshed_at=NOW,
-                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 4)},
+                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 5)},
+            ),
+            True,
+        ),
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 7)},
             ),
             False,
         ),
@@ -139,6 +146,14 @@ FRESH = ChainView(behind=0, cut_at=NOW - 1, hindered=False)
                 chains={"c": ChainView(behind=3, hindered=True, confirmed_at=NOW)},
             ),
             False,
+        ),
+        # the log not looked at for a while (a slow broker): the node's word suffices
+        (
+            FollowerView(
+                refreshed_at=NOW - 10,
+                chains={"c": ChainView(behind=0, cut_at=NOW - 600, confirmed_at=NOW - 1)},
+            ),
+            True,
         ),
         (
             FollowerView(
