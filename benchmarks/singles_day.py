@@ -218,7 +218,9 @@ class Bench:
             "held": {f"{b:g}": report.max_rate_under_bound(steps, b) for b in HELD_BOUNDS_MS},
         }
 
-    async def spike(self, port: int, capacity: float, factor: int) -> dict[str, Any]:
+    async def spike(
+        self, port: int, capacity: float, factor: int, *, who: str = ""
+    ) -> dict[str, Any]:
         before, during, after = self.profile.spike
         base = round(capacity * SPIKE_BASE)
         # never past what the generator keeps time to: beyond it the spike would
@@ -228,7 +230,8 @@ class Bench:
             *_cut(base, before + during + after, 0.0),
             *_cut(extra, during, before),
         ]
-        result = await self.step(f"spike to {base + extra:,}/s from {base:,}/s", port, phases)
+        label = f"{who} spike" if who else "spike"
+        result = await self.step(f"{label} to {base + extra:,}/s from {base:,}/s", port, phases)
         if base + extra < base * factor:
             self.skipped.append(
                 f"spike: {_rate(base + extra)} ({(base + extra) / base:.1f}x the base) instead "
@@ -310,11 +313,17 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
             "method": method(profile, bound_ms),
         }
 
+        reference_spikes: dict[str, Any] = {}
+
         async def references() -> None:
             if "nginx" in profile.kinds:
                 port = loadgen.free_port()
                 procs.append(nginx(work, profile.keys, port))
                 await bench.ladder("nginx", port)
+                # the same spike over nginx's own held rate: what one core can do at all
+                reference_spikes["nginx"] = await bench.spike(
+                    port, _capacity(bench.kinds["nginx"]), 10, who="nginx"
+                )
                 procs.pop().stop()
             if "aiohttp_floor" in profile.kinds:
                 port = loadgen.free_port()
@@ -369,7 +378,7 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
         assert bench.writes is not None
         results["kinds"] = bench.kinds
         results["spike"] = spikes.get("10")
-        results["spikes"] = spikes
+        results["spikes"] = spikes | reference_spikes
         results["replication"] = bench.writes.summary(bench.write_seconds)
         results["goals"] = goals(results)
         results["notes"] = bench.skipped + notes(results)
@@ -502,6 +511,15 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
                 and back <= 5,
             }
         )
+        if "nginx" in spikes:  # the reference, under the same spike of its own held rate
+            ref = spikes["nginx"]
+            rr = ref["result"]
+            ref_back = report.recovery(ref, bound)
+            out[-1]["measured"] += (
+                f"; nginx, {ref['base_rate']:,} -> {ref['spike_rate']:,}/s: {rr['timeouts']:,} "
+                f"of {rr['sent']:,} not answered within 1 s, p99 {rr['p99_ms']:.1f} ms, back "
+                + (f"{ref_back:.0f} s after" if ref_back is not None else "never within the run")
+            )
     rep = results.get("replication")
     if rep and rep["lag_ms"]["p99"] is not None:
         out.append(
