@@ -70,6 +70,18 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool. asyncpg's default
+    sends a reset query (CLOSE ALL, UNLISTEN *, RESET ALL, advisory unlocks) at every
+    release: a round trip per lookup, measured at 3.8% of a worker's time on the
+    caches-off path (benchmarks/RESULTS.md, issue 12). Nothing here leaves session
+    state on a pooled connection (advisory locks are transaction-scoped, no SET, no
+    cursors outside transactions; LISTEN is on connections of its own), so only a
+    transaction left open is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """A connection pool, with the schema migrated before the first use."""
     try:
@@ -83,6 +95,7 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asy
             # the table grows to millions of rows. Planning each run with its values
             # costs tens of microseconds and keeps every lookup on its index.
             server_settings={"plan_cache_mode": "force_custom_plan"},
+            reset=_reset,
         )
     except (asyncpg.PostgresError, OSError) as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}") from exc

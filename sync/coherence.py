@@ -276,6 +276,8 @@ class Listener:
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANGED_CHANNEL, self._changed)
                     await conn.remove_listener(DIRECTORY_CHANNEL, self._directory_notice)
+                    # a pooled connection goes back as it came (registry.database._reset)
+                    await conn.execute("RESET application_name")
 
     async def _read_status(self, conn: Any) -> None:
         row = await conn.fetchrow(
