@@ -241,7 +241,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             running.behind.append(inner_path)
             sock.close()
             sock = inner
-        door = await open_front(app[API], runner, sock)
+        door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
     return running

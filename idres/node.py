@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import dataclasses
 import json
 import logging
@@ -67,6 +68,7 @@ from sync.snapshot import load as load_snapshot
 
 log = logging.getLogger("idres.node")
 SYNC_NICE = 5  # the sync process yields a shared core to the serving workers
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def admin_public_key(config: NodeConfig) -> tuple[bytes, Path]:
@@ -223,9 +225,11 @@ def _supervise(
         sock = inner
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # its own loop; skip the parent's atexit (embedded server)
             status = 0
+            _die_with(parent)
             try:
                 uvloop.run(main())
             except BaseException:
@@ -275,6 +279,18 @@ def _supervise(
     if front is not None:
         shutil.rmtree(inner_path.parent, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _die_with(parent: int) -> None:
+    """This forked process gets SIGTERM when the node's process goes, however it goes
+    (kill -9 included, which gives it no chance to stop its children): a worker or a
+    sync process left alone would serve, or apply, for nobody (prctl(2),
+    PR_SET_PDEATHSIG; Linux only, elsewhere nothing)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # it went before the line above took effect
+        os._exit(1)
 
 
 def kafka_credentials(config: NodeConfig) -> KafkaCredentials | None:
@@ -380,7 +396,7 @@ async def _worker(
     runner = web.AppRunner(app, access_log=None, **listener_limits())
     await runner.setup()
     # one port: the front door answers the common reads, the app everything else
-    door = await open_front(app[API], runner, sock)
+    door = await open_front(app[API], runner, sock, behind_edge=behind_edge)
     freeze_after_start()  # what start-up built is never walked by the collector again
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

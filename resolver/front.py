@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import dataclasses
 import itertools
 import logging
 import socket
@@ -183,8 +184,12 @@ class FrontDoor:
         header_timeout: float = HEADER_TIMEOUT,
         idle_timeout: float = IDLE_TIMEOUT,
         shedder: Shedder | None = None,
+        behind_edge: bool = False,
     ) -> None:
         self.api = api
+        # only the node's edge reaches this door: its "fill" asks are believed (a
+        # client's own would make every read skip the cache)
+        self.behind_edge = behind_edge
         self.resolver = api.resolver
         self.metrics = api.metrics
         self.handler = handler  # a new aiohttp RequestHandler, for a connection handed over
@@ -388,6 +393,8 @@ class FrontProtocol(asyncio.Protocol):
 
     def _read(self, read: Read) -> None:
         door = self.door
+        if read.fill and not door.behind_edge:
+            read = dataclasses.replace(read, fill=False)
         if read.kind is Kind.HANDLE and not read.query and _DID not in read.accept:
             door.metrics.inc("idres_requests_total", 'interface="rest"')
             key = door.keys.get(read.target)
@@ -400,6 +407,12 @@ class FrontProtocol(asyncio.Protocol):
                     return
                 if not ident.qualifiers:
                     key = door.remember(read.target, ident.canonical)
+            if read.fill and (key is None or b"%" in read.target):
+                # the edge keeps answers by the target as sent: percent-encoded
+                # spellings (endless for one identifier) do not fill it, so they can
+                # neither make every read fresh (a database read each) nor crowd its
+                # memory; they are answered here, from this worker's cache
+                read = dataclasses.replace(read, fill=False)
             if key is not None and not read.fill:
                 entry = door.resolver.cache.get(key)
                 if entry is not None:  # the hot path: no await, only the cache's bytes
@@ -601,6 +614,7 @@ async def open_front(
     header_timeout: float = HEADER_TIMEOUT,
     idle_timeout: float = IDLE_TIMEOUT,
     shedder: Shedder | None = None,
+    behind_edge: bool = False,
 ) -> FrontDoor:
     """Start a front door on an already bound socket, before ``runner``'s application
     (set up already): what the door does not answer, the application does."""
@@ -614,6 +628,7 @@ async def open_front(
         header_timeout=header_timeout,
         idle_timeout=idle_timeout,
         shedder=shedder,
+        behind_edge=behind_edge,
     )
     api.metrics.extra.append(door.metrics_lines)  # /metrics shows what was shed
     await door.start(sock)

@@ -153,8 +153,10 @@ class Resolver:
             # a record replicated up from the chain below answers here, without a hop;
             # one not (yet) here is asked for below, so a fresh write is never missed
             copy = (
-                None  # certainly not in the copies: no query
-                if self.absent(key) and self.current(route)
+                # certainly not in the copies: no query. Not for a fresh read: the edge
+                # may have heard of a new identifier before this worker's filter did
+                None
+                if not fresh and self.absent(key) and self.current(route)
                 else await self.replica(ident)
             )
             if isinstance(copy, tuple):

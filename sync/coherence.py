@@ -273,11 +273,14 @@ class Listener:
             with contextlib.suppress(Exception):
                 conn.remove_termination_listener(on_close)
             if not conn.is_closed():
+                # a pooled connection goes back as it came (registry.database._reset):
+                # each step on its own, so that one failing does not skip the others
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANGED_CHANNEL, self._changed)
+                with contextlib.suppress(Exception):
                     await conn.remove_listener(DIRECTORY_CHANNEL, self._directory_notice)
-                    # a pooled connection goes back as it came (registry.database._reset)
-                    await conn.execute("RESET application_name")
+                with contextlib.suppress(Exception):
+                    await conn.execute("UNLISTEN *; RESET application_name")
 
     async def _read_status(self, conn: Any) -> None:
         row = await conn.fetchrow(

@@ -108,7 +108,12 @@ def is_current(
     c = view.chains.get(chain)
     if c is None or c.hindered:
         return False
-    if c.confirmed_at is not None and now - c.confirmed_at <= confirmed_within:
+    if (
+        c.confirmed_at is not None
+        and now - c.confirmed_at <= confirmed_within
+        # unless a later look at the log found blocks waiting: the chain grew since
+        and (view.refreshed_at < c.confirmed_at or c.behind == 0)
+    ):
         return True  # the chain's own node said so: no need of the log's word
     if now - view.refreshed_at > within:
         return False

@@ -315,6 +315,10 @@ class Relay:
                         store_down_since = self.clock()
                         log.warning("relay %s: cutting paused: %s", self.config.chain, exc)
                     if listener is not None:
+                        # UNLISTEN before it goes back: the pool's reset leaves session
+                        # state alone (registry.database._reset)
+                        with contextlib.suppress(Exception):
+                            await listener.remove_listener(OUTBOX_CHANNEL, self.wake)
                         with contextlib.suppress(Exception):
                             await self.pool.release(listener)
                         listener = None

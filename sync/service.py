@@ -263,13 +263,24 @@ class Sync:
         async def tip(request: web.Request) -> web.Response:
             # where this node's chain ends: the nodes that follow it learn from it that
             # their copy is current while the chain is quiet (sync/tips.py)
+            # and whether writes wait in the outbox, uncut, in the same snapshot: a
+            # relay that cannot cut must not keep the copies above current
             try:
-                async with self.pool.acquire() as conn:
+                async with (
+                    self.pool.acquire() as conn,
+                    conn.transaction(isolation="repeatable_read", readonly=True),
+                ):
                     ends = await load_tip(conn, me)
+                    pending = bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM outbox)"))
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
                 raise StoreUnavailable(f"reading the chain's tip failed: {exc}") from exc
             return web.json_response(
-                {"chain": me, "height": ends.height, "hash": ends.block_hash.hex()}
+                {
+                    "chain": me,
+                    "height": ends.height,
+                    "hash": ends.block_hash.hex(),
+                    "pending": pending,
+                }
             )
 
         app.router.add_get(TIP_PATH, tip)

@@ -9,7 +9,8 @@ quiet chain cuts no blocks, and without this its copy would stop counting as cur
 the tree (a hop, and a connection held meanwhile) although the copy has every block.
 
 Each node answers ``GET /api/sync/tip`` with its own chain's last block (height and
-hash; ``sync/service.py``). The answer is the chain node's own word about its own
+hash) and whether writes wait in its outbox, not yet cut (``sync/service.py``): only
+a tip with nothing pending confirms a copy. The answer is the chain node's own word about its own
 chain: a node that lies can only make the nodes above it answer "not found" for its
 own identifiers, or ask it for them; it cannot touch another node's records.
 """
@@ -30,8 +31,11 @@ TIMEOUT = 2.0
 
 
 def read_tip(body: object, chain: str) -> tuple[int, bytes] | None:
-    """(height, block hash) from a tip answer for ``chain``; None if it is not one."""
+    """(height, block hash) from a tip answer for ``chain``; None if it is not one, or
+    if writes wait at the node, not yet in a block (its chain is about to grow)."""
     if not isinstance(body, dict) or body.get("chain") != chain:
+        return None
+    if body.get("pending") is not False:
         return None
     height, digest = body.get("height"), body.get("hash")
     if type(height) is not int or height < 0 or not isinstance(digest, str):

@@ -76,7 +76,12 @@ func cacheable(req *fasthttp.Request) bool {
 	if len(h.Peek("Idres-Via")) > 0 { // a peer's lookup: the workers judge hops and budgets
 		return false
 	}
-	return !bytes.Contains(h.Peek("Accept"), did) && h.ContentLength() <= 0
+	for _, accept := range h.PeekAll("Accept") { // every Accept line: the router joins them
+		if bytes.Contains(accept, did) {
+			return false
+		}
+	}
+	return h.ContentLength() <= 0
 }
 
 // Serve answers one request.
@@ -93,7 +98,7 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 		}
 	}
 	started := time.Now()
-	if !e.shed.Admit(started) {
+	if !e.shed.Start(started) {
 		e.refused.Add(1)
 		e.fail(ctx, fasthttp.StatusServiceUnavailable,
 			"this node is answering all it can; ask again in "+retryAfter+" s")
@@ -112,7 +117,6 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 		req.Header.Set(edgeHeader, "fill")
 	}
 	e.forwarded.Add(1)
-	e.shed.Started(started)
 	pool := e.workers
 	if fill {
 		pool = e.reads

@@ -70,8 +70,8 @@ func newHarness(t *testing.T, floor int, delay time.Duration) *harness {
 		name:    "test",
 		timeout: 5 * time.Second,
 		shed:    NewShedder(floor, 64, 50*time.Millisecond, 100*time.Millisecond),
-		reads:   workersClient(path, 5*time.Second),
-		workers: workersClient(path, 5*time.Second),
+		reads:   workersClient(path, 5*time.Second, 5),
+		workers: workersClient(path, 5*time.Second, 1),
 	}
 	front := fasthttputil.NewInmemoryListener()
 	server := &fasthttp.Server{Handler: e.Serve, ErrorHandler: e.Malformed, NoDefaultContentType: true}
@@ -152,6 +152,7 @@ func TestReadsTheEdgeMayNotKeepAlwaysReachTheWorkers(t *testing.T) {
 	}{
 		{"/api/handles/88.100.1/A?type=URL", nil},
 		{"/api/handles/88.100.1/A", []string{"Accept", "application/did-resolution"}},
+		{"/api/handles/88.100.1/A", []string{"Accept", "application/json", "Accept", "application/did+ld+json"}},
 		{"/api/handles/88.100.1/A", []string{"Signature", "sig1=:AAAA:"}},
 		{"/api/handles/88.100.1/A", []string{"Idres-Via", "backbone"}},
 		{"/88.100.1/A", nil},

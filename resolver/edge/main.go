@@ -66,8 +66,8 @@ func main() {
 		name:    *name,
 		timeout: *timeout,
 		shed:    NewShedder(*floor, *maxForward, *target, *standing),
-		reads:   workersClient(*backend, *timeout),
-		workers: workersClient(*backend, *timeout),
+		reads:   workersClient(*backend, *timeout, 5),
+		workers: workersClient(*backend, *timeout, 1),
 	}
 	server := &fasthttp.Server{
 		Handler:                      edge.Serve,
@@ -96,9 +96,13 @@ func main() {
 	}
 }
 
-func workersClient(backend string, timeout time.Duration) *fasthttp.HostClient {
+// workersClient is a pool of connections to the workers. attempts: how often a
+// request is sent again on a connection found closed; fasthttp would resend even a
+// PUT, which a worker may have applied already: 1 for everything but reads.
+func workersClient(backend string, timeout time.Duration, attempts int) *fasthttp.HostClient {
 	return &fasthttp.HostClient{
-		Addr: "workers",
+		MaxIdemponentCallAttempts: attempts,
+		Addr:                      "workers",
 		Dial: func(string) (net.Conn, error) {
 			return net.DialTimeout("unix", backend, 5*time.Second)
 		},

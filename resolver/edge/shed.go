@@ -24,22 +24,22 @@ func NewShedder(floor, max int, target, standing time.Duration) *Shedder {
 	return &Shedder{floor: floor, max: max, target: target, standing: standing, quick: time.Now()}
 }
 
-func (s *Shedder) Admit(now time.Time) bool {
+// Start admits one more request and counts it under way, in one step (a burst
+// cannot slip past max between a check and a count); false: refuse it.
+func (s *Shedder) Start(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.inflight >= s.max {
 		return false
 	}
-	return s.inflight < s.floor || now.Sub(s.quick) < s.standing
-}
-
-func (s *Shedder) Started(now time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	if s.inflight >= s.floor && now.Sub(s.quick) >= s.standing {
+		return false
+	}
 	if s.inflight == 0 {
 		s.quick = now
 	}
 	s.inflight++
+	return true
 }
 
 func (s *Shedder) Landed(took time.Duration, now time.Time) {

@@ -105,3 +105,35 @@ def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path:
     assert status == 1
     assert f"sync process {sync} exited" in err
     assert "Traceback" not in err, err
+
+
+def test_a_node_killed_outright_takes_its_processes_with_it(db_url: str, tmp_path: Path) -> None:
+    """kill -9 of ``idres serve`` gives it no chance to stop its children: they go by
+    themselves (the workers and sync process at once, the edge within a second),
+    rather than serve, or apply, for nobody."""
+    proc, _ = _serve(db_url, tmp_path, workers=2)
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        deadline = time.monotonic() + 10
+        while len(kids := children(proc.pid)) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(kids) == 4  # the edge, two workers, the sync process
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while (alive := [k for k in kids if _alive(k)]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not alive, f"still running after the node was killed: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; its parent has not read its status yet

@@ -155,6 +155,21 @@ FRESH = ChainView(behind=0, cut_at=NOW - 1, hindered=False)
             ),
             True,
         ),
+        # ... unless a look at the log after it found blocks waiting
+        (
+            FollowerView(
+                refreshed_at=NOW,
+                chains={"c": ChainView(behind=2, cut_at=NOW - 600, confirmed_at=NOW - 1)},
+            ),
+            False,
+        ),
+        (
+            FollowerView(
+                refreshed_at=NOW - 2,
+                chains={"c": ChainView(behind=2, cut_at=NOW - 600, confirmed_at=NOW - 1)},
+            ),
+            True,
+        ),
         (
             FollowerView(
                 refreshed_at=NOW, chains={"c": ChainView(behind=0, cut_at=NOW, hindered=True)}
@@ -195,12 +210,14 @@ def test_a_view_written_without_confirmations_still_reads() -> None:
 @pytest.mark.parametrize(
     ("body", "tip"),
     [
-        ({"chain": "c", "height": 7, "hash": "ab01"}, (7, b"\xab\x01")),
-        ({"chain": "other", "height": 7, "hash": "ab01"}, None),  # another chain's tip
-        ({"chain": "c", "height": -1, "hash": "ab01"}, None),
-        ({"chain": "c", "height": True, "hash": "ab01"}, None),
-        ({"chain": "c", "height": 7, "hash": "not hex"}, None),
-        ({"chain": "c", "height": 7}, None),
+        ({"chain": "c", "height": 7, "hash": "ab01", "pending": False}, (7, b"\xab\x01")),
+        ({"chain": "c", "height": 7, "hash": "ab01", "pending": True}, None),  # uncut writes
+        ({"chain": "c", "height": 7, "hash": "ab01"}, None),
+        ({"chain": "other", "height": 7, "hash": "ab01", "pending": False}, None),
+        ({"chain": "c", "height": -1, "hash": "ab01", "pending": False}, None),
+        ({"chain": "c", "height": True, "hash": "ab01", "pending": False}, None),
+        ({"chain": "c", "height": 7, "hash": "not hex", "pending": False}, None),
+        ({"chain": "c", "height": 7, "pending": False}, None),
         (["c", 7, "ab01"], None),
     ],
 )
