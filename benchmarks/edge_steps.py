@@ -31,6 +31,8 @@ from benchmarks.testbed import (
     Network,
     Writes,
     children,
+    cpu_ticks,
+    is_edge,
     nice_postgres,
     niceness,
     pin,
@@ -40,16 +42,10 @@ from registry.database import start_embedded
 STEP_SECONDS = 5.0
 
 
-def _ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (proc(5))
-
-
 def _parts(node: int, pg_dir: Path) -> dict[str, list[int]]:
     parts: dict[str, list[int]] = {}
     for child in children(node):
-        comm = Path(f"/proc/{child}/comm").read_text().strip()
-        what = "edge" if comm == "idres-edge" else "sync" if niceness(child) > 0 else "worker"
+        what = "edge" if is_edge(child) else "sync" if niceness(child) > 0 else "worker"
         parts.setdefault(what, []).append(child)
     for pidfile in pg_dir.rglob("postmaster.pid"):
         postmaster = int(pidfile.read_text().split()[0])
@@ -63,7 +59,7 @@ def _cpu(parts: dict[str, list[int]]) -> dict[str, int]:
         total = 0
         for pid in pids:
             with contextlib.suppress(OSError):
-                total += _ticks(pid)
+                total += cpu_ticks(pid)
         out[what] = total
     return out
 

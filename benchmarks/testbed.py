@@ -129,6 +129,12 @@ def _stat(pid: int) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
+def cpu_ticks(pid: int) -> int:
+    """CPU ``pid`` has used, user and system, in clock ticks (proc(5))."""
+    fields = _stat(pid)
+    return int(fields[11]) + int(fields[12])
+
+
 def niceness(pid: int) -> int:
     return int(_stat(pid)[16])
 
@@ -159,7 +165,7 @@ def workers_rss_mb(pid: int) -> list[float]:
     out = []
     for child in children(pid):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            if niceness(child) == 0 and not _is_edge(child):
+            if niceness(child) == 0 and not is_edge(child):
                 out.append(round(rss_mb(child), 1))
     return out
 
@@ -168,12 +174,13 @@ def edge_rss_mb(pid: int) -> float | None:
     """The resident memory of the edge ``idres serve`` (``pid``) started, if any."""
     for child in children(pid):
         with contextlib.suppress(OSError):
-            if _is_edge(child):
+            if is_edge(child):
                 return round(rss_mb(child), 1)
     return None
 
 
-def _is_edge(pid: int) -> bool:
+def is_edge(pid: int) -> bool:
+    """Whether ``pid`` is a node's edge (resolver/edge)."""
     return Path(f"/proc/{pid}/comm").read_text().strip() == "idres-edge"
 
 

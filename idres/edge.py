@@ -9,10 +9,12 @@ binary is missing serves with the workers' own front doors and says so.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 BINARY = "idres-edge"
@@ -26,7 +28,40 @@ def binary() -> Path | None:
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
-def workers_socket() -> tuple[socket.socket, Path]:
+@dataclass(frozen=True, slots=True)
+class Front:
+    """An edge started in front of a node: its process, and the socket its workers
+    accept on (in a folder of its own)."""
+
+    process: subprocess.Popen[bytes]
+    workers: socket.socket
+    path: Path
+
+    def remove(self) -> None:
+        """The workers' socket and its folder, once the node has stopped."""
+        self.workers.close()
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+def put_in_front(
+    executable: Path,
+    public: socket.socket,
+    *,
+    database_url: str,
+    name: str,
+    max_entries: int,
+) -> Front:
+    """Start the edge on the node's bound ``public`` socket, which it holds from now
+    (closed here), in front of a new socket for the node's workers."""
+    inner, path = _workers_socket()
+    process = _start(
+        executable, public, path, database_url=database_url, name=name, max_entries=max_entries
+    )
+    public.close()
+    return Front(process, inner, path)
+
+
+def _workers_socket() -> tuple[socket.socket, Path]:
     """A listening unix socket for the workers, in a fresh directory only this user
     reaches (mode 0700): whatever connects is the edge, so the client address it names
     can be believed. A short path: a unix socket's is at most 107 bytes."""
@@ -38,7 +73,7 @@ def workers_socket() -> tuple[socket.socket, Path]:
     return sock, path
 
 
-def start(
+def _start(
     executable: Path,
     public: socket.socket,
     workers: Path,

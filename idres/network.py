@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import shutil
 import signal
 import socket
 import subprocess
@@ -115,8 +114,7 @@ class Running:
     logs: list[Log]
     transport: str  # how the chains travel, for the summary
     anchor: bytes  # the super node's public key (DER)
-    edges: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    behind: list[Path] = field(default_factory=list)  # the edges' workers' sockets
+    edges: list[edge.Front] = field(default_factory=list)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -227,20 +225,15 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         # one port a node: the edge (when built) answers the reads it keeps, the front
         # door the other common reads, the app the rest
         if front is not None:
-            inner, inner_path = edge.workers_socket()
-            running.edges.append(
-                edge.start(
-                    front,
-                    sock,
-                    inner_path,
-                    database_url=node_url,
-                    name=spec.name,
-                    max_entries=CacheConfig().max_entries,
-                )
+            placed = edge.put_in_front(
+                front,
+                sock,
+                database_url=node_url,
+                name=spec.name,
+                max_entries=CacheConfig().max_entries,
             )
-            running.behind.append(inner_path)
-            sock.close()
-            sock = inner
+            running.edges.append(placed)
+            sock = placed.workers
         door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
@@ -264,21 +257,21 @@ async def _seed(store: PostgresStore, node: str) -> None:
 
 
 async def stop(running: Running) -> None:
-    for proc in running.edges:
-        proc.terminate()
-    for proc in running.edges:
+    for placed in running.edges:
+        placed.process.terminate()
+    for placed in running.edges:
         with contextlib.suppress(subprocess.TimeoutExpired):
-            await asyncio.to_thread(proc.wait, 10)
-        if proc.returncode is None:
-            proc.kill()
-    for path in running.behind:
-        shutil.rmtree(path.parent, ignore_errors=True)
+            await asyncio.to_thread(placed.process.wait, 10)
+        if placed.process.returncode is None:
+            placed.process.kill()
     for door in running.doors:
         door.close()
     for runner in running.runners:
         await runner.cleanup()
     for pool in running.pools:
         await pool.close()
+    for placed in running.edges:
+        placed.remove()  # after the doors that accepted on its socket
     for log in running.logs:
         await log.close()
 

@@ -18,7 +18,6 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import sys
@@ -209,20 +208,18 @@ def _supervise(
     sync process; stop them all when told to or when one dies."""
     children: dict[int, str] = {}  # pid -> what it is, for the message when it dies
     behind_edge = front is not None
+    placed: edge.Front | None = None
     if front is not None:
         # the edge takes the node's port; the workers accept on a socket of the node's
-        inner, inner_path = edge.workers_socket()
-        started = edge.start(
+        placed = edge.put_in_front(
             front,
             sock,
-            inner_path,
             database_url=url,
             name=config.name or "node",
             max_entries=CacheConfig().max_entries if config.cache else 0,
         )
-        children[started.pid] = "edge"
-        sock.close()
-        sock = inner
+        children[placed.process.pid] = "edge"
+        sock = placed.workers
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         parent = os.getpid()
@@ -276,8 +273,8 @@ def _supervise(
             stop(signal.SIGTERM, None)  # a worker or the sync died: the node goes, loudly
             print(f"idres: {what} {pid} exited ({status}); stopping", file=sys.stderr)
     sock.close()
-    if front is not None:
-        shutil.rmtree(inner_path.parent, ignore_errors=True)
+    if placed is not None:
+        placed.remove()
     return 1 if failed else 0
 
 

@@ -393,8 +393,6 @@ class FrontProtocol(asyncio.Protocol):
 
     def _read(self, read: Read) -> None:
         door = self.door
-        if read.fill and not door.behind_edge:
-            read = dataclasses.replace(read, fill=False)
         if read.kind is Kind.HANDLE and not read.query and _DID not in read.accept:
             door.metrics.inc("idres_requests_total", 'interface="rest"')
             key = door.keys.get(read.target)
@@ -407,11 +405,12 @@ class FrontProtocol(asyncio.Protocol):
                     return
                 if not ident.qualifiers:
                     key = door.remember(read.target, ident.canonical)
-            if read.fill and (key is None or b"%" in read.target):
-                # the edge keeps answers by the target as sent: percent-encoded
-                # spellings (endless for one identifier) do not fill it, so they can
-                # neither make every read fresh (a database read each) nor crowd its
-                # memory; they are answered here, from this worker's cache
+            if read.fill and not (door.behind_edge and key is not None and b"%" not in read.target):
+                # believed only from the node's edge (a client's own would make every
+                # read skip the cache). The edge keeps answers by the target as sent:
+                # percent-encoded spellings (endless for one identifier) do not fill
+                # it, so they can neither make every read fresh (a database read each)
+                # nor crowd its memory; they are answered here, from this cache
                 read = dataclasses.replace(read, fill=False)
             if key is not None and not read.fill:
                 entry = door.resolver.cache.get(key)

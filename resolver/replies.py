@@ -110,9 +110,9 @@ def edge_headers(answer: Answer, key: str) -> tuple[tuple[str, str], ...]:
     for how long it may be kept at most. None for answers no cache here may keep, and
     for keys a header cannot carry as they are (the edge matches them byte for byte
     against the NOTIFY payloads)."""
-    if answer.ttl is None or answer.status not in (200, 404) or not key.isascii():
+    if answer.ttl is None or answer.status not in (200, 404):
         return ()
-    if not key.isprintable() or answer.stale:
+    if not (key.isascii() and key.isprintable()):
         return ()
     return ((EDGE_KEY, key), (EDGE_TTL, f"{answer.ttl:.3f}"))
 

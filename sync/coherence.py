@@ -273,11 +273,9 @@ class Listener:
             with contextlib.suppress(Exception):
                 conn.remove_termination_listener(on_close)
             if not conn.is_closed():
-                # a pooled connection goes back as it came (registry.database._reset):
-                # each step on its own, so that one failing does not skip the others
+                # a pooled connection goes back as it came (registry.database._reset)
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(CHANGED_CHANNEL, self._changed)
-                with contextlib.suppress(Exception):
                     await conn.remove_listener(DIRECTORY_CHANNEL, self._directory_notice)
                 with contextlib.suppress(Exception):
                     await conn.execute("UNLISTEN *; RESET application_name")

@@ -101,10 +101,10 @@ def is_current(
     transaction's worth of blocks waiting, and the chain's node seen publishing at
     most ``within`` seconds ago (the last block applied here cut then), or its node
     saying at most ``confirmed_within`` seconds ago that its chain ends where this
-    copy does (a quiet chain; that word stands on its own, as fresh as it is, without
-    the log's). A view that
-    stops being renewed (the sync process hangs, a worker stops hearing it) stops
-    being current by itself, ``within`` seconds after its last look at the log."""
+    copy does (a quiet chain; that word stands on its own, as fresh as it is, unless
+    a later look at the log found blocks waiting). A view that stops being renewed
+    (the sync process hangs, a worker stops hearing it) stops being current by
+    itself, ``within`` seconds after its last look at the log."""
     c = view.chains.get(chain)
     if c is None or c.hindered:
         return False
