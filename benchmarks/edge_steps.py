@@ -40,6 +40,7 @@ from benchmarks.testbed import (
 from registry.database import start_embedded
 
 STEP_SECONDS = 5.0
+_PY_SPY = Path(sys.executable).parent / "py-spy"  # --profile only; not a dependency
 
 
 def _parts(node: int, pg_dir: Path) -> dict[str, list[int]]:
@@ -80,8 +81,7 @@ def _counters(text: str) -> dict[str, float]:
 
 def _spy(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy on ``pid`` for most of a step, raw stacks to ``out``."""
-    py_spy = str(Path(sys.executable).parent / "py-spy")  # in the virtualenv: pip install py-spy
-    args = [py_spy, "record", "--pid", str(pid), "-r", "200", "-d", "4", "-f", "raw"]
+    args = [str(_PY_SPY), "record", "--pid", str(pid), "-r", "200", "-d", "4", "-f", "raw"]
     return subprocess.Popen(
         [*args, "-o", out, "--nonblocking"],
         stdout=subprocess.DEVNULL,
@@ -99,6 +99,11 @@ def main() -> None:
     ap.add_argument("--profile", metavar="FILE", help="py-spy the super node's worker to FILE")
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
+    if args.profile and not _PY_SPY.exists():
+        raise SystemExit(
+            f"--profile needs py-spy, which the project does not install: "
+            f"{Path(sys.executable).parent / 'pip'} install py-spy"
+        )
     work = scratch("idres-edge-steps-")
     pg = start_embedded(work / "pg")
     nice_postgres(work / "pg")
