@@ -26,10 +26,11 @@ from benchmarks import dataset, loadgen
 from benchmarks.resolution import kafka_down, kafka_up, warm
 from benchmarks.scratch import scratch
 from benchmarks.testbed import (
-    BACKGROUND_NICE,
     LOADGEN_CPU,
+    SERVER_CPU,
     Network,
     Writes,
+    background,
     children,
     cpu_ticks,
     is_edge,
@@ -63,6 +64,22 @@ def _cpu(parts: dict[str, list[int]]) -> dict[str, int]:
                 total += cpu_ticks(pid)
         out[what] = total
     return out
+
+
+def _cpu_times(cpu: str) -> list[int]:
+    """cpu's times since boot in ticks: user nice system idle iowait irq softirq steal
+    (proc(5), /proc/stat)."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            return [int(x) for x in line.split()[1:9]]
+    raise LookupError(cpu)
+
+
+def _split(before: list[int], after: list[int]) -> dict[str, float]:
+    names = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    spent = [a - b for a, b in zip(after, before, strict=True)]
+    total = sum(spent) or 1
+    return {n: round(t / total, 2) for n, t in zip(names, spent, strict=True) if t}
 
 
 def _metrics(port: int) -> str:
@@ -108,7 +125,7 @@ def main() -> None:
     pg = start_embedded(work / "pg")
     nice_postgres(work / "pg")
     entry_pg = start_embedded(work / "pg-entry")
-    bootstrap, kenv = kafka_up(work, nice=BACKGROUND_NICE)
+    bootstrap, kenv = kafka_up(work, place=background([]))
     net = Network(work, pg, bootstrap, entry_pg_url=entry_pg)
     try:
         asyncio.run(net.create_databases())
@@ -147,6 +164,7 @@ async def _steps(
         )
         spy = _spy(parts["worker"][0], f"{args.profile}.{rate}") if args.profile else None
         cpu0, seen0, t0 = _cpu(parts), _counters(_metrics(port)), time.time()
+        server0 = _cpu_times(SERVER_CPU)
         result = await asyncio.to_thread(
             loadgen.run,
             targets,
@@ -155,18 +173,28 @@ async def _steps(
             label=str(rate),
         )
         cpu1, text, t1 = _cpu(parts), _metrics(port), time.time()
+        server = _split(server0, _cpu_times(SERVER_CPU))
         if task is not None:
             await task
         if spy is not None:
             await asyncio.to_thread(spy.wait)
         seen1 = _counters(text)
         cores = {w: round((cpu1[w] - cpu0.get(w, 0)) / 100 / (t1 - t0), 2) for w in cpu1}
-        did = {k.removeprefix("idres_"): int(v - seen0.get(k, 0)) for k, v in seen1.items()}
+        did: dict[str, object] = {
+            k.removeprefix("idres_"): round(v - seen0.get(k, 0), 3 if "seconds" in k else None)
+            for k, v in seen1.items()
+        }
+        if writes is not None:
+            lags = sorted(writes.lags) or [0.0]
+            did["writes acked/errors, lag p99 s"] = (
+                f"{writes.acked}/{writes.errors}, {lags[int(0.99 * (len(lags) - 1))]:.2f}"
+            )
         current = re.findall(r'^idres_chain_current\{[^}]*chain="([^"]+)"\} (\d)', text, re.M)
         print(
             f"{rate:>7,}/s: achieved {result.achieved_rate:,.0f}/s p50 {result.p50_ms:.2f} "
             f"p99 {result.p99_ms:.2f} max {result.max_ms:.1f} ms timeouts {result.timeouts}"
-            f"\n   cores: {cores}\n   counts: {did}\n   current: "
+            f"\n   cores: {cores}\n   cpu {SERVER_CPU} (the entry node's): {server}"
+            f"\n   counts: {did}\n   current: "
             + " ".join(f"{chain}={flag}" for chain, flag in current),
             flush=True,
         )

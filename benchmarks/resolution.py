@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -358,12 +359,18 @@ async def warm(port: int, keys: list[str]) -> None:
         limit = asyncio.Semaphore(4)
 
         async def one(chunk: list[str]) -> None:
-            async with (
-                limit,
-                s.post(f"http://127.0.0.1:{port}/api/resolve", json={"identifiers": chunk}) as resp,
-            ):
-                body = await resp.read()
-                assert resp.status == 200, f"warming: {resp.status} {body[:300]!r}"
+            for _ in range(30):  # a node shedding load says when to ask again: do so
+                async with (
+                    limit,
+                    s.post(
+                        f"http://127.0.0.1:{port}/api/resolve", json={"identifiers": chunk}
+                    ) as resp,
+                ):
+                    body = await resp.read()
+                if resp.status != 503:
+                    break
+                await asyncio.sleep(float(resp.headers.get("Retry-After", "1")))
+            assert resp.status == 200, f"warming: {resp.status} {body[:300]!r}"
 
         await asyncio.gather(*(one(keys[i : i + 1000]) for i in range(0, len(keys), 1000)))
 
@@ -408,12 +415,13 @@ def sources(port: int) -> dict[str, int]:
     return out
 
 
-def kafka_up(work: Path, *, nice: int = 0) -> tuple[str, dict[str, str] | None]:
+def kafka_up(work: Path, *, place: Sequence[str] = ()) -> tuple[str, dict[str, str] | None]:
+    """Start a broker (``place``: a command prefix, such as ``nice``, to run it under)."""
     if os.environ.get("KAFKA_BOOTSTRAP"):
         return os.environ["KAFKA_BOOTSTRAP"], None
     env = {**os.environ, "IDRES_STATE": str(work / "kafka")}
     out = subprocess.run(
-        ["nice", "-n", str(nice), "bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
+        [*place, "bash", str(ROOT / "deploy/kafka/kafka.sh"), "start"],
         env=env,
         capture_output=True,
         text=True,

@@ -17,8 +17,9 @@ cache-hot and cache-cold, on its one port):
 3. for idres cache-hot: a spike to 10x a base of half the held rate, as at midnight.
 
 The server under test runs on CPU 0, the load generator on CPU 1; the other nodes,
-PostgreSQL, Kafka and this script are not pinned, and all but this script run at
-nice BACKGROUND_NICE (see the report's placement).
+their PostgreSQL and Kafka are not pinned and run under SCHED_IDLE (see
+testbed.BACKGROUND_NICE); the super node's own PostgreSQL and this script are not
+pinned (see the report's placement).
 """
 
 from __future__ import annotations
@@ -51,11 +52,11 @@ from benchmarks.resolution import (
 )
 from benchmarks.scratch import scratch
 from benchmarks.testbed import (
-    BACKGROUND_NICE,
     LOADGEN_CPU,
     SERVER_CPU,
     Network,
     Writes,
+    background,
     cpus,
     edge_rss_mb,
     floor,
@@ -281,7 +282,7 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
         pg = start_embedded(work / "pg")
         nice_postgres(work / "pg")
         entry_pg = start_embedded(work / "pg-entry")  # the super node's own, not niced
-        bootstrap, kafka_env = kafka_up(work, nice=BACKGROUND_NICE)
+        bootstrap, kafka_env = kafka_up(work, place=background([]))
         net = Network(work, pg, bootstrap, entry_pg_url=entry_pg)
         asyncio.run(net.create_databases())
         t = time.monotonic()
@@ -296,8 +297,9 @@ def run(profile: Profile, out: Path, *, bound_ms: float = 10.0, keys: int | None
             "cpu_placement": {
                 "server under test": SERVER_CPU if cpus() > 1 else "any",
                 "load generator (oha, wrk)": LOADGEN_CPU if cpus() > 1 else "any",
-                "other nodes, PostgreSQL, Kafka, writer": "not pinned",
-                "niceness": f"other nodes, their PostgreSQL, Kafka: {BACKGROUND_NICE}; the "
+                "other nodes, their PostgreSQL, Kafka, the super node's own PostgreSQL, "
+                "the writer": "not pinned",
+                "niceness": "other nodes, their PostgreSQL, Kafka: SCHED_IDLE (sched(7)); the "
                 "super node's own PostgreSQL: 0; its sync process: idres.node.SYNC_NICE",
                 "cpus": str(cpus()),
             },
@@ -436,9 +438,9 @@ def method(profile: Profile, bound_ms: float) -> list[str]:
         "new identifiers, half updates) at the sub-chain nodes, during every step and spike "
         "of every server, the references included; replication lag is from a write's "
         "acknowledgement to its version in the super node's database. The other five nodes, "
-        f"their PostgreSQL and Kafka run at nice {BACKGROUND_NICE} (they stand in for other "
-        "machines); the super node's own PostgreSQL is a server of its own at nice 0, and its "
-        "sync process is niced by idres itself.",
+        "their PostgreSQL and Kafka run under SCHED_IDLE, on what the foreground leaves "
+        "(they stand in for other machines); the super node's own PostgreSQL is a server of "
+        "its own at nice 0, and its sync process is niced by idres itself.",
         "Spike: base 50% of the cache-hot held rate, then 10x the base for "
         f"{profile.spike[1]:g} s, {profile.spike[0]:g} s after the start; a request hangs if "
         "it is not answered within 1 s.",
