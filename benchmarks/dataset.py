@@ -22,8 +22,8 @@ import asyncpg
 
 from idres.network import LAYOUT
 from registry.httpio import dump
-from registry.store import VALUE_COLUMNS, value_to_row
-from schemas.codec_json import record_to_json
+from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, value_to_row
+from schemas.codec_json import public_answer, record_to_json
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode
 from schemas.identifiers.gs1 import check_digit
@@ -93,14 +93,24 @@ async def load(urls: dict[str, str], keys: int, chunk: int = 50_000) -> dict[str
         for start in range(0, keys, chunk):
             idents: dict[str, list[tuple[object, ...]]] = {n: [] for n in urls}
             values: dict[str, list[tuple[object, ...]]] = {n: [] for n in urls}
+            answers: dict[str, list[tuple[object, ...]]] = {n: [] for n in urls}
             for n in range(start, min(start + chunk, keys)):
                 owner, text = owner_and_id(n)
                 ident = parse(text)
                 record = record_of(n)
                 per_owner[owner] = per_owner.get(owner, 0) + 1
+                # as registry.store.write_answers would write it, from the rows as read
+                placed = Record(
+                    handle=ident.canonical, values=tuple(sorted(record.values, key=_index))
+                )
+                public = public_answer(placed)
                 for node in holders(owner):
                     idents[node].append((ident.canonical, str(ident.scheme), str(ident.routing), 1))
                     values[node] += [value_to_row(ident.canonical, v) for v in record.values]
+                    if public is not None:
+                        answers[node].append(
+                            (ident.canonical, public.body, public.ttl, public.expires_at)
+                        )
             for node, conn in conns.items():
                 async with conn.transaction():
                     await conn.copy_records_to_table(
@@ -111,12 +121,19 @@ async def load(urls: dict[str, str], keys: int, chunk: int = 50_000) -> dict[str
                     await conn.copy_records_to_table(
                         "handle_values", columns=VALUE_COLUMNS, records=values[node]
                     )
+                    await conn.copy_records_to_table(
+                        "answers", columns=ANSWER_COLUMNS, records=answers[node]
+                    )
         for conn in conns.values():
             await conn.execute("ANALYZE")
     finally:
         for conn in conns.values():
             await conn.close()
     return per_owner
+
+
+def _index(value: HandleValue) -> int:
+    return value.index
 
 
 def by_scheme(keys: int) -> dict[str, int]:

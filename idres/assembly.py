@@ -30,7 +30,7 @@ from registry.store import PostgresStore
 from resolver.api import DEFAULT_DIGITAL_LINK_HOST, ResolverAPI, local_answer
 from resolver.batch import ReadBatcher
 from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET, BudgetConfig
-from resolver.cache import Cache, CacheConfig, record_ttl
+from resolver.cache import Cache, CacheConfig
 from resolver.metrics import Metrics
 from resolver.replies import EDGE_CLIENT
 from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
@@ -43,9 +43,7 @@ from resolver.topology import (
     sign_delegation,
 )
 from resolver.transport import HttpTransport, NodeTransport
-from schemas.codec_json import record_to_json
 from schemas.identifiers import Identifier
-from schemas.record import TtlType
 from sync.coherence import Connect, Listener
 from sync.directory import LiveDirectory
 from sync.judge import followed
@@ -182,22 +180,16 @@ def build_app(
     reads = ReadBatcher(store.get_many)  # concurrent lookups share one query
 
     async def local(ident: Identifier) -> Answer:
-        record = await reads.get(ident.canonical)
-        if record is None:
-            return local_answer(None, ident.canonical)
-        public = tuple(v for v in record.values if v.permissions.public_read)
-        return local_answer(record_to_json(record, values=public), ident.canonical)
+        return local_answer(await reads.get(ident.canonical), ident.canonical)[0]
 
     async def replica(ident: Identifier) -> tuple[Answer, float] | Withheld | None:
         record = await reads.get(ident.canonical)
         if record is None:
             return None
-        public = tuple(v for v in record.values if v.permissions.public_read)
-        ttls = [(v.ttl, v.ttl_type is TtlType.ABSOLUTE) for v in public]
-        answer = local_answer(record_to_json(record, values=public), ident.canonical)
+        answer, ttl = local_answer(record, ident.canonical)
         if answer.status != 200:  # not public: the node that holds it decides
             return WITHHELD
-        return replace(answer, source="replica"), record_ttl(ttls, time.time())
+        return replace(answer, source="replica"), ttl
 
     mirror_of = (sync_config or SyncConfig()).mirror_of
     kept: list[tuple[Directory, frozenset[str]]] = []

@@ -7,7 +7,6 @@ and an unexpected failure is logged here and answered without a traceback.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -18,6 +17,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import MultiMapping
 
+from schemas.codec_json import dumps
 from schemas.errors import IdresError, InvalidValue
 
 log = logging.getLogger("idres.http")
@@ -39,11 +39,7 @@ def json_response(body: dict[str, Any], status: int = 200) -> web.Response:
     return web.Response(body=dump(body), status=status, content_type=JSON)
 
 
-def dump(body: dict[str, Any]) -> bytes:
-    try:
-        return orjson.dumps(body)
-    except TypeError:  # a lone surrogate echoed from input: escape it instead
-        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+dump = dumps  # one encoder for every answer (schemas/codec_json.py)
 
 
 def error_body(exc: IdresError) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from schemas.codec_cbor import (
     encode_refs,
     record_to_cbor_obj,
 )
+from schemas.codec_json import public_answer
 from schemas.commitment import (
     COMMITMENT_FORMAT,
     SALT_BYTES,
@@ -66,6 +67,7 @@ from schemas.record import (
     check_values,
     same_content,
 )
+from sync.notices import CHANGED_CHANNEL, changed_payloads
 
 IDEMPOTENCY_TTL = 24 * 3600
 _RETRIES = 3  # conflicts between concurrent batches roll back and retry whole
@@ -473,6 +475,13 @@ async def _write(conn: asyncpg.Connection, planned: list[Planned], actor: str, n
     ]
     if rows:
         await conn.copy_records_to_table("handle_values", records=rows, columns=SALTED_COLUMNS)
+    await write_answers(conn, [p.handle for p in planned])
+    # the node's edge keeps answers from the answers table, local records' too: it
+    # forgets them when this commits, as it does what sync applies
+    changed = sorted({p.handle for p in planned})
+    await conn.executemany(
+        "SELECT pg_notify($1, $2)", [(CHANGED_CHANNEL, n) for n in changed_payloads(changed)]
+    )
     history, outbox = [], []
     for p in planned:
         # the record's CBOR structure is built once, for the history and the log alike
@@ -569,6 +578,25 @@ async def fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dic
     for r in await conn.fetch(_SELECT_MANY, names):
         grouped.setdefault(r["handle"], []).append(_row_to_value(r))
     return {h: Record(handle=h, values=tuple(vs)) for h, vs in grouped.items()}
+
+
+async def write_answers(conn: asyncpg.Connection, handles: Sequence[str]) -> None:
+    """Rewrite the public answer of each of ``handles`` (schemas/sql/0006_answers.sql)
+    from the rows the caller's transaction has just written, read back as every read
+    sees them: the edge serves the same bytes a worker would."""
+    names = sorted(set(handles))
+    records = await fetch_records(conn, names)
+    rows = [
+        (h, a.body, a.ttl, a.expires_at)
+        for h in names
+        if h in records and (a := public_answer(records[h])) is not None
+    ]
+    await conn.execute("DELETE FROM answers WHERE handle = ANY($1::text[])", names)
+    if rows:
+        await conn.copy_records_to_table("answers", records=rows, columns=ANSWER_COLUMNS)
+
+
+ANSWER_COLUMNS = ("handle", "body", "ttl", "expires_at")
 
 
 def _like_prefix(prefix: str) -> str:

@@ -42,9 +42,11 @@ from resolver.metrics import Metrics
 from resolver.replies import Reply
 from resolver.service import VIA_HEADER, Answer, Resolver, not_found
 from resolver.topology import Directory
+from schemas.codec_json import public_answer
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
 from schemas.identifiers.digital_link import PRIMARY_KEYS
+from schemas.record import Record
 
 MAX_BATCH_RESOLVE = 1000
 JSON = "application/json"
@@ -304,14 +306,19 @@ def _via(request: web.Request) -> tuple[str, ...]:
     return hops
 
 
-def local_answer(record_json: dict[str, Any] | None, handle: str) -> Answer:
-    """What this node answers for a record it holds, to anyone: its public values."""
-    if record_json is None:
-        return Answer(status=404, body=not_found(handle))
-    if not record_json["values"]:
+def local_answer(record: Record | None, handle: str) -> tuple[Answer, float]:
+    """What this node answers for a record it holds, to anyone: its public values (the
+    bytes its edge serves from the answers table, schemas.codec_json.public_answer),
+    and how long they may be cached."""
+    if record is None:
+        return Answer(status=404, body=not_found(handle)), 0.0
+    public = public_answer(record)
+    if public is None:
         exc = AuthenticationNeeded(
             f"the values of {handle} are not public; sign the "
             "request with an admin key to read them"
         )
-        return Answer(status=401, body=dump(error_body(exc)))
-    return Answer(status=200, body=dump(record_json))
+        return Answer(status=401, body=dump(error_body(exc))), 0.0
+    left = None if public.expires_at is None else public.expires_at - time.time()
+    ttl = min(t for t in (public.ttl, left) if t is not None)  # one at least: a value
+    return Answer(status=200, body=public.body), max(0.0, ttl)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from schemas.errors import FieldError, InvalidValue
 from schemas.record import (
@@ -46,6 +50,40 @@ def record_to_json(
     """The success body for a record; ``values`` narrows it to a filtered subset."""
     shown = record.values if values is None else values
     return {"responseCode": 1, "handle": record.handle, "values": [value_to_json(v) for v in shown]}
+
+
+def dumps(body: dict[str, Any]) -> bytes:
+    """A JSON body's bytes, compact: every answer idres gives is encoded here."""
+    try:
+        return orjson.dumps(body)
+    except TypeError:  # a lone surrogate echoed from input: escape it instead
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class PublicAnswer:
+    """What anyone may read of a record: ``GET /api/handles/{id}``'s body, and how long
+    a cache may keep it (RFC 3651 §3.1): ``ttl`` the shortest relative TTL of its
+    values, ``expires_at`` the earliest absolute one (seconds since the epoch)."""
+
+    body: bytes
+    ttl: float | None
+    expires_at: float | None
+
+
+def public_answer(record: Record) -> PublicAnswer | None:
+    """The answer to anyone for ``record``; None if none of its values is public (the
+    holder asks for a signature then, see resolver.api.local_answer)."""
+    public = tuple(v for v in record.values if v.permissions.public_read)
+    if not public:
+        return None
+    relative = [v.ttl for v in public if v.ttl_type is not TtlType.ABSOLUTE]
+    absolute = [v.ttl for v in public if v.ttl_type is TtlType.ABSOLUTE]
+    return PublicAnswer(
+        body=dumps(record_to_json(record, values=public)),
+        ttl=float(min(relative)) if relative else None,
+        expires_at=float(min(absolute)) if absolute else None,
+    )
 
 
 def value_to_json(value: HandleValue) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from registry.plan import diff
-from registry.store import VALUE_COLUMNS, fetch_records, value_to_row
+from registry.store import VALUE_COLUMNS, fetch_records, value_to_row, write_answers
 from schemas.commitment import encode as encode_committed
 from schemas.identifiers import parse
 from schemas.oplog import Operation
@@ -81,6 +81,7 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
             await conn.execute("DELETE FROM handle_values WHERE handle = ANY($1::text[])", replaced)
         rows = [value_to_row(h, v) for h in live for v in _values(final[h])]
         await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
+        await write_answers(conn, live)
     await conn.copy_records_to_table(
         "history",
         records=history,

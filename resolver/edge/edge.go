@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -19,6 +20,7 @@ var (
 	jsonType    = []byte("application/json")
 	sourceName  = []byte("Idres-Source")
 	sourceCache = []byte("cache")
+	sourceStore = []byte("store")
 	http11      = []byte("HTTP/1.1")
 	did         = []byte("did") // any DID media type: the workers build those answers
 )
@@ -41,6 +43,7 @@ var hopHeaders = []string{
 // Edge serves one node's port.
 type Edge struct {
 	cache *Cache
+	store *Store // nil: no database, every read the cache lacks goes to the workers
 	// Two pools of connections to the workers. A worker's front door answers the
 	// reads it knows on a connection and hands the connection for good to its aiohttp
 	// application at the first request it does not (resolver/front.py): reads go on
@@ -94,6 +97,9 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 			ctx.Response.Header.SetContentTypeBytes(jsonType)
 			ctx.Response.Header.SetBytesKV(sourceName, sourceCache)
 			ctx.Response.SetBodyRaw(s.body) // the cached bytes, not copied
+			return
+		}
+		if e.store != nil && e.fromStore(ctx) {
 			return
 		}
 	}
@@ -160,6 +166,36 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// fromStore answers a plain read from the node's answers table, and keeps the answer
+// as a worker's would be kept (gen taken before the read: a change heard meanwhile
+// keeps it out). False: the workers answer (no row, or the database did not).
+func (e *Edge) fromStore(ctx *fasthttp.RequestCtx) bool {
+	uri := ctx.Request.Header.RequestURI()
+	if bytes.IndexByte(uri, '%') >= 0 { // the table holds canonical names, never encoded
+		return false
+	}
+	gen, keep := e.cache.Gen()
+	handle := string(uri[len(handlesPath):])
+	now := time.Now()
+	body, ttl, ok := e.store.Answer(handle, now)
+	if !ok {
+		return false
+	}
+	ctx.Response.SetStatusCode(fasthttp.StatusOK)
+	ctx.Response.Header.SetContentTypeBytes(jsonType)
+	ctx.Response.Header.SetBytesKV(sourceName, sourceStore)
+	ctx.Response.SetBodyRaw(body) // scanned into a slice of its own: the cache may keep it
+	if keep && ttl > 0 {
+		e.cache.Put(string(uri), stored{
+			status:  fasthttp.StatusOK,
+			body:    body,
+			key:     handle,
+			expires: now.UnixNano() + int64(ttl),
+		}, gen)
+	}
+	return true
+}
+
 // Malformed answers a request fasthttp could not read.
 func (e *Edge) Malformed(ctx *fasthttp.RequestCtx, err error) {
 	e.malformed.Add(1)
@@ -204,5 +240,21 @@ func (e *Edge) metrics() string {
 	line("Requests the workers did not answer (502, 504).", "counter", "idres_edge_failed_total", e.failed.Load())
 	line("Requests the edge could not read (400, 408, 413).", "counter", "idres_edge_malformed_total", e.malformed.Load())
 	line("Requests under way at the workers.", "gauge", "idres_edge_inflight", e.shed.Inflight())
+	if st := e.store; st != nil {
+		line("Reads the edge answered from the node's answers table.", "counter", "idres_edge_store_answers_total", st.answered.Load())
+		line("Reads the answers table had no row for (the workers answered).", "counter", "idres_edge_store_missing_total", st.missing.Load())
+		line("Reads of the answers table that failed (the workers answered).", "counter", "idres_edge_store_failed_total", st.failed.Load())
+		line("Reads not tried on the answers table while its reads queued (the workers answered).", "counter", "idres_edge_store_shed_total", st.refused.Load())
+	}
+	samples := []metrics.Sample{
+		{Name: "/gc/cycles/total:gc-cycles"},
+		{Name: "/cpu/classes/gc/total:cpu-seconds"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+	}
+	metrics.Read(samples)
+	line("Garbage collections the edge ran.", "counter", "idres_edge_gc_cycles_total", samples[0].Value.Uint64())
+	line("CPU the edge's garbage collector took (an estimate of the Go runtime).", "counter",
+		"idres_edge_gc_cpu_seconds_total", samples[1].Value.Float64())
+	line("Bytes of live and not yet collected objects on the edge's heap.", "gauge", "idres_edge_heap_bytes", samples[2].Value.Uint64())
 	return b.String()
 }

@@ -1,7 +1,9 @@
 // idres-edge: a node's one port, compiled, in front of its Python workers (issue 12).
 //
 // It answers from memory the reads it has cached (GET /api/handles/{id}, the plain
-// answer, as every worker's front door would) and passes every other request, with
+// answer, as every worker's front door would), answers such a read it has not cached
+// from the node's answers table when the record is there (store.go: the bytes a
+// worker would give, written with the record), and passes every other request, with
 // the client's address in Idres-Client, to the node's workers on a unix socket that
 // only the node's processes reach. What the workers answer for a plain read comes
 // back marked (Idres-Edge-Key: the identifier, Idres-Edge-TTL: how long at most) and
@@ -43,6 +45,7 @@ func main() {
 	floor := flag.Int("shed-floor", 16, "requests under way at the workers below which none is refused")
 	target := flag.Duration("forward-target", 50*time.Millisecond, "a forwarded request slower than this waited in a queue")
 	standing := flag.Duration("standing", 100*time.Millisecond, "how long no forwarded request may be quick before new ones are refused")
+	storeConns := flag.Int("store-conns", 8, "connections reading the node's answers table (0: none; the workers answer every read the cache lacks)")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long the workers may take to answer")
 	flag.Parse()
 	if *backend == "" {
@@ -58,11 +61,20 @@ func main() {
 	if *database == "" {
 		*database = os.Getenv("IDRES_EDGE_DATABASE") // not on the command line: ps shows it
 	}
+	var store *Store
 	if *database != "" {
 		go Listen(ctx, *database, cache)
+		if *storeConns > 0 {
+			store, err = OpenStore(ctx, *database, *storeConns, NewShedder(*floor, *maxForward, *target, *standing))
+			if err != nil {
+				log.Fatalf("idres-edge: %v", err)
+			}
+			defer store.Close()
+		}
 	}
 	edge := &Edge{
 		cache:   cache,
+		store:   store,
 		name:    *name,
 		timeout: *timeout,
 		shed:    NewShedder(*floor, *maxForward, *target, *standing),

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -137,3 +138,73 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"  # a zombie has exited; its parent has not read its status yet
+
+
+def _get(url: str) -> tuple[int, str, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url) as resp:
+            return resp.status, resp.headers.get("Idres-Source", ""), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Idres-Source", ""), json.loads(exc.read())
+
+
+def test_a_read_the_edge_has_not_cached_is_answered_from_the_answers_table(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The edge answers a plain read it lacks from the node's answers table (written
+    with each record), keeps it, and forgets it when the record changes."""
+    proc, admin = _serve(db_url, tmp_path, workers=1)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        api = re.search(r"serving (http://\S+) ", line)
+        assert api is not None, line
+        url = api.group(1)
+
+        def register(target: str) -> None:
+            done = subprocess.run(
+                [
+                    *RUN,
+                    *("register", "88.100.1/STORED", "--url", target, "--server", url),
+                    *("--key", str(admin), "--key-id", "300:0.NA/node.admin"),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+
+        register("https://e.x/first")
+        status, source, body = _get(url + "/api/handles/88.100.1/STORED")
+        assert (status, source) == (200, "store"), body
+        values = body["values"]
+        assert isinstance(values, list)
+        assert values[0]["data"]["value"] == "https://e.x/first"
+        assert _get(url + "/api/handles/88.100.1/STORED")[1] == "cache"
+
+        register("https://e.x/second")  # the edge hears the commit and forgets
+        deadline = time.monotonic() + 1.0
+        while True:
+            status, source, body = _get(url + "/api/handles/88.100.1/STORED")
+            values = body["values"]
+            assert isinstance(values, list)
+            if values[0]["data"]["value"] == "https://e.x/second":
+                break
+            assert time.monotonic() < deadline, "the edge kept the old answer past 1 s"
+            time.sleep(0.01)
+        # a spelling other than the stored one, and an identifier nobody registered:
+        # the workers answer
+        status, source, _ = _get(url + "/api/handles/88.100.1%2FSTORED")
+        assert (status, source) == (200, "local")
+        status, source, body = _get(url + "/api/handles/88.100.1/NOBODY")
+        assert (status, body["responseCode"]) == (404, 100)
+        assert source != "store"
+        with urllib.request.urlopen(url + "/metrics") as resp:
+            metrics = resp.read().decode()
+        answered = re.search(r'idres_edge_store_answers_total\{node="node"\} (\d+)', metrics)
+        assert answered is not None, metrics
+        assert int(answered.group(1)) >= 2, metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import asyncpg
@@ -22,7 +23,7 @@ from schemas.errors import (
     StoreUnavailable,
 )
 from schemas.identifiers.prefix import parse_prefix
-from schemas.record import DataFormat, HandleValue, Record
+from schemas.record import DataFormat, HandleValue, Permissions, Record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 T = 1795420800
@@ -172,7 +173,7 @@ async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         assert await migrate(conn) == []
         names = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
-    assert names == ["records", "registry", "sync", "value_salts", "coherence"]
+    assert names == ["records", "registry", "sync", "value_salts", "coherence", "answers"]
 
 
 async def test_lookup_by_identifier_is_one_index_probe(pool: asyncpg.Pool) -> None:
@@ -245,3 +246,35 @@ async def test_a_write_outside_the_nodes_prefixes_is_refused_before_any_row_lock
     assert isinstance(outcome, NotResponsible)
     assert "delegated to node 'sub-a'" in str(outcome)
     assert await store.get("88.100.5/COPY") is not None
+
+
+async def test_every_write_rewrites_the_public_answer_the_edge_serves(pool: asyncpg.Pool) -> None:
+    """The answers table holds, for each record, the bytes a reader is given (its public
+    values), changed in the same transaction as the record; none when nothing is public."""
+    store = PostgresStore(pool)
+
+    async def stored(handle: str) -> tuple[bytes, float | None] | None:
+        row = await pool.fetchrow("SELECT body, ttl FROM answers WHERE handle = $1", handle)
+        return None if row is None else (bytes(row["body"]), row["ttl"])
+
+    hidden = dataclasses.replace(
+        value(2, "https://e.x/secret"), permissions=Permissions(public_read=False)
+    )
+    await store.put(record("88.100.1/ABC", value(1, "https://e.x/a"), hidden), actor="a")
+    first = await stored("88.100.1/ABC")
+    assert first is not None
+    body = json.loads(first[0])
+    assert [v["data"]["value"] for v in body["values"]] == ["https://e.x/a"]  # public only
+    assert first[1] == 86400  # the value's TTL
+
+    await store.put(record("88.100.1/ABC", value(1, "https://e.x/b")), actor="a")
+    second = await stored("88.100.1/ABC")
+    assert second is not None
+    assert json.loads(second[0])["values"][0]["data"]["value"] == "https://e.x/b"
+
+    await store.put(record("88.100.1/ABC", hidden), actor="a")
+    assert await stored("88.100.1/ABC") is None  # nothing public: the workers answer
+
+    await store.put(record("88.100.1/ABC", value(1, "https://e.x/c")), actor="a")
+    await store.delete("88.100.1/ABC", actor="a")
+    assert await stored("88.100.1/ABC") is None

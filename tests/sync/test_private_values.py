@@ -103,6 +103,7 @@ async def _bytes_anywhere(pool: asyncpg.Pool, needle: bytes) -> list[str]:
             ("chain_entries", "payload"),
             ("chain_blocks", "message"),
             ("outbox", "payload"),
+            ("answers", "body"),
         ):
             if await conn.fetchval(
                 f"SELECT count(*) FROM {table} WHERE position($1::bytea IN {column}) > 0", needle
@@ -138,6 +139,11 @@ async def test_a_private_value_leaves_its_holder_only_as_a_commitment(
             COMMITTED_TYPE,
             PRIVATE,
         )
+        # the answer its edge serves, applied with the copy: the public value only
+        answer = json.loads(
+            await above.pool.fetchval("SELECT body FROM answers WHERE handle = $1", HANDLE)
+        )
+        assert [v["index"] for v in answer["values"]] == [1]
     # the holder's chain itself (what its snapshots carry) is committed too; only its
     # own values and history keep the value, where its admins read it (test_api.py
     # covers the signed read of a private value at its node)
