@@ -245,6 +245,7 @@ func (e *Edge) metrics() string {
 		line("Reads the answers table had no row for (the workers answered).", "counter", "idres_edge_store_missing_total", st.missing.Load())
 		line("Reads of the answers table that failed (the workers answered).", "counter", "idres_edge_store_failed_total", st.failed.Load())
 		line("Reads not tried on the answers table while its reads queued (the workers answered).", "counter", "idres_edge_store_shed_total", st.refused.Load())
+		line("Queries of the answers table (reads that arrive together share one).", "counter", "idres_edge_store_queries_total", st.queries.Load())
 	}
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},

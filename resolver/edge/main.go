@@ -45,7 +45,7 @@ func main() {
 	floor := flag.Int("shed-floor", 16, "requests under way at the workers below which none is refused")
 	target := flag.Duration("forward-target", 50*time.Millisecond, "a forwarded request slower than this waited in a queue")
 	standing := flag.Duration("standing", 100*time.Millisecond, "how long no forwarded request may be quick before new ones are refused")
-	storeConns := flag.Int("store-conns", 8, "connections reading the node's answers table (0: none; the workers answer every read the cache lacks)")
+	storeConns := flag.Int("store-conns", 2, "connections reading the node's answers table (0: none; the workers answer every read the cache lacks)")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long the workers may take to answer")
 	flag.Parse()
 	if *backend == "" {
@@ -65,11 +65,7 @@ func main() {
 	if *database != "" {
 		go Listen(ctx, *database, cache)
 		if *storeConns > 0 {
-			store, err = OpenStore(ctx, *database, *storeConns, NewShedder(*floor, *maxForward, *target, *standing))
-			if err != nil {
-				log.Fatalf("idres-edge: %v", err)
-			}
-			defer store.Close()
+			store = OpenStore(ctx, *database, *storeConns, NewShedder(*floor, *maxForward, *target, *standing))
 		}
 	}
 	edge := &Edge{
