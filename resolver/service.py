@@ -67,6 +67,15 @@ WITHHELD = Withheld()
 ReplicaRead = Callable[[Identifier], Awaitable[tuple[Answer, float] | Withheld | None]]
 
 
+# How long the node's edge may keep a "not found" this node decided itself (its own
+# records, or a current copy): the write or apply that registers the identifier
+# NOTIFYs it in its transaction (registry.store, sync.follow) and the edge forgets it
+# then, so this bounds only how long an unheard-of change could hide, as the record
+# TTLs do. A "not found" from another node keeps the cache's negative TTL: no notice
+# of a change there reaches this node.
+HEARD_NEGATIVE_TTL = 60.0
+
+
 def not_found(handle: str) -> bytes:
     return dump(
         {"responseCode": 100, "handle": handle, "message": f"identifier not found: {handle}"}
@@ -137,7 +146,10 @@ class Resolver:
             raise LoopDetected(f"resolution took more than {self.config.max_hops} hops")
         route = self.route(ident)
         if route.kind == "local":
-            return await self.local(ident)
+            answer = await self.local(ident)
+            if answer.status == 404:
+                return dataclasses.replace(answer, ttl=HEARD_NEGATIVE_TTL)
+            return answer
         key = ident.canonical
         if not auth and not fresh:
             entry = self.cache.get(key)
@@ -170,7 +182,7 @@ class Resolver:
                 # cache below would hide such a write for longer anyway)
                 entry = self.cache.put_negative(key, not_found(key))
                 self.metrics.inc("idres_replica_answers_total", 'result="not_found"')
-                return Answer(status=404, body=entry.body, source="replica", ttl=self._negative_ttl)
+                return Answer(status=404, body=entry.body, source="replica", ttl=HEARD_NEGATIVE_TTL)
         if not recursive:
             return self.referral(ident, route)
         # One upstream call per identifier at a time (an auth=true lookup gets its own).

@@ -161,11 +161,11 @@ def test_a_read_the_edge_has_not_cached_is_answered_from_the_answers_table(
         assert api is not None, line
         url = api.group(1)
 
-        def register(target: str) -> None:
+        def register(target: str, handle: str = "88.100.1/STORED") -> None:
             done = subprocess.run(
                 [
                     *RUN,
-                    *("register", "88.100.1/STORED", "--url", target, "--server", url),
+                    *("register", handle, "--url", target, "--server", url),
                     *("--key", str(admin), "--key-id", "300:0.NA/node.admin"),
                 ],
                 capture_output=True,
@@ -191,6 +191,15 @@ def test_a_read_the_edge_has_not_cached_is_answered_from_the_answers_table(
             if values[0]["data"]["value"] == "https://e.x/second":
                 break
             assert time.monotonic() < deadline, "the edge kept the old answer past 1 s"
+            time.sleep(0.01)
+        # "not found" is kept too, and forgotten when a write here registers it
+        for _ in range(2):
+            status, source, _ = _get(url + "/api/handles/88.100.1/LATER")
+        assert (status, source) == (404, "cache")
+        register("https://e.x/later", "88.100.1/LATER")
+        deadline = time.monotonic() + 1.0
+        while _get(url + "/api/handles/88.100.1/LATER")[0] == 404:
+            assert time.monotonic() < deadline, "the edge kept 'not found' past 1 s"
             time.sleep(0.01)
         # a spelling other than the stored one, and an identifier nobody registered:
         # the workers answer
