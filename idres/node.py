@@ -66,7 +66,7 @@ from sync.snapshot import SnapshotError
 from sync.snapshot import load as load_snapshot
 
 log = logging.getLogger("idres.node")
-SYNC_NICE = 5  # the sync process yields a shared core to the serving workers
+SYNC_NICE = 2  # the sync process yields a shared core to the serving processes
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -239,11 +239,14 @@ def _supervise(
 
     def sync_process() -> Coroutine[Any, Any, None]:
         sock.close()  # it serves nothing: the port stays the workers'
-        # Serving comes first: where the sync process and a worker both want the same
-        # core, the kernel gives the worker 3 parts in 4 (CFS weights 1024 : 335 at
-        # nice 5). Sync needs ~8% of a core at 100 writes/s; at nice 10 (1024 : 110) it
-        # fell behind whenever the worker saturated the core (replication lag p99 1.5 s
-        # in `idres bench --quick`), so a spike of reads slows it, and does not stop it
+        # Serving comes first: where the sync process and the serving processes (the
+        # edge, a worker, the database's backends) all want the same core, the kernel
+        # gives sync 655 parts against 1024 for each of them (CFS weights at nice 2).
+        # Sync needs ~10% of a core at 100 writes/s; at nice 10 it fell behind whenever
+        # a worker saturated the core (replication lag p99 1.5 s in `idres bench
+        # --quick`), and at nice 5 (335) behind the edge and its database reads (p99
+        # 2.5 s while a closed loop saturated the entry node, singles-day profile), so a
+        # spike of reads slows it, and does not stop it
         os.nice(SYNC_NICE)
         return _sync(url, directory, config, node_key)
 
