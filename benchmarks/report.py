@@ -397,7 +397,12 @@ def replication_section(replication: Mapping[str, Any] | None) -> list[str]:
         "",
         f"{replication['writes']:,} writes at {fmt_rate(replication['write_rate'])} per s;"
         f" lag p50 {fmt_ms(lag['p50'])} ms, p99 {fmt_ms(lag['p99'])} ms,"
-        f" max {fmt_ms(lag['max'])} ms; {replication['errors']:,} errors.",
+        f" max {fmt_ms(lag['max'])} ms; {replication['errors']:,} errors"
+        + (
+            " (" + "; ".join(f"{n:,}: {why}" for why, n in kinds.items()) + ")."
+            if (kinds := replication.get("error_kinds"))
+            else "."
+        ),
         "",
     ]
 

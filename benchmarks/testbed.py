@@ -209,11 +209,18 @@ class Writes:
     keys: int
     acked: int = 0
     errors: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)
     lags: list[float] = field(default_factory=list)
     by_phase: dict[str, list[float]] = field(default_factory=dict)  # the same lags, by phase
     phase: str = ""  # what the reads were meanwhile (set before each run)
     not_seen: int = 0
     counter: int = 0
+
+    def failed(self, why: str, n: int = 1) -> None:
+        """Count ``n`` writes not acknowledged, by why (the report lists the reasons)."""
+        self.errors += n
+        why = why[:160]
+        self.error_kinds[why] = self.error_kinds.get(why, 0) + n
 
     async def run(self, rate: float, seconds: float) -> None:
         if rate <= 0:
@@ -226,7 +233,8 @@ class Writes:
         clients: dict[str, RegistryClient] = {}
 
         async def send(node: str, prefix: str) -> None:
-            ops = []
+            ops: list[dict[str, Any]] = []
+            chosen: set[str] = set()  # one operation an identifier a batch (else a 400)
             for _ in range(batch):
                 self.counter += 1
                 if self.counter % 2:  # a new identifier
@@ -235,9 +243,10 @@ class Writes:
                     while True:
                         n = rng.randrange(KEPT, self.keys)
                         owner, text = dataset.owner_and_id(n)
-                        if owner == node:
+                        if owner == node and parse(text).canonical not in chosen:
                             break
                     handle = parse(text).canonical
+                chosen.add(handle)
                 url = f"https://example.com/w/{self.counter}"
                 ops.append(
                     {
@@ -248,19 +257,19 @@ class Writes:
                 )
             try:
                 reply = await clients[node].batch(ops)
-            except ClientError:
-                self.errors += batch
+            except ClientError as exc:
+                self.failed(f"the request: {exc}", batch)
                 return
             now = time.monotonic()
             if reply.status != 200:
-                self.errors += batch
+                self.failed(f"HTTP {reply.status}: {reply.body.get('message', '')}", batch)
                 return
             for result in reply.body.get("results", []):
                 if result.get("status") in (200, 201):
                     self.acked += 1
                     pending[result["handle"]] = (int(result["version"]), now)
                 else:
-                    self.errors += 1
+                    self.failed(f"one write: {result.get('status')} {result.get('message', '')}")
 
         async def watch() -> None:
             conn = await asyncpg.connect(self.net.db("super"))
@@ -326,6 +335,7 @@ class Writes:
             "lag_ms": {"p50": pick(50), "p99": pick(99), "max": pick(100)},
             "lag_by_phase_ms": by_phase,
             "errors": self.errors,
+            "error_kinds": self.error_kinds,
             "not_seen": self.not_seen,
         }
 
