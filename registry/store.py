@@ -19,6 +19,7 @@ from typing import Any, Literal, Protocol
 
 import asyncpg
 
+from registry.authz import PREFIX_RECORD_PREFIX
 from registry.plan import (
     AllowAll,
     Change,
@@ -589,7 +590,11 @@ async def write_answers(conn: asyncpg.Connection, handles: Sequence[str]) -> Non
     rows = [
         (h, a.body, a.ttl, a.expires_at)
         for h in names
-        if h in records and (a := public_answer(records[h])) is not None
+        # a node's own 0.NA/ records (its admin key, its prefixes' grants) are held
+        # here but resolved by no node from here (no node serves prefix 0)
+        if h in records
+        and not h.startswith(PREFIX_RECORD_PREFIX + "/")
+        and (a := public_answer(records[h])) is not None
     ]
     await conn.execute("DELETE FROM answers WHERE handle = ANY($1::text[])", names)
     if rows:

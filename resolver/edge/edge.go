@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -90,6 +91,14 @@ func cacheable(req *fasthttp.Request) bool {
 // Serve answers one request.
 func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	req := &ctx.Request
+	if !utf8.Valid(req.Header.RequestURI()) {
+		// RFC 3986 §2.5: characters outside ASCII travel as percent-encoded UTF-8;
+		// bytes that are not even UTF-8 name nothing (the workers' parser refuses them)
+		e.malformed.Add(1)
+		e.fail(ctx, fasthttp.StatusBadRequest,
+			"the request target is not valid UTF-8: percent-encode it (RFC 3986 §2.5)")
+		return
+	}
 	fill := cacheable(req)
 	if fill {
 		if s, ok := e.cache.Get(req.Header.RequestURI(), time.Now().UnixNano()); ok {

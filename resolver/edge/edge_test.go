@@ -271,3 +271,27 @@ func TestAMalformedRequestGetsAnErrorThatSaysSo(t *testing.T) {
 		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
 	}
 }
+
+func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	ln := fasthttputil.NewInmemoryListener()
+	server := &fasthttp.Server{Handler: h.edge.Serve, ErrorHandler: h.edge.Malformed}
+	go func() { _ = server.Serve(ln) }()
+	defer server.Shutdown()
+	conn, err := ln.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte("GET /api/handles/88.100.1/\xff\xfe HTTP/1.1\r\nHost: n\r\n\r\n"))
+	resp := &fasthttp.Response{}
+	if err := resp.Read(bufio.NewReader(conn)); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), "UTF-8") {
+		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
+	}
+	if h.edge.forwarded.Load() != 0 {
+		t.Fatal("the request reached the workers")
+	}
+}

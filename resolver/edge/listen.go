@@ -11,10 +11,13 @@ import (
 
 const (
 	changedChannel = "idres_changed" // sync/notices.py: a JSON array of identifiers, or "*"
-	everything     = "*"
-	probeEvery     = 2 * time.Second // a quiet connection is probed this often
-	readTimeout    = 2 * time.Second // a probe slower than this: the connection is lost
-	maxBackoff     = 2 * time.Second
+	// sync/coherence.py: the directory changed; where an identifier is answered may
+	// have too (a "not found" kept for a prefix now delegated elsewhere)
+	directoryChannel = "idres_directory"
+	everything       = "*"
+	probeEvery       = 2 * time.Second // a quiet connection is probed this often
+	readTimeout      = 2 * time.Second // a probe slower than this: the connection is lost
+	maxBackoff       = 2 * time.Second
 )
 
 // Listen keeps the cache coherent with what the node applies, as each worker's
@@ -50,8 +53,10 @@ func listenOnce(ctx context.Context, url string, cache *Cache) error {
 	if _, err := conn.Exec(ctx, "SET application_name = 'idres-edge'"); err != nil {
 		return err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+changedChannel); err != nil {
-		return err
+	for _, channel := range []string{changedChannel, directoryChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+channel); err != nil {
+			return err
+		}
 	}
 	cache.Forget(true) // from now on every change reaches us
 	for {
@@ -73,7 +78,7 @@ func listenOnce(ctx context.Context, url string, cache *Cache) error {
 			}
 			continue
 		}
-		if note.Payload == everything {
+		if note.Payload == everything || note.Channel == directoryChannel {
 			cache.Forget(true)
 			continue
 		}

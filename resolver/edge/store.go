@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Store reads the answers the node's database holds for its records: a row of the
@@ -65,6 +68,10 @@ func OpenStore(ctx context.Context, url string, conns int, shed *Shedder) *Store
 // be kept; ok is false when there is none, or when the database is slow or away (the
 // workers answer then, or refuse).
 func (s *Store) Answer(handle string, now time.Time) (body []byte, ttl time.Duration, ok bool) {
+	if !utf8.ValidString(handle) { // PostgreSQL's text would refuse the whole batch
+		s.missing.Add(1)
+		return nil, 0, false
+	}
 	if !s.shed.Start(now) {
 		s.refused.Add(1)
 		return nil, 0, false
@@ -127,7 +134,14 @@ func (s *Store) read(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			for { // the edge stops: whoever still waits is told so
+				select {
+				case l := <-s.queue:
+					l.reply <- found{err: ctx.Err()}
+				default:
+					return
+				}
+			}
 		case first := <-s.queue:
 			batch = append(batch[:0], first)
 		}
@@ -160,8 +174,12 @@ func (s *Store) read(ctx context.Context) {
 			names = append(names, l.handle)
 		}
 		if err := s.query(ctx, conn, names, batch); err != nil {
-			conn.Close(context.Background())
-			conn = nil
+			var refused *pgconn.PgError
+			if !errors.As(err, &refused) { // not the database's answer: the connection is gone
+				conn.Close(context.Background())
+				conn = nil
+				downUntil = time.Now().Add(100 * time.Millisecond)
+			}
 			fail(batch, err)
 		}
 	}
