@@ -33,10 +33,12 @@ from benchmarks.testbed import (
     background,
     children,
     cpu_ticks,
+    edge_rss_mb,
     is_edge,
     nice_postgres,
     niceness,
     pin,
+    workers_rss_mb,
 )
 from registry.database import start_embedded
 
@@ -88,6 +90,11 @@ def _metrics(port: int) -> str:
     ).stdout
 
 
+def _gauge(text: str, name: str) -> str:
+    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.MULTILINE)
+    return m.group(1) if m else "?"
+
+
 def _counters(text: str) -> dict[str, float]:
     pattern = r"^(idres_edge_\w+_total|idres_upstream_requests_total)\{[^}]*\} (\S+)$"
     out: dict[str, float] = {}
@@ -114,6 +121,9 @@ def main() -> None:
     ap.add_argument("--no-misses", action="store_true", help="leave out unregistered ids")
     ap.add_argument("--cold", action="store_true", help="caches off on every node")
     ap.add_argument("--profile", metavar="FILE", help="py-spy the super node's worker to FILE")
+    ap.add_argument(
+        "--warm-all", action="store_true", help="warm every identifier, not only those asked"
+    )
     args = ap.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     if args.profile and not _PY_SPY.exists():
@@ -135,12 +145,20 @@ def main() -> None:
         net.start(cache=not args.cold)
         port = net.ports["super"]
         if not args.cold:
-            asyncio.run(warm(port, sorted(set(ids))))
+            every = [dataset.owner_and_id(n)[1] for n in range(args.keys)] if args.warm_all else []
+            asyncio.run(warm(port, sorted(set(ids) | set(every))))
         targets = work / "targets.txt"
         loadgen.write_targets(
             targets, (("GET", f"http://127.0.0.1:{port}/api/handles/{i}") for i in ids)
         )
-        parts = _parts(net.procs[-1].p.pid, work / "pg-entry")
+        node = net.procs[-1].p.pid
+        print(
+            f"after warming: {_gauge(_metrics(port), 'idres_edge_entries')} answers kept, "
+            f"edge {edge_rss_mb(node)} MB, "
+            f"workers {workers_rss_mb(node)} MB resident",
+            flush=True,
+        )
+        parts = _parts(node, work / "pg-entry")
         asyncio.run(_steps(net, port, targets, rates, parts, args))
     finally:
         net.stop()

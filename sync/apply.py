@@ -11,16 +11,18 @@ this node can show that one exists and when it changed, never what it says.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import asyncpg
 
 from registry.plan import diff
 from registry.store import VALUE_COLUMNS, fetch_records, value_to_row, write_answers
+from resolver.topology import Directory
 from schemas.commitment import encode as encode_committed
-from schemas.identifiers import parse
+from schemas.identifiers import Namespace, RoutingKey, parse
 from schemas.oplog import Operation
 from schemas.record import HandleValue, Record
+from sync.notices import CHANGED_CHANNEL, EVERYTHING
 
 
 async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -> list[str]:
@@ -92,3 +94,42 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
 
 def _values(op: Operation) -> tuple[HandleValue, ...]:
     return op.record.values if op.record is not None else ()
+
+
+async def drop_unkept_answers(
+    conn: asyncpg.Connection, directory: Directory, me: str, kept: Collection[str]
+) -> int:
+    """Delete the ``answers`` rows (schemas/sql/0006_answers.sql) of records this node
+    neither holds nor keeps a copy of the chain of (a node restarted to follow fewer
+    chains keeps their rows, and its edge would answer from them where its workers
+    ask the next node); how many. Routed as the workers route: by each distinct
+    routing key. Then every edge forgets all it kept."""
+    gone = []
+    for (text,) in await conn.fetch("SELECT DISTINCT routing_key FROM identifiers"):
+        route = directory.route(me, _routing_key(text))
+        if route.kind == "local" or (route.authority is not None and route.authority.name in kept):
+            continue
+        gone.append(text)
+    if not gone:
+        return 0
+    dropped = await conn.fetchval(
+        "WITH d AS (DELETE FROM answers a USING identifiers i WHERE a.handle = i.handle"
+        " AND i.routing_key = ANY($1::text[]) RETURNING 1) SELECT count(*) FROM d",
+        gone,
+    )
+    if dropped:
+        await conn.execute("SELECT pg_notify($1, $2)", CHANGED_CHANNEL, EVERYTHING)
+    return int(dropped)
+
+
+def _routing_key(text: str) -> RoutingKey:
+    """The RoutingKey ``str(RoutingKey)`` wrote (schemas.identifiers.model)."""
+    namespace, _, labels = text.partition(":")
+    ns = Namespace(namespace)
+    if not labels:
+        return RoutingKey(namespace=ns, labels=())
+    if ns in (Namespace.HANDLE, Namespace.OID):
+        return RoutingKey(namespace=ns, labels=tuple(labels.split(".")))
+    if ns is Namespace.BID:  # one label: the sub-chain's code
+        return RoutingKey(namespace=ns, labels=(labels,))
+    return RoutingKey(namespace=ns, labels=tuple(labels))  # GS1, Ecode: digit by digit

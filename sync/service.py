@@ -25,9 +25,11 @@ from schemas.errors import Forbidden, StoreUnavailable
 from schemas.identifiers import Identifier
 from schemas.record import Record
 from sync import proof
+from sync.apply import drop_unkept_answers
 from sync.coherence import Publisher
 from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower, keep_dead_letter
+from sync.judge import followed
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 from sync.notices import FollowerView
 from sync.relay import Relay, RelayConfig, load_tip
@@ -80,6 +82,7 @@ class Sync:
         self.pool = pool
         self.log = log
         self.config = config
+        self.me = me
         self.directory = directory
         self.relay = Relay(pool, key, RelayConfig(chain=me, alg=config.alg), log=log)
         self.tips = TipClient(directory)
@@ -116,6 +119,7 @@ class Sync:
 
     async def start(self) -> None:
         self._supervise("status", self.publisher.run)  # first: the workers wait for it
+        self._tasks.append(asyncio.create_task(self._drop_unkept(), name="sync-unkept"))
         if self.log is not None and self.config.announce:
             try:
                 await self.directory.announce(self.log, self.config.announce)
@@ -128,6 +132,23 @@ class Sync:
         if self.follower is not None:
             self._supervise("follow", self.follower.run)
             self._supervise("tips", self.follower.confirm_forever)
+
+    async def _drop_unkept(self) -> None:
+        """Once at start: the answers of copies this node no longer keeps go (a node
+        restarted with another --mirror-of, or not following)."""
+        kept = (
+            followed(self.directory(), self.me, mirror_of=self.config.mirror_of)
+            if self.follower is not None
+            else []
+        )
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                dropped = await drop_unkept_answers(conn, self.directory(), self.me, kept)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+            logger.warning("dropping the answers of copies no longer kept failed: %s", exc)
+            return
+        if dropped:
+            logger.info("dropped the answers of %d records of chains no longer kept", dropped)
 
     def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
         """Run ``loop`` until stopped; if it fails, say why and start it again."""
