@@ -251,22 +251,29 @@ func TestSlowWorkersAreRefusedAtOnceWhileCachedAnswersGoOut(t *testing.T) {
 	}
 }
 
-func TestAMalformedRequestGetsAnErrorThatSaysSo(t *testing.T) {
-	h := newHarness(t, 16, 0)
+// rawAnswer is the edge's answer to request, sent as raw bytes.
+func rawAnswer(t *testing.T, h *harness, request string) *fasthttp.Response {
+	t.Helper()
 	ln := fasthttputil.NewInmemoryListener()
 	server := &fasthttp.Server{Handler: h.edge.Serve, ErrorHandler: h.edge.Malformed}
 	go func() { _ = server.Serve(ln) }()
-	defer server.Shutdown()
+	t.Cleanup(func() { _ = server.Shutdown() })
 	conn, err := ln.Dial()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte("GET /api/handles/x HTTP/1.1\r\nHost: n\r\nContent-Length: nope\r\n\r\n"))
+	t.Cleanup(func() { _ = conn.Close() })
+	_, _ = conn.Write([]byte(request))
 	resp := &fasthttp.Response{}
 	if err := resp.Read(bufio.NewReader(conn)); err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+func TestAMalformedRequestGetsAnErrorThatSaysSo(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	resp := rawAnswer(t, h, "GET /api/handles/x HTTP/1.1\r\nHost: n\r\nContent-Length: nope\r\n\r\n")
 	if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), `"responseCode":2`) {
 		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
 	}
@@ -274,20 +281,7 @@ func TestAMalformedRequestGetsAnErrorThatSaysSo(t *testing.T) {
 
 func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
 	h := newHarness(t, 16, 0)
-	ln := fasthttputil.NewInmemoryListener()
-	server := &fasthttp.Server{Handler: h.edge.Serve, ErrorHandler: h.edge.Malformed}
-	go func() { _ = server.Serve(ln) }()
-	defer server.Shutdown()
-	conn, err := ln.Dial()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	_, _ = conn.Write([]byte("GET /api/handles/88.100.1/\xff\xfe HTTP/1.1\r\nHost: n\r\n\r\n"))
-	resp := &fasthttp.Response{}
-	if err := resp.Read(bufio.NewReader(conn)); err != nil {
-		t.Fatal(err)
-	}
+	resp := rawAnswer(t, h, "GET /api/handles/88.100.1/\xff\xfe HTTP/1.1\r\nHost: n\r\n\r\n")
 	if resp.StatusCode() != 400 || !strings.Contains(string(resp.Body()), "UTF-8") {
 		t.Fatalf("%d %q", resp.StatusCode(), resp.Body())
 	}

@@ -43,17 +43,22 @@ def _serve(db_url: str, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[
     return proc, admin
 
 
+def _serving(proc: subprocess.Popen[str]) -> str:
+    """The URL the node says it serves on, once it does."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    api = re.search(r"serving (http://\S+) ", line)
+    assert api is not None, line
+    return api.group(1)
+
+
 def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
     db_url: str, tmp_path: Path
 ) -> None:
     proc, admin = _serve(db_url, tmp_path, workers=2)
     run = RUN
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        api = re.search(r"serving (http://\S+) ", line)
-        assert api is not None, line
-        url = api.group(1)
+        url = _serving(proc)
         registered = subprocess.run(
             [
                 *run,
@@ -175,11 +180,7 @@ def test_a_read_the_edge_has_not_cached_is_answered_from_the_answers_table(
     with each record), keeps it, and forgets it when the record changes."""
     proc, admin = _serve(db_url, tmp_path, workers=1)
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        api = re.search(r"serving (http://\S+) ", line)
-        assert api is not None, line
-        url = api.group(1)
+        url = _serving(proc)
 
         def register(target: str, handle: str = "88.100.1/STORED") -> None:
             done = subprocess.run(
