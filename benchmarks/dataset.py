@@ -22,7 +22,7 @@ import asyncpg
 
 from idres.network import LAYOUT
 from registry.httpio import dump
-from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, value_to_row
+from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
 from schemas.codec_json import public_answer, record_to_json
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode
@@ -99,10 +99,8 @@ async def load(urls: dict[str, str], keys: int, chunk: int = 50_000) -> dict[str
                 ident = parse(text)
                 record = record_of(n)
                 per_owner[owner] = per_owner.get(owner, 0) + 1
-                # as registry.store.write_answers would write it, from the rows as read
-                placed = Record(
-                    handle=ident.canonical, values=tuple(sorted(record.values, key=_index))
-                )
+                # as registry.store.write_answers writes it
+                placed = in_index_order(Record(handle=ident.canonical, values=record.values))
                 public = public_answer(placed)
                 for node in holders(owner):
                     idents[node].append((ident.canonical, str(ident.scheme), str(ident.routing), 1))
@@ -130,10 +128,6 @@ async def load(urls: dict[str, str], keys: int, chunk: int = 50_000) -> dict[str
         for conn in conns.values():
             await conn.close()
     return per_owner
-
-
-def _index(value: HandleValue) -> int:
-    return value.index
 
 
 def by_scheme(keys: int) -> dict[str, int]:

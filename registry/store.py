@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -476,7 +476,9 @@ async def _write(conn: asyncpg.Connection, planned: list[Planned], actor: str, n
     ]
     if rows:
         await conn.copy_records_to_table("handle_values", records=rows, columns=SALTED_COLUMNS)
-    await write_answers(conn, [p.handle for p in planned])
+    await write_answers(
+        conn, {p.handle: p.new for p in planned}, created={p.handle for p in creates}
+    )
     # the node's edge keeps answers from the answers table, local records' too: it
     # forgets them when this commits, as it does what sync applies
     changed = sorted({p.handle for p in planned})
@@ -581,24 +583,45 @@ async def fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dic
     return {h: Record(handle=h, values=tuple(vs)) for h, vs in grouped.items()}
 
 
-async def write_answers(conn: asyncpg.Connection, handles: Sequence[str]) -> None:
-    """Rewrite the public answer of each of ``handles`` (schemas/sql/0006_answers.sql)
-    from the rows the caller's transaction has just written, read back as every read
-    sees them: the edge serves the same bytes a worker would."""
-    names = sorted(set(handles))
-    records = await fetch_records(conn, names)
+async def write_answers(
+    conn: asyncpg.Connection,
+    written: Mapping[str, Record | None],
+    *,
+    created: Collection[str] = (),
+) -> None:
+    """Rewrite the public answer of each identifier in ``written`` (its record as the
+    caller's transaction has just stored it; None: deleted) in schemas/sql/0006_answers.sql;
+    ``created``: those of them that did not exist before this transaction.
+    Values in index order, as every read returns them (``fetch_records``): the edge
+    serves the bytes a worker would (tests/registry/test_store.py holds them equal).
+    Encoded from memory, not read back: a read back cost a third of a batch's rate."""
     rows = [
         (h, a.body, a.ttl, a.expires_at)
-        for h in names
+        for h, record in sorted(written.items())
         # a node's own 0.NA/ records (its admin key, its prefixes' grants) are held
         # here but resolved by no node from here (no node serves prefix 0)
-        if h in records
+        if record is not None
         and not h.startswith(PREFIX_RECORD_PREFIX + "/")
-        and (a := public_answer(records[h])) is not None
+        and (a := public_answer(in_index_order(record))) is not None
     ]
-    await conn.execute("DELETE FROM answers WHERE handle = ANY($1::text[])", names)
+    # a row can exist only for an identifier that did (a replace, a delete, an apply
+    # of one held here): a registration of a new one has none to delete
+    await conn.execute(
+        "DELETE FROM answers WHERE handle = ANY($1::text[])",
+        sorted(h for h in written if h not in created),
+    )
     if rows:
         await conn.copy_records_to_table("answers", records=rows, columns=ANSWER_COLUMNS)
+
+
+def in_index_order(record: Record) -> Record:
+    """``record`` with its values as a read returns them (``_SELECT_MANY``: by index)."""
+    values = tuple(sorted(record.values, key=_index))
+    return record if values == record.values else Record(handle=record.handle, values=values)
+
+
+def _index(value: HandleValue) -> int:
+    return value.index
 
 
 ANSWER_COLUMNS = ("handle", "body", "ttl", "expires_at")

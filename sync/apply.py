@@ -67,6 +67,7 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
     live = sorted(h for h, op in final.items() if op.record is not None)
     if gone:
         await conn.execute("DELETE FROM identifiers WHERE handle = ANY($1::text[])", gone)
+        await write_answers(conn, dict.fromkeys(gone))
     if live:
         idents = [parse(h) for h in live]
         await conn.execute(
@@ -83,7 +84,11 @@ async def apply_operations(conn: asyncpg.Connection, ops: Sequence[Operation]) -
             await conn.execute("DELETE FROM handle_values WHERE handle = ANY($1::text[])", replaced)
         rows = [value_to_row(h, v) for h in live for v in _values(final[h])]
         await conn.copy_records_to_table("handle_values", records=rows, columns=VALUE_COLUMNS)
-        await write_answers(conn, live)
+        await write_answers(
+            conn,
+            {h: final[h].record for h in live},
+            created=[h for h in live if h not in live_here],
+        )
     await conn.copy_records_to_table(
         "history",
         records=history,

@@ -5,8 +5,10 @@
 -- record with no public value has no row: the workers answer for it. ttl and
 -- expires_at bound how long the edge may keep the answer (RFC 3651 §3.1: the shortest
 -- relative TTL; the earliest absolute one, seconds since the epoch); NULL: none.
+-- No foreign key: its check cost every registration an index probe, and the only
+-- writers (write_answers, drop_unkept_answers) delete a row with its record.
 CREATE TABLE answers (
-    handle      text PRIMARY KEY REFERENCES identifiers (handle) ON DELETE CASCADE,
+    handle      text PRIMARY KEY,
     body        bytea NOT NULL,
     ttl         double precision,
     expires_at  double precision

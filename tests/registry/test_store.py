@@ -14,6 +14,7 @@ from registry.database import migrate
 from registry.plan import Change, DeleteOp
 from registry.service import RegistryPolicy
 from registry.store import PostgresStore
+from schemas.codec_json import public_answer
 from schemas.errors import (
     IdentifierExists,
     IdentifierNotFound,
@@ -267,10 +268,18 @@ async def test_every_write_rewrites_the_public_answer_the_edge_serves(pool: asyn
     assert [v["data"]["value"] for v in body["values"]] == ["https://e.x/a"]  # public only
     assert first[1] == 86400  # the value's TTL
 
-    await store.put(record("88.100.1/ABC", value(1, "https://e.x/b")), actor="a")
+    # values sent out of index order: the answer is what a read of the record encodes
+    await store.put(
+        record("88.100.1/ABC", value(7, "https://e.x/b7"), value(1, "https://e.x/b")), actor="a"
+    )
     second = await stored("88.100.1/ABC")
     assert second is not None
-    assert json.loads(second[0])["values"][0]["data"]["value"] == "https://e.x/b"
+    read = await store.get("88.100.1/ABC")
+    assert read is not None
+    answer = public_answer(read)
+    assert answer is not None
+    assert second[0] == answer.body
+    assert [v["index"] for v in json.loads(second[0])["values"]] == [1, 7]
 
     await store.put(record("88.100.1/ABC", hidden), actor="a")
     assert await stored("88.100.1/ABC") is None  # nothing public: the workers answer
