@@ -481,10 +481,7 @@ async def _write(conn: asyncpg.Connection, planned: list[Planned], actor: str, n
     )
     # the node's edge keeps answers from the answers table, local records' too: it
     # forgets them when this commits, as it does what sync applies
-    changed = sorted({p.handle for p in planned})
-    await conn.executemany(
-        "SELECT pg_notify($1, $2)", [(CHANGED_CHANNEL, n) for n in changed_payloads(changed)]
-    )
+    await announce_changed(conn, sorted({p.handle for p in planned}))
     history, outbox = [], []
     for p in planned:
         # the record's CBOR structure is built once, for the history and the log alike
@@ -581,6 +578,16 @@ async def fetch_records(conn: asyncpg.Connection, handles: Iterable[str]) -> dic
     for r in await conn.fetch(_SELECT_MANY, names):
         grouped.setdefault(r["handle"], []).append(_row_to_value(r))
     return {h: Record(handle=h, values=tuple(vs)) for h, vs in grouped.items()}
+
+
+async def announce_changed(conn: asyncpg.Connection, keys: list[str]) -> None:
+    """Tell the node's edge and serving workers that ``keys`` changed, when ``conn``'s
+    transaction commits (PostgreSQL delivers a transaction's notices at its commit, or
+    never): a write here, or an apply by sync (sync/coherence.py)."""
+    if keys:
+        await conn.executemany(
+            "SELECT pg_notify($1, $2)", [(CHANGED_CHANNEL, p) for p in changed_payloads(keys)]
+        )
 
 
 async def write_answers(

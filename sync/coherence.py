@@ -2,7 +2,7 @@
 
 The sync process sends; each serving worker listens on one dedicated connection:
 
-- applied changes: ``announce_changed`` NOTIFYs the changed identifiers inside the
+- applied changes: ``registry.store.announce_changed`` NOTIFYs the changed identifiers inside the
   follower's apply transaction, so the notice is delivered exactly at commit; the
   worker forgets those cached answers (``idres_changed``, keys in payloads under
   8000 bytes, chunked: a worker reads nothing back to learn what changed);
@@ -49,7 +49,6 @@ from sync.notices import (
     DIRECTORY_CHANNEL,
     NOTHING_CURRENT,
     FollowerView,
-    changed_payloads,
     is_current,
     read_changed,
     view_from_json,
@@ -65,15 +64,6 @@ MAX_BACKOFF = 2.0  # seconds between two tries to listen again
 APPLICATION_NAME = "idres-coherence"  # how the listening connections show in pg_stat_activity
 
 Connect = Callable[[], AbstractAsyncContextManager[Any]]  # yields an asyncpg connection
-
-
-async def announce_changed(conn: asyncpg.Connection, keys: list[str]) -> None:
-    """Tell the serving workers that ``keys`` changed, when ``conn``'s transaction
-    commits (PostgreSQL delivers a transaction's notices at its commit, or never)."""
-    if keys:
-        await conn.executemany(
-            "SELECT pg_notify($1, $2)", [(CHANGED_CHANNEL, p) for p in changed_payloads(keys)]
-        )
 
 
 class Publisher:

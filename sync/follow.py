@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
-from registry.store import append_outbox
+from registry.store import announce_changed, append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
     Block,
@@ -33,7 +33,6 @@ from schemas.chain import (
 from schemas.errors import EncodingError, StoreUnavailable
 from schemas.oplog import Operation
 from sync.apply import apply_operations
-from sync.coherence import announce_changed
 from sync.judge import Accept, Dead, Gap, Wait, followed, foreign_reason, judge
 from sync.log import (
     DEAD_LETTER_TOPIC,

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -64,14 +63,11 @@ func OpenStore(ctx context.Context, url string, conns int, shed *Shedder) *Store
 	return s
 }
 
-// Answer is the stored answer for handle (a canonical identifier) and how long it may
-// be kept; ok is false when there is none, or when the database is slow or away (the
+// Answer is the stored answer for handle (a canonical identifier, valid UTF-8: Serve
+// refuses any other target, and PostgreSQL's text would refuse the whole batch) and
+// how long it may be kept; ok is false when there is none, or when the database is slow or away (the
 // workers answer then, or refuse).
 func (s *Store) Answer(handle string, now time.Time) (body []byte, ttl time.Duration, ok bool) {
-	if !utf8.ValidString(handle) { // PostgreSQL's text would refuse the whole batch
-		s.missing.Add(1)
-		return nil, 0, false
-	}
 	if !s.shed.Start(now) {
 		s.refused.Add(1)
 		return nil, 0, false

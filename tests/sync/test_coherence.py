@@ -24,11 +24,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool
-from registry.store import PostgresStore
+from registry.store import PostgresStore, announce_changed
 from resolver.cache import Cache
 from resolver.topology import Directory, Role
 from schemas.errors import EncodingError
-from sync.coherence import APPLICATION_NAME, Listener, Publisher, announce_changed
+from sync.coherence import APPLICATION_NAME, Listener, Publisher
 from sync.directory import LiveDirectory
 from sync.notices import (
     EVERYTHING,
