@@ -31,9 +31,19 @@ from resolver.api import DEFAULT_DIGITAL_LINK_HOST, ResolverAPI, local_answer
 from resolver.batch import ReadBatcher
 from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET, BudgetConfig
 from resolver.cache import Cache, CacheConfig
+from resolver.dns.names import DEFAULT_ZONE, zone_name
+from resolver.dns.respond import DnsConfig, Face
+from resolver.dns.server import DnsServer
 from resolver.metrics import Metrics
 from resolver.replies import EDGE_CLIENT
-from resolver.service import WITHHELD, Answer, Resolver, ResolverConfig, Withheld
+from resolver.service import (
+    HEARD_NEGATIVE_TTL,
+    WITHHELD,
+    Answer,
+    Resolver,
+    ResolverConfig,
+    Withheld,
+)
 from resolver.topology import (
     Delegation,
     Directory,
@@ -62,6 +72,7 @@ class NodeSpec:
     parent: str | None
     url: str
     prefixes: tuple[str, ...]
+    dns: str | None = None  # the address its DNS face answers on (glue in its parent's zone)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,6 +120,7 @@ def delegations(
             prefixes=spec.prefixes,
             public_key=node_public_key(keys[spec.name]),
             issued=issued,
+            dns=spec.dns,
         )
         issuer = keys[spec.parent] if spec.parent is not None else keys[spec.name]
         out.append(sign_delegation(unsigned, issuer))
@@ -234,6 +246,7 @@ def build_app(
     app.on_cleanup.append(close_transport)
     app[RESOLVER] = resolver
     app[API] = resolver_api
+    app[DIRECTORY] = directory
     if worker_header:
         pid = str(os.getpid())
 
@@ -312,6 +325,27 @@ def _anchor(directory: Directory) -> bytes:
 
 
 RESOLVER = web.AppKey("resolver", Resolver)
+DIRECTORY: web.AppKey[Callable[[], Directory]] = web.AppKey("directory")
 API = web.AppKey("api", ResolverAPI)
 SYNC = web.AppKey("sync", Sync)
 LISTENER = web.AppKey("listener", Listener)
+
+
+def dns_server(
+    app: web.Application,
+    *,
+    name: str,
+    host: str,
+    port: int,
+    zone: str = DEFAULT_ZONE,
+    reuse_port: bool = False,
+) -> DnsServer:
+    """The node's DNS face on ``host``:``port`` (UDP and TCP), answering from what the
+    app's resolver reads; start it after the app's startup, close it before cleanup."""
+    face = Face(
+        name=name,
+        directory=app[DIRECTORY],
+        resolver=app[RESOLVER],
+        config=DnsConfig(zone=zone_name(zone), negative_ttl=int(HEARD_NEGATIVE_TTL)),
+    )
+    return DnsServer(face, host, port, reuse_port=reuse_port)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,25 +53,29 @@ class Delegation:
     public_key: bytes  # DER SubjectPublicKeyInfo, Ed25519
     issued: int
     signature: bytes = b""
+    # the address the node's DNS face answers on (resolver/dns): the glue its parent's
+    # zone gives for it. Signed with the rest, so glue is as trusted as the URL.
+    dns: str | None = None
 
     def signed_bytes(self) -> bytes:
-        """Deterministic CBOR of everything but the signature (RFC 8949 §4.2.1)."""
-        return cbor2.dumps(
-            {
-                "v": DELEGATION_VERSION,
-                "url": self.url,
-                "name": self.name,
-                "role": self.role.value,
-                "issued": self.issued,
-                "parent": self.parent,
-                "prefixes": list(self.prefixes),
-                "publicKey": self.public_key,
-            },
-            canonical=True,
-        )
+        """Deterministic CBOR of everything but the signature (RFC 8949 §4.2.1); a
+        delegation without ``dns`` signs the bytes it signed before the field existed."""
+        fields: dict[str, Any] = {
+            "v": DELEGATION_VERSION,
+            "url": self.url,
+            "name": self.name,
+            "role": self.role.value,
+            "issued": self.issued,
+            "parent": self.parent,
+            "prefixes": list(self.prefixes),
+            "publicKey": self.public_key,
+        }
+        if self.dns is not None:
+            fields["dns"] = self.dns
+        return cbor2.dumps(fields, canonical=True)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "role": self.role.value,
             "url": self.url,
@@ -80,6 +85,9 @@ class Delegation:
             "issued": self.issued,
             "signature": base64.b64encode(self.signature).decode(),
         }
+        if self.dns is not None:
+            out["dns"] = self.dns
+        return out
 
     @classmethod
     def from_json(cls, obj: Any) -> Delegation:
@@ -93,9 +101,19 @@ class Delegation:
                 public_key=base64.b64decode(obj["publicKey"], validate=True),
                 issued=_uint(obj["issued"], "issued"),
                 signature=base64.b64decode(obj["signature"], validate=True),
+                dns=_address(obj.get("dns")),
             )
         except (KeyError, TypeError, ValueError, OverflowError, binascii.Error) as exc:
             raise EncodingError(f"malformed delegation: {exc!r}") from exc
+
+
+def _address(value: Any) -> str | None:
+    """A delegation's DNS address: an IPv4 or IPv6 address in its shortest form."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("dns must be an IP address string")
+    return str(ipaddress.ip_address(value))
 
 
 def _uint(value: Any, what: str) -> int:
@@ -121,6 +139,7 @@ def _fields(d: Delegation) -> dict[str, Any]:
         "public_key": d.public_key,
         "issued": d.issued,
         "signature": d.signature,
+        "dns": d.dns,
     }
 
 

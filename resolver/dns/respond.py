@@ -1,0 +1,291 @@
+"""One DNS query in, one response out: a node's DNS face (RFC 1034 §4.3.2, RFC 1035).
+
+Iterative queries (RD clear, as a recursive resolver sends) get what an authoritative
+server gives: answers for this node's zones, referrals with glue for the zones below,
+REFUSED for the rest. A query with RD set for an identifier this node does not hold is
+resolved as the HTTP API would resolve it (cache, copies, the next node) and answered
+without AA. Every packet gets a defined answer or, when it has no header to answer
+(under 12 bytes, or a response), none.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dns.edns
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from dns.rdtypes.ANY.NS import NS
+from dns.rdtypes.ANY.SOA import SOA
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
+
+from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, ns_host
+from resolver.dns.rdata import rrsets
+from resolver.dns.zone import Below, Elsewhere, Here, address, ns_target, place_of, where
+from resolver.service import Answer, Resolver
+from resolver.topology import Delegation, Directory
+from schemas.errors import IdresError
+from schemas.identifiers import Scheme
+
+IN = dns.rdataclass.IN
+HEADER = 12
+MAX_UDP_PAYLOAD = 1232  # what we offer and send at most over UDP (DNS flag day 2020)
+# Schemes whose names nothing sits below: a missing identifier there is NXDOMAIN. An
+# OID or an Ecode may have longer ones below it, so a missing one has no data instead
+# (RFC 8020 §2: NXDOMAIN would deny the whole subtree).
+_LEAVES = frozenset({Scheme.GTIN, Scheme.GLN, Scheme.SSCC, Scheme.HANDLE, Scheme.DID_BID})
+_ZONE_TYPES = frozenset({dns.rdatatype.SOA, dns.rdatatype.NS})
+_META = frozenset({dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    zone: dns.name.Name
+    negative_ttl: int = 60  # SOA minimum: how long a "no such name" is kept (RFC 2308 §5)
+    serial: int = 1
+    hostmaster: str = "hostmaster"
+
+
+class Face:
+    """A node's DNS answers: ``answer`` takes a query's wire bytes."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        directory: Callable[[], Directory],
+        resolver: Resolver,
+        config: DnsConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.name = name
+        self.directory = directory
+        self.resolver = resolver
+        self.config = config
+        self.clock = clock
+
+    async def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        if len(wire) < HEADER or wire[2] & 0x80:  # no header to answer, or a response
+            return None
+        try:
+            query = dns.message.from_wire(wire)
+        except Exception:
+            return formerr(wire)
+        if query.opcode() != dns.opcode.QUERY:
+            return _error(query, dns.rcode.NOTIMP)
+        if query.edns > 0:  # RFC 6891 §6.1.3
+            return _error(query, dns.rcode.BADVERS)
+        if len(query.question) != 1:
+            return _error(query, dns.rcode.FORMERR)
+        question = query.question[0]
+        if question.rdtype in _META:
+            return _error(query, dns.rcode.FORMERR)
+        if question.rdclass != IN:
+            return _error(query, dns.rcode.REFUSED)
+        if question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
+            return _error(query, dns.rcode.REFUSED)  # zone transfer: not offered yet
+        response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
+        response.flags |= dns.flags.RA
+        await self._fill(response, question.name, question.rdtype, query.flags & dns.flags.RD)
+        return _wire(response, query, tcp)
+
+    async def _fill(
+        self, response: dns.message.Message, qname: dns.name.Name, qtype: int, rd: int
+    ) -> None:
+        zone = self.config.zone
+        if not qname.is_subdomain(zone):
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        directory = self.directory()
+        place, nearest = place_of(qname, zone)
+        spot = where(nearest, qname, self.name, directory, zone)
+        if isinstance(place, Named) and rd and not isinstance(spot, Here):
+            await self._recurse(response, place, qname, qtype, directory)
+            return
+        if isinstance(spot, Elsewhere):
+            response.set_rcode(dns.rcode.REFUSED)
+            return
+        if isinstance(spot, Below):
+            self._referral(response, spot)
+            return
+        response.flags |= dns.flags.AA
+        if qname == spot.apex and qtype in (*_ZONE_TYPES, dns.rdatatype.ANY):
+            self._apex(response, spot.apex, qtype)
+            return
+        if place is None:
+            self._negative(response, spot.apex, self.name, nxdomain=True)
+        elif isinstance(place, Named):
+            answer = await self._lookup(response, place)
+            if answer is not None:
+                self._records(response, place, qname, qtype, answer, spot.apex, self.name)
+        elif isinstance(place, NodeHost):
+            self._host(response, place, qname, qtype, directory, spot.apex)
+        else:
+            self._negative(response, spot.apex, self.name, nxdomain=False)
+
+    async def _lookup(self, response: dns.message.Message, place: Named) -> Answer | None:
+        try:
+            return await self.resolver.resolve(place.ident)
+        except IdresError:  # the next node failed, a loop, no budget left
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return None
+
+    async def _recurse(
+        self,
+        response: dns.message.Message,
+        place: Named,
+        qname: dns.name.Name,
+        qtype: int,
+        directory: Directory,
+    ) -> None:
+        answer = await self._lookup(response, place)
+        if answer is None:
+            return
+        route = self.resolver.route(place.ident)
+        holder = route.authority
+        if holder is None or route.prefix is None:  # nothing holds it: the super says so
+            apex, node = self.config.zone, directory.ancestors(self.name)[-1]
+        else:
+            apex = next(
+                (c for c in cuts(route.prefix, self.config.zone) if qname.is_subdomain(c)),
+                self.config.zone,
+            )
+            node = holder.name
+        self._records(response, place, qname, qtype, answer, apex, node)
+
+    def _records(
+        self,
+        response: dns.message.Message,
+        place: Named,
+        qname: dns.name.Name,
+        qtype: int,
+        answer: Answer,
+        apex: dns.name.Name,
+        node: str,
+    ) -> None:
+        body = json.loads(answer.body)
+        if answer.status == 404 or body.get("responseCode") == 100:
+            self._negative(response, apex, node, nxdomain=place.ident.scheme in _LEAVES)
+            return
+        if answer.status >= 500:
+            response.set_rcode(dns.rcode.SERVFAIL)
+            return
+        found = rrsets(qname, place.ident, body, self.clock())
+        wanted = [r for r in found if qtype in (r.rdtype, dns.rdatatype.ANY)]
+        if not wanted:
+            self._negative(response, apex, node, nxdomain=False)
+        response.answer.extend(wanted)
+
+    def _apex(self, response: dns.message.Message, apex: dns.name.Name, qtype: int) -> None:
+        if qtype in (dns.rdatatype.SOA, dns.rdatatype.ANY):
+            response.answer.append(self._soa(apex, self.name))
+        if qtype in (dns.rdatatype.NS, dns.rdatatype.ANY):
+            me = self.directory().by_name[self.name]
+            response.answer.append(_ns(apex, me, self.config.zone, self.config.negative_ttl))
+            response.additional.extend(_glue(me, self.config.zone))
+
+    def _host(
+        self,
+        response: dns.message.Message,
+        place: NodeHost,
+        qname: dns.name.Name,
+        qtype: int,
+        directory: Directory,
+        apex: dns.name.Name,
+    ) -> None:
+        node = next((d for d in directory.by_name.values() if d.name.lower() == place.node), None)
+        if node is None or address(node) is None:
+            self._negative(response, apex, self.name, nxdomain=True)
+            return
+        glue = [r for r in _glue(node, self.config.zone) if qtype in (r.rdtype, dns.rdatatype.ANY)]
+        for rrset in glue:
+            response.answer.append(dns.rrset.from_rdata_list(qname, rrset.ttl, list(rrset)))
+        if not glue:
+            self._negative(response, apex, self.name, nxdomain=False)
+
+    def _referral(self, response: dns.message.Message, spot: Below) -> None:
+        zone = self.config.zone
+        response.authority.append(_ns(spot.cut, spot.node, zone, self.config.negative_ttl))
+        response.additional.extend(_glue(spot.node, zone))
+
+    def _negative(
+        self, response: dns.message.Message, apex: dns.name.Name, node: str, *, nxdomain: bool
+    ) -> None:
+        if nxdomain:
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        response.authority.append(self._soa(apex, node))
+
+    def _soa(self, apex: dns.name.Name, node: str) -> dns.rrset.RRset:
+        """The SOA a negative answer carries: its minimum and its own TTL say how long
+        the answer may be kept (RFC 2308 §3, §5)."""
+        zone = self.config.zone
+        ttl = self.config.negative_ttl
+        soa = SOA(
+            IN,
+            dns.rdatatype.SOA,
+            ns_host(node, zone),
+            dns.name.Name((self.config.hostmaster.encode(), *zone.labels)),
+            self.config.serial,
+            3600,
+            600,
+            86400,
+            ttl,
+        )
+        return dns.rrset.from_rdata(apex, ttl, soa)
+
+
+def _ns(cut: dns.name.Name, node: Delegation, zone: dns.name.Name, ttl: int) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata(cut, ttl, NS(IN, dns.rdatatype.NS, ns_target(node, zone)))
+
+
+def _glue(node: Delegation, zone: dns.name.Name) -> list[dns.rrset.RRset]:
+    where_ = address(node)
+    if where_ is None:
+        return []
+    host = ns_host(node.name, zone)
+    if ":" in where_:
+        return [dns.rrset.from_rdata(host, 3600, AAAA(IN, dns.rdatatype.AAAA, where_))]
+    return [dns.rrset.from_rdata(host, 3600, A(IN, dns.rdatatype.A, where_))]
+
+
+def _wire(response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:
+    """The response's bytes; over UDP, cut to the asker's size with TC set (RFC 2181 §9)."""
+    limit = 65535 if tcp else max(512, min(query.payload, MAX_UDP_PAYLOAD))
+    try:
+        return response.to_wire(max_size=limit)
+    except dns.exception.TooBig:
+        response.answer.clear()
+        response.authority.clear()
+        response.additional.clear()
+        response.flags |= dns.flags.TC
+        return response.to_wire(max_size=limit)
+
+
+def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
+    response.set_rcode(rcode)
+    if rcode == dns.rcode.BADVERS:
+        response.use_edns(0, 0, MAX_UDP_PAYLOAD)
+        response.set_rcode(rcode)
+    return response.to_wire(max_size=512)
+
+
+def formerr(wire: bytes) -> bytes:
+    """FORMERR for a packet the parser refused: its ID and opcode, no sections (RFC
+    1035 §4.1.1: the header is all we can trust)."""
+    flags = 0x8000 | (wire[2] & 0x79) << 8 | dns.rcode.FORMERR  # QR, opcode, RD
+    return wire[:2] + flags.to_bytes(2, "big") + bytes(8)
+
+
+__all__ = ["DnsConfig", "Face", "Inner", "Place", "formerr"]

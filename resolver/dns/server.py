@@ -1,0 +1,118 @@
+"""The DNS face's sockets: UDP and TCP on one address (RFC 1035 §4.2, RFC 7766).
+
+Over TCP each message has a two-byte length; a connection may carry many queries,
+answered in order, and is closed when idle for ``IDLE`` seconds, on a length no
+message can have, or when ``MAX_TCP`` connections are open already. Over UDP at most
+``MAX_PENDING`` queries wait for answers at once; more are dropped, as a loaded DNS
+server drops (the asker retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from typing import cast
+
+from resolver.dns.respond import HEADER, Face
+
+IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
+MAX_TCP = 2000
+MAX_PENDING = 2000
+log = logging.getLogger("idres.dns")
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, face: Face) -> None:
+        self.face = face
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: set[asyncio.Task[None]] = set()
+        self.dropped = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self.pending) >= MAX_PENDING:
+            self.dropped += 1
+            return
+        task = asyncio.ensure_future(self._reply(data, addr))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            wire = await self.face.answer(data, tcp=False)
+        except Exception:  # a bug must cost one answer, never the socket
+            log.exception("dns: no answer for a query from %s", addr[0])
+            wire = None
+        if wire is not None and self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable from an asker
+        pass
+
+
+class DnsServer:
+    """UDP and TCP on ``host``:``port`` (port 0: the kernel picks one, the same for
+    both). ``reuse_port`` lets several workers share them."""
+
+    def __init__(self, face: Face, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self.face = face
+        self.host = host
+        self.port = port
+        self.reuse_port = reuse_port
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tcp = await asyncio.start_server(
+            self._serve, self.host, self.port, reuse_port=self.reuse_port or None, backlog=1024
+        )
+        self.port = self._tcp.sockets[0].getsockname()[1]
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        if self.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((self.host, self.port))
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=sock)
+        self._udp = transport
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            for writer in list(self._open):
+                writer.close()
+            await self._tcp.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._open) >= MAX_TCP:
+            writer.close()
+            return
+        self._open.add(writer)
+        try:
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(2), IDLE)
+                size = int.from_bytes(head, "big")
+                if size < HEADER:  # no message is that short: the stream is lost
+                    break
+                wire = await asyncio.wait_for(reader.readexactly(size), IDLE)
+                answer = await self.face.answer(wire, tcp=True)
+                if answer is None:
+                    break
+                writer.write(len(answer).to_bytes(2, "big") + answer)
+                await asyncio.wait_for(writer.drain(), IDLE)
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+            pass
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("dns: a TCP connection failed")
+        finally:
+            self._open.discard(writer)
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()

@@ -1,0 +1,146 @@
+"""Which node answers for a DNS name, and how: the directory read as a delegation tree.
+
+A node is authoritative for the zones its prefixes start (``names.cuts``), the super
+node also for the network's zone itself; a name below a prefix delegated further down
+gets a referral to the child, with the NS and glue its delegation signs. Pure: the
+directory in, a ``Where`` out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import dns.name
+
+from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, locate, ns_host
+from resolver.topology import Delegation, Directory, Route, covers, prefix_key
+from schemas.identifiers import RoutingKey
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Here:
+    """This node answers for the name with authority; ``apex`` starts its zone."""
+
+    apex: dns.name.Name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Below:
+    """The name is in a zone cut below, which ``node`` serves: a referral."""
+
+    cut: dns.name.Name
+    node: Delegation
+    route: Route
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Elsewhere:
+    """Not in this node's zones, nor below them: above or beside it."""
+
+    route: Route | None
+
+
+Where = Here | Below | Elsewhere
+
+
+def place_of(qname: dns.name.Name, zone: dns.name.Name) -> tuple[Place | None, Place]:
+    """What the name is (None: nothing can be there), and the nearest place at or above
+    it that can be, which says whose zone it is in."""
+    place = locate(qname, zone)
+    if place is not None:
+        return place, place
+    name = qname
+    while name != zone:
+        name = name.parent()
+        found = locate(name, zone)
+        if found is not None:
+            return None, found
+    return None, Inner(None)
+
+
+def where(
+    place: Place, qname: dns.name.Name, here: str, directory: Directory, zone: dns.name.Name
+) -> Where:
+    me = directory.by_name[here]
+    routing = _routing(place)
+    if routing is None:  # the network's zone itself: the super node's
+        return Here(apex=zone) if me.parent is None else Elsewhere(route=None)
+    route = directory.route(here, routing)
+    if route.kind == "local":
+        assert route.prefix is not None
+        return Here(apex=_cut_above(qname, route.prefix, zone))
+    if route.kind == "none":
+        return Here(apex=zone) if me.parent is None else Elsewhere(route=route)
+    if route.kind == "down":
+        node, prefix = _serving(directory, here, route, routing)
+        return Below(cut=_cut_above(qname, prefix, zone), node=node, route=route)
+    return Elsewhere(route=route)
+
+
+def _routing(place: Place) -> RoutingKey | None:
+    if isinstance(place, Named):
+        return place.ident.routing
+    if isinstance(place, Inner):
+        return place.routing
+    assert isinstance(place, NodeHost)
+    return None
+
+
+def _serving(
+    directory: Directory, here: str, route: Route, routing: RoutingKey
+) -> tuple[Delegation, RoutingKey]:
+    """The child a referral names, and the prefix its zone starts at: the child on the
+    way to the holder, or further down while a node below holds that same prefix whole
+    (a referral to the zone the asker is already in would be lame)."""
+    assert route.authority is not None
+    path = directory.ancestors(route.authority.name)  # holder, parent, ..., super
+    step = path.index(here) - 1
+    node = directory.by_name[path[step]]
+    prefix = _covering(node, routing)
+    while step > 0:
+        below = directory.by_name[path[step - 1]]
+        if prefix not in _prefixes(below):
+            break
+        node, step = below, step - 1
+    return node, prefix
+
+
+def _prefixes(node: Delegation) -> list[RoutingKey]:
+    return [prefix_key(p) for p in node.prefixes]
+
+
+def _covering(node: Delegation, routing: RoutingKey) -> RoutingKey:
+    held = [p for p in _prefixes(node) if covers(p, routing)]
+    return max(held, key=lambda p: len(p.labels))
+
+
+def _cut_above(qname: dns.name.Name, prefix: RoutingKey, zone: dns.name.Name) -> dns.name.Name:
+    """The cut of ``prefix`` that ``qname`` is in (a GS1 prefix has three)."""
+    for cut in cuts(prefix, zone):
+        if qname.is_subdomain(cut):
+            return cut
+    # a name routed by ``prefix`` but under none of its cuts: a GS1 prefix longer than
+    # a kind of key's digits, whose names the zone above holds
+    return zone
+
+
+def address(node: Delegation) -> str | None:
+    """Where the node's DNS face answers: its signed ``dns`` address, else its URL's
+    host when that is an IP address."""
+    if node.dns is not None:
+        return node.dns
+    host = urlsplit(node.url).hostname or ""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return None
+
+
+def ns_target(node: Delegation, zone: dns.name.Name) -> dns.name.Name:
+    """The name an NS record gives for ``node``: ``<node>.ns.<zone>`` when its address
+    is known (the super node's zone holds it), else its URL's host name."""
+    if address(node) is not None:
+        return ns_host(node.name, zone)
+    return dns.name.from_text(urlsplit(node.url).hostname or node.name)
