@@ -22,6 +22,22 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
   fi
 fi
 
+# Stock DNS software the DNS face is tested against (tests/resolver/dns): Knot's kdig
+# asks it, Unbound resolves through it; both from Debian's packages.
+have_dns_peers() {
+  command -v kdig >/dev/null && { command -v unbound >/dev/null || [[ -x /usr/sbin/unbound ]]; }
+}
+if ! have_dns_peers; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test: installing kdig and Unbound from Debian's packages" >&2
+    apt-get update -qq </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot-dnsutils unbound </dev/null
+  else
+    echo "test: needs kdig (knot-dnsutils) and unbound for the DNS tests" >&2
+    exit 1
+  fi
+fi
+
 . .venv/bin/activate
 echo "test: ruff" >&2
 ruff check .

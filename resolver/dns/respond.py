@@ -74,8 +74,10 @@ class Face:
         self.resolver = resolver
         self.config = config
         self.clock = clock
+        self.counted = 0  # queries answered
 
     async def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+        self.counted += 1
         if len(wire) < HEADER or wire[2] & 0x80:  # no header to answer, or a response
             return None
         try:

@@ -76,6 +76,8 @@ def dns_port() -> int:
             for host in ADDRESSES.values():
                 for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
                     held.append(socket.socket(socket.AF_INET, kind))
+                    # as the server will: a connection in TIME-WAIT does not hold the port
+                    held[-1].setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     held[-1].bind((host, port))
             return port
         except OSError as exc:
