@@ -13,13 +13,19 @@ the way DNS delegates, so each delegated prefix is a zone cut:
     node    <node name>.ns.<zone>                                    (NS targets, glue)
 
 GS1 names leave out the check digit, as ONS does; it is computed back. A handle's
-suffix is one label of its UTF-8 bytes (so at most 63 bytes), under a ``_`` label that
-keeps suffixes apart from the prefix segments below which sub-prefixes are cut. Nothing
-here does I/O.
+suffix is one label, under a ``_`` label that keeps suffixes apart from the prefix
+segments below which sub-prefixes are cut.
+
+DNS names compare without ASCII case (RFC 4343): kdig lowercases what it sends, caches
+fold case. So a case-sensitive part (a handle's suffix, a did:bid's id) is written as
+itself only when it has no lowercase ASCII letter (read back upper-cased), and
+otherwise as ``~`` and its UTF-8 in base32 (RFC 4648 §6, lowercase, no padding). Either
+way it must fit a label's 63 bytes. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 
 import dns.name
@@ -29,6 +35,7 @@ from schemas.identifiers import Identifier, Namespace, RoutingKey, Scheme, check
 
 DEFAULT_ZONE = "idres.internal."
 SUFFIX_MARK = b"_"
+ENCODED = "~"  # a label in base32: the part has lowercase letters
 MAX_LABEL = 63  # RFC 1035 §2.3.4
 
 # GS1 key kind -> (labels in a full name, whether its leftmost label is an indicator or
@@ -171,9 +178,12 @@ def _handle(below: tuple[bytes, ...]) -> Place | None:
         return None
     if not after:
         return Inner(routing)  # the empty non-terminal above the prefix's suffixes
+    suffix = read_label(after[0])
+    if suffix is None:
+        return None
     try:
-        return Named(parse(".".join(routing.labels) + "/" + after[0].decode("utf-8")))
-    except (UnicodeDecodeError, InvalidIdentifier):
+        return Named(parse(".".join(routing.labels) + "/" + suffix))
+    except InvalidIdentifier:
         return None
 
 
@@ -185,7 +195,10 @@ def _bid(below: tuple[bytes, ...]) -> Place | None:
     first = below[0].decode().lower()
     if len(below) == 1 and len(first) == 4:  # a sub-chain code: ids are longer
         return Inner(RoutingKey(namespace=Namespace.BID, labels=(first,)))
-    text = below[0].decode() if len(below) == 1 else f"{first}:{below[1].decode()}"
+    ident = read_label(below[-1])
+    if ident is None:
+        return None
+    text = ident if len(below) == 1 else f"{first}:{ident}"
     try:
         return Named(parse("did:bid:" + text))
     except InvalidIdentifier:
@@ -209,14 +222,35 @@ def owner(ident: Identifier, zone: dns.name.Name) -> dns.name.Name | None:
         return _name((*reversed(canonical.removeprefix("ecode:")), b"ecode"), zone)
     if ident.scheme is Scheme.HANDLE:
         prefix, _, suffix = canonical.partition("/")
-        label = suffix.encode()
-        if len(label) > MAX_LABEL:
+        label = write_label(suffix)
+        if label is None:
             return None
         return _name((label, SUFFIX_MARK, *reversed(prefix.split(".")), b"handle"), zone)
     if ident.scheme is Scheme.DID_BID:
-        parts = canonical.removeprefix("did:bid:").split(":")
-        return _name((*reversed(parts), b"bid"), zone)
+        *code, idstring = canonical.removeprefix("did:bid:").split(":")
+        label = write_label(idstring)
+        return None if label is None else _name((label, *code, b"bid"), zone)
     return None
+
+
+def write_label(text: str) -> bytes | None:
+    """A case-sensitive part as one label that survives case folding; None when it
+    would outgrow a label."""
+    raw = text.encode()
+    if text.startswith(ENCODED) or any(0x61 <= b <= 0x7A for b in raw):
+        raw = ENCODED.encode() + base64.b32encode(raw).rstrip(b"=").lower()
+    return raw if len(raw) <= MAX_LABEL else None
+
+
+def read_label(label: bytes) -> str | None:
+    """What ``write_label`` wrote, in whatever case it arrives; None for no such label."""
+    try:
+        if label.startswith(ENCODED.encode()):
+            body = label[1:].upper()
+            return base64.b32decode(body + b"=" * (-len(body) % 8)).decode()
+        return label.upper().decode()  # upper() folds ASCII letters only
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        return None
 
 
 def cuts(prefix: RoutingKey, zone: dns.name.Name) -> tuple[dns.name.Name, ...]:

@@ -23,7 +23,7 @@ import pytest_asyncio
 from resolver.dns.names import owner, zone_name
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode
-from tests.resolver.dns.conftest import ADDRESSES, ZONE, DnsNet
+from tests.resolver.dns.conftest import ADDRESSES, DID, ZONE, DnsNet
 
 pytestmark = pytest.mark.asyncio
 UNBOUND_AT = "127.0.54.1"
@@ -68,6 +68,16 @@ async def test_kdig_reads_ons_naptr_over_udp_and_tcp(dns_net: DnsNet) -> None:
         assert "Flags: qr aa" in out
         assert '"!^.*$!https://example.com/gtin/06901234567892!"' in out
         assert '"http://www.gs1.org/ons/html"' in out
+
+
+async def test_kdig_reads_a_handle_and_a_did_though_it_lowercases_names(
+    dns_net: DnsNet,
+) -> None:
+    handle = await kdig(dns_net, "URI", name_of("88.100.1/ABC-123"))
+    assert "abc-123._.1.100.88.handle.idres.internal." in handle  # as kdig sent it
+    assert '"https://example.com/products/ABC-123"' in handle
+    did = await kdig(dns_net, "URI", name_of(DID))
+    assert '"https://example.com/agents/ab12"' in did
 
 
 async def test_kdig_sees_nxdomain_with_the_soa(dns_net: DnsNet) -> None:
