@@ -7,6 +7,7 @@ one process. Nothing here reads configuration: it is handed what it needs.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -335,17 +336,16 @@ def dns_server(
     app: web.Application,
     *,
     name: str,
-    host: str,
-    port: int,
+    sockets: tuple[socket.socket, socket.socket],
     zone: str = DEFAULT_ZONE,
-    reuse_port: bool = False,
 ) -> DnsServer:
-    """The node's DNS face on ``host``:``port`` (UDP and TCP), answering from what the
-    app's resolver reads; start it after the app's startup, close it before cleanup."""
+    """The node's DNS face on ``sockets`` (``resolver.dns.server.bind``), answering from
+    what the app's resolver reads; start it after the app's startup, close it before
+    the app's cleanup."""
     face = Face(
         name=name,
         directory=app[DIRECTORY],
         resolver=app[RESOLVER],
         config=DnsConfig(zone=zone_name(zone), negative_ttl=int(HEARD_NEGATIVE_TTL)),
     )
-    return DnsServer(face, host, port, reuse_port=reuse_port)
+    return DnsServer(face, sockets)

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from idres import __version__
-from idres.config import NodeConfig
+from idres.config import UP_DNS_PORT, UP_DNS_PORT_USER, NodeConfig
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.client import RegistryClient, Reply
+from resolver.dns.names import DEFAULT_ZONE
 from schemas.codec_json import value_to_json
 from schemas.errors import IdresError, InvalidIdentifier
 from schemas.identifiers import parse
@@ -122,6 +123,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["batch_upstream_max"] = args.batch_upstream_max
     if args.digital_link_host:
         overrides["digital_link_host"] = args.digital_link_host
+    if args.dns_port is not None:
+        overrides["dns_port"] = args.dns_port
+    if args.dns_host:
+        overrides["dns_host"] = args.dns_host
+    if args.dns_zone:
+        overrides["dns_zone"] = args.dns_zone
     if args.kafka:
         overrides["kafka"] = args.kafka
     if args.kafka_user:
@@ -145,7 +152,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from idres.network import prepare, up
 
     data_dir = Path(args.data_dir or NodeConfig.from_env().data_dir)
-    prepared = prepare(data_dir, host=args.host, base_port=args.base_port)
+    prepared = prepare(data_dir, host=args.host, base_port=args.base_port, dns_port=args.dns_port)
     kafka = args.kafka if args.kafka is not None else os.environ.get("KAFKA_BOOTSTRAP") or None
     uvloop.run(up(prepared, data_dir, kafka=kafka))
     return EXIT_OK
@@ -661,6 +668,18 @@ def build_parser() -> argparse.ArgumentParser:
         "from FILE (made by idres snapshot), checking every block; then read the log "
         "from there (IDRES_SNAPSHOT)",
     )
+    p.add_argument(
+        "--dns-port",
+        type=int,
+        help="answer DNS (UDP and TCP) on this port: identifiers under the zone's names, "
+        "referrals down the directory (IDRES_DNS_PORT; default off)",
+    )
+    p.add_argument("--dns-host", help="the DNS face's address (IDRES_DNS_HOST, default --host)")
+    p.add_argument(
+        "--dns-zone",
+        help=f"the network's DNS zone, the same on every node (IDRES_DNS_ZONE, default "
+        f"{DEFAULT_ZONE})",
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
@@ -683,6 +702,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="carry the chains over this Kafka broker (KAFKA_BOOTSTRAP) instead of "
         "the in-process log; every node authenticates as KAFKA_SASL_USERNAME / "
         "KAFKA_SASL_PASSWORD if set",
+    )
+    p.add_argument(
+        "--dns-port",
+        type=int,
+        default=UP_DNS_PORT,
+        help="each node answers DNS on this port of its own address 127.0.53.N (default "
+        f"53 as root, which a resolver following delegations needs, else {UP_DNS_PORT_USER}"
+        "; 0: no DNS)",
     )
     p.set_defaults(func=_cmd_up)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from resolver.api import DEFAULT_DIGITAL_LINK_HOST
 from resolver.budget import MAX_UPSTREAM_PER_BATCH, UPSTREAM_BUDGET
+from resolver.dns.names import DEFAULT_ZONE
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -35,6 +36,10 @@ DEFAULT_WORKERS = 1
 DEFAULT_KAFKA_MECHANISM = "SCRAM-SHA-512"
 DEFAULT_CLIENT_UPSTREAM_RATE = UPSTREAM_BUDGET.rate
 DEFAULT_BATCH_UPSTREAM_MAX = MAX_UPSTREAM_PER_BATCH
+# idres up's DNS port on each node's own loopback address: 53, which a resolver that
+# follows delegations (they carry no port) needs, when the process may bind it
+UP_DNS_PORT_USER = 10053
+UP_DNS_PORT = 53 if os.geteuid() == 0 else UP_DNS_PORT_USER
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -71,6 +76,11 @@ class NodeConfig:
     batch_upstream_max: int = DEFAULT_BATCH_UPSTREAM_MAX  # lookups one request may start
     # the host Digital Link paths are read under (never the request's Host header)
     digital_link_host: str = DEFAULT_DIGITAL_LINK_HOST
+    # the DNS face (resolver/dns): off unless a port is given; on ``host`` unless
+    # ``dns_host``; names under ``dns_zone``, which every node of a network shares
+    dns_port: int | None = None
+    dns_host: str | None = None
+    dns_zone: str = DEFAULT_ZONE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -99,4 +109,7 @@ class NodeConfig:
             mirror_of=env.get("IDRES_MIRROR_OF") or None,
             front=env.get("IDRES_FRONT", "edge"),
             snapshot=Path(env["IDRES_SNAPSHOT"]) if env.get("IDRES_SNAPSHOT") else None,
+            dns_port=int(env["IDRES_DNS_PORT"]) if env.get("IDRES_DNS_PORT") else None,
+            dns_host=env.get("IDRES_DNS_HOST") or None,
+            dns_zone=env.get("IDRES_DNS_ZONE") or DEFAULT_ZONE,
         )

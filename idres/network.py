@@ -22,7 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres import edge
-from idres.assembly import API, NodeSpec, build_app, delegations, load_node_key
+from idres.assembly import API, NodeSpec, build_app, delegations, dns_server, load_node_key
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.database import create_pool, start_embedded
@@ -30,6 +30,8 @@ from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
+from resolver.dns.names import DEFAULT_ZONE, owner, zone_name
+from resolver.dns.server import DnsServer, bind
 from resolver.front import FrontDoor, open_front
 from resolver.topology import Directory, Role
 from schemas.codec_json import values_from_json
@@ -53,6 +55,9 @@ LAYOUT: tuple[tuple[str, Role, str | None, int, tuple[str, ...]], ...] = (
     ("sub-c", Role.SUBCHAIN, "backbone-2", 12, ("86.1000", "oid:1.2.156.3001", "ecode:1000")),
 )
 _DID_SUFFIX = b58encode(bytes(range(1, 23)))
+# each node's DNS face, in LAYOUT's order: an address of its own, one port for all, as
+# a delegation gives an address and no port
+DNS_ADDRESSES = tuple(f"127.0.53.{n}" for n in range(1, len(LAYOUT) + 1))
 
 # (node, identifier, values): one example of each scheme, where the layout puts it
 SEEDS: tuple[tuple[str, str, list[dict[str, object]]], ...] = (
@@ -115,6 +120,7 @@ class Running:
     transport: str  # how the chains travel, for the summary
     anchor: bytes  # the super node's public key (DER)
     edges: list[edge.Front] = field(default_factory=list)
+    dns: list[DnsServer] = field(default_factory=list)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -137,9 +143,13 @@ class Prepared:
     admin_der: bytes
     sockets: list[socket.socket]
     host: str
+    # each node's DNS face: its address, and its UDP and TCP sockets (none: no DNS)
+    dns: list[tuple[str, tuple[socket.socket, socket.socket]]] = field(default_factory=list)
 
 
-def prepare(data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000) -> Prepared:
+def prepare(
+    data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000, dns_port: int = 0
+) -> Prepared:
     """The blocking part of starting: files, the embedded server, the listening sockets."""
     home = data_dir.expanduser() / "up"
     (home / "keys").mkdir(parents=True, exist_ok=True)
@@ -153,7 +163,26 @@ def prepare(data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000) -
         _bind(host, base_port + offset) if base_port else _bind(host, 0)
         for _, _, _, offset, _ in LAYOUT
     ]
-    return Prepared(home=home, url=url, keys=keys, admin_der=admin_der, sockets=sockets, host=host)
+    dns = [(address, _bind_dns(address, dns_port)) for address in DNS_ADDRESSES] if dns_port else []
+    return Prepared(
+        home=home,
+        url=url,
+        keys=keys,
+        admin_der=admin_der,
+        sockets=sockets,
+        host=host,
+        dns=dns,
+    )
+
+
+def _bind_dns(address: str, port: int) -> tuple[socket.socket, socket.socket]:
+    try:
+        return bind(address, port)
+    except OSError as exc:
+        raise SystemExit(
+            f"idres up: cannot answer DNS on {address}:{port}: {exc.strerror} "
+            "(--dns-port moves it, --dns-port 0 turns it off)"
+        ) from None
 
 
 async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
@@ -165,8 +194,11 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             parent=parent,
             prefixes=prefixes,
             url=f"http://{host}:{sock.getsockname()[1]}",
+            dns=prepared.dns[i][0] if prepared.dns else None,
         )
-        for (name, role, parent, _, prefixes), sock in zip(LAYOUT, sockets, strict=True)
+        for i, ((name, role, parent, _, prefixes), sock) in enumerate(
+            zip(LAYOUT, sockets, strict=True)
+        )
     ]
     signed = delegations(specs, prepared.keys)
     directory = Directory(signed, trust_anchor=signed[0].public_key)
@@ -237,6 +269,10 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
+        if prepared.dns:
+            server = dns_server(app, name=spec.name, sockets=prepared.dns[len(running.dns)][1])
+            await server.start()
+            running.dns.append(server)
     return running
 
 
@@ -264,6 +300,8 @@ async def stop(running: Running) -> None:
             await asyncio.to_thread(placed.process.wait, 10)
         if placed.process.returncode is None:
             placed.process.kill()
+    for server in running.dns:
+        await server.close()
     for door in running.doors:
         door.close()
     for runner in running.runners:
@@ -284,9 +322,11 @@ def summary(running: Running, data_dir: Path) -> str:
         "",
     ]
     width = max(len(s.name) for s in running.specs)
+    dns_port = running.dns[0].address[1] if running.dns else None
     for spec in running.specs:
+        where = f"dns {spec.dns}:{dns_port}  " if spec.dns else ""
         lines.append(
-            f"  {spec.name:<{width}}  {spec.role.value:<8}  {spec.url:<22}  "
+            f"  {spec.name:<{width}}  {spec.role.value:<8}  {spec.url:<22}  {where}"
             f"{', '.join(spec.prefixes)}"
         )
     entry = running.specs[0].url
@@ -300,6 +340,16 @@ def summary(running: Running, data_dir: Path) -> str:
         f"  curl {entry}/api/handles/88.100.1/ABC-123",
         f"  curl '{entry}/api/handles/1.2.156.3001.1?recursive=false'",
         f"  curl {entry}/metrics",
+        *(
+            [
+                f"  dig @{running.specs[0].dns} -p {dns_port} +short NAPTR "
+                f"{_dns_name('06901234567892')}",
+                f"  dig @{running.specs[3].dns} -p {dns_port} +norec URI "
+                f"{_dns_name('88.100.1/ABC-123')}",
+            ]
+            if running.dns
+            else []
+        ),
         "",
         "super node key (the trust anchor for idres verify --proof): "
         + base64.b64encode(running.anchor).decode(),
@@ -308,6 +358,11 @@ def summary(running: Running, data_dir: Path) -> str:
         "Ctrl-C stops the network.",
     ]
     return "\n".join(lines)
+
+
+def _dns_name(identifier: str) -> str:
+    name = owner(parse(identifier), zone_name(DEFAULT_ZONE))
+    return name.to_text() if name is not None else identifier
 
 
 async def up(prepared: Prepared, data_dir: Path, *, kafka: str | None = None) -> None:

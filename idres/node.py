@@ -44,6 +44,7 @@ from idres.assembly import (
     build_app,
     build_sync,
     delegations,
+    dns_server,
     load_node_key,
     node_public_key,
 )
@@ -56,6 +57,7 @@ from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig, freeze_after_start
+from resolver.dns.server import bind
 from resolver.front import open_front
 from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
@@ -150,7 +152,21 @@ def run(config: NodeConfig) -> int:
         + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
         flush=True,
     )
-    return _supervise(sock, url, directory, config, node_key, front)
+    dns: tuple[socket.socket, socket.socket] | None = None
+    if config.dns_port is not None:
+        dns_host = config.dns_host or config.host
+        try:
+            dns = bind(dns_host, config.dns_port)
+        except OSError as exc:
+            raise SystemExit(
+                f"idres serve: cannot answer DNS on {dns_host}:{config.dns_port}: {exc.strerror}"
+            ) from None
+        print(
+            f"idres: DNS on {dns_host}:{dns[1].getsockname()[1]} (UDP and TCP), "
+            f"zone {config.dns_zone}",
+            flush=True,
+        )
+    return _supervise(sock, url, directory, config, node_key, front, dns)
 
 
 async def _load_snapshot(url: str, config: NodeConfig, directory: Directory) -> str:
@@ -203,6 +219,7 @@ def _supervise(
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
     front: Path | None,
+    dns: tuple[socket.socket, socket.socket] | None = None,
 ) -> int:
     """Start the edge (with ``front``, its binary), fork the serving workers and the
     sync process; stop them all when told to or when one dies."""
@@ -239,6 +256,8 @@ def _supervise(
 
     def sync_process() -> Coroutine[Any, Any, None]:
         sock.close()  # it serves nothing: the port stays the workers'
+        for held in dns or ():
+            held.close()
         # Serving comes first: where the sync process and the serving processes (the
         # edge, a worker, the database's backends) all want the same core, the kernel
         # gives sync 655 parts against 1024 for each of them (CFS weights at nice 2).
@@ -252,7 +271,7 @@ def _supervise(
 
     fork("sync process", sync_process)
     for _ in range(config.workers):
-        fork("worker", lambda: _worker(sock, url, directory, config, node_key, behind_edge))
+        fork("worker", lambda: _worker(sock, url, directory, config, node_key, behind_edge, dns))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -356,6 +375,7 @@ async def _worker(
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
     behind_edge: bool,
+    dns: tuple[socket.socket, socket.socket] | None = None,
 ) -> None:
     """One serving worker: no sync loop runs here; it hears of the sync process's work
     on a connection of its own (sync/coherence.py). Behind the edge, its socket is the
@@ -397,6 +417,10 @@ async def _worker(
     await runner.setup()
     # one port: the front door answers the common reads, the app everything else
     door = await open_front(app[API], runner, sock, behind_edge=behind_edge)
+    dns_face = None
+    if dns is not None:  # the workers share its sockets, as they share the port's
+        dns_face = dns_server(app, name=name, sockets=dns, zone=config.dns_zone)
+        await dns_face.start()
     freeze_after_start()  # what start-up built is never walked by the collector again
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -405,6 +429,8 @@ async def _worker(
     try:
         await stop.wait()
     finally:
+        if dns_face is not None:
+            await dns_face.close()
         door.close()  # before the pool its lookups use goes away
         await runner.cleanup()
         await pool.close()

@@ -54,31 +54,46 @@ class _Udp(asyncio.DatagramProtocol):
         pass
 
 
-class DnsServer:
-    """UDP and TCP on ``host``:``port`` (port 0: the kernel picks one, the same for
-    both). ``reuse_port`` lets several workers share them."""
+def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on ``host``:``port`` (0: one the kernel picks for
+    both); bound before the workers fork, which share them."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    tcp = socket.socket(family, socket.SOCK_STREAM)
+    udp = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        tcp.bind((host, port))
+        tcp.listen(1024)
+        udp.bind((host, tcp.getsockname()[1]))
+    except OSError:
+        tcp.close()
+        udp.close()
+        raise
+    tcp.setblocking(False)
+    udp.setblocking(False)
+    return udp, tcp
 
-    def __init__(self, face: Face, host: str, port: int, *, reuse_port: bool = False) -> None:
+
+class DnsServer:
+    """Serves ``face`` on a UDP and a TCP socket (``bind``)."""
+
+    def __init__(self, face: Face, sockets: tuple[socket.socket, socket.socket]) -> None:
         self.face = face
-        self.host = host
-        self.port = port
-        self.reuse_port = reuse_port
+        self.sockets = sockets
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
 
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sockets[1].getsockname()[:2]
+        return host, port
+
     async def start(self) -> None:
+        udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
-        self._tcp = await asyncio.start_server(
-            self._serve, self.host, self.port, reuse_port=self.reuse_port or None, backlog=1024
-        )
-        self.port = self._tcp.sockets[0].getsockname()[1]
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        if self.reuse_port:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((self.host, self.port))
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=sock)
+        self._tcp = await asyncio.start_server(self._serve, sock=tcp)
+        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=udp)
         self._udp = transport
 
     async def close(self) -> None:

@@ -28,7 +28,7 @@ from registry.database import create_pool
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
-from resolver.dns.server import DnsServer
+from resolver.dns.server import DnsServer, bind
 from resolver.front import FrontDoor, open_front
 from resolver.topology import Directory, Role, prefix_key
 from schemas.identifiers import parse
@@ -149,7 +149,7 @@ async def dns_net(pg_server_url: str, pg_template: str) -> AsyncIterator[DnsNet]
             await runner.setup()
             runners.append(runner)
             doors.append(await open_front(app[API], runner, sockets[name]))
-            server = dns_server(app, name=name, host=ADDRESSES[name], port=port, zone=ZONE)
+            server = dns_server(app, name=name, sockets=bind(ADDRESSES[name], port), zone=ZONE)
             await server.start()
             net.servers[name] = server
             net.stores[name] = store
