@@ -15,6 +15,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import dns.message
+import dns.query
 import pytest
 
 from benchmarks.testbed import children, niceness
@@ -25,7 +27,9 @@ pytestmark = [pytest.mark.postgres]
 RUN = [sys.executable, "-m", "idres"]
 
 
-def _serve(db_url: str, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[str], Path]:
+def _serve(
+    db_url: str, tmp_path: Path, workers: int, *extra: str
+) -> tuple[subprocess.Popen[str], Path]:
     """``idres serve`` on a free port with its own admin key; the key's path."""
     admin = tmp_path / "admin.pem"
     assert subprocess.run([*RUN, "keygen", "--out", str(admin)], check=False).returncode == 0
@@ -34,6 +38,7 @@ def _serve(db_url: str, tmp_path: Path, workers: int) -> tuple[subprocess.Popen[
             *RUN,
             *("serve", "--port", "0", "--workers", str(workers), "--prefix", "88.100"),
             *("--admin-key", str(admin)),
+            *extra,
         ],
         env={**os.environ, "DATABASE_URL": db_url, "IDRES_DATA_DIR": str(tmp_path / "d")},
         stdout=subprocess.PIPE,
@@ -55,10 +60,14 @@ def _serving(proc: subprocess.Popen[str]) -> str:
 def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
     db_url: str, tmp_path: Path
 ) -> None:
-    proc, admin = _serve(db_url, tmp_path, workers=2)
+    proc, admin = _serve(db_url, tmp_path, 2, "--dns-port", "0")
     run = RUN
     try:
         url = _serving(proc)
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        dns_at = re.search(r"DNS on ([\d.]+):(\d+) ", "".join(lines))
+        assert dns_at is not None, lines
         registered = subprocess.run(
             [
                 *run,
@@ -75,6 +84,12 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
                 assert "aiohttp" not in resp.headers.get("Server", "")  # the front door's
                 body = json.loads(resp.read())
             assert body["values"][0]["data"]["value"] == "https://e.x/f"
+        # the DNS face, on sockets the two workers share (UDP, then TCP)
+        query = dns.message.make_query("ONE-PORT._.1.100.88.handle.idres.internal.", "URI")
+        host, port = dns_at.group(1), int(dns_at.group(2))
+        for ask in (dns.query.udp, dns.query.tcp):
+            answer = ask(query, host, port=port, timeout=5)
+            assert [r.target for r in answer.answer[0]] == [b"https://e.x/f"]
         with urllib.request.urlopen(url + "/metrics") as resp:
             metrics = resp.read().decode()
         assert 'idres_shed_total{node="node",cost="lookup"} 0' in metrics

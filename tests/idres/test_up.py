@@ -14,9 +14,15 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import dns.flags
+import dns.message
+import dns.query
 import pytest
 
 pytestmark = [pytest.mark.postgres]
+
+
+DNS_OUT: dict[str, str] = {}  # each node's DNS face, host:port, from the last start
 
 
 def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str, str]:
@@ -40,6 +46,8 @@ def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str
     out = "".join(lines)
     urls = dict(re.findall(r"^  (\S+)\s+\w+\s+(http://\S+)", out, re.MULTILINE))
     assert set(urls) == {"super", "backbone-1", "backbone-2", "sub-a", "sub-b", "sub-c"}, out
+    DNS_OUT.clear()
+    DNS_OUT.update(re.findall(r"^  (\S+)\s+\w+\s+http://\S+\s+dns (\S+)", out, re.MULTILINE))
     return proc, urls["super"], urls["sub-a"]
 
 
@@ -98,6 +106,14 @@ def wait_for_replica(entry: str, handle: str) -> dict[str, object]:
         time.sleep(0.1)
 
 
+def dns_ask(node: str, name: str, rdtype: str, *, rd: bool = True) -> dns.message.Message:
+    host, port = DNS_OUT[node].rsplit(":", 1)
+    query = dns.message.make_query(name, rdtype)
+    if not rd:
+        query.flags &= ~dns.flags.RD
+    return dns.query.udp(query, host, port=int(port), timeout=5)
+
+
 def idres(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "idres", *args],
@@ -129,6 +145,14 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         assert resolved.returncode == 0, resolved.stdout + resolved.stderr
         answers = [json.loads(line) for line in resolved.stdout.splitlines()]
         assert [a["values"][0]["type"] for a in answers] == ["URL"] * len(seeds)
+        # the same through DNS: the super node resolves a GTIN (recursion desired), the
+        # sub-chain answers a handle with authority
+        assert set(DNS_OUT) == {"super", "backbone-1", "backbone-2", "sub-a", "sub-b", "sub-c"}
+        gtin = dns_ask("super", "0.9.8.7.6.5.4.3.2.1.0.9.6.gtin.gs1.id.idres.internal.", "NAPTR")
+        assert b"https://example.com/gtin/06901234567892" in gtin.answer[0][0].regexp
+        handle = dns_ask("sub-a", "ABC-123._.1.100.88.handle.idres.internal.", "URI", rd=False)
+        assert handle.flags & dns.flags.AA
+        assert [r.target for r in handle.answer[0]] == [b"https://example.com/products/ABC-123"]
         register(tmp_path, sub_a, "88.100.5/KEPT", "https://e.x/kept")
         # the new record is replicated up the tree: the super node answers it itself,
         # even when asked not to recurse (no referral to the sub-chain)
