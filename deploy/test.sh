@@ -23,17 +23,20 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
 fi
 
 # Stock DNS software the DNS face is tested against (tests/resolver/dns): Knot's kdig
-# asks it, Unbound resolves through it; both from Debian's packages.
+# asks it, Unbound resolves through it, Knot serves its zone as a secondary; all three
+# from Debian's packages.
 have_dns_peers() {
-  command -v kdig >/dev/null && { command -v unbound >/dev/null || [[ -x /usr/sbin/unbound ]]; }
+  command -v kdig >/dev/null &&
+    { command -v unbound >/dev/null || [[ -x /usr/sbin/unbound ]]; } &&
+    { command -v knotd >/dev/null || [[ -x /usr/sbin/knotd ]]; }
 }
 if ! have_dns_peers; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "test: installing kdig and Unbound from Debian's packages" >&2
+    echo "test: installing kdig, Unbound and Knot from Debian's packages" >&2
     apt-get update -qq </dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot-dnsutils unbound </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq knot-dnsutils unbound knot </dev/null
   else
-    echo "test: needs kdig (knot-dnsutils) and unbound for the DNS tests" >&2
+    echo "test: needs kdig (knot-dnsutils), unbound and knotd (knot) for the DNS tests" >&2
     exit 1
   fi
 fi

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal
 
 import asyncpg
 from aiohttp import web
@@ -248,6 +249,7 @@ def build_app(
     app[RESOLVER] = resolver
     app[API] = resolver_api
     app[DIRECTORY] = directory
+    app[STORE] = store
     if worker_header:
         pid = str(os.getpid())
 
@@ -327,9 +329,26 @@ def _anchor(directory: Directory) -> bytes:
 
 RESOLVER = web.AppKey("resolver", Resolver)
 DIRECTORY: web.AppKey[Callable[[], Directory]] = web.AppKey("directory")
+STORE = web.AppKey("store", PostgresStore)
 API = web.AppKey("api", ResolverAPI)
 SYNC = web.AppKey("sync", Sync)
 LISTENER = web.AppKey("listener", Listener)
+
+
+class _StoreZones:
+    """A node's zones' content and serial, from its store (resolver.dns.transfer)."""
+
+    def __init__(self, store: PostgresStore, chain: str) -> None:
+        self.store = store
+        self.chain = chain
+
+    async def serial(self) -> int:
+        return await self.store.chain_height(self.chain)
+
+    def answers(
+        self, routing_prefix: str, *, match: Literal["exact", "dotted", "digits"]
+    ) -> AsyncGenerator[tuple[str, bytes], None]:
+        return self.store.public_answers(routing_prefix, match=match)
 
 
 def dns_server(
@@ -338,14 +357,21 @@ def dns_server(
     name: str,
     sockets: tuple[socket.socket, socket.socket],
     zone: str = DEFAULT_ZONE,
+    notify_to: tuple[tuple[str, int], ...] = (),
+    transfer_to: frozenset[str] | None = None,
 ) -> DnsServer:
     """The node's DNS face on ``sockets`` (``resolver.dns.server.bind``), answering from
     what the app's resolver reads; start it after the app's startup, close it before
-    the app's cleanup."""
+    the app's cleanup. Its zones may be transferred by loopback and ``transfer_to``
+    and the hosts of ``notify_to``, the secondaries it tells of each new block."""
+    allowed = frozenset({"127.0.0.1", "::1", *(transfer_to or ()), *(h for h, _ in notify_to)})
     face = Face(
         name=name,
         directory=app[DIRECTORY],
         resolver=app[RESOLVER],
-        config=DnsConfig(zone=zone_name(zone), negative_ttl=int(HEARD_NEGATIVE_TTL)),
+        config=DnsConfig(
+            zone=zone_name(zone), negative_ttl=int(HEARD_NEGATIVE_TTL), transfer_to=allowed
+        ),
+        source=_StoreZones(app[STORE], name),
     )
-    return DnsServer(face, sockets)
+    return DnsServer(face, sockets, notify_to=notify_to)

@@ -129,6 +129,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["dns_host"] = args.dns_host
     if args.dns_zone:
         overrides["dns_zone"] = args.dns_zone
+    if args.dns_notify:
+        overrides["dns_notify"] = tuple(
+            _host_port(item, "--dns-notify") for item in args.dns_notify
+        )
+    if args.dns_allow_transfer:
+        overrides["dns_transfer_to"] = tuple(args.dns_allow_transfer)
     if args.kafka:
         overrides["kafka"] = args.kafka
     if args.kafka_user:
@@ -156,6 +162,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
     kafka = args.kafka if args.kafka is not None else os.environ.get("KAFKA_BOOTSTRAP") or None
     uvloop.run(up(prepared, data_dir, kafka=kafka))
     return EXIT_OK
+
+
+def _host_port(text: str, flag: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise _Usage(f"{flag} {text!r}: write HOST:PORT, e.g. 127.0.0.1:53")
+    return host.strip("[]"), int(port)
 
 
 def _password_file(path: str) -> str:
@@ -679,6 +692,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--dns-zone",
         help=f"the network's DNS zone, the same on every node (IDRES_DNS_ZONE, default "
         f"{DEFAULT_ZONE})",
+    )
+    p.add_argument(
+        "--dns-notify",
+        action="append",
+        metavar="HOST:PORT",
+        help="a secondary (Knot, NSD, BIND) to NOTIFY of each new block; it may transfer "
+        "the zones (repeatable)",
+    )
+    p.add_argument(
+        "--dns-allow-transfer",
+        action="append",
+        metavar="ADDRESS",
+        help="an address that may transfer the zones (AXFR, IXFR) besides loopback and "
+        "the --dns-notify hosts (repeatable)",
     )
     p.set_defaults(func=_cmd_serve)
 

@@ -81,6 +81,10 @@ class NodeConfig:
     dns_port: int | None = None
     dns_host: str | None = None
     dns_zone: str = DEFAULT_ZONE
+    # secondaries (host, port) told of each new block by NOTIFY; addresses that may
+    # transfer the zones besides loopback and those secondaries
+    dns_notify: tuple[tuple[str, int], ...] = ()
+    dns_transfer_to: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:

@@ -419,7 +419,14 @@ async def _worker(
     door = await open_front(app[API], runner, sock, behind_edge=behind_edge)
     dns_face = None
     if dns is not None:  # the workers share its sockets, as they share the port's
-        dns_face = dns_server(app, name=name, sockets=dns, zone=config.dns_zone)
+        dns_face = dns_server(
+            app,
+            name=name,
+            sockets=dns,
+            zone=config.dns_zone,
+            notify_to=config.dns_notify,
+            transfer_to=frozenset(config.dns_transfer_to),
+        )
         await dns_face.start()
     freeze_after_start()  # what start-up built is never walked by the collector again
     stop = asyncio.Event()

@@ -11,7 +11,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -220,6 +228,36 @@ class PostgresStore:
                 page * page_size,
             )
         return int(total), [r["handle"] for r in rows]
+
+    async def public_answers(
+        self, routing_prefix: str, *, match: Literal["exact", "dotted", "digits"], batch: int = 500
+    ) -> AsyncGenerator[tuple[str, bytes], None]:
+        """Every identifier under a prefix (as ``list_handles`` matches it) that has a
+        public answer, with that answer's bytes, in handle order: a zone's records for a
+        transfer (resolver/dns/transfer.py). Read in one snapshot, a batch at a time."""
+        below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))
+        where, args = {
+            "exact": ("i.routing_key = $1", [routing_prefix]),
+            "dotted": ("(i.routing_key = $1 OR i.routing_key LIKE $2)", [routing_prefix, below]),
+            "digits": ("i.routing_key LIKE $1", [below]),
+        }[match]
+        async with self._conn() as conn, conn.transaction(isolation="repeatable_read"):
+            cursor = conn.cursor(
+                f"SELECT i.handle, a.body FROM identifiers i JOIN answers a USING (handle)"
+                f" WHERE {where} ORDER BY i.handle",
+                *args,
+                prefetch=batch,
+            )
+            async for row in cursor:
+                yield row["handle"], bytes(row["body"])
+
+    async def chain_height(self, chain: str) -> int:
+        """How many blocks of ``chain`` this node holds (0: none yet)."""
+        async with self._conn() as conn:
+            height = await conn.fetchval(
+                "SELECT coalesce(max(height), 0) FROM chain_blocks WHERE chain = $1", chain
+            )
+        return int(height)
 
     async def history(self, handle: str) -> list[HistoryEntry]:
         async with self._conn() as conn:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 import dns.edns
@@ -25,16 +25,14 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
-from dns.rdtypes.ANY.NS import NS
 from dns.rdtypes.ANY.SOA import SOA
-from dns.rdtypes.IN.A import A
-from dns.rdtypes.IN.AAAA import AAAA
 
 from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, ns_host
 from resolver.dns.rdata import rrsets
-from resolver.dns.zone import Below, Elsewhere, Here, address, ns_target, place_of, where
+from resolver.dns.transfer import ZoneSource, messages, zone_cuts, zone_rrsets
+from resolver.dns.zone import Below, Elsewhere, Here, address, glue, ns_rrset, place_of, where
 from resolver.service import Answer, Resolver
-from resolver.topology import Delegation, Directory
+from resolver.topology import Directory
 from schemas.errors import IdresError
 from schemas.identifiers import Scheme
 
@@ -53,8 +51,16 @@ _META = frozenset({dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY})
 class DnsConfig:
     zone: dns.name.Name
     negative_ttl: int = 60  # SOA minimum: how long a "no such name" is kept (RFC 2308 §5)
-    serial: int = 1
     hostmaster: str = "hostmaster"
+    # who may transfer this node's zones (AXFR, IXFR): addresses; None: anyone
+    transfer_to: frozenset[str] | None = frozenset({"127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A zone transfer's messages, for the TCP connection that asked (RFC 5936 §2.2)."""
+
+    messages: AsyncGenerator[bytes, None]
 
 
 class Face:
@@ -67,16 +73,26 @@ class Face:
         directory: Callable[[], Directory],
         resolver: Resolver,
         config: DnsConfig,
+        source: ZoneSource | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name = name
         self.directory = directory
         self.resolver = resolver
         self.config = config
+        self.source = source  # the zones' content and serial, for transfers
         self.clock = clock
         self.counted = 0  # queries answered
+        self.serial = 0  # the zones' serial: the node's chain height (DnsServer keeps it)
 
-    async def answer(self, wire: bytes, *, tcp: bool) -> bytes | None:
+    def apexes(self) -> list[dns.name.Name]:
+        """Where this node's zones start."""
+        cuts = zone_cuts(self.directory(), self.config.zone)
+        return [c.apex for c in cuts if c.node.name == self.name]
+
+    async def answer(self, wire: bytes, *, tcp: bool, peer: str = "") -> bytes | Transfer | None:
+        """The response to ``wire``; a ``Transfer`` for AXFR or IXFR over TCP; None when
+        there is nothing to answer."""
         self.counted += 1
         if len(wire) < HEADER or wire[2] & 0x80:  # no header to answer, or a response
             return None
@@ -96,11 +112,45 @@ class Face:
         if question.rdclass != IN:
             return _error(query, dns.rcode.REFUSED)
         if question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            return _error(query, dns.rcode.REFUSED)  # zone transfer: not offered yet
+            return await self._transfer(query, tcp=tcp, peer=peer)
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags |= dns.flags.RA
         await self._fill(response, question.name, question.rdtype, query.flags & dns.flags.RD)
         return _wire(response, query, tcp)
+
+    async def _transfer(
+        self, query: dns.message.Message, *, tcp: bool, peer: str
+    ) -> bytes | Transfer:
+        question = query.question[0]
+        allowed = self.config.transfer_to
+        if self.source is None or (allowed is not None and peer not in allowed):
+            return _error(query, dns.rcode.REFUSED)
+        directory = self.directory()
+        cut = next(
+            (
+                c
+                for c in zone_cuts(directory, self.config.zone)
+                if c.apex == question.name and c.node.name == self.name
+            ),
+            None,
+        )
+        if cut is None:  # not a zone of this node's (RFC 5936 §2.2.1)
+            return _error(query, dns.rcode.NOTAUTH)
+        serial = self.serial = await self.source.serial()
+        soa = self._soa(cut.apex, self.name)
+        asked = [r for r in query.authority if r.rdtype == dns.rdatatype.SOA]
+        current = bool(asked) and asked[0][0].serial >= serial
+        if question.rdtype == dns.rdatatype.IXFR and (current or not tcp):
+            # current: the SOA alone says so; over UDP it says "ask again over TCP"
+            # (RFC 1995 §2, §4)
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA
+            response.answer.append(soa)
+            return response.to_wire(max_size=512 if not tcp else 65535)
+        if not tcp:  # RFC 5936 §4.2: AXFR only over TCP
+            return _error(query, dns.rcode.REFUSED)
+        rrsets_ = zone_rrsets(cut, directory, self.config.zone, self.source, soa, self.clock)
+        return Transfer(messages(query, rrsets_))
 
     async def _fill(
         self, response: dns.message.Message, qname: dns.name.Name, qtype: int, rd: int
@@ -194,8 +244,8 @@ class Face:
             response.answer.append(self._soa(apex, self.name))
         if qtype in (dns.rdatatype.NS, dns.rdatatype.ANY):
             me = self.directory().by_name[self.name]
-            response.answer.append(_ns(apex, me, self.config.zone, self.config.negative_ttl))
-            response.additional.extend(_glue(me, self.config.zone))
+            response.answer.append(ns_rrset(apex, me, self.config.zone, self.config.negative_ttl))
+            response.additional.extend(glue(me, self.config.zone))
 
     def _host(
         self,
@@ -210,16 +260,16 @@ class Face:
         if node is None or address(node) is None:
             self._negative(response, apex, self.name, nxdomain=True)
             return
-        glue = [r for r in _glue(node, self.config.zone) if qtype in (r.rdtype, dns.rdatatype.ANY)]
-        for rrset in glue:
+        found = [r for r in glue(node, self.config.zone) if qtype in (r.rdtype, dns.rdatatype.ANY)]
+        for rrset in found:
             response.answer.append(dns.rrset.from_rdata_list(qname, rrset.ttl, list(rrset)))
-        if not glue:
+        if not found:
             self._negative(response, apex, self.name, nxdomain=False)
 
     def _referral(self, response: dns.message.Message, spot: Below) -> None:
         zone = self.config.zone
-        response.authority.append(_ns(spot.cut, spot.node, zone, self.config.negative_ttl))
-        response.additional.extend(_glue(spot.node, zone))
+        response.authority.append(ns_rrset(spot.cut, spot.node, zone, self.config.negative_ttl))
+        response.additional.extend(glue(spot.node, zone))
 
     def _negative(
         self, response: dns.message.Message, apex: dns.name.Name, node: str, *, nxdomain: bool
@@ -238,27 +288,13 @@ class Face:
             dns.rdatatype.SOA,
             ns_host(node, zone),
             dns.name.Name((self.config.hostmaster.encode(), *zone.labels)),
-            self.config.serial,
+            self.serial % 2**32,
             3600,
             600,
             86400,
             ttl,
         )
         return dns.rrset.from_rdata(apex, ttl, soa)
-
-
-def _ns(cut: dns.name.Name, node: Delegation, zone: dns.name.Name, ttl: int) -> dns.rrset.RRset:
-    return dns.rrset.from_rdata(cut, ttl, NS(IN, dns.rdatatype.NS, ns_target(node, zone)))
-
-
-def _glue(node: Delegation, zone: dns.name.Name) -> list[dns.rrset.RRset]:
-    where_ = address(node)
-    if where_ is None:
-        return []
-    host = ns_host(node.name, zone)
-    if ":" in where_:
-        return [dns.rrset.from_rdata(host, 3600, AAAA(IN, dns.rdatatype.AAAA, where_))]
-    return [dns.rrset.from_rdata(host, 3600, A(IN, dns.rdatatype.A, where_))]
 
 
 def _wire(response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:

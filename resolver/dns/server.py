@@ -13,10 +13,14 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, cast
 
-from resolver.dns.respond import HEADER, Face
+from resolver.dns.respond import HEADER, Face, Transfer
+from resolver.dns.transfer import notify
+from schemas.errors import IdresError
 
+SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
 IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
 MAX_TCP = 2000
 MAX_PENDING = 2000
@@ -43,12 +47,13 @@ class _Udp(asyncio.DatagramProtocol):
 
     async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            wire = await self.face.answer(data, tcp=False)
+            wire = await self.face.answer(data, tcp=False, peer=addr[0])
         except Exception:  # a bug must cost one answer, never the socket
             log.exception("dns: no answer for a query from %s", addr[0])
             wire = None
-        if wire is not None and self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(wire, addr)
+        out = self.transport
+        if isinstance(wire, bytes) and out is not None and not out.is_closing():
+            out.sendto(wire, addr)
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable from an asker
         pass
@@ -77,12 +82,22 @@ def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
 class DnsServer:
     """Serves ``face`` on a UDP and a TCP socket (``bind``)."""
 
-    def __init__(self, face: Face, sockets: tuple[socket.socket, socket.socket]) -> None:
+    def __init__(
+        self,
+        face: Face,
+        sockets: tuple[socket.socket, socket.socket],
+        *,
+        notify_to: tuple[tuple[str, int], ...] = (),
+        every: float = SERIAL_EVERY,
+    ) -> None:
         self.face = face
         self.sockets = sockets
+        self.notify_to = notify_to  # secondaries told of each new serial (RFC 1996)
+        self.every = every
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def address(self) -> tuple[str, int]:
@@ -95,8 +110,41 @@ class DnsServer:
         self._tcp = await asyncio.start_server(self._serve, sock=tcp)
         transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=udp)
         self._udp = transport
+        if self.face.source is not None:
+            self._spawn(self._watch())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _watch(self) -> None:
+        """Keep the zones' serial (the node's chain height), and NOTIFY the secondaries
+        when a block changes it."""
+        assert self.face.source is not None
+        while True:
+            try:
+                serial = await self.face.source.serial()
+            except IdresError as exc:  # the database away: the serial stays, and so do we
+                log.warning("dns: the zones' serial is unknown for now: %s", exc)
+            else:
+                if serial != self.face.serial:
+                    self.face.serial = serial
+                    if self.notify_to:
+                        self._spawn(
+                            notify(
+                                self.face.apexes(),
+                                list(self.notify_to),
+                                serial,
+                                source=self.address[0],
+                            )
+                        )
+            await asyncio.sleep(self.every)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
@@ -110,6 +158,7 @@ class DnsServer:
             writer.close()
             return
         self._open.add(writer)
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
         try:
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), IDLE)
@@ -117,9 +166,15 @@ class DnsServer:
                 if size < HEADER:  # no message is that short: the stream is lost
                     break
                 wire = await asyncio.wait_for(reader.readexactly(size), IDLE)
-                answer = await self.face.answer(wire, tcp=True)
+                answer = await self.face.answer(wire, tcp=True, peer=peer)
                 if answer is None:
                     break
+                if isinstance(answer, Transfer):
+                    async with contextlib.aclosing(answer.messages) as messages:
+                        async for message in messages:
+                            writer.write(len(message).to_bytes(2, "big") + message)
+                            await asyncio.wait_for(writer.drain(), IDLE)
+                    continue
                 writer.write(len(answer).to_bytes(2, "big") + answer)
                 await asyncio.wait_for(writer.drain(), IDLE)
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):

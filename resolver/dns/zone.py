@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from dns.rdtypes.ANY.NS import NS
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
 
 from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, locate, ns_host
 from resolver.topology import Delegation, Directory, Route, covers, prefix_key
@@ -43,6 +49,8 @@ class Elsewhere:
 
 
 Where = Here | Below | Elsewhere
+IN = dns.rdataclass.IN
+GLUE_TTL = 3600
 
 
 def place_of(qname: dns.name.Name, zone: dns.name.Name) -> tuple[Place | None, Place]:
@@ -144,3 +152,19 @@ def ns_target(node: Delegation, zone: dns.name.Name) -> dns.name.Name:
     if address(node) is not None:
         return ns_host(node.name, zone)
     return dns.name.from_text(urlsplit(node.url).hostname or node.name)
+
+
+def ns_rrset(
+    cut: dns.name.Name, node: Delegation, zone: dns.name.Name, ttl: int
+) -> dns.rrset.RRset:
+    return dns.rrset.from_rdata(cut, ttl, NS(IN, dns.rdatatype.NS, ns_target(node, zone)))
+
+
+def glue(node: Delegation, zone: dns.name.Name) -> list[dns.rrset.RRset]:
+    at = address(node)
+    if at is None:
+        return []
+    host = ns_host(node.name, zone)
+    if ":" in at:
+        return [dns.rrset.from_rdata(host, GLUE_TTL, AAAA(IN, dns.rdatatype.AAAA, at))]
+    return [dns.rrset.from_rdata(host, GLUE_TTL, A(IN, dns.rdatatype.A, at))]

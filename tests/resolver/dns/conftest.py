@@ -30,13 +30,16 @@ from registry.store import PostgresStore
 from resolver.cache import CacheConfig
 from resolver.dns.server import DnsServer, bind
 from resolver.front import FrontDoor, open_front
-from resolver.topology import Directory, Role, prefix_key
+from resolver.topology import Directory, Role
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode
 from schemas.record import DataFormat, HandleValue, Record
+from sync.memory import MemoryLog
+from sync.service import SyncConfig
 from tests.conftest import with_database
 
 ZONE = "idres.internal."
+SECONDARY, SECONDARY_PORT = "127.0.55.1", 5355  # where a Knot secondary listens, when one runs
 ADDRESSES = {"super": "127.0.53.1", "backbone": "127.0.53.2", "sub": "127.0.53.3"}
 LAYOUT = [
     ("super", Role.SUPER, None, ("bid:",)),
@@ -113,6 +116,7 @@ async def dns_net(pg_server_url: str, pg_template: str) -> AsyncIterator[DnsNet]
     signed = delegations(specs, keys)
     directory = Directory(signed, trust_anchor=signed[0].public_key)
     net = DnsNet(port=port, urls=urls)
+    log = MemoryLog()
     admin = ed25519.Ed25519PrivateKey.generate()
     admin_conn = await asyncpg.connect(pg_server_url)
     databases: list[str] = []
@@ -120,7 +124,7 @@ async def dns_net(pg_server_url: str, pg_template: str) -> AsyncIterator[DnsNet]
     runners: list[web.AppRunner] = []
     doors: list[FrontDoor] = []
     try:
-        for name, role, _, prefixes in LAYOUT:
+        for name, role, _, _prefixes in LAYOUT:
             db = f"idres_dns_{uuid.uuid4().hex[:10]}"
             await admin_conn.execute(f'CREATE DATABASE "{db}" TEMPLATE "{pg_template}"')
             databases.append(db)
@@ -129,7 +133,7 @@ async def dns_net(pg_server_url: str, pg_template: str) -> AsyncIterator[DnsNet]
             store = PostgresStore(pool)
             await bootstrap(
                 store,
-                tuple(prefix_key(p) for p in prefixes),
+                directory.kept_prefixes(name),  # not what it handed down whole
                 httpsig.public_key_der(admin),
                 now=int(time.time()),
             )
@@ -144,12 +148,22 @@ async def dns_net(pg_server_url: str, pg_template: str) -> AsyncIterator[DnsNet]
                 max_body_bytes=1 << 20,
                 upstream_timeout=1.0,
                 cache=CacheConfig(negative_ttl=30),
+                # each node keeps its chain: its blocks are its zones' serials
+                node_key=keys[name],
+                sync_log=log,
+                sync_config=SyncConfig(announce=(directory.by_name[name],)),
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             runners.append(runner)
             doors.append(await open_front(app[API], runner, sockets[name]))
-            server = dns_server(app, name=name, sockets=bind(ADDRESSES[name], port), zone=ZONE)
+            server = dns_server(
+                app,
+                name=name,
+                sockets=bind(ADDRESSES[name], port),
+                zone=ZONE,
+                notify_to=((SECONDARY, SECONDARY_PORT),) if name == "sub" else (),
+            )
             await server.start()
             net.servers[name] = server
             net.stores[name] = store
