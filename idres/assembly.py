@@ -268,13 +268,23 @@ def build_app(
         )
         sync.install(app, name, run=sync_here)  # every worker reads the chains it keeps
 
+        forgetters: list[Callable[[list[str] | None], None]] = []
+        resolver.forgetters = forgetters
+
         def forget_all() -> None:  # a fresh cache: every answer held may be old
             resolver.cache = Cache(resolver.cache.config)
+            for forget in forgetters:
+                forget(None)
+
+        def invalidate(keys: list[str]) -> None:
+            resolver.cache.invalidate(keys)
+            for forget in forgetters:
+                forget(keys)
 
         listener = Listener(
             listen or store.pool.acquire,
             node=name,
-            invalidate=lambda keys: resolver.cache.invalidate(keys),
+            invalidate=invalidate,
             forget_all=forget_all,
             directory=live,
             keep_known=follows,  # misses in the copies answered from memory
@@ -374,4 +384,6 @@ def dns_server(
         ),
         source=_StoreZones(app[STORE], name),
     )
-    return DnsServer(face, sockets, notify_to=notify_to)
+    server = DnsServer(face, sockets, notify_to=notify_to)
+    app[RESOLVER].metrics.extra.append(server.metrics_lines)
+    return server

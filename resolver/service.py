@@ -114,6 +114,10 @@ class Resolver:
         self.absent: Callable[[str], bool] = lambda key: False
         self._clock = clock
         self._inflight: dict[tuple[str, bool], asyncio.Future[Answer]] = {}
+        # told of each change this node hears of (the identifiers; None: anything may
+        # have changed), when it hears of them at all: other keepers of answers
+        # (the DNS face's) register here; None while no notice reaches this node
+        self.forgetters: list[Callable[[list[str] | None], None]] | None = None
 
     @property
     def _negative_ttl(self) -> float:

@@ -260,6 +260,33 @@ def front() -> list[bytes]:
     ]
 
 
+def dns_queries() -> list[bytes]:
+    """DNS queries as a client sends them (the first byte's low bit: over TCP)."""
+    import dns.flags
+    import dns.message
+    import dns.rdatatype
+
+    zone = "idres.internal."
+    out = []
+    for tcp, name, rdtype, edns in [
+        (0, "0.9.8.7.6.5.4.3.2.1.0.9.6.gtin.gs1.id." + zone, "NAPTR", 0),
+        (1, "FUZZ._.1.100.88.handle." + zone, "URI", -1),
+        (0, "~mfrgg._.88.handle." + zone, "TXT", 0),
+        (0, "1.3001.156.2.1.oid-res." + zone, "ANY", 0),
+        (0, zone, "SOA", -1),
+        (1, zone, "AXFR", -1),
+        (0, "88.handle." + zone, "IXFR", 0),
+        (0, "super.ns." + zone, "A", 0),
+        (0, "efxyz.ab12.bid." + zone, "URI", 0),
+        (0, "example.com.", "A", 0),
+    ]:
+        query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype), use_edns=edns)
+        if tcp:
+            query.flags &= ~dns.flags.RD
+        out.append(bytes([tcp]) + query.to_wire())
+    return out
+
+
 def delegations() -> list[Delegation]:
     def pub(key: ed25519.Ed25519PrivateKey) -> bytes:
         return key.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
@@ -350,6 +377,7 @@ SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "snapshot": snapshot,
     "httpsig": httpsig,
     "front": front,
+    "dns": dns_queries,
     "directory": directory,
     "proof": proof,
 }

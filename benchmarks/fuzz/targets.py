@@ -398,6 +398,47 @@ def front(data: bytes) -> bool:
     return out.startswith(b"HTTP/1.1 ") or bool(app.got)
 
 
+def dns_face(data: bytes) -> bool:
+    """One DNS message to the DNS face (the first byte's low bit: over TCP). It answers
+    every packet that has a header and is a query, with a message dnspython reads back,
+    under the same ID and with QR set; it hands a zone transfer only to TCP, and never
+    raises."""
+    import dns.exception
+    import dns.message
+    import dns.name
+
+    from resolver.dns.respond import DnsConfig, Face, Transfer
+
+    listener = _listener()
+    tcp = bool(data[0] & 1) if data else False
+    wire = data[1:]
+    face = Face(
+        name="super",
+        directory=listener.api.directory,
+        resolver=listener.api.resolver,
+        config=DnsConfig(zone=dns.name.from_text("idres.internal.")),
+    )
+    listener.errors.records.clear()
+    out = listener.loop.run_until_complete(face.answer(wire, tcp=tcp, peer="127.0.0.1"))
+    if listener.errors.records:
+        raise Crash(f"the face logged its own failure: {listener.errors.records[0].getMessage()}")
+    if out is None:
+        if len(wire) >= 12 and not wire[2] & 0x80:
+            raise Crash("a query went unanswered")
+        return False
+    if isinstance(out, Transfer):
+        raise Crash("a transfer without a zone source, or over UDP")
+    if out[:2] != wire[:2] or not out[2] & 0x80:
+        raise Crash("an answer under another ID, or not marked a response")
+    if len(out) > (65535 if tcp else 1232):
+        raise Crash(f"an answer of {len(out)} bytes over {'TCP' if tcp else 'UDP'}")
+    try:
+        dns.message.from_wire(out)
+    except dns.exception.DNSException as exc:
+        raise Crash(f"an answer dnspython cannot read: {exc!r}") from exc
+    return True
+
+
 # --- sync: the directory topic and offline proofs --------------------------------------
 
 
@@ -463,6 +504,12 @@ TARGETS: dict[str, Target] = {
             what="resolver.front.FrontProtocol.data_received, resolver.router.decide "
             "(in-memory transport and application)",
             call=front,
+        ),
+        Target(
+            name="dns",
+            what="resolver.dns.respond.Face.answer: dnspython's wire parser, then the name "
+            "mapping and the zone logic (a real Resolver and directory)",
+            call=dns_face,
         ),
         Target(
             name="directory",

@@ -30,6 +30,7 @@ from dns.rdtypes.ANY.SOA import SOA
 from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, ns_host
 from resolver.dns.rdata import rrsets
 from resolver.dns.transfer import ZoneSource, messages, zone_cuts, zone_rrsets
+from resolver.dns.wirecache import WireCache, read_question
 from resolver.dns.zone import Below, Elsewhere, Here, address, glue, ns_rrset, place_of, where
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory
@@ -84,6 +85,29 @@ class Face:
         self.clock = clock
         self.counted = 0  # queries answered
         self.serial = 0  # the zones' serial: the node's chain height (DnsServer keeps it)
+        # UDP answers as sent, kept while a notice feed can tell of each change
+        self.wires: WireCache | None = None
+        self._seen: Directory | None = None  # the directory the kept answers came from
+        if resolver.forgetters is not None:
+            self.wires = WireCache()
+            resolver.forgetters.append(self.wires.forget)
+
+    def cached(self, wire: bytes) -> bytes | None:
+        """The kept answer to a UDP query, or None: ``answer`` must work it out."""
+        if self.wires is None:
+            return None
+        asked = read_question(wire)
+        if asked is None:
+            return None
+        directory = self.directory()
+        if directory is not self._seen:  # referrals and glue may all be different now
+            self.wires.forget(None)
+            self._seen = directory
+            return None
+        found = self.wires.answer(wire, asked)
+        if found is not None:
+            self.counted += 1
+        return found
 
     def apexes(self) -> list[dns.name.Name]:
         """Where this node's zones start."""
@@ -115,8 +139,17 @@ class Face:
             return await self._transfer(query, tcp=tcp, peer=peer)
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags |= dns.flags.RA
-        await self._fill(response, question.name, question.rdtype, query.flags & dns.flags.RD)
-        return _wire(response, query, tcp)
+        directory = self.directory()
+        keep, about = await self._fill(
+            response, question.name, question.rdtype, query.flags & dns.flags.RD
+        )
+        out = _wire(response, query, tcp)
+        if keep and self.wires is not None and not tcp and directory is self._seen:
+            asked = read_question(wire)
+            ttl = _keepable(response)
+            if asked is not None and ttl is not None:
+                self.wires.keep(asked, out, ttl, about)
+        return out
 
     async def _transfer(
         self, query: dns.message.Message, *, tcp: bool, peer: str
@@ -154,27 +187,30 @@ class Face:
 
     async def _fill(
         self, response: dns.message.Message, qname: dns.name.Name, qtype: int, rd: int
-    ) -> None:
+    ) -> tuple[bool, str | None]:
+        """Fill ``response``; whether it may be kept, and the identifier it is about, if
+        any (a change to it makes the answer old)."""
         zone = self.config.zone
         if not qname.is_subdomain(zone):
             response.set_rcode(dns.rcode.REFUSED)
-            return
+            return False, None
         directory = self.directory()
         place, nearest = place_of(qname, zone)
         spot = where(nearest, qname, self.name, directory, zone)
+        about = place.ident.canonical if isinstance(place, Named) else None
         if isinstance(place, Named) and rd and not isinstance(spot, Here):
             await self._recurse(response, place, qname, qtype, directory)
-            return
+            return True, about
         if isinstance(spot, Elsewhere):
             response.set_rcode(dns.rcode.REFUSED)
-            return
+            return False, None
         if isinstance(spot, Below):
             self._referral(response, spot)
-            return
+            return True, None  # the directory's: forgotten when it changes
         response.flags |= dns.flags.AA
         if qname == spot.apex and qtype in (*_ZONE_TYPES, dns.rdatatype.ANY):
             self._apex(response, spot.apex, qtype)
-            return
+            return False, None  # the SOA's serial moves with each block
         if place is None:
             self._negative(response, spot.apex, self.name, nxdomain=True)
         elif isinstance(place, Named):
@@ -185,6 +221,7 @@ class Face:
             self._host(response, place, qname, qtype, directory, spot.apex)
         else:
             self._negative(response, spot.apex, self.name, nxdomain=False)
+        return True, about
 
     async def _lookup(self, response: dns.message.Message, place: Named) -> Answer | None:
         try:
@@ -295,6 +332,17 @@ class Face:
             ttl,
         )
         return dns.rrset.from_rdata(apex, ttl, soa)
+
+
+def _keepable(response: dns.message.Message) -> float | None:
+    """How long an answer may be kept: its least TTL; None for an answer not to keep
+    (a failure, a truncated one, one with no records to take a TTL from)."""
+    if response.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return None
+    if response.flags & dns.flags.TC:
+        return None
+    ttls = [r.ttl for r in (*response.answer, *response.authority)]
+    return float(min(ttls)) if ttls else None
 
 
 def _wire(response: dns.message.Message, query: dns.message.Message, tcp: bool) -> bytes:

@@ -38,6 +38,11 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        kept = self.face.cached(data)
+        if kept is not None:  # no task, no await: the answer as it went out before
+            if self.transport is not None:
+                self.transport.sendto(kept, addr)
+            return
         if len(self.pending) >= MAX_PENDING:
             self.dropped += 1
             return
@@ -98,6 +103,7 @@ class DnsServer:
         self._tcp: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._protocol: _Udp | None = None
 
     @property
     def address(self) -> tuple[str, int]:
@@ -108,8 +114,9 @@ class DnsServer:
         udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
         self._tcp = await asyncio.start_server(self._serve, sock=tcp)
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=udp)
+        transport, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=udp)
         self._udp = transport
+        self._protocol = protocol
         if self.face.source is not None:
             self._spawn(self._watch())
 
@@ -140,6 +147,29 @@ class DnsServer:
                             )
                         )
             await asyncio.sleep(self.every)
+
+    def metrics_lines(self) -> list[str]:
+        """Prometheus series of this process's DNS face."""
+        node = f'node="{self.face.name}"'
+        wires = self.face.wires
+        dropped = self._protocol.dropped if self._protocol is not None else 0
+        return [
+            "# HELP idres_dns_queries_total DNS queries this process answered.",
+            "# TYPE idres_dns_queries_total counter",
+            f"idres_dns_queries_total{{{node}}} {self.face.counted}",
+            "# HELP idres_dns_kept_answers_total UDP queries answered from the kept answers.",
+            "# TYPE idres_dns_kept_answers_total counter",
+            f"idres_dns_kept_answers_total{{{node}}} {wires.hits if wires else 0}",
+            "# HELP idres_dns_kept_entries Answers kept as they went out.",
+            "# TYPE idres_dns_kept_entries gauge",
+            f"idres_dns_kept_entries{{{node}}} {len(wires) if wires else 0}",
+            "# HELP idres_dns_dropped_total UDP queries dropped: too many were waiting.",
+            "# TYPE idres_dns_dropped_total counter",
+            f"idres_dns_dropped_total{{{node}}} {dropped}",
+            "# HELP idres_dns_serial The zones' serial: the node's chain height.",
+            "# TYPE idres_dns_serial gauge",
+            f"idres_dns_serial{{{node}}} {self.face.serial}",
+        ]
 
     async def close(self) -> None:
         for task in list(self._tasks):

@@ -64,3 +64,13 @@ _LINE = st.sampled_from(
 @given(chunk=st.integers(0, 255), pieces=st.lists(_LINE, max_size=24))
 def test_requests_built_from_http_pieces_are_answered(chunk: int, pieces: list[bytes]) -> None:
     run("front", bytes([chunk]) + b"".join(pieces))
+
+
+def test_every_dns_seed_is_answered() -> None:
+    assert all(TARGETS["dns"].call(seed) for seed in seeds.dns_queries())
+
+
+@FUZZ
+@given(data=inputs(seeds.dns_queries()))
+def test_dns_packets_are_answered_or_dropped_never_crash(data: bytes) -> None:
+    run("dns", data)

@@ -93,6 +93,7 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
         with urllib.request.urlopen(url + "/metrics") as resp:
             metrics = resp.read().decode()
         assert 'idres_shed_total{node="node",cost="lookup"} 0' in metrics
+        assert 'idres_dns_serial{node="node"}' in metrics  # the DNS face's series
         assert "idres_front_connections" in metrics
         # every probe of the serving loop lands in the stalls histogram
         probes = re.search(r'idres_front_loop_stalls_seconds_count\{node="node"\} (\d+)', metrics)

@@ -207,14 +207,18 @@ async def test_an_answer_too_big_for_udp_is_truncated_and_whole_over_tcp(
     assert len(tcp.answer[0]) == 8
 
 
-async def test_a_new_record_is_answered_at_once(dns_net: DnsNet) -> None:
+async def test_a_new_record_is_answered_once_its_notice_arrives(dns_net: DnsNet) -> None:
     qname = name_of("88.100.1/NEW")
     before = await ask(dns_net, "sub", qname, "URI")
-    assert before.rcode() == dns.rcode.NXDOMAIN
+    assert before.rcode() == dns.rcode.NXDOMAIN  # and kept: the name is asked again below
     await dns_net.stores["sub"].put(
         record("88.100.1/NEW", [("URL", "https://example.com/new", 60)]), actor="test"
     )
-    after = await ask(dns_net, "sub", qname, "URI")
+    for _ in range(50):  # the write's notice arrives within milliseconds
+        after = await ask(dns_net, "sub", qname, "URI")
+        if after.answer:
+            break
+        await asyncio.sleep(0.05)
     assert [r.target for r in after.answer[0]] == [b"https://example.com/new"]
 
 
@@ -315,3 +319,26 @@ async def test_a_thousand_tcp_connections_at_once_leave_the_node_answering(
     results = await asyncio.gather(*(one(i) for i in range(1000)))
     assert sum(results) >= 900  # some may be refused by the backlog; none hangs
     assert (await ask(dns_net, "super", ZONE, "SOA", tcp=True)).answer
+
+
+async def test_a_repeated_question_is_answered_as_kept_under_its_own_id_and_case(
+    dns_net: DnsNet,
+) -> None:
+    face = dns_net.servers["sub"].face
+    assert face.wires is not None  # the node hears of changes: it may keep answers
+    first = await ask(dns_net, "sub", "ABC-123._.1.100.88.handle." + ZONE, "URI")
+    hits = face.wires.hits
+    again = await ask(dns_net, "sub", "aBc-123._.1.100.88.HANDLE." + ZONE, "URI")
+    assert face.wires.hits == hits + 1
+    assert again.question[0].name.labels[0] == b"aBc-123"  # as asked (0x20, RFC 4343)
+    assert again.answer[0].to_rdataset() == first.answer[0].to_rdataset()
+    # a change forgets it: the next answer is worked out again, with the new value
+    await dns_net.stores["sub"].put(
+        record("88.100.1/ABC-123", [("URL", "https://example.com/changed", 60)]), actor="test"
+    )
+    for _ in range(50):  # the notice arrives within milliseconds
+        changed = await ask(dns_net, "sub", "ABC-123._.1.100.88.handle." + ZONE, "URI")
+        if [r.target for r in changed.answer[0]] == [b"https://example.com/changed"]:
+            break
+        await asyncio.sleep(0.05)
+    assert [r.target for r in changed.answer[0]] == [b"https://example.com/changed"]

@@ -1,0 +1,294 @@
+"""The DNS face beside Knot DNS, on one core each in turn (issue 13).
+
+One idres node (``idres serve``, one worker, holding every prefix of the dataset)
+answers DNS on CPU 0, its PostgreSQL in the background; Knot DNS (one UDP worker)
+serves the same records from a zone file on CPU 0; dnsperf asks each in turn from CPU
+1, a Zipf mix over the dataset's identifiers with 5% nobody registered. Each server is
+warmed with one pass over the query file first. Rounds alternate, so drift on this
+shared machine touches both; the figure of record is the ratio of the medians.
+Then dnsperf holds idres at 80% of Knot's rate and reads every answer's latency.
+
+    python -m benchmarks.dns [--keys 1000000] [--seconds 20] [--rounds 2] [--out DIR]
+
+Needs Debian's knot and dnsperf (installed with apt-get when missing, as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from benchmarks import dataset, loadgen
+from benchmarks.resolution import Proc
+from benchmarks.scratch import scratch
+from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nice_postgres, pin
+from registry.database import start_embedded
+from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
+from resolver.dns.names import owner, zone_name
+from resolver.dns.rdata import rrsets
+from schemas.codec_json import public_answer
+from schemas.identifiers import parse
+
+ZONE = "idres.internal."
+PREFIXES = ("88", "86", "gs1:6", "oid:1.2.156", "bid:ab12")
+IDRES_PORT, KNOT_PORT, HTTP_PORT = 18553, 18554, 18580
+HOST = "127.0.0.1"
+# what each dataset identifier is asked for: the records a scanner or resolver wants
+QTYPE = {"gtin": "NAPTR", "oid": "NAPTR", "handle": "URI", "did:bid": "URI"}
+
+
+def need(*programs: str) -> None:
+    missing = [
+        p for p in programs if shutil.which(p) is None and not Path(f"/usr/sbin/{p}").exists()
+    ]
+    if not missing:
+        return
+    packages = {"knotd": "knot", "dnsperf": "dnsperf"}
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit(f"benchmarks.dns needs {', '.join(missing)} (Debian: knot, dnsperf)")
+    subprocess.run(["apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", *{packages[p] for p in missing}],
+        check=True,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
+
+
+def name_of(identifier: str) -> str:
+    found = owner(parse(identifier), zone_name(ZONE))
+    assert found is not None
+    return found.to_text()
+
+
+def queries(work: Path, keys: int, samples: int) -> Path:
+    """dnsperf's input: one ``name TYPE`` a line, drawn as the HTTP benchmarks draw."""
+    drawn = dataset.requests(keys, samples)
+    path = work / "queries.txt"
+    with path.open("w") as f:
+        for ident in drawn.ids:
+            f.write(f"{name_of(ident)} {QTYPE[str(parse(ident).scheme)]}\n")
+    return path
+
+
+def zone_file(work: Path, keys: int) -> Path:
+    """The dataset as one zone, the records idres gives for each identifier."""
+    path = work / "idres.zone"
+    zone = zone_name(ZONE)
+    with path.open("w") as f:
+        f.write(f"$ORIGIN {ZONE}\n$TTL 86400\n")
+        f.write(
+            f"@ 60 SOA knot.ns hostmaster 1 3600 600 86400 60\n@ NS knot.ns\nknot.ns A {HOST}\n"
+        )
+        for n in range(keys):
+            ident = parse(dataset.owner_and_id(n)[1])
+            name = owner(ident, zone)
+            assert name is not None
+            for rrset in rrsets(name, ident, json.loads(dataset.body_of(n)), time.time()):
+                f.write(rrset.to_text() + "\n")
+    return path
+
+
+async def load(url: str, keys: int, chunk: int = 50_000) -> None:
+    """COPY the dataset into the node's database, answers table included."""
+    conn = await asyncpg.connect(url)
+    try:
+        for start in range(0, keys, chunk):
+            idents, values, answers = [], [], []
+            for n in range(start, min(start + chunk, keys)):
+                ident = parse(dataset.owner_and_id(n)[1])
+                record = in_index_order(dataset.record_of(n))
+                idents.append((ident.canonical, str(ident.scheme), str(ident.routing), 1))
+                values += [value_to_row(ident.canonical, v) for v in record.values]
+                public = public_answer(record)
+                assert public is not None
+                answers.append((ident.canonical, public.body, public.ttl, public.expires_at))
+            async with conn.transaction():
+                await conn.copy_records_to_table(
+                    "identifiers",
+                    columns=("handle", "scheme", "routing_key", "version"),
+                    records=idents,
+                )
+                await conn.copy_records_to_table(
+                    "handle_values", columns=VALUE_COLUMNS, records=values
+                )
+                await conn.copy_records_to_table("answers", columns=ANSWER_COLUMNS, records=answers)
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def start_idres(work: Path, url: str) -> Proc:
+    args = [
+        sys.executable, "-m", "idres", "serve", "--workers", "1", "--front", "python",
+        "--port", str(HTTP_PORT), "--dns-port", str(IDRES_PORT), "--dns-host", HOST,
+        "--data-dir", str(work / "node"),
+        *(a for p in PREFIXES for a in ("--prefix", p)),
+    ]  # fmt: skip
+    if (cpu := pin(SERVER_CPU)) is not None:
+        args = ["taskset", "-c", cpu, *args]
+    return Proc(args, env={"DATABASE_URL": url}, ready="DNS on")
+
+
+def start_knot(work: Path, zone: Path) -> Proc:
+    conf = work / "knot.conf"
+    conf.write_text(f"""
+server:
+    rundir: "{work}"
+    listen: {HOST}@{KNOT_PORT}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "{work}"
+log:
+  - target: stderr
+    any: warning
+zone:
+  - domain: {ZONE}
+    file: "{zone}"
+    storage: "{work}"
+    journal-content: none
+    zonefile-sync: -1
+""")
+    knotd = shutil.which("knotd") or "/usr/sbin/knotd"
+    args = [knotd, "-c", str(conf)]
+    if (cpu := pin(SERVER_CPU)) is not None:
+        args = ["taskset", "-c", cpu, *args]
+    proc = Proc(args)
+    deadline = time.monotonic() + 600  # a million names take Knot a while to load
+    probe = dns.message.make_query(ZONE, "SOA")
+    while True:
+        try:
+            if dns.query.udp(probe, HOST, port=KNOT_PORT, timeout=1).answer:
+                return proc
+        except Exception:
+            pass
+        if time.monotonic() > deadline or proc.p.poll() is not None:
+            raise SystemExit("knotd did not start")
+        time.sleep(0.5)
+
+
+def dnsperf(
+    port: int,
+    data: Path,
+    *,
+    seconds: float,
+    rate: int | None = None,
+    verbose: bool = False,
+    once: bool = False,
+) -> dict[str, Any]:
+    args = [
+        "dnsperf", "-s", HOST, "-p", str(port), "-d", str(data), "-c", "8", "-q", "500",
+        "-t", "2",
+    ]  # fmt: skip
+    args += ["-n", "1"] if once else ["-l", str(seconds)]
+    if rate is not None:
+        args += ["-Q", str(rate)]
+    if verbose:
+        args.append("-v")
+    if (cpu := pin(LOADGEN_CPU)) is not None:
+        args = ["taskset", "-c", cpu, *args]
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    qps = re.search(r"Queries per second:\s+([\d.]+)", out)
+    lost = re.search(r"Queries lost:\s+(\d+)", out)
+    sent = re.search(r"Queries sent:\s+(\d+)", out)
+    codes = dict(re.findall(r"(NOERROR|NXDOMAIN|SERVFAIL|REFUSED|FORMERR) (\d+)", out))
+    result: dict[str, Any] = {
+        "qps": float(qps.group(1)) if qps else 0.0,
+        "sent": int(sent.group(1)) if sent else 0,
+        "lost": int(lost.group(1)) if lost else 0,
+        "codes": {k: int(v) for k, v in codes.items()},
+    }
+    if verbose:
+        latencies = sorted(float(x) for x in re.findall(r"^> \S+ .* ([\d.]+)$", out, re.MULTILINE))
+        result["latency_ms"] = (
+            {q: round(1000 * loadgen.percentile(latencies, q), 3) for q in (50, 99, 99.9)}
+            if latencies
+            else {}
+        )
+        result["answered"] = len(latencies)
+    return result
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--samples", type=int, default=2_000_000, help="queries in the file")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, help="write the results here as JSON")
+    args = parser.parse_args()
+    need("knotd", "dnsperf")
+    work = scratch("idres-dns-")
+    print(f"dns: {args.keys} identifiers, {args.samples} queries, in {work}", flush=True)
+    data = queries(work, args.keys, args.samples)
+    zone = zone_file(work, args.keys)
+    pg = work / "pg"
+    url = start_embedded(pg)
+    nice_postgres(pg)
+    node = start_idres(work, url)
+    knot: Proc | None = None
+    try:
+        asyncio.run(load(url, args.keys))
+        knot = start_knot(work, zone)
+        ports = {"knot": KNOT_PORT, "idres": IDRES_PORT}
+        warm = {name: dnsperf(port, data, seconds=0, once=True) for name, port in ports.items()}
+        print(f"dns: warmed {json.dumps(warm)}", flush=True)
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in ports}
+        for _ in range(args.rounds):
+            for name, port in ports.items():
+                runs[name].append(dnsperf(port, data, seconds=args.seconds))
+                print(f"dns: {name} {json.dumps(runs[name][-1])}", flush=True)
+        qps = {name: statistics.median(r["qps"] for r in rs) for name, rs in runs.items()}
+        held = int(0.8 * qps["knot"])
+        latency = {
+            name: dnsperf(port, data, seconds=10, rate=held, verbose=True)
+            for name, port in ports.items()
+        }
+        result = {
+            "machine": f"{platform.node()}, {os.cpu_count()} cores, {_cpu_model()}",
+            "keys": args.keys,
+            "samples": args.samples,
+            "seconds": args.seconds,
+            "qps": qps,
+            "ratio": round(qps["idres"] / qps["knot"], 3),
+            "runs": runs,
+            "held_at": held,
+            "held": latency,
+        }
+        print(json.dumps(result, indent=2), flush=True)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2))
+    finally:
+        if knot is not None:
+            knot.stop()
+        node.stop()
+
+
+if __name__ == "__main__":
+    main()
