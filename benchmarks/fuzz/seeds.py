@@ -271,7 +271,7 @@ def dns_queries() -> list[bytes]:
     for tcp, name, rdtype, edns in [
         (0, "0.9.8.7.6.5.4.3.2.1.0.9.6.gtin.gs1.id." + zone, "NAPTR", 0),
         (1, "FUZZ._.1.100.88.handle." + zone, "URI", -1),
-        (0, "~mfrgg._.88.handle." + zone, "TXT", 0),
+        (0, "b32-mfrgg._.88.handle." + zone, "TXT", 0),
         (0, "1.3001.156.2.1.oid-res." + zone, "ANY", 0),
         (0, zone, "SOA", -1),
         (1, zone, "AXFR", -1),

@@ -19,8 +19,9 @@ segments below which sub-prefixes are cut.
 DNS names compare without ASCII case (RFC 4343): kdig lowercases what it sends, caches
 fold case. So a case-sensitive part (a handle's suffix, a did:bid's id) is written as
 itself only when it has no lowercase ASCII letter (read back upper-cased), and
-otherwise as ``~`` and its UTF-8 in base32 (RFC 4648 §6, lowercase, no padding). Either
-way it must fit a label's 63 bytes. Nothing here does I/O.
+otherwise (or when it starts with the mark) as ``b32-`` and its UTF-8 in base32 (RFC
+4648 §6, lowercase, no padding): letters, digits and hyphens, which every zone-file
+reader takes. Either way it must fit a label's 63 bytes. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from schemas.identifiers import Identifier, Namespace, RoutingKey, Scheme, check
 
 DEFAULT_ZONE = "idres.internal."
 SUFFIX_MARK = b"_"
-ENCODED = "~"  # a label in base32: the part has lowercase letters
+ENCODED = "b32-"  # a label in base32: the part has lowercase letters
 MAX_LABEL = 63  # RFC 1035 §2.3.4
 
 # GS1 key kind -> (labels in a full name, whether its leftmost label is an indicator or
@@ -237,7 +238,7 @@ def write_label(text: str) -> bytes | None:
     """A case-sensitive part as one label that survives case folding; None when it
     would outgrow a label."""
     raw = text.encode()
-    if text.startswith(ENCODED) or any(0x61 <= b <= 0x7A for b in raw):
+    if text.upper().startswith(ENCODED.upper()) or any(0x61 <= b <= 0x7A for b in raw):
         raw = ENCODED.encode() + base64.b32encode(raw).rstrip(b"=").lower()
     return raw if len(raw) <= MAX_LABEL else None
 
@@ -245,8 +246,8 @@ def write_label(text: str) -> bytes | None:
 def read_label(label: bytes) -> str | None:
     """What ``write_label`` wrote, in whatever case it arrives; None for no such label."""
     try:
-        if label.startswith(ENCODED.encode()):
-            body = label[1:].upper()
+        if label.lower().startswith(ENCODED.encode()):
+            body = label[len(ENCODED) :].upper()
             return base64.b32decode(body + b"=" * (-len(body) % 8)).decode()
         return label.upper().decode()  # upper() folds ASCII letters only
     except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError

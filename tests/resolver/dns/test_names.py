@@ -28,7 +28,7 @@ DID = "did:bid:ab12:ef" + b58encode(bytes(range(1, 23)))
         ("1.2.156.3001.1", "1.3001.156.2.1.oid-res"),  # X.672: arcs reversed
         ("ecode:10001000000000000001", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.1.ecode"),
         ("88.100.1/ABC-123", "ABC-123._.1.100.88.handle"),
-        ("88.100.1/abc", "~mfrgg._.1.100.88.handle"),  # lowercase: base32
+        ("88.100.1/abc", "b32-mfrgg._.1.100.88.handle"),  # lowercase: base32
         ("10.1000/xyz", "XYZ._.1000.10.handle"),  # a DOI is upper case already
     ],
 )
