@@ -30,7 +30,7 @@ from dns.rdtypes.ANY.SOA import SOA
 from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, ns_host
 from resolver.dns.rdata import rrsets
 from resolver.dns.transfer import ZoneSource, messages, zone_cuts, zone_rrsets
-from resolver.dns.wirecache import WireCache, read_question
+from resolver.dns.wirecache import WireCache
 from resolver.dns.zone import Below, Elsewhere, Here, address, glue, ns_rrset, place_of, where
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory
@@ -96,18 +96,19 @@ class Face:
         """The kept answer to a UDP query, or None: ``answer`` must work it out."""
         if self.wires is None:
             return None
-        asked = read_question(wire)
-        if asked is None:
-            return None
-        directory = self.directory()
-        if directory is not self._seen:  # referrals and glue may all be different now
-            self.wires.forget(None)
-            self._seen = directory
-            return None
-        found = self.wires.answer(wire, asked)
+        found = self.wires.answer(wire)
         if found is not None:
             self.counted += 1
         return found
+
+    def check_directory(self) -> None:
+        """Forget the kept answers when the directory changed: referrals and glue may
+        all be different now (DnsServer calls it often)."""
+        directory = self.directory()
+        if directory is not self._seen:
+            if self.wires is not None:
+                self.wires.forget(None)
+            self._seen = directory
 
     def apexes(self) -> list[dns.name.Name]:
         """Where this node's zones start."""
@@ -139,16 +140,16 @@ class Face:
             return await self._transfer(query, tcp=tcp, peer=peer)
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags |= dns.flags.RA
-        directory = self.directory()
+        self.check_directory()
+        directory = self._seen
         keep, about = await self._fill(
             response, question.name, question.rdtype, query.flags & dns.flags.RD
         )
         out = _wire(response, query, tcp)
-        if keep and self.wires is not None and not tcp and directory is self._seen:
-            asked = read_question(wire)
+        if keep and self.wires is not None and not tcp and directory is self.directory():
             ttl = _keepable(response)
-            if asked is not None and ttl is not None:
-                self.wires.keep(asked, out, ttl, about)
+            if ttl is not None:
+                self.wires.keep(wire, out, ttl, about)
         return out
 
     async def _transfer(

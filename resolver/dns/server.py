@@ -21,6 +21,7 @@ from resolver.dns.transfer import notify
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
+DIRECTORY_EVERY = 0.1  # seconds between looks at the directory (kept referrals)
 IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
 MAX_TCP = 2000
 MAX_PENDING = 2000
@@ -127,9 +128,16 @@ class DnsServer:
 
     async def _watch(self) -> None:
         """Keep the zones' serial (the node's chain height), and NOTIFY the secondaries
-        when a block changes it."""
+        when a block changes it; forget kept answers when the directory changes."""
         assert self.face.source is not None
+        ticks = max(1, round(self.every / DIRECTORY_EVERY))
+        tick = 0
         while True:
+            self.face.check_directory()
+            tick = (tick + 1) % ticks
+            if tick != 1 % ticks:
+                await asyncio.sleep(DIRECTORY_EVERY)
+                continue
             try:
                 serial = await self.face.source.serial()
             except IdresError as exc:  # the database away: the serial stays, and so do we
@@ -146,7 +154,7 @@ class DnsServer:
                                 source=self.address[0],
                             )
                         )
-            await asyncio.sleep(self.every)
+            await asyncio.sleep(DIRECTORY_EVERY)
 
     def metrics_lines(self) -> list[str]:
         """Prometheus series of this process's DNS face."""
