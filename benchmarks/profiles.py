@@ -34,6 +34,7 @@ PROFILES = {
             "aiohttp_floor",
             "idres_hot",
             "idres_cold",
+            "dns",
         ),
     ),
     "quick": Profile(
@@ -44,7 +45,7 @@ PROFILES = {
         step_seconds=2,
         fractions=(0.1, 0.3, 0.8),
         spike=(3, 3, 3),
-        kinds=("nginx", "aiohttp_floor", "idres_hot", "idres_cold"),
+        kinds=("nginx", "aiohttp_floor", "idres_hot", "idres_cold", "dns"),
     ),
 }
 
