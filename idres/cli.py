@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import base64
 import dataclasses
+import ipaddress
 import json
 import logging
 import os
@@ -134,6 +135,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             _host_port(item, "--dns-notify") for item in args.dns_notify
         )
     if args.dns_allow_transfer:
+        for address in args.dns_allow_transfer:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise _Usage(f"--dns-allow-transfer {address!r}: an IP address") from None
         overrides["dns_transfer_to"] = tuple(args.dns_allow_transfer)
     if args.kafka:
         overrides["kafka"] = args.kafka
@@ -165,10 +171,16 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _host_port(text: str, flag: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` (``[v6]:PORT``): an IP address, as a secondary's ACL names it."""
     host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _Usage(f"{flag} {text!r}: write HOST:PORT, e.g. 127.0.0.1:53")
-    return host.strip("[]"), int(port)
+        raise _Usage(f"{flag} {text!r}: write ADDRESS:PORT, e.g. 127.0.0.1:53")
+    return host, int(port)
 
 
 def _password_file(path: str) -> str:

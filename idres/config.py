@@ -39,7 +39,7 @@ DEFAULT_BATCH_UPSTREAM_MAX = MAX_UPSTREAM_PER_BATCH
 # idres up's DNS port on each node's own loopback address: 53, which a resolver that
 # follows delegations (they carry no port) needs, when the process may bind it
 UP_DNS_PORT_USER = 10053
-UP_DNS_PORT = 53 if os.geteuid() == 0 else UP_DNS_PORT_USER
+UP_DNS_PORT = 53 if getattr(os, "geteuid", lambda: 1)() == 0 else UP_DNS_PORT_USER
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,4 +116,16 @@ class NodeConfig:
             dns_port=int(env["IDRES_DNS_PORT"]) if env.get("IDRES_DNS_PORT") else None,
             dns_host=env.get("IDRES_DNS_HOST") or None,
             dns_zone=env.get("IDRES_DNS_ZONE") or DEFAULT_ZONE,
+            dns_notify=tuple(
+                _host_port(t) for t in env.get("IDRES_DNS_NOTIFY", "").split(",") if t
+            ),
+            dns_transfer_to=tuple(
+                t for t in env.get("IDRES_DNS_ALLOW_TRANSFER", "").split(",") if t
+            ),
         )
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` from the environment (the CLI checks its own flags)."""
+    host, _, port = text.strip().rpartition(":")
+    return host.strip("[]"), int(port)

@@ -108,12 +108,13 @@ class Delegation:
 
 
 def _address(value: Any) -> str | None:
-    """A delegation's DNS address: an IPv4 or IPv6 address in its shortest form."""
+    """A delegation's DNS address: an IPv4 or IPv6 address in its canonical form (as
+    signed: another spelling would be another signature's bytes)."""
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise ValueError("dns must be an IP address string")
-    return str(ipaddress.ip_address(value))
+    if not isinstance(value, str) or str(ipaddress.ip_address(value)) != value:
+        raise ValueError("dns must be an IP address in its canonical form")
+    return value
 
 
 def _uint(value: Any, what: str) -> int:

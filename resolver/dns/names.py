@@ -18,15 +18,18 @@ segments below which sub-prefixes are cut.
 
 DNS names compare without ASCII case (RFC 4343): kdig lowercases what it sends, caches
 fold case. So a case-sensitive part (a handle's suffix, a did:bid's id) is written as
-itself only when it has no lowercase ASCII letter (read back upper-cased), and
-otherwise (or when it starts with the mark) as ``b32-`` and its UTF-8 in base32 (RFC
-4648 §6, lowercase, no padding): letters, digits and hyphens, which every zone-file
-reader takes. Either way it must fit a label's 63 bytes. Nothing here does I/O.
+itself when it has no lowercase ASCII letter (read back upper-cased); as ``lc-`` and
+itself when it has no uppercase one (read back lower-cased); otherwise, or when it
+starts with one of the marks, as ``b32-`` and its UTF-8 in base32 (RFC 4648 §6,
+lowercase, no padding): letters, digits and hyphens, which every zone-file reader
+takes. Each part has one spelling; it must fit a label's 63 bytes. Nothing here does
+I/O.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass
 
 import dns.name
@@ -36,7 +39,9 @@ from schemas.identifiers import Identifier, Namespace, RoutingKey, Scheme, check
 
 DEFAULT_ZONE = "idres.internal."
 SUFFIX_MARK = b"_"
-ENCODED = "b32-"  # a label in base32: the part has lowercase letters
+ENCODED = "b32-"  # a label in base32: the part has letters in both cases
+LOWER = "lc-"  # a label read back lower-cased: the part has lowercase letters only
+_MARKS = (ENCODED, LOWER)
 MAX_LABEL = 63  # RFC 1035 §2.3.4
 
 # GS1 key kind -> (labels in a full name, whether its leftmost label is an indicator or
@@ -224,9 +229,10 @@ def owner(ident: Identifier, zone: dns.name.Name) -> dns.name.Name | None:
     if ident.scheme is Scheme.HANDLE:
         prefix, _, suffix = canonical.partition("/")
         label = write_label(suffix)
-        if label is None:
+        segments = prefix.split(".")
+        if label is None or SUFFIX_MARK.decode() in segments:  # no name tells it apart
             return None
-        return _name((label, SUFFIX_MARK, *reversed(prefix.split(".")), b"handle"), zone)
+        return _name((label, SUFFIX_MARK, *reversed(segments), b"handle"), zone)
     if ident.scheme is Scheme.DID_BID:
         *code, idstring = canonical.removeprefix("did:bid:").split(":")
         label = write_label(idstring)
@@ -238,20 +244,31 @@ def write_label(text: str) -> bytes | None:
     """A case-sensitive part as one label that survives case folding; None when it
     would outgrow a label."""
     raw = text.encode()
-    if text.upper().startswith(ENCODED.upper()) or any(0x61 <= b <= 0x7A for b in raw):
+    lower = any(0x61 <= b <= 0x7A for b in raw)
+    upper = any(0x41 <= b <= 0x5A for b in raw)
+    if text.lower().startswith(_MARKS) or (lower and upper):
         raw = ENCODED.encode() + base64.b32encode(raw).rstrip(b"=").lower()
+    elif lower:
+        raw = LOWER.encode() + raw
     return raw if len(raw) <= MAX_LABEL else None
 
 
 def read_label(label: bytes) -> str | None:
-    """What ``write_label`` wrote, in whatever case it arrives; None for no such label."""
+    """What ``write_label`` wrote, in whatever case it arrives; None for a label it
+    would not have written (each part has one spelling)."""
+    folded = label.lower()
     try:
-        if label.lower().startswith(ENCODED.encode()):
+        if folded.startswith(ENCODED.encode()):
             body = label[len(ENCODED) :].upper()
-            return base64.b32decode(body + b"=" * (-len(body) % 8)).decode()
-        return label.upper().decode()  # upper() folds ASCII letters only
+            text = base64.b32decode(body + b"=" * (-len(body) % 8)).decode()
+        elif folded.startswith(LOWER.encode()):
+            text = folded[len(LOWER) :].decode()
+        else:
+            text = label.upper().decode()  # upper() folds ASCII letters only
     except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
         return None
+    written = write_label(text)
+    return text if written is not None and written.lower() == folded else None
 
 
 def cuts(prefix: RoutingKey, zone: dns.name.Name) -> tuple[dns.name.Name, ...]:
@@ -259,24 +276,40 @@ def cuts(prefix: RoutingKey, zone: dns.name.Name) -> tuple[dns.name.Name, ...]:
     for each kind of key it may begin; none where no name of the kind has that many)."""
     labels = prefix.labels
     if prefix.namespace is Namespace.GS1:
-        out = []
-        for kind, (full, lead) in _GS1_KINDS.items():
-            if len(labels) <= full - (1 if lead else 0):
-                out.append(_name((*reversed(labels), kind, b"gs1", b"id"), zone))
-        return tuple(out)
-    tail = {
-        Namespace.HANDLE: b"handle",
-        Namespace.OID: b"oid-res",
-        Namespace.ECODE: b"ecode",
-        Namespace.BID: b"bid",
-    }[prefix.namespace]
-    return (_name((*reversed(labels), tail), zone),)
+        names = [
+            _name((*reversed(labels), kind, b"gs1", b"id"), zone)
+            for kind, (full, lead) in _GS1_KINDS.items()
+            if len(labels) <= full - (1 if lead else 0)
+        ]
+    elif prefix.namespace is Namespace.HANDLE and SUFFIX_MARK.decode() in labels:
+        names = []  # a segment "_": its names would read as suffixes
+    else:
+        tail = {
+            Namespace.HANDLE: b"handle",
+            Namespace.OID: b"oid-res",
+            Namespace.ECODE: b"ecode",
+            Namespace.BID: b"bid",
+        }[prefix.namespace]
+        names = [_name((*reversed(labels), tail), zone)]
+    return tuple(n for n in names if n is not None)
 
 
 def ns_host(node: str, zone: dns.name.Name) -> dns.name.Name:
-    return _name((*node.lower().split("."), b"ns"), zone)
+    """``<node>.ns.<zone>``; a node name DNS cannot carry (64 characters, ``..``) goes
+    as ``n-`` and a digest of it."""
+    found = _name((*node.lower().split("."), b"ns"), zone)
+    if found is None:
+        digest = hashlib.sha256(node.encode()).hexdigest()[:20]
+        found = _name((f"n-{digest}", b"ns"), zone)
+        assert found is not None  # a short label under a zone that has room for one
+    return found
 
 
-def _name(labels: tuple[str | bytes, ...], zone: dns.name.Name) -> dns.name.Name:
+def _name(labels: tuple[str | bytes, ...], zone: dns.name.Name) -> dns.name.Name | None:
+    """The name, or None where DNS has none: a label over 63 bytes, a name over 255
+    (an OID arc of 64 digits, a deep handle prefix), an empty label."""
     raw = tuple(label.encode() if isinstance(label, str) else label for label in labels)
-    return dns.name.Name(raw + zone.labels)
+    try:
+        return dns.name.Name(raw + zone.labels)
+    except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel):
+        return None

@@ -30,6 +30,7 @@ ONS_SERVICE = b"http://www.gs1.org/ons/html"  # ONS 2.0.1: a web page about the 
 ORS_SERVICE = b"ORS+UINF"  # X.672 Annex A, service type UINF: a URI for the node
 MAX_STRING = 255  # a <character-string>, RFC 1035 §3.3
 MAX_TTL = 2**31 - 1  # RFC 2181 §8
+MAX_TXT = 16_384  # bytes of one value's TXT strings: a longer value is left out (HTTP has it)
 _NAPTR_SERVICE = {
     Scheme.GTIN: ONS_SERVICE,
     Scheme.GLN: ONS_SERVICE,
@@ -62,9 +63,10 @@ def rrsets(
             URI(IN, dns.rdatatype.URI, min(_index(v), 65535), 1, url.encode()) for v, url in urls
         ]
         out.append(_rrset(owner, [v for v, _ in urls], uris, now))
-    if values:
-        texts = [TXT(IN, dns.rdatatype.TXT, _strings(v)) for v in values]
-        out.append(_rrset(owner, values, texts, now))
+    carried = [v for v in values if sum(map(len, _strings(v))) <= MAX_TXT]
+    if carried:
+        texts = [TXT(IN, dns.rdatatype.TXT, _strings(v)) for v in carried]
+        out.append(_rrset(owner, carried, texts, now))
     return out
 
 
@@ -109,11 +111,12 @@ def _strings(value: dict[str, Any]) -> list[bytes]:
 
 def _ttl(values: list[dict[str, Any]], now: float) -> int:
     """The least TTL of ``values``: relative seconds, or an absolute expiry's remainder."""
-    least = MAX_TTL
+    least: int | None = None
     for value in values:
         ttl = value.get("ttl")
         if not isinstance(ttl, int):
             continue
         left = ttl - int(now) if value.get("ttlType") == "absolute" else ttl
-        least = min(least, max(0, left))
-    return least
+        least = max(0, left) if least is None else min(least, max(0, left))
+    # no TTL at all (never in a record of ours): not to be kept, as resolver.cache reads it
+    return 0 if least is None else min(least, MAX_TTL)

@@ -27,11 +27,24 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdtypes.ANY.SOA import SOA
 
-from resolver.dns.names import Inner, Named, NodeHost, Place, cuts, ns_host
+from registry.httpio import TooManyRequests
+from resolver.budget import UPSTREAM_BUDGET, BudgetConfig, Budgets
+from resolver.dns.names import Named, NodeHost, cuts, ns_host
 from resolver.dns.rdata import rrsets
-from resolver.dns.transfer import ZoneSource, messages, zone_cuts, zone_rrsets
+from resolver.dns.transfer import ZoneSource, messages, zone_rrsets
 from resolver.dns.wirecache import WireCache
-from resolver.dns.zone import Below, Elsewhere, Here, address, glue, ns_rrset, place_of, where
+from resolver.dns.zone import (
+    REFERRAL_TTL,
+    Below,
+    Elsewhere,
+    Here,
+    Zones,
+    address,
+    glue,
+    ns_rrset,
+    place_of,
+    where,
+)
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory
 from schemas.errors import IdresError
@@ -46,6 +59,12 @@ MAX_UDP_PAYLOAD = 1232  # what we offer and send at most over UDP (DNS flag day 
 _LEAVES = frozenset({Scheme.GTIN, Scheme.GLN, Scheme.SSCC, Scheme.HANDLE, Scheme.DID_BID})
 _ZONE_TYPES = frozenset({dns.rdatatype.SOA, dns.rdatatype.NS})
 _META = frozenset({dns.rdatatype.OPT, dns.rdatatype.TSIG, dns.rdatatype.TKEY})
+# what an identifier's name holds: RD queries for these may be resolved elsewhere
+_DATA = frozenset({dns.rdatatype.NAPTR, dns.rdatatype.URI, dns.rdatatype.TXT, dns.rdatatype.ANY})
+STALE_TTL = 30  # a stale copy handed on while the next node is down (RFC 8767 §5)
+HEARD_TTL = 60  # an answer of another node's whose age here is not known
+# RD lookups of other nodes all askers together may start (a UDP source is forgeable)
+DNS_UPSTREAM_BUDGET = BudgetConfig(rate=500.0, burst=1_000.0)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,10 +103,15 @@ class Face:
         self.source = source  # the zones' content and serial, for transfers
         self.clock = clock
         self.counted = 0  # queries answered
-        self.serial = 0  # the zones' serial: the node's chain height (DnsServer keeps it)
+        self.height = 0  # the node's chain height (DnsServer keeps it): see zone_serial
+        # what RD queries may make this node ask others: per asker, and all together
+        # (a UDP source address is easy to forge)
+        self.budgets = Budgets(UPSTREAM_BUDGET)
+        self.all_askers = Budgets(DNS_UPSTREAM_BUDGET)
         # UDP answers as sent, kept while a notice feed can tell of each change
         self.wires: WireCache | None = None
         self._seen: Directory | None = None  # the directory the kept answers came from
+        self._zones: tuple[Directory, Zones] | None = None
         if resolver.forgetters is not None:
             self.wires = WireCache()
             resolver.forgetters.append(self.wires.forget)
@@ -110,10 +134,23 @@ class Face:
                 self.wires.forget(None)
             self._seen = directory
 
+    def zone_serial(self, height: int | None = None) -> int:
+        """The zones' SOA serial: the node's chain height plus the newest delegation's
+        issue time, so that a block and a directory change both raise it (RFC 1982
+        arithmetic, 32 bits: room for decades of both)."""
+        issued = max(d.issued for d in self.directory().by_name.values())
+        return (issued + (self.height if height is None else height)) % 2**32
+
     def apexes(self) -> list[dns.name.Name]:
         """Where this node's zones start."""
-        cuts = zone_cuts(self.directory(), self.config.zone)
-        return [c.apex for c in cuts if c.node.name == self.name]
+        return [c.apex for c in self.zones().of(self.name)]
+
+    def zones(self) -> Zones:
+        """The network's zones under the current directory (worked out once for each)."""
+        directory = self.directory()
+        if self._zones is None or self._zones[0] is not directory:
+            self._zones = (directory, Zones(directory, self.config.zone))
+        return self._zones[1]
 
     async def answer(self, wire: bytes, *, tcp: bool, peer: str = "") -> bytes | Transfer | None:
         """The response to ``wire``; a ``Transfer`` for AXFR or IXFR over TCP; None when
@@ -140,16 +177,21 @@ class Face:
             return await self._transfer(query, tcp=tcp, peer=peer)
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags |= dns.flags.RA
+        if question.rdtype == dns.rdatatype.ANY and not tcp:
+            # RFC 8482 §4.4: no amplification; the asker may ask again over TCP
+            response.flags |= dns.flags.TC
+            return response.to_wire(max_size=512)
         self.check_directory()
         directory = self._seen
+        generation = self.wires.generation if self.wires is not None else 0
         keep, about = await self._fill(
-            response, question.name, question.rdtype, query.flags & dns.flags.RD
+            response, question.name, question.rdtype, query.flags & dns.flags.RD, peer
         )
         out = _wire(response, query, tcp)
         if keep and self.wires is not None and not tcp and directory is self.directory():
             ttl = _keepable(response)
             if ttl is not None:
-                self.wires.keep(wire, out, ttl, about)
+                self.wires.keep(wire, out, ttl, about, generation)
         return out
 
     async def _transfer(
@@ -160,20 +202,17 @@ class Face:
         if self.source is None or (allowed is not None and peer not in allowed):
             return _error(query, dns.rcode.REFUSED)
         directory = self.directory()
-        cut = next(
-            (
-                c
-                for c in zone_cuts(directory, self.config.zone)
-                if c.apex == question.name and c.node.name == self.name
-            ),
-            None,
-        )
+        zones = self.zones()
+        cut = next((c for c in zones.of(self.name) if c.apex == question.name), None)
         if cut is None:  # not a zone of this node's (RFC 5936 §2.2.1)
             return _error(query, dns.rcode.NOTAUTH)
-        serial = self.serial = await self.source.serial()
-        soa = self._soa(cut.apex, self.name)
+        try:
+            serial = self.zone_serial(await self.source.serial())
+        except IdresError:  # the database away
+            return _error(query, dns.rcode.SERVFAIL)
+        soa = self._soa(cut.apex, self.name, serial)
         asked = [r for r in query.authority if r.rdtype == dns.rdatatype.SOA]
-        current = bool(asked) and asked[0][0].serial >= serial
+        current = bool(asked) and _not_before(asked[0][0].serial, serial)
         if question.rdtype == dns.rdatatype.IXFR and (current or not tcp):
             # current: the SOA alone says so; over UDP it says "ask again over TCP"
             # (RFC 1995 §2, §4)
@@ -183,11 +222,16 @@ class Face:
             return response.to_wire(max_size=512 if not tcp else 65535)
         if not tcp:  # RFC 5936 §4.2: AXFR only over TCP
             return _error(query, dns.rcode.REFUSED)
-        rrsets_ = zone_rrsets(cut, directory, self.config.zone, self.source, soa, self.clock)
+        rrsets_ = zone_rrsets(cut, zones, directory, self.source, soa, self.clock)
         return Transfer(messages(query, rrsets_))
 
     async def _fill(
-        self, response: dns.message.Message, qname: dns.name.Name, qtype: int, rd: int
+        self,
+        response: dns.message.Message,
+        qname: dns.name.Name,
+        qtype: int,
+        rd: int,
+        peer: str,
     ) -> tuple[bool, str | None]:
         """Fill ``response``; whether it may be kept, and the identifier it is about, if
         any (a change to it makes the answer old)."""
@@ -199,12 +243,17 @@ class Face:
         place, nearest = place_of(qname, zone)
         spot = where(nearest, qname, self.name, directory, zone)
         about = place.ident.canonical if isinstance(place, Named) else None
-        if isinstance(place, Named) and rd and not isinstance(spot, Here):
-            await self._recurse(response, place, qname, qtype, directory)
-            return True, about
+        if isinstance(place, Named) and rd and qtype in _DATA and not isinstance(spot, Here):
+            return await self._recurse(response, place, qname, qtype, directory, peer), about
         if isinstance(spot, Elsewhere):
             response.set_rcode(dns.rcode.REFUSED)
             return False, None
+        if isinstance(spot, Below) and qtype == dns.rdatatype.DS and qname == spot.cut:
+            # DS lives on the parent's side of a cut (RFC 4035 §3.1.4.1): none here
+            response.flags |= dns.flags.AA
+            above = self.zones().enclosing(qname, strictly=True)
+            self._negative(response, above.apex, self.name, nxdomain=False)
+            return True, None
         if isinstance(spot, Below):
             self._referral(response, spot)
             return True, None  # the directory's: forgotten when it changes
@@ -215,21 +264,34 @@ class Face:
         if place is None:
             self._negative(response, spot.apex, self.name, nxdomain=True)
         elif isinstance(place, Named):
-            answer = await self._lookup(response, place)
+            answer = await self._lookup(response, place, None)
             if answer is not None:
                 self._records(response, place, qname, qtype, answer, spot.apex, self.name)
+                if answer.stale:
+                    return False, about
         elif isinstance(place, NodeHost):
             self._host(response, place, qname, qtype, directory, spot.apex)
         else:
             self._negative(response, spot.apex, self.name, nxdomain=False)
         return True, about
 
-    async def _lookup(self, response: dns.message.Message, place: Named) -> Answer | None:
+    async def _lookup(
+        self, response: dns.message.Message, place: Named, peer: str | None
+    ) -> Answer | None:
+        """The identifier's answer; ``peer``: the asker whose budget a lookup of
+        another node spends (None: this node's own records, no lookup)."""
+
+        def permit() -> bool:
+            now = self.clock()
+            return self.all_askers.take("*", now) and self.budgets.take(peer or "", now)
+
         try:
-            return await self.resolver.resolve(place.ident)
-        except IdresError:  # the next node failed, a loop, no budget left
+            return await self.resolver.resolve(place.ident, permit=None if peer is None else permit)
+        except TooManyRequests:  # RFC 8906 §3.1.4: a policy refusal
+            response.set_rcode(dns.rcode.REFUSED)
+        except IdresError:  # the next node failed, a loop
             response.set_rcode(dns.rcode.SERVFAIL)
-            return None
+        return None
 
     async def _recurse(
         self,
@@ -238,10 +300,13 @@ class Face:
         qname: dns.name.Name,
         qtype: int,
         directory: Directory,
-    ) -> None:
-        answer = await self._lookup(response, place)
+        peer: str,
+    ) -> bool:
+        """Answer as the HTTP API resolves (cache, copies, the next node); whether the
+        answer may be kept."""
+        answer = await self._lookup(response, place, peer)
         if answer is None:
-            return
+            return False
         route = self.resolver.route(place.ident)
         holder = route.authority
         if holder is None or route.prefix is None:  # nothing holds it: the super says so
@@ -252,7 +317,11 @@ class Face:
                 self.config.zone,
             )
             node = holder.name
-        self._records(response, place, qname, qtype, answer, apex, node)
+        # not ours: the holder's TTLs, but no longer than this node may keep the answer
+        # (a stale copy while the next node is down: briefly, RFC 8767 §5)
+        cap = STALE_TTL if answer.stale else answer.ttl if answer.ttl is not None else HEARD_TTL
+        self._records(response, place, qname, qtype, answer, apex, node, cap)
+        return not answer.stale
 
     def _records(
         self,
@@ -263,6 +332,7 @@ class Face:
         answer: Answer,
         apex: dns.name.Name,
         node: str,
+        cap: float | None = None,
     ) -> None:
         body = json.loads(answer.body)
         if answer.status == 404 or body.get("responseCode") == 100:
@@ -273,6 +343,9 @@ class Face:
             return
         found = rrsets(qname, place.ident, body, self.clock())
         wanted = [r for r in found if qtype in (r.rdtype, dns.rdatatype.ANY)]
+        for rrset in wanted:
+            if cap is not None and rrset.ttl > cap:
+                rrset.ttl = int(cap)
         if not wanted:
             self._negative(response, apex, node, nxdomain=False)
         response.answer.extend(wanted)
@@ -282,7 +355,7 @@ class Face:
             response.answer.append(self._soa(apex, self.name))
         if qtype in (dns.rdatatype.NS, dns.rdatatype.ANY):
             me = self.directory().by_name[self.name]
-            response.answer.append(ns_rrset(apex, me, self.config.zone, self.config.negative_ttl))
+            response.answer.append(ns_rrset(apex, me, self.config.zone, REFERRAL_TTL))
             response.additional.extend(glue(me, self.config.zone))
 
     def _host(
@@ -294,7 +367,10 @@ class Face:
         directory: Directory,
         apex: dns.name.Name,
     ) -> None:
-        node = next((d for d in directory.by_name.values() if d.name.lower() == place.node), None)
+        node = next(
+            (d for d in directory.by_name.values() if ns_host(d.name, self.config.zone) == qname),
+            None,
+        )
         if node is None or address(node) is None:
             self._negative(response, apex, self.name, nxdomain=True)
             return
@@ -306,7 +382,7 @@ class Face:
 
     def _referral(self, response: dns.message.Message, spot: Below) -> None:
         zone = self.config.zone
-        response.authority.append(ns_rrset(spot.cut, spot.node, zone, self.config.negative_ttl))
+        response.authority.append(ns_rrset(spot.cut, spot.node, zone, REFERRAL_TTL))
         response.additional.extend(glue(spot.node, zone))
 
     def _negative(
@@ -316,7 +392,7 @@ class Face:
             response.set_rcode(dns.rcode.NXDOMAIN)
         response.authority.append(self._soa(apex, node))
 
-    def _soa(self, apex: dns.name.Name, node: str) -> dns.rrset.RRset:
+    def _soa(self, apex: dns.name.Name, node: str, serial: int | None = None) -> dns.rrset.RRset:
         """The SOA a negative answer carries: its minimum and its own TTL say how long
         the answer may be kept (RFC 2308 §3, §5)."""
         zone = self.config.zone
@@ -326,13 +402,18 @@ class Face:
             dns.rdatatype.SOA,
             ns_host(node, zone),
             dns.name.Name((self.config.hostmaster.encode(), *zone.labels)),
-            self.serial % 2**32,
+            self.zone_serial() if serial is None else serial,
             3600,
             600,
             86400,
             ttl,
         )
         return dns.rrset.from_rdata(apex, ttl, soa)
+
+
+def _not_before(theirs: int, ours: int) -> bool:
+    """Whether serial ``theirs`` is ``ours`` or after it (RFC 1982 §3.2)."""
+    return theirs == ours or 0 < (theirs - ours) % 2**32 < 2**31
 
 
 def _keepable(response: dns.message.Message) -> float | None:
@@ -351,12 +432,14 @@ def _wire(response: dns.message.Message, query: dns.message.Message, tcp: bool) 
     limit = 65535 if tcp else max(512, min(query.payload, MAX_UDP_PAYLOAD))
     try:
         return response.to_wire(max_size=limit)
-    except dns.exception.TooBig:
-        response.answer.clear()
-        response.authority.clear()
-        response.additional.clear()
+    except dns.exception.TooBig:  # over TCP too: a client can do nothing with more
         response.flags |= dns.flags.TC
-        return response.to_wire(max_size=limit)
+    except dns.exception.DNSException:  # a record DNS cannot carry (an RR over 64 KiB)
+        response.set_rcode(dns.rcode.SERVFAIL)
+    response.answer.clear()
+    response.authority.clear()
+    response.additional.clear()
+    return response.to_wire(max_size=limit)
 
 
 def _error(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
@@ -375,4 +458,4 @@ def formerr(wire: bytes) -> bytes:
     return wire[:2] + flags.to_bytes(2, "big") + bytes(8)
 
 
-__all__ = ["DnsConfig", "Face", "Inner", "Place", "formerr"]
+__all__ = ["DnsConfig", "Face", "Transfer", "formerr"]

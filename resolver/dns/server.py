@@ -16,14 +16,23 @@ import socket
 from collections.abc import Coroutine
 from typing import Any, cast
 
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.opcode
+import dns.rcode
+import dns.rdatatype
+
 from resolver.dns.respond import HEADER, Face, Transfer
-from resolver.dns.transfer import notify
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
 DIRECTORY_EVERY = 0.1  # seconds between looks at the directory (kept referrals)
 IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
 MAX_TCP = 2000
+MAX_TCP_PER_PEER = 200  # connections one address may hold
 MAX_PENDING = 2000
 log = logging.getLogger("idres.dns")
 
@@ -103,6 +112,7 @@ class DnsServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._per_peer: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._protocol: _Udp | None = None
 
@@ -127,33 +137,33 @@ class DnsServer:
         task.add_done_callback(self._tasks.discard)
 
     async def _watch(self) -> None:
-        """Keep the zones' serial (the node's chain height), and NOTIFY the secondaries
-        when a block changes it; forget kept answers when the directory changes."""
+        """Keep the node's chain height (part of the zones' serial), forget kept answers
+        when the directory changes, and NOTIFY the secondaries when either changes the
+        serial."""
         assert self.face.source is not None
         ticks = max(1, round(self.every / DIRECTORY_EVERY))
         tick = 0
+        told: int | None = None
         while True:
             self.face.check_directory()
+            if tick == 0:
+                try:
+                    self.face.height = await self.face.source.serial()
+                except IdresError as exc:  # the database away: the height stays
+                    log.warning("dns: the node's chain height is unknown for now: %s", exc)
             tick = (tick + 1) % ticks
-            if tick != 1 % ticks:
-                await asyncio.sleep(DIRECTORY_EVERY)
-                continue
-            try:
-                serial = await self.face.source.serial()
-            except IdresError as exc:  # the database away: the serial stays, and so do we
-                log.warning("dns: the zones' serial is unknown for now: %s", exc)
-            else:
-                if serial != self.face.serial:
-                    self.face.serial = serial
-                    if self.notify_to:
-                        self._spawn(
-                            notify(
-                                self.face.apexes(),
-                                list(self.notify_to),
-                                serial,
-                                source=self.address[0],
-                            )
+            serial = self.face.zone_serial()
+            if serial != told:
+                if self.notify_to and told is not None:
+                    self._spawn(
+                        notify(
+                            self.face.apexes(),
+                            list(self.notify_to),
+                            serial,
+                            source=self.address[0],
                         )
+                    )
+                told = serial
             await asyncio.sleep(DIRECTORY_EVERY)
 
     def metrics_lines(self) -> list[str]:
@@ -174,9 +184,10 @@ class DnsServer:
             "# HELP idres_dns_dropped_total UDP queries dropped: too many were waiting.",
             "# TYPE idres_dns_dropped_total counter",
             f"idres_dns_dropped_total{{{node}}} {dropped}",
-            "# HELP idres_dns_serial The zones' serial: the node's chain height.",
+            "# HELP idres_dns_serial The zones' serial: the node's chain height and the "
+            "directory's newest issue time.",
             "# TYPE idres_dns_serial gauge",
-            f"idres_dns_serial{{{node}}} {self.face.serial}",
+            f"idres_dns_serial{{{node}}} {self.face.zone_serial()}",
         ]
 
     async def close(self) -> None:
@@ -192,11 +203,12 @@ class DnsServer:
             await self._tcp.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._open) >= MAX_TCP:
-            writer.close()
+        peer = str((writer.get_extra_info("peername") or ("",))[0])
+        if len(self._open) >= MAX_TCP or self._per_peer.get(peer, 0) >= MAX_TCP_PER_PEER:
+            writer.close()  # RFC 7766 §6.2.2: no one client takes every connection
             return
         self._open.add(writer)
-        peer = str((writer.get_extra_info("peername") or ("",))[0])
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         try:
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), IDLE)
@@ -221,6 +233,50 @@ class DnsServer:
             log.exception("dns: a TCP connection failed")
         finally:
             self._open.discard(writer)
+            left = self._per_peer.pop(peer, 1) - 1
+            if left:
+                self._per_peer[peer] = left
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
+
+
+async def notify(
+    apexes: list[dns.name.Name],
+    targets: list[tuple[str, int]],
+    serial: int,
+    *,
+    source: str | None = None,
+    tries: int = 5,
+    wait: float = 2.0,
+) -> None:
+    """Tell each secondary that the zones changed (RFC 1996 §3.6: retry until it
+    answers, a few times), from ``source``, the address the zones are served on, which
+    a secondary's ACL names."""
+
+    async def one(apex: dns.name.Name, host: str, port: int) -> None:
+        message = dns.message.make_query(apex, dns.rdatatype.SOA)
+        message.flags = dns.flags.AA  # and no RD; the opcode is set after: flags hold it
+        message.set_opcode(dns.opcode.NOTIFY)
+        for attempt in range(tries):
+            try:
+                reply = await dns.asyncquery.udp(
+                    message, host, port=port, timeout=wait, source=source
+                )
+                if reply.rcode() == dns.rcode.NOERROR:
+                    return
+                log.warning(
+                    "dns: %s:%d refused the NOTIFY of %s: %s",
+                    host,
+                    port,
+                    apex,
+                    dns.rcode.to_text(reply.rcode()),
+                )
+                return  # it answered: asking again would get the same
+            except (dns.exception.DNSException, OSError, TimeoutError, ValueError):
+                await asyncio.sleep(min(2**attempt * 0.2, 5))
+        log.warning(
+            "dns: %s:%d never answered the NOTIFY of %s serial %d", host, port, apex, serial
+        )
+
+    await asyncio.gather(*(one(a, h, p) for a in apexes for h, p in targets))

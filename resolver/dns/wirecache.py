@@ -14,20 +14,26 @@ import time
 from collections.abc import Callable
 
 HEADER = 12
-MAX_ENTRIES = 1_000_000
-MAX_KEEP = 300.0  # seconds at most, whatever the TTL: a bound on what a lost notice costs
+MAX_BYTES = 256 << 20  # what the kept queries and answers may take, all together
+MAX_QUERY = 300  # bytes: a longer query (padding, options) is answered, never kept
+# seconds at most, whatever the TTL: a bound on what a notice lost without the feed
+# noticing would cost (a lost feed forgets everything at once)
+MAX_KEEP = 3600.0
 
 
 class WireCache:
     def __init__(
-        self, max_entries: int = MAX_ENTRIES, clock: Callable[[], float] = time.monotonic
+        self, max_bytes: int = MAX_BYTES, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.clock = clock
         # the query after its ID -> (the answer after its ID, kept until, identifier)
         self._entries: dict[bytes, tuple[bytes, float, str | None]] = {}
         self._by_ident: dict[str, set[bytes]] = {}
+        self.bytes = 0
         self.hits = 0
+        # moves at every forget: an answer worked out across one may be old
+        self.generation = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -40,30 +46,42 @@ class WireCache:
         self.hits += 1
         return wire[:2] + entry[0]
 
-    def keep(self, wire: bytes, response: bytes, ttl: float, ident: str | None) -> None:
-        """Keep ``response`` to the query ``wire`` for ``ttl`` seconds (at most MAX_KEEP)."""
-        if ttl <= 0 or len(wire) < HEADER:
+    def keep(
+        self, wire: bytes, response: bytes, ttl: float, ident: str | None, generation: int
+    ) -> None:
+        """Keep ``response`` to the query ``wire`` for ``ttl`` seconds (at most MAX_KEEP),
+        unless something was forgotten since ``generation`` was read (the answer may
+        predate the change)."""
+        if ttl <= 0 or not HEADER <= len(wire) <= MAX_QUERY or generation != self.generation:
             return
         key = wire[2:]
         self._drop(key)
-        if len(self._entries) >= self.max_entries:
+        tail = response[2:]
+        self.bytes += len(key) + len(tail)
+        while self.bytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))  # the oldest
-        self._entries[key] = (response[2:], self.clock() + min(ttl, MAX_KEEP), ident)
+        self._entries[key] = (tail, self.clock() + min(ttl, MAX_KEEP), ident)
         if ident is not None:
             self._by_ident.setdefault(ident, set()).add(key)
 
     def forget(self, idents: list[str] | None) -> None:
         """Forget the answers about ``idents``; None: every answer."""
+        self.generation += 1
         if idents is None:
             self._entries.clear()
             self._by_ident.clear()
+            self.bytes = 0
             return
         for ident in idents:
             for key in self._by_ident.pop(ident, ()):
-                self._entries.pop(key, None)
+                entry = self._entries.pop(key, None)
+                if entry is not None:
+                    self.bytes -= len(key) + len(entry[0])
 
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= len(key) + len(entry[0])
         if entry is not None and entry[2] is not None:
             keys = self._by_ident.get(entry[2])
             if keys is not None:

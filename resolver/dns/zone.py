@@ -50,7 +50,51 @@ class Elsewhere:
 
 Where = Here | Below | Elsewhere
 IN = dns.rdataclass.IN
-GLUE_TTL = 3600
+GLUE_TTL = 300  # as long as the NS it goes with: an address change is seen as soon
+REFERRAL_TTL = 300  # NS: how long a delegation's change may take to be seen
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cut:
+    """Where a zone starts: its apex, the prefix it holds, the node that serves it."""
+
+    apex: dns.name.Name
+    prefix: RoutingKey | None  # None: the network's zone itself
+    node: Delegation
+
+
+class Zones:
+    """Every zone of the network, as the directory lays them out: the network's own
+    first. A prefix handed down whole is served by the last node that holds it."""
+
+    def __init__(self, directory: Directory, zone: dns.name.Name) -> None:
+        self.zone = zone
+        nodes = directory.by_name
+        root = next(d for d in nodes.values() if d.parent is None)
+        found: dict[dns.name.Name, Cut] = {zone: Cut(apex=zone, prefix=None, node=root)}
+        depth: dict[dns.name.Name, int] = {zone: 0}
+        for node in nodes.values():
+            below = len(directory.ancestors(node.name))
+            for text in node.prefixes:
+                prefix = prefix_key(text)
+                for apex in cuts(prefix, zone):
+                    if apex not in found or depth[apex] < below:
+                        found[apex] = Cut(apex=apex, prefix=prefix, node=node)
+                        depth[apex] = below
+        self.by_apex = found
+        self.cuts = [found[zone], *(c for a, c in found.items() if a != zone)]
+
+    def enclosing(self, name: dns.name.Name, *, strictly: bool = False) -> Cut:
+        """The zone ``name`` is in: the deepest cut at or (``strictly``) above it."""
+        if strictly and name != self.zone:
+            name = name.parent()
+        while name != self.zone and name not in self.by_apex and len(name) > len(self.zone):
+            name = name.parent()
+        return self.by_apex.get(name, self.cuts[0])
+
+    def of(self, node: str) -> list[Cut]:
+        """The zones ``node`` serves."""
+        return [c for c in self.cuts if c.node.name == node]
 
 
 def place_of(qname: dns.name.Name, zone: dns.name.Name) -> tuple[Place | None, Place]:

@@ -28,7 +28,9 @@ DID = "did:bid:ab12:ef" + b58encode(bytes(range(1, 23)))
         ("1.2.156.3001.1", "1.3001.156.2.1.oid-res"),  # X.672: arcs reversed
         ("ecode:10001000000000000001", "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.1.ecode"),
         ("88.100.1/ABC-123", "ABC-123._.1.100.88.handle"),
-        ("88.100.1/abc", "b32-mfrgg._.1.100.88.handle"),  # lowercase: base32
+        ("88.100.1/abc", "lc-abc._.1.100.88.handle"),  # lowercase only: marked
+        ("88.100.1/aBc", "b32-mfbgg._.1.100.88.handle"),  # both cases: base32
+        ("88.100.1/LC-X", "b32-jrbs2wa._.1.100.88.handle"),  # starts with a mark: base32
         ("10.1000/xyz", "XYZ._.1000.10.handle"),  # a DOI is upper case already
     ],
 )
@@ -58,6 +60,9 @@ def test_identifiers_map_to_names_and_back(identifier: str, name: str) -> None:
         ("12.gtin.gs1.id", None),  # one digit a label
         ("1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.gtin.gs1.id", None),  # too many digits
         ("~!!.1.100.88.handle", None),
+        ("b32-mfrgg._.1.100.88.handle", None),  # "abc" is written lc-abc: one spelling
+        ("b32-ifbeg._.1.100.88.handle", None),  # "ABC" is written as itself
+        ("X._._.88.handle", None),  # a segment "_" has no names
         ("01.2.oid-res", None),  # a leading zero
         ("www", None),
     ],
@@ -105,6 +110,15 @@ def test_a_handle_survives_any_case_the_name_arrives_in(suffix: str, flips: list
         )
     )
     assert locate(folded, ZONE) == Named(ident)
+
+
+def test_a_bech32_did_bid_id_has_a_name() -> None:
+    bech32 = "did:bid:ab12:et" + "q" * 36  # 22 bytes in the Bech32 alphabet
+    ident = parse(bech32)
+    name = owner(ident, ZONE)
+    assert name is not None
+    assert name.labels[0].startswith(b"lc-")
+    assert locate(name, ZONE) == Named(ident)
 
 
 def test_a_did_bid_id_survives_lowercasing() -> None:
