@@ -1,14 +1,15 @@
 """The DNS face beside Knot DNS, on one core each in turn (issue 13).
 
 One idres node (``idres serve``, one worker, holding every prefix of the dataset)
-answers DNS on CPU 0, its PostgreSQL in the background; Knot DNS (one UDP worker)
+answers DNS on CPU 0, its own PostgreSQL on the same core; Knot DNS (one UDP worker)
 serves the same records from a zone file on CPU 0; dnsperf asks each in turn from CPU
-1, a Zipf mix over the dataset's identifiers with 5% nobody registered. Each server is
+1, a Zipf mix over the dataset's identifiers (``--missing``: a share of names nobody
+registered, each asked once: every one is a query of the node's database). Each server is
 warmed with one pass over the query file first. Rounds alternate, so drift on this
 shared machine touches both; the figure of record is the ratio of the medians.
 Then dnsperf holds idres at 80% of Knot's rate and reads every answer's latency.
 
-    python -m benchmarks.dns [--keys 1000000] [--seconds 20] [--rounds 2] [--out DIR]
+    python -m benchmarks.dns [--keys 1000000] [--seconds 20] [--rounds 2] [--missing 0]
 
 Needs Debian's knot and dnsperf (installed with apt-get when missing, as root).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -37,7 +39,7 @@ import dns.rdatatype
 from benchmarks import dataset, loadgen
 from benchmarks.resolution import Proc
 from benchmarks.scratch import scratch
-from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, nice_postgres, pin
+from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, children, pin
 from registry.database import start_embedded
 from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
 from resolver.dns.names import owner, zone_name
@@ -76,9 +78,10 @@ def name_of(identifier: str) -> str:
     return found.to_text()
 
 
-def queries(work: Path, keys: int, samples: int) -> Path:
-    """dnsperf's input: one ``name TYPE`` a line, drawn as the HTTP benchmarks draw."""
-    drawn = dataset.requests(keys, samples)
+def queries(work: Path, keys: int, samples: int, missing: float) -> Path:
+    """dnsperf's input: one ``name TYPE`` a line, drawn as the HTTP benchmarks draw;
+    ``missing``: the share of names nobody registered, each asked once in the file."""
+    drawn = dataset.requests(keys, samples, missing=missing)
     path = work / "queries.txt"
     with path.open("w") as f:
         for ident in drawn.ids:
@@ -128,9 +131,22 @@ async def load(url: str, keys: int, chunk: int = 50_000) -> None:
                     "handle_values", columns=VALUE_COLUMNS, records=values
                 )
                 await conn.copy_records_to_table("answers", columns=ANSWER_COLUMNS, records=answers)
-        await conn.execute("ANALYZE")
+        # now, not during a measurement: autovacuum would take the node's core for a
+        # minute after a million-row COPY (the first run after warming halved)
+        await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
+
+
+def place_postgres(data_dir: Path, cpu: str) -> None:
+    """Pin a running PostgreSQL (its postmaster and what it forked; the backends it
+    forks later inherit it) to ``cpu``."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    if pin(cpu) is None:
+        return
+    for pid in [postmaster, *children(postmaster)]:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(pid, {int(cpu)})
 
 
 def start_idres(work: Path, url: str) -> Proc:
@@ -233,15 +249,19 @@ def _cpu_model() -> str:
     return platform.machine()
 
 
-def measure(work: Path, *, keys: int, samples: int, seconds: float, rounds: int) -> dict[str, Any]:
+def measure(
+    work: Path, *, keys: int, samples: int, seconds: float, rounds: int, missing: float = 0.0
+) -> dict[str, Any]:
     """The whole comparison, in ``work``; the results (see the module's docstring)."""
     need("knotd", "dnsperf")
     say(f"dns: {keys:,} identifiers, {samples:,} queries, in {work}")
-    data = queries(work, keys, samples)
+    data = queries(work, keys, samples, missing)
     zone = zone_file(work, keys)
     pg = work / "pg-dns"
     url = start_embedded(pg)
-    nice_postgres(pg)
+    # the node's own database is part of the node: on its core, at its priority, as
+    # Knot's zone is in Knot's memory (a miss is a query of it)
+    place_postgres(pg, SERVER_CPU)
     node = start_idres(work, url)
     knot: Proc | None = None
     try:
@@ -264,11 +284,12 @@ def measure(work: Path, *, keys: int, samples: int, seconds: float, rounds: int)
         }
         return {
             "command": f"python -m benchmarks.dns --keys {keys} --samples {samples} "
-            f"--seconds {seconds:g} --rounds {rounds}",
+            f"--seconds {seconds:g} --rounds {rounds} --missing {missing:g}",
             "machine": f"{platform.node()}, {os.cpu_count()} cores, {_cpu_model()}",
             "placement": {"servers": SERVER_CPU, "dnsperf": LOADGEN_CPU},
             "keys": keys,
             "samples": samples,
+            "missing": missing,
             "seconds": seconds,
             "warm": warm,
             "qps": qps,
@@ -326,6 +347,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=2_000_000, help="queries in the file")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--missing",
+        type=float,
+        default=0.0,
+        help="share of names nobody registered, each unique (the HTTP benchmarks: 0.05)",
+    )
     parser.add_argument("--out", type=Path, help="write the results here as JSON")
     args = parser.parse_args()
     result = measure(
@@ -334,6 +361,7 @@ def main() -> None:
         samples=args.samples,
         seconds=args.seconds,
         rounds=args.rounds,
+        missing=args.missing,
     )
     result["goals"] = goals(result)
     print(json.dumps(result, indent=2), flush=True)

@@ -138,7 +138,7 @@ class Face:
         """The zones' SOA serial: the node's chain height plus the newest delegation's
         issue time, so that a block and a directory change both raise it (RFC 1982
         arithmetic, 32 bits: room for decades of both)."""
-        issued = max(d.issued for d in self.directory().by_name.values())
+        issued = self.zones().issued
         return (issued + (self.height if height is None else height)) % 2**32
 
     def apexes(self) -> list[dns.name.Name]:

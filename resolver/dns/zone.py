@@ -83,6 +83,7 @@ class Zones:
                         depth[apex] = below
         self.by_apex = found
         self.cuts = [found[zone], *(c for a, c in found.items() if a != zone)]
+        self.issued = max(d.issued for d in nodes.values())  # the newest delegation
 
     def enclosing(self, name: dns.name.Name, *, strictly: bool = False) -> Cut:
         """The zone ``name`` is in: the deepest cut at or (``strictly``) above it."""
