@@ -287,7 +287,9 @@ def build_app(
             invalidate=invalidate,
             forget_all=forget_all,
             directory=live,
-            keep_known=follows,  # misses in the copies answered from memory
+            # misses answered from memory: in the copies (HTTP), and in the node's own
+            # records too (the DNS face: a name nobody registered costs no query)
+            keep_known=True,
         )
 
         def absent(key: str) -> bool:

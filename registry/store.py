@@ -211,12 +211,7 @@ class PostgresStore:
         """Identifiers under a prefix: its routing key exactly (handle prefixes), it or
         its dotted descendants (OIDs: 1.2.156.1 does not hold 1.2.156.10), or every
         routing key that starts with it (GS1 and Ecode, delegated digit by digit)."""
-        below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))
-        where, args = {
-            "exact": ("routing_key = $1", [routing_prefix]),
-            "dotted": ("(routing_key = $1 OR routing_key LIKE $2)", [routing_prefix, below]),
-            "digits": ("routing_key LIKE $1", [below]),
-        }[match]
+        where, args = _under(routing_prefix, match)
         n = len(args)
         async with self._conn() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM identifiers WHERE {where}", *args)
@@ -235,16 +230,11 @@ class PostgresStore:
         """Every identifier under a prefix (as ``list_handles`` matches it) that has a
         public answer, with that answer's bytes, in handle order: a zone's records for a
         transfer (resolver/dns/transfer.py). Read in one snapshot, a batch at a time."""
-        below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))
-        where, args = {
-            "exact": ("i.routing_key = $1", [routing_prefix]),
-            "dotted": ("(i.routing_key = $1 OR i.routing_key LIKE $2)", [routing_prefix, below]),
-            "digits": ("i.routing_key LIKE $1", [below]),
-        }[match]
+        where, args = _under(routing_prefix, match)
         async with self._conn() as conn, conn.transaction(isolation="repeatable_read"):
             cursor = conn.cursor(
-                f"SELECT i.handle, a.body FROM identifiers i JOIN answers a USING (handle)"
-                f" WHERE {where} ORDER BY i.handle",
+                "SELECT handle, a.body FROM identifiers JOIN answers a USING (handle)"
+                f" WHERE {where} ORDER BY handle",
                 *args,
                 prefetch=batch,
             )
@@ -670,6 +660,19 @@ def _index(value: HandleValue) -> int:
 
 
 ANSWER_COLUMNS = ("handle", "body", "ttl", "expires_at")
+
+
+def _under(
+    routing_prefix: str, match: Literal["exact", "dotted", "digits"]
+) -> tuple[str, list[str]]:
+    """The WHERE clause (on ``identifiers.routing_key``) of the identifiers under a
+    prefix, and its arguments (see ``PostgresStore.list_handles``)."""
+    below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))
+    return {
+        "exact": ("routing_key = $1", [routing_prefix]),
+        "dotted": ("(routing_key = $1 OR routing_key LIKE $2)", [routing_prefix, below]),
+        "digits": ("routing_key LIKE $1", [below]),
+    }[match]
 
 
 def _like_prefix(prefix: str) -> str:
