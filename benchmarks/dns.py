@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,8 @@ async def load(url: str, keys: int, chunk: int = 50_000) -> None:
         # now, not during a measurement: autovacuum would take the node's core for a
         # minute after a million-row COPY (the first run after warming halved)
         await conn.execute("VACUUM ANALYZE")
+        # the COPY went round the node, which hears of writes: everything may be new
+        await conn.execute("NOTIFY idres_changed, '*'")
     finally:
         await conn.close()
 
@@ -147,6 +150,20 @@ def place_postgres(data_dir: Path, cpu: str) -> None:
     for pid in [postmaster, *children(postmaster)]:
         with contextlib.suppress(OSError):
             os.sched_setaffinity(pid, {int(cpu)})
+
+
+def known(keys: int) -> None:
+    """Wait until the node's worker has loaded its filter of the node's identifiers
+    (after the notice ``load`` sends): until then every name costs a query."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://{HOST}:{HTTP_PORT}/metrics", timeout=5) as r:
+                found = re.search(rb"idres_known_identifiers\{[^}]*\} (\d+)", r.read())
+            if found and int(found.group(1)) >= keys:
+                return
+        time.sleep(0.5)
+    raise SystemExit("the node's filter of its identifiers never loaded")
 
 
 def start_idres(work: Path, url: str) -> Proc:
@@ -266,6 +283,7 @@ def measure(
     knot: Proc | None = None
     try:
         asyncio.run(load(url, keys))
+        known(keys)
         knot = start_knot(work, zone)
         ports = {"knot": KNOT_PORT, "idres": IDRES_PORT}
         # one pass over the queries: Knot's pages, the node's kept answers

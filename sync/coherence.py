@@ -187,6 +187,9 @@ class Listener:
         if keys is None:
             log.warning("coherence: a notice asks to forget everything (%.40r)", payload)
             self._reset()
+            if self.keep_known:  # any identifier may be new: what it held is not enough
+                self.known = None
+                self._load_known()
             return
         if self.known is not None:  # a change may be a new identifier
             self.known.update(keys)

@@ -265,9 +265,7 @@ class Face:
             self._negative(response, spot.apex, self.name, nxdomain=True)
         elif isinstance(place, Named) and self.resolver.absent(place.ident.canonical):
             # certainly not among the node's records (resolver.known): no query
-            self._negative(
-                response, spot.apex, self.name, nxdomain=place.ident.scheme in _LEAVES
-            )
+            self._negative(response, spot.apex, self.name, nxdomain=place.ident.scheme in _LEAVES)
         elif isinstance(place, Named):
             answer = await self._lookup(response, place, None)
             if answer is not None:

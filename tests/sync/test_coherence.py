@@ -447,6 +447,25 @@ async def test_a_worker_knows_every_identifier_its_node_holds_and_what_sync_adds
         assert again is not None
         assert again is not known
         assert not again.absent("88.100.1/HELD0")
+        # "forget everything" (a bulk load that went round the node, a restart that
+        # drops copies): any identifier may be new, so the filter is loaded again
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO identifiers (handle, scheme, routing_key, version)"
+                " VALUES ('88.100.1/QUIET', 'handle', 'handle:88.100.1', 1)"
+            )
+        assert again.absent("88.100.1/QUIET")  # no notice: it cannot know
+        async with pool.acquire() as conn:
+            await conn.execute("NOTIFY idres_changed, '*'")
+        await _until(
+            lambda: (
+                listener.known is not None and listener.known is not again and listener.known.ready
+            ),
+            within=5,
+        )
+        reloaded = listener.known
+        assert reloaded is not None
+        assert not reloaded.absent("88.100.1/QUIET")
     finally:
         await listener.stop()
 
