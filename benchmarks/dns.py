@@ -38,7 +38,7 @@ import dns.query
 import dns.rdatatype
 
 from benchmarks import dataset, loadgen
-from benchmarks.resolution import Proc
+from benchmarks.resolution import Proc, ensure_packages
 from benchmarks.scratch import scratch
 from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, children, pin
 from registry.database import start_embedded
@@ -54,23 +54,6 @@ IDRES_PORT, KNOT_PORT, HTTP_PORT = 18553, 18554, 18580
 HOST = "127.0.0.1"
 # what each dataset identifier is asked for: the records a scanner or resolver wants
 QTYPE = {"gtin": "NAPTR", "oid": "NAPTR", "handle": "URI", "did:bid": "URI"}
-
-
-def need(*programs: str) -> None:
-    missing = [
-        p for p in programs if shutil.which(p) is None and not Path(f"/usr/sbin/{p}").exists()
-    ]
-    if not missing:
-        return
-    packages = {"knotd": "knot", "dnsperf": "dnsperf"}
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise SystemExit(f"benchmarks.dns needs {', '.join(missing)} (Debian: knot, dnsperf)")
-    subprocess.run(["apt-get", "update", "-qq"], check=True)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", *{packages[p] for p in missing}],
-        check=True,
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-    )
 
 
 def name_of(identifier: str) -> str:
@@ -270,7 +253,7 @@ def measure(
     work: Path, *, keys: int, samples: int, seconds: float, rounds: int, missing: float = 0.0
 ) -> dict[str, Any]:
     """The whole comparison, in ``work``; the results (see the module's docstring)."""
-    need("knotd", "dnsperf")
+    ensure_packages((("knot", "knotd"), ("dnsperf", "dnsperf")))
     say(f"dns: {keys:,} identifiers, {samples:,} queries, in {work}")
     data = queries(work, keys, samples, missing)
     zone = zone_file(work, keys)

@@ -88,12 +88,17 @@ web.run_app(app, sock=sock, print=None, access_log=None, loop=uvloop.new_event_l
 
 
 def ensure_tools() -> None:
+    ensure_packages((("wrk", "wrk"), ("nginx-light", "nginx")))
+
+
+def ensure_packages(wanted: tuple[tuple[str, str], ...]) -> None:
+    """Install each (Debian package, program) whose program is missing, with apt-get."""
     missing = [
-        p
-        for p, exe in (("wrk", "wrk"), ("nginx-light", "nginx"))
-        if not shutil.which(exe) and not Path("/usr/sbin/" + exe).exists()
+        p for p, exe in wanted if not shutil.which(exe) and not Path("/usr/sbin/" + exe).exists()
     ]
     if missing:
+        if os.geteuid() != 0 or shutil.which("apt-get") is None:
+            raise SystemExit(f"the benchmark needs Debian's {', '.join(missing)}: apt-get, as root")
         subprocess.run(["apt-get", "update", "-qq"], check=True)
         subprocess.run(
             ["apt-get", "install", "-y", "-qq", *missing],

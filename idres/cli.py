@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from idres import __version__
-from idres.config import UP_DNS_PORT, UP_DNS_PORT_USER, NodeConfig
+from idres.config import UP_DNS_PORT, UP_DNS_PORT_USER, NodeConfig, host_port
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.client import RegistryClient, Reply
@@ -171,16 +171,10 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _host_port(text: str, flag: str) -> tuple[str, int]:
-    """``ADDRESS:PORT`` (``[v6]:PORT``): an IP address, as a secondary's ACL names it."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
     try:
-        ipaddress.ip_address(host)
+        return host_port(text)
     except ValueError:
-        host = ""
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise _Usage(f"{flag} {text!r}: write ADDRESS:PORT, e.g. 127.0.0.1:53")
-    return host, int(port)
+        raise _Usage(f"{flag} {text!r}: write ADDRESS:PORT, e.g. 127.0.0.1:53") from None
 
 
 def _password_file(path: str) -> str:

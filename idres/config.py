@@ -6,6 +6,7 @@ can change what another part was told.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,16 +117,19 @@ class NodeConfig:
             dns_port=int(env["IDRES_DNS_PORT"]) if env.get("IDRES_DNS_PORT") else None,
             dns_host=env.get("IDRES_DNS_HOST") or None,
             dns_zone=env.get("IDRES_DNS_ZONE") or DEFAULT_ZONE,
-            dns_notify=tuple(
-                _host_port(t) for t in env.get("IDRES_DNS_NOTIFY", "").split(",") if t
-            ),
+            dns_notify=tuple(host_port(t) for t in env.get("IDRES_DNS_NOTIFY", "").split(",") if t),
             dns_transfer_to=tuple(
                 t for t in env.get("IDRES_DNS_ALLOW_TRANSFER", "").split(",") if t
             ),
         )
 
 
-def _host_port(text: str) -> tuple[str, int]:
-    """``ADDRESS:PORT`` from the environment (the CLI checks its own flags)."""
+def host_port(text: str) -> tuple[str, int]:
+    """``ADDRESS:PORT`` (``[v6]:PORT``): an IP address, as a secondary's ACL names it;
+    ValueError for anything else."""
     host, _, port = text.strip().rpartition(":")
-    return host.strip("[]"), int(port)
+    host = host.strip("[]")
+    ipaddress.ip_address(host)  # ValueError: not an address
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"no port in {text!r}")
+    return host, int(port)

@@ -36,6 +36,7 @@ import dns.name
 
 from schemas.errors import InvalidIdentifier
 from schemas.identifiers import Identifier, Namespace, RoutingKey, Scheme, check_digit, parse
+from schemas.identifiers.handle import SEGMENT_CHARS
 
 DEFAULT_ZONE = "idres.internal."
 SUFFIX_MARK = b"_"
@@ -53,9 +54,7 @@ _GS1_KINDS: dict[bytes, tuple[int, bool]] = {
 }
 _GS1_LABEL = {Scheme.GTIN: b"gtin", Scheme.GLN: b"gln", Scheme.SSCC: b"sscc"}
 _DIGITS = frozenset(b"0123456789")
-_SEGMENT_BYTES = frozenset(
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_"
-)  # a handle prefix segment's
+_SEGMENT_BYTES = frozenset("".join(SEGMENT_CHARS).encode())  # a handle prefix segment's
 
 
 @dataclass(frozen=True, slots=True)

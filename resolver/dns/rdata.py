@@ -63,10 +63,11 @@ def rrsets(
             URI(IN, dns.rdatatype.URI, min(_index(v), 65535), 1, url.encode()) for v, url in urls
         ]
         out.append(_rrset(owner, [v for v, _ in urls], uris, now))
-    carried = [v for v in values if sum(map(len, _strings(v))) <= MAX_TXT]
+    strings = [(v, _strings(v)) for v in values]
+    carried = [(v, parts) for v, parts in strings if sum(map(len, parts)) <= MAX_TXT]
     if carried:
-        texts = [TXT(IN, dns.rdatatype.TXT, _strings(v)) for v in carried]
-        out.append(_rrset(owner, carried, texts, now))
+        texts = [TXT(IN, dns.rdatatype.TXT, parts) for _, parts in carried]
+        out.append(_rrset(owner, [v for v, _ in carried], texts, now))
     return out
 
 

@@ -29,10 +29,10 @@ from dns.rdtypes.ANY.SOA import SOA
 
 from registry.httpio import TooManyRequests
 from resolver.budget import UPSTREAM_BUDGET, BudgetConfig, Budgets
-from resolver.dns.names import Named, NodeHost, cuts, ns_host
+from resolver.dns.names import Named, NodeHost, ns_host
 from resolver.dns.rdata import rrsets
 from resolver.dns.transfer import ZoneSource, messages, zone_rrsets
-from resolver.dns.wirecache import WireCache
+from resolver.dns.wirecache import HEADER, WireCache
 from resolver.dns.zone import (
     REFERRAL_TTL,
     Below,
@@ -40,6 +40,7 @@ from resolver.dns.zone import (
     Here,
     Zones,
     address,
+    cut_above,
     glue,
     ns_rrset,
     place_of,
@@ -51,7 +52,6 @@ from schemas.errors import IdresError
 from schemas.identifiers import Scheme
 
 IN = dns.rdataclass.IN
-HEADER = 12
 MAX_UDP_PAYLOAD = 1232  # what we offer and send at most over UDP (DNS flag day 2020)
 # Schemes whose names nothing sits below: a missing identifier there is NXDOMAIN. An
 # OID or an Ecode may have longer ones below it, so a missing one has no data instead
@@ -315,10 +315,7 @@ class Face:
         if holder is None or route.prefix is None:  # nothing holds it: the super says so
             apex, node = self.config.zone, directory.ancestors(self.name)[-1]
         else:
-            apex = next(
-                (c for c in cuts(route.prefix, self.config.zone) if qname.is_subdomain(c)),
-                self.config.zone,
-            )
+            apex = cut_above(qname, route.prefix, self.config.zone)
             node = holder.name
         # not ours: the holder's TTLs, but no longer than this node may keep the answer
         # (a stale copy while the next node is down: briefly, RFC 8767 §5)

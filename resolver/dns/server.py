@@ -25,7 +25,8 @@ import dns.opcode
 import dns.rcode
 import dns.rdatatype
 
-from resolver.dns.respond import HEADER, Face, Transfer
+from resolver.dns.respond import Face, Transfer
+from resolver.dns.wirecache import HEADER
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial

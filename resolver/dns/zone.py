@@ -123,12 +123,12 @@ def where(
     route = directory.route(here, routing)
     if route.kind == "local":
         assert route.prefix is not None
-        return Here(apex=_cut_above(qname, route.prefix, zone))
+        return Here(apex=cut_above(qname, route.prefix, zone))
     if route.kind == "none":
         return Here(apex=zone) if me.parent is None else Elsewhere(route=route)
     if route.kind == "down":
         node, prefix = _serving(directory, here, route, routing)
-        return Below(cut=_cut_above(qname, prefix, zone), node=node, route=route)
+        return Below(cut=cut_above(qname, prefix, zone), node=node, route=route)
     return Elsewhere(route=route)
 
 
@@ -169,7 +169,7 @@ def _covering(node: Delegation, routing: RoutingKey) -> RoutingKey:
     return max(held, key=lambda p: len(p.labels))
 
 
-def _cut_above(qname: dns.name.Name, prefix: RoutingKey, zone: dns.name.Name) -> dns.name.Name:
+def cut_above(qname: dns.name.Name, prefix: RoutingKey, zone: dns.name.Name) -> dns.name.Name:
     """The cut of ``prefix`` that ``qname`` is in (a GS1 prefix has three)."""
     for cut in cuts(prefix, zone):
         if qname.is_subdomain(cut):

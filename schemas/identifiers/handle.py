@@ -11,7 +11,7 @@ from schemas.errors import InvalidIdentifier
 from schemas.identifiers.model import Identifier, Namespace, RoutingKey, Scheme
 
 MAX_HANDLE_BYTES = 255
-_SEGMENT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_")
+SEGMENT_CHARS = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_")
 
 
 def parse_prefix(text: str, prefix: str, *, offset: int = 0, scheme: str = "handle") -> list[str]:
@@ -29,7 +29,7 @@ def parse_prefix(text: str, prefix: str, *, offset: int = 0, scheme: str = "hand
                 scheme=scheme,
             )
         for k, ch in enumerate(seg):
-            if ch not in _SEGMENT_CHARS:
+            if ch not in SEGMENT_CHARS:
                 raise InvalidIdentifier(
                     text,
                     f"{ch!r} is not allowed in a prefix (letters, digits, '-', '_')",
