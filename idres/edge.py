@@ -19,6 +19,7 @@ from pathlib import Path
 
 BINARY = "idres-edge"
 SOCKET = "w.sock"
+DNS_SOCKET = "d.sock"  # the DNS queries the edge passes on (resolver/edge/dns.go)
 
 
 def binary() -> Path | None:
@@ -36,10 +37,14 @@ class Front:
     process: subprocess.Popen[bytes]
     workers: socket.socket
     path: Path
+    # where the workers hear the DNS queries the edge passes on (None: no DNS face)
+    dns: socket.socket | None = None
 
     def remove(self) -> None:
-        """The workers' socket and its folder, once the node has stopped."""
+        """The workers' sockets and their folder, once the node has stopped."""
         self.workers.close()
+        if self.dns is not None:
+            self.dns.close()
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
@@ -50,15 +55,32 @@ def put_in_front(
     database_url: str,
     name: str,
     max_entries: int,
+    dns: socket.socket | None = None,
 ) -> Front:
     """Start the edge on the node's bound ``public`` socket, which it holds from now
-    (closed here), in front of a new socket for the node's workers."""
+    (closed here), in front of a new socket for the node's workers; and on ``dns``, the
+    DNS face's bound UDP socket, when given (closed here too), in front of a listening
+    socket of the workers' (``Front.dns``)."""
     inner, path = _workers_socket()
+    forwards = None
+    if dns is not None:
+        forwards = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        forwards.bind(str(path.parent / DNS_SOCKET))
+        forwards.listen(64)  # the edge dials a few (resolver/edge/dns.go)
+        forwards.setblocking(False)
     process = _start(
-        executable, public, path, database_url=database_url, name=name, max_entries=max_entries
+        executable,
+        public,
+        path,
+        database_url=database_url,
+        name=name,
+        max_entries=max_entries,
+        dns=dns,
     )
     public.close()
-    return Front(process, inner, path)
+    if dns is not None:
+        dns.close()
+    return Front(process, inner, path, forwards)
 
 
 def _workers_socket() -> tuple[socket.socket, Path]:
@@ -81,23 +103,30 @@ def _start(
     database_url: str,
     name: str,
     max_entries: int,
+    dns: socket.socket | None,
 ) -> subprocess.Popen[bytes]:
     """Start the edge on the node's bound socket (inherited), in front of ``workers``.
     The database URL goes in the environment, not on a command line ``ps`` shows."""
     fd = public.fileno()
+    args = [
+        str(executable),
+        "-fd",
+        str(fd),
+        "-backend",
+        str(workers),
+        "-name",
+        name,
+        "-max-entries",
+        str(max_entries),
+    ]
+    fds = [fd]
+    if dns is not None:
+        fds.append(dns.fileno())
+        args += ["-dns-fd", str(dns.fileno()), "-dns-backend", str(workers.parent / DNS_SOCKET)]
+        args += ["-dns-max-entries", str(max_entries)]
     return subprocess.Popen(
-        [
-            str(executable),
-            "-fd",
-            str(fd),
-            "-backend",
-            str(workers),
-            "-name",
-            name,
-            "-max-entries",
-            str(max_entries),
-        ],
-        pass_fds=(fd,),
+        args,
+        pass_fds=tuple(fds),
         env={**os.environ, "IDRES_EDGE_DATABASE": database_url},
         stdin=subprocess.DEVNULL,
     )

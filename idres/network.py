@@ -256,6 +256,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         await runner.setup()
         # one port a node: the edge (when built) answers the reads it keeps, the front
         # door the other common reads, the app the rest
+        forwards = None  # where the edge passes on the DNS queries it does not hold
         if front is not None:
             placed = edge.put_in_front(
                 front,
@@ -263,14 +264,19 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
                 database_url=node_url,
                 name=spec.name,
                 max_entries=CacheConfig().max_entries,
+                dns=prepared.dns[len(running.dns)][1][0] if prepared.dns else None,
             )
             running.edges.append(placed)
             sock = placed.workers
+            forwards = placed.dns
         door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
         if prepared.dns:
-            server = dns_server(app, name=spec.name, sockets=prepared.dns[len(running.dns)][1])
+            udp, tcp = prepared.dns[len(running.dns)][1]
+            if forwards is not None:
+                udp = forwards  # the edge answers UDP; the workers what it does not hold
+            server = dns_server(app, name=spec.name, sockets=(udp, tcp))
             await server.start()
             running.dns.append(server)
     return running

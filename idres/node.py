@@ -234,9 +234,13 @@ def _supervise(
             database_url=url,
             name=config.name or "node",
             max_entries=CacheConfig().max_entries if config.cache else 0,
+            dns=dns[0] if dns is not None else None,
         )
         children[placed.process.pid] = "edge"
         sock = placed.workers
+        if dns is not None and placed.dns is not None:
+            # the edge answers DNS over UDP; the workers hear what it does not hold
+            dns = (placed.dns, dns[1])
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         parent = os.getpid()

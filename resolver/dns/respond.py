@@ -77,6 +77,15 @@ class DnsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Kept:
+    """How long an answer may be kept (its least TTL), and the identifier it is about
+    (None: the directory's, a referral say, forgotten when the directory changes)."""
+
+    ttl: float
+    about: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Transfer:
     """A zone transfer's messages, for the TCP connection that asked (RFC 5936 §2.2)."""
 
@@ -154,45 +163,64 @@ class Face:
 
     async def answer(self, wire: bytes, *, tcp: bool, peer: str = "") -> bytes | Transfer | None:
         """The response to ``wire``; a ``Transfer`` for AXFR or IXFR over TCP; None when
-        there is nothing to answer."""
+        there is nothing to answer. A UDP answer that may be kept is kept here."""
+        generation = self.wires.generation if self.wires is not None else 0
+        out, kept = await self._respond(wire, tcp=tcp, peer=peer, fresh=False)
+        if kept is not None and self.wires is not None and isinstance(out, bytes):
+            self.wires.keep(wire, out, kept.ttl, kept.about, generation)
+        return out
+
+    async def answer_for_edge(
+        self, wire: bytes, *, peer: str, fill: bool
+    ) -> tuple[bytes | None, Kept | None]:
+        """The response to a UDP query the node's edge passed on, and, when ``fill``,
+        how long the edge may keep it: then it is read fresh (never from this worker's
+        caches, which may not have heard of a change the edge has), as the HTTP edge's
+        fills are (resolver/front.py)."""
+        out, kept = await self._respond(wire, tcp=False, peer=peer, fresh=fill)
+        if isinstance(out, Transfer):  # AXFR over UDP is refused before this
+            return None, None
+        return out, kept if fill else None
+
+    async def _respond(
+        self, wire: bytes, *, tcp: bool, peer: str, fresh: bool
+    ) -> tuple[bytes | Transfer | None, Kept | None]:
         self.counted += 1
         if len(wire) < HEADER or wire[2] & 0x80:  # no header to answer, or a response
-            return None
+            return None, None
         try:
             query = dns.message.from_wire(wire)
         except Exception:
-            return formerr(wire)
+            return formerr(wire), None
         if query.opcode() != dns.opcode.QUERY:
-            return _error(query, dns.rcode.NOTIMP)
+            return _error(query, dns.rcode.NOTIMP), None
         if query.edns > 0:  # RFC 6891 §6.1.3
-            return _error(query, dns.rcode.BADVERS)
+            return _error(query, dns.rcode.BADVERS), None
         if len(query.question) != 1:
-            return _error(query, dns.rcode.FORMERR)
+            return _error(query, dns.rcode.FORMERR), None
         question = query.question[0]
         if question.rdtype in _META:
-            return _error(query, dns.rcode.FORMERR)
+            return _error(query, dns.rcode.FORMERR), None
         if question.rdclass != IN:
-            return _error(query, dns.rcode.REFUSED)
+            return _error(query, dns.rcode.REFUSED), None
         if question.rdtype in (dns.rdatatype.AXFR, dns.rdatatype.IXFR):
-            return await self._transfer(query, tcp=tcp, peer=peer)
+            return await self._transfer(query, tcp=tcp, peer=peer), None
         response = dns.message.make_response(query, our_payload=MAX_UDP_PAYLOAD)
         response.flags |= dns.flags.RA
         if question.rdtype == dns.rdatatype.ANY and not tcp:
             # RFC 8482 §4.4: no amplification; the asker may ask again over TCP
             response.flags |= dns.flags.TC
-            return response.to_wire(max_size=512)
+            return response.to_wire(max_size=512), None
         self.check_directory()
         directory = self._seen
-        generation = self.wires.generation if self.wires is not None else 0
         keep, about = await self._fill(
-            response, question.name, question.rdtype, query.flags & dns.flags.RD, peer
+            response, question.name, question.rdtype, query.flags & dns.flags.RD, peer, fresh
         )
         out = _wire(response, query, tcp)
-        if keep and self.wires is not None and not tcp and directory is self.directory():
-            ttl = _keepable(response)
-            if ttl is not None:
-                self.wires.keep(wire, out, ttl, about, generation)
-        return out
+        if not keep or tcp or directory is not self.directory():
+            return out, None
+        ttl = _keepable(response)
+        return out, None if ttl is None else Kept(ttl, about)
 
     async def _transfer(
         self, query: dns.message.Message, *, tcp: bool, peer: str
@@ -232,9 +260,10 @@ class Face:
         qtype: int,
         rd: int,
         peer: str,
+        fresh: bool = False,
     ) -> tuple[bool, str | None]:
         """Fill ``response``; whether it may be kept, and the identifier it is about, if
-        any (a change to it makes the answer old)."""
+        any (a change to it makes the answer old). ``fresh``: read past every cache."""
         zone = self.config.zone
         if not qname.is_subdomain(zone):
             response.set_rcode(dns.rcode.REFUSED)
@@ -244,7 +273,8 @@ class Face:
         spot = where(nearest, qname, self.name, directory, zone)
         about = place.ident.canonical if isinstance(place, Named) else None
         if isinstance(place, Named) and rd and qtype in _DATA and not isinstance(spot, Here):
-            return await self._recurse(response, place, qname, qtype, directory, peer), about
+            kept = await self._recurse(response, place, qname, qtype, directory, peer, fresh)
+            return kept, about
         if isinstance(spot, Elsewhere):
             response.set_rcode(dns.rcode.REFUSED)
             return False, None
@@ -264,10 +294,14 @@ class Face:
         if place is None:
             self._negative(response, spot.apex, self.name, nxdomain=True)
         elif isinstance(place, Named) and self.resolver.absent(place.ident.canonical):
-            # certainly not among the node's records (resolver.known): no query
+            # certainly not among the node's records (resolver.known): no query. The
+            # filter is this worker's: a fresh answer may not come from it (kept, it
+            # could outlive a write the filter has not heard of yet)
             self._negative(response, spot.apex, self.name, nxdomain=place.ident.scheme in _LEAVES)
+            if fresh:
+                return False, about
         elif isinstance(place, Named):
-            answer = await self._lookup(response, place, None)
+            answer = await self._lookup(response, place, None, fresh)
             if answer is not None:
                 self._records(response, place, qname, qtype, answer, spot.apex, self.name)
                 if answer.stale:
@@ -279,7 +313,7 @@ class Face:
         return True, about
 
     async def _lookup(
-        self, response: dns.message.Message, place: Named, peer: str | None
+        self, response: dns.message.Message, place: Named, peer: str | None, fresh: bool = False
     ) -> Answer | None:
         """The identifier's answer; ``peer``: the asker whose budget a lookup of
         another node spends (None: this node's own records, no lookup)."""
@@ -289,7 +323,9 @@ class Face:
             return self.all_askers.take("*", now) and self.budgets.take(peer or "", now)
 
         try:
-            return await self.resolver.resolve(place.ident, permit=None if peer is None else permit)
+            return await self.resolver.resolve(
+                place.ident, permit=None if peer is None else permit, fresh=fresh
+            )
         except TooManyRequests:  # RFC 8906 §3.1.4: a policy refusal
             response.set_rcode(dns.rcode.REFUSED)
         except IdresError:  # the next node failed, a loop
@@ -304,10 +340,11 @@ class Face:
         qtype: int,
         directory: Directory,
         peer: str,
+        fresh: bool,
     ) -> bool:
         """Answer as the HTTP API resolves (cache, copies, the next node); whether the
         answer may be kept."""
-        answer = await self._lookup(response, place, peer)
+        answer = await self._lookup(response, place, peer, fresh)
         if answer is None:
             return False
         route = self.resolver.route(place.ident)
@@ -458,4 +495,4 @@ def formerr(wire: bytes) -> bytes:
     return wire[:2] + flags.to_bytes(2, "big") + bytes(8)
 
 
-__all__ = ["DnsConfig", "Face", "Transfer", "formerr"]
+__all__ = ["DnsConfig", "Face", "Kept", "Transfer", "formerr"]

@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rdatatype
 
 from resolver.dns.respond import Face, Transfer
-from resolver.dns.wirecache import HEADER
+from resolver.dns.wirecache import HEADER, MAX_KEEP
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
@@ -35,6 +35,7 @@ IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
 MAX_TCP = 2000
 MAX_TCP_PER_PEER = 200  # connections one address may hold
 MAX_PENDING = 2000
+MAX_EDGE_MESSAGE = 70_000  # bytes: a query (at most 65,535) and its asker's address
 log = logging.getLogger("idres.dns")
 
 
@@ -73,6 +74,92 @@ class _Udp(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable from an asker
         pass
+
+
+class EdgeForwards(asyncio.Protocol):
+    """The UDP queries the node's edge did not hold an answer for (resolver/edge/dns.go),
+    on connections to a unix socket only the node's processes reach. Each message after
+    its length (u32), big-endian:
+
+        edge -> workers: id u32 | flags u8 (1: fill) | len u8 | the asker's address | query
+        workers -> edge: id u32 | keep ms u32 (0: not kept) | len u16 | identifier | answer
+
+    "fill" asks for an answer read fresh that the edge may keep, for as long as the
+    answer says (at most MAX_KEEP), until the identifier changes. An empty answer tells
+    the edge there is none (it stops waiting)."""
+
+    def __init__(self, face: Face, pending: set[asyncio.Task[None]]) -> None:
+        self.face = face
+        self.transport: asyncio.Transport | None = None
+        self.pending = pending  # every connection's, together
+        self._buffer = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= 4:
+            size = int.from_bytes(buffer[:4], "big")
+            if size > MAX_EDGE_MESSAGE:  # not the edge's: nothing sensible follows
+                if self.transport is not None:
+                    self.transport.close()
+                buffer.clear()
+                return
+            if len(buffer) < 4 + size:
+                return
+            message = bytes(buffer[4 : 4 + size])
+            del buffer[: 4 + size]
+            self._received(message)
+
+    def _received(self, message: bytes) -> None:
+        if len(message) < 6 or len(message) < 6 + message[5]:
+            return  # not the edge's: nothing to answer to
+        if len(self.pending) >= MAX_PENDING:
+            self._send(message[:4], 0, b"", b"")  # the edge stops waiting for it
+            return
+        task = asyncio.ensure_future(self._reply(message))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _reply(self, message: bytes) -> None:
+        asker_end = 6 + message[5]
+        peer = message[6:asker_end].decode("ascii", "replace")
+        wire = message[asker_end:]
+        keep_ms, about = 0, b""
+        try:
+            out, kept = await self.face.answer_for_edge(wire, peer=peer, fill=bool(message[4] & 1))
+            if kept is not None:
+                keep_ms = int(min(kept.ttl, MAX_KEEP) * 1000)
+                about = b"" if kept.about is None else kept.about.encode()
+        except Exception:  # a bug must cost one answer, never the connection
+            log.exception("dns: no answer for a query from %s", peer)
+            out, keep_ms, about = None, 0, b""
+        if len(about) > 0xFFFF:
+            keep_ms, about = 0, b""
+        self._send(message[:4], keep_ms, about, out or b"")
+
+    def _send(self, ident: bytes, keep_ms: int, about: bytes, answer: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        size = 10 + len(about) + len(answer)
+        transport.write(
+            b"".join(
+                (
+                    size.to_bytes(4, "big"),
+                    ident,
+                    keep_ms.to_bytes(4, "big"),
+                    len(about).to_bytes(2, "big"),
+                    about,
+                    answer,
+                )
+            )
+        )
 
 
 def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
@@ -116,6 +203,7 @@ class DnsServer:
         self._per_peer: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._protocol: _Udp | None = None
+        self._edge: asyncio.Server | None = None  # the edge's connections, behind it
 
     @property
     def address(self) -> tuple[str, int]:
@@ -126,9 +214,17 @@ class DnsServer:
         udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
         self._tcp = await asyncio.start_server(self._serve, sock=tcp)
-        transport, protocol = await loop.create_datagram_endpoint(lambda: _Udp(self.face), sock=udp)
-        self._udp = transport
-        self._protocol = protocol
+        if udp.family == socket.AF_UNIX:  # the edge answers UDP; it asks us the rest
+            pending: set[asyncio.Task[None]] = set()
+            self._edge = await loop.create_unix_server(
+                lambda: EdgeForwards(self.face, pending), sock=udp
+            )
+        else:
+            transport, protocol = await loop.create_datagram_endpoint(
+                lambda: _Udp(self.face), sock=udp
+            )
+            self._protocol = protocol
+            self._udp = transport
         if self.face.source is not None:
             self._spawn(self._watch())
 
@@ -197,6 +293,8 @@ class DnsServer:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._udp is not None:
             self._udp.close()
+        if self._edge is not None:
+            self._edge.close()
         if self._tcp is not None:
             self._tcp.close()
             for writer in list(self._open):

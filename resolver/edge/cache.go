@@ -127,6 +127,16 @@ func (c *Cache) Forget(listening bool) {
 	c.listening = listening
 }
 
+// Clear drops everything and what is under way, and goes on keeping as before.
+func (c *Cache) Clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.invalidated.Add(uint64(len(c.byTarget)))
+	c.byTarget = map[string]stored{}
+	c.byKey = map[string][]string{}
+}
+
 // Len is the number of answers held.
 func (c *Cache) Len() int {
 	c.mu.RLock()

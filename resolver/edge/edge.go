@@ -55,6 +55,7 @@ type Edge struct {
 	shed    *Shedder
 	name    string
 	timeout time.Duration
+	dns     *DNS // nil: the workers answer DNS themselves
 
 	forwarded, failed, refused, malformed atomic.Uint64
 }
@@ -255,6 +256,15 @@ func (e *Edge) metrics() string {
 		line("Reads of the answers table that failed (the workers answered).", "counter", "idres_edge_store_failed_total", st.failed.Load())
 		line("Reads not tried on the answers table while its reads queued (the workers answered).", "counter", "idres_edge_store_shed_total", st.refused.Load())
 		line("Queries of the answers table (reads that arrive together share one).", "counter", "idres_edge_store_queries_total", st.queries.Load())
+	}
+	if d := e.dns; d != nil {
+		line("DNS queries the edge answered from the answers it keeps.", "counter", "idres_edge_dns_hits_total", d.hits.Load())
+		line("DNS queries the edge passed to the node's workers.", "counter", "idres_edge_dns_forwarded_total", d.forwarded.Load())
+		line("DNS answers the workers gave through the edge.", "counter", "idres_edge_dns_answered_total", d.answered.Load())
+		line("DNS queries dropped: too many waited for the workers, or they did not answer in time.", "counter", "idres_edge_dns_dropped_total", d.dropped.Load()+d.refused.Load())
+		line("UDP packets with no DNS query to answer (too short, or a response).", "counter", "idres_edge_dns_malformed_total", d.malformed.Load())
+		line("DNS answers the edge keeps.", "gauge", "idres_edge_dns_entries", d.cache.Len())
+		line("DNS queries under way at the workers.", "gauge", "idres_edge_dns_inflight", d.Pending())
 	}
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},

@@ -18,13 +18,40 @@ const (
 	probeEvery       = 2 * time.Second // a quiet connection is probed this often
 	readTimeout      = 2 * time.Second // a probe slower than this: the connection is lost
 	maxBackoff       = 2 * time.Second
+	directorySettle  = 2 * time.Second // how long after a directory notice the workers follow it
 )
 
 // Listen keeps the cache coherent with what the node applies, as each worker's
 // listener does (sync/coherence.py): LISTEN on idres_changed, forget the identifiers
 // each notice names. While it cannot listen, the cache holds nothing and keeps
 // nothing; once it listens again it forgets once more (it may have missed changes).
-func Listen(ctx context.Context, url string, cache *Cache) {
+func Listen(ctx context.Context, url string, caches ...*Cache) {
+	var all Caches = caches
+	listen(ctx, url, all)
+}
+
+// Caches are forgotten and invalidated together: one feed of changes serves them all.
+type Caches []*Cache
+
+func (cs Caches) Forget(listening bool) {
+	for _, c := range cs {
+		c.Forget(listening)
+	}
+}
+
+func (cs Caches) Clear() {
+	for _, c := range cs {
+		c.Clear()
+	}
+}
+
+func (cs Caches) Invalidate(keys []string) {
+	for _, c := range cs {
+		c.Invalidate(keys)
+	}
+}
+
+func listen(ctx context.Context, url string, cache Caches) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		err := listenOnce(ctx, url, cache)
@@ -42,7 +69,7 @@ func Listen(ctx context.Context, url string, cache *Cache) {
 	}
 }
 
-func listenOnce(ctx context.Context, url string, cache *Cache) error {
+func listenOnce(ctx context.Context, url string, cache Caches) error {
 	connectCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	conn, err := pgx.Connect(connectCtx, url)
 	cancel()
@@ -80,6 +107,13 @@ func listenOnce(ctx context.Context, url string, cache *Cache) error {
 		}
 		if note.Payload == everything || note.Channel == directoryChannel {
 			cache.Forget(true)
+			if note.Channel == directoryChannel {
+				// the workers adopt the new directory when their own listener has read
+				// it, a database trip after this notice: an answer one of them works
+				// out meanwhile may follow the old one, and no notice names what it is
+				// about. Forget once more when they surely have.
+				time.AfterFunc(directorySettle, cache.Clear)
+			}
 			continue
 		}
 		var keys []string

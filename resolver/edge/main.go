@@ -47,6 +47,9 @@ func main() {
 	standing := flag.Duration("standing", 100*time.Millisecond, "how long no forwarded request may be quick before new ones are refused")
 	storeConns := flag.Int("store-conns", 2, "connections reading the node's answers table (0: none; the workers answer every read the cache lacks)")
 	timeout := flag.Duration("timeout", 60*time.Second, "how long the workers may take to answer")
+	dnsFd := flag.Int("dns-fd", -1, "an inherited UDP socket to answer DNS on (dns.go)")
+	dnsBackend := flag.String("dns-backend", "", "the workers' unix datagram socket for DNS queries")
+	dnsEntries := flag.Int("dns-max-entries", 1_000_000, "DNS answers kept at most")
 	flag.Parse()
 	if *backend == "" {
 		log.Fatal("idres-edge: -backend is required")
@@ -56,6 +59,17 @@ func main() {
 		log.Fatalf("idres-edge: %v", err)
 	}
 	cache := NewCache(*maxEntries)
+	var dnsFace *DNS
+	if *dnsFd >= 0 {
+		if *dnsBackend == "" {
+			log.Fatal("idres-edge: -dns-fd needs -dns-backend")
+		}
+		dnsFace, err = OpenDNS(*dnsFd, *dnsBackend, NewCache(*dnsEntries),
+			NewShedder(*floor, dnsMaxPending, *target, *standing))
+		if err != nil {
+			log.Fatalf("idres-edge: DNS: %v", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *database == "" {
@@ -63,7 +77,11 @@ func main() {
 	}
 	var store *Store
 	if *database != "" {
-		go Listen(ctx, *database, cache)
+		caches := []*Cache{cache}
+		if dnsFace != nil {
+			caches = append(caches, dnsFace.cache)
+		}
+		go Listen(ctx, *database, caches...)
 		if *storeConns > 0 {
 			store = OpenStore(ctx, *database, *storeConns, NewShedder(*floor, *maxForward, *target, *standing))
 		}
@@ -76,6 +94,7 @@ func main() {
 		shed:    NewShedder(*floor, *maxForward, *target, *standing),
 		reads:   workersClient(*backend, *timeout, 5),
 		workers: workersClient(*backend, *timeout, 1),
+		dns:     dnsFace,
 	}
 	server := &fasthttp.Server{
 		Handler:                      edge.Serve,
@@ -91,6 +110,11 @@ func main() {
 		IdleTimeout:                  30 * time.Second,
 	}
 	go orphaned(stop)
+	if dnsFace != nil {
+		go dnsFace.Serve()
+		defer dnsFace.Close()
+		fmt.Printf("idres-edge: answering DNS on udp %s\n", dnsFace.Addr())
+	}
 	go func() {
 		<-ctx.Done()
 		deadline, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+import dns.rcode
+import dns.rdatatype
 import pytest
 
 from benchmarks.testbed import children, niceness
@@ -262,6 +264,93 @@ def test_a_read_the_edge_has_not_cached_is_answered_from_the_answers_table(
         answered = re.search(r'idres_edge_store_answers_total\{node="node"\} (\d+)', metrics)
         assert answered is not None, metrics
         assert int(answered.group(1)) >= 2, metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+def _metric(url: str, name: str) -> int:
+    with urllib.request.urlopen(url + "/metrics") as resp:
+        found = re.search(rf'^{name}\{{node="node"\}} (\d+)', resp.read().decode(), re.MULTILINE)
+    assert found is not None, name
+    return int(found.group(1))
+
+
+def _register(url: str, admin: Path, handle: str, target: str) -> None:
+    done = subprocess.run(
+        [
+            *RUN,
+            *("register", handle, "--url", target, "--server", url),
+            *("--key", str(admin), "--key-id", "300:0.NA/node.admin"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_edge_answers_dns_over_udp_from_what_it_keeps_and_forgets_a_changed_record(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Behind the edge a query answered once is answered again from the edge's memory
+    (resolver/edge/dns.go), under the asker's ID; a change to the record reaches DNS
+    askers at once; what is not a query gets what the workers give it."""
+    proc, admin = _serve(db_url, tmp_path, 1, "--dns-port", "0", "--dns-host", "127.0.0.1")
+    try:
+        url = _serving(proc)
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(4)]
+        dns_at = re.search(r"DNS on ([\d.]+):(\d+) ", "".join(lines))
+        assert dns_at is not None, lines
+        host, port = dns_at.group(1), int(dns_at.group(2))
+        _register(url, admin, "88.100.1/EDGE-DNS", "https://e.x/one")
+        name = "EDGE-DNS._.1.100.88.handle.idres.internal."
+        deadline = time.monotonic() + 10
+        while True:  # kept once the edge hears the node's changes (it starts listening)
+            query = dns.message.make_query(name, "URI")  # a new ID each time
+            answer = dns.query.udp(query, host, port=port, timeout=5)
+            assert answer.id == query.id
+            assert [r.target for r in answer.answer[0]] == [b"https://e.x/one"]
+            hits = _metric(url, "idres_edge_dns_hits_total")
+            if hits >= 2 or time.monotonic() > deadline:
+                break
+        assert hits >= 2
+        assert _metric(url, "idres_edge_dns_entries") >= 1
+
+        _register(url, admin, "88.100.1/EDGE-DNS", "https://e.x/two")
+        deadline = time.monotonic() + 10
+        while True:  # the notice reaches the edge within milliseconds
+            answer = dns.query.udp(dns.message.make_query(name, "URI"), host, port=port, timeout=5)
+            targets = [r.target for r in answer.answer[0]]
+            if targets == [b"https://e.x/two"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert targets == [b"https://e.x/two"]
+
+        # a name nobody registered: NXDOMAIN with the zone's SOA, through the workers
+        missing = dns.message.make_query("NOBODY._.1.100.88.handle.idres.internal.", "URI")
+        answer = dns.query.udp(missing, host, port=port, timeout=5)
+        assert answer.rcode() == dns.rcode.NXDOMAIN
+        assert answer.authority[0].rdtype == dns.rdatatype.SOA
+        # bytes that do not parse: FORMERR under their ID; too short for a header: none
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.settimeout(5)
+            udp.sendto(
+                b"\x12\x34" + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07broken", (host, port)
+            )
+            reply = udp.recv(512)
+            assert reply[:2] == b"\x12\x34"
+            assert reply[3] & 0x0F == dns.rcode.FORMERR
+            udp.sendto(b"\x00\x01", (host, port))
+            udp.settimeout(0.5)
+            with pytest.raises(TimeoutError):
+                udp.recv(512)
+        assert _metric(url, "idres_edge_dns_malformed_total") == 1
+        # TCP stays with the workers, and answers the same
+        answer = dns.query.tcp(dns.message.make_query(name, "URI"), host, port=port, timeout=5)
+        assert [r.target for r in answer.answer[0]] == [b"https://e.x/two"]
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
