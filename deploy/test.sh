@@ -10,17 +10,22 @@ started=$SECONDS
 
 bash deploy/setup.sh --dev
 
-# The broker runs on Java 17+; its jars come from Maven Central through mvn.
-if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+# The broker runs on Java 17+; its jars come from Maven Central through mvn. The Handle
+# tests compile deploy/handle/HdlProbe.java: that needs the JDK (javac), not only the JRE.
+if ! command -v java >/dev/null || ! command -v javac >/dev/null || ! command -v mvn >/dev/null; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "test: installing Java 17 and Maven from Debian's packages" >&2
+    echo "test: installing the Java 17 JDK and Maven from Debian's packages" >&2
     apt-get update -qq </dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless maven </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jdk-headless maven </dev/null
   else
-    echo "test: needs java (17+) and mvn on PATH for the Kafka broker" >&2
+    echo "test: needs java and javac (JDK 17+) and mvn on PATH for the Kafka broker and the Handle client" >&2
     exit 1
   fi
 fi
+# The CNRI Handle client the Handle face is tested with (tests/resolver/handle), from
+# Maven Central, cached like the broker's jars
+echo "test: the CNRI Handle client (deploy/handle/client.sh)" >&2
+bash deploy/handle/client.sh
 
 # Stock DNS software the DNS face is tested against (tests/resolver/dns): Knot's kdig
 # asks it, Unbound resolves through it, Knot serves its zone as a secondary; all three

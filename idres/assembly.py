@@ -36,6 +36,8 @@ from resolver.cache import Cache, CacheConfig
 from resolver.dns.names import DEFAULT_ZONE, zone_name
 from resolver.dns.respond import DnsConfig, Face
 from resolver.dns.server import DnsServer
+from resolver.handle.respond import HandleFace
+from resolver.handle.server import HandleServer
 from resolver.metrics import Metrics
 from resolver.replies import EDGE_CLIENT
 from resolver.service import (
@@ -75,6 +77,7 @@ class NodeSpec:
     url: str
     prefixes: tuple[str, ...]
     dns: str | None = None  # the address its DNS face answers on (glue in its parent's zone)
+    handle: str | None = None  # ADDRESS:PORT of its Handle face (the referrals to it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,6 +126,7 @@ def delegations(
             public_key=node_public_key(keys[spec.name]),
             issued=issued,
             dns=spec.dns,
+            handle=spec.handle,
         )
         issuer = keys[spec.parent] if spec.parent is not None else keys[spec.name]
         out.append(sign_delegation(unsigned, issuer))
@@ -387,5 +391,20 @@ def dns_server(
         source=_StoreZones(app[STORE], name),
     )
     server = DnsServer(face, sockets, notify_to=notify_to)
+    app[RESOLVER].metrics.extra.append(server.metrics_lines)
+    return server
+
+
+def handle_server(
+    app: web.Application, *, name: str, sockets: tuple[socket.socket, socket.socket]
+) -> HandleServer:
+    """The node's Handle protocol face on ``sockets`` (``resolver.sockets.bind``),
+    resolving as the app's resolver does; start it after the app's startup, close it
+    before the app's cleanup."""
+    host, port = sockets[1].getsockname()[:2]
+    face = HandleFace(
+        name=name, directory=app[DIRECTORY], resolver=app[RESOLVER], address=(host, port)
+    )
+    server = HandleServer(face, sockets)
     app[RESOLVER].metrics.extra.append(server.metrics_lines)
     return server

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Any
 
 from idres import __version__
-from idres.config import UP_DNS_PORT, UP_DNS_PORT_USER, NodeConfig, host_port
+from idres.config import (
+    HANDLE_PORT,
+    UP_DNS_PORT,
+    UP_DNS_PORT_USER,
+    UP_HANDLE_PORT,
+    UP_HANDLE_PORT_USER,
+    NodeConfig,
+    host_port,
+)
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.client import RegistryClient, Reply
@@ -141,6 +149,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             except ValueError:
                 raise _Usage(f"--dns-allow-transfer {address!r}: an IP address") from None
         overrides["dns_transfer_to"] = tuple(args.dns_allow_transfer)
+    if args.handle_port is not None:
+        overrides["handle_port"] = args.handle_port
+    if args.handle_host:
+        overrides["handle_host"] = args.handle_host
     if args.kafka:
         overrides["kafka"] = args.kafka
     if args.kafka_user:
@@ -164,7 +176,13 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from idres.network import prepare, up
 
     data_dir = Path(args.data_dir or NodeConfig.from_env().data_dir)
-    prepared = prepare(data_dir, host=args.host, base_port=args.base_port, dns_port=args.dns_port)
+    prepared = prepare(
+        data_dir,
+        host=args.host,
+        base_port=args.base_port,
+        dns_port=args.dns_port,
+        handle_port=args.handle_port,
+    )
     kafka = args.kafka if args.kafka is not None else os.environ.get("KAFKA_BOOTSTRAP") or None
     uvloop.run(up(prepared, data_dir, kafka=kafka))
     return EXIT_OK
@@ -713,6 +731,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="an address that may transfer the zones (AXFR, IXFR) besides loopback and "
         "the --dns-notify hosts (repeatable)",
     )
+    p.add_argument(
+        "--handle-port",
+        type=int,
+        help=f"answer the Handle protocol (RFC 3652; TCP and UDP) on this port, "
+        f"{HANDLE_PORT} by convention (IDRES_HANDLE_PORT; default off)",
+    )
+    p.add_argument(
+        "--handle-host", help="the Handle face's address (IDRES_HANDLE_HOST, default --host)"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
@@ -743,6 +770,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="each node answers DNS on this port of its own address 127.0.53.N (default "
         f"53 as root, which a resolver following delegations needs, else {UP_DNS_PORT_USER}"
         "; 0: no DNS)",
+    )
+    p.add_argument(
+        "--handle-port",
+        type=int,
+        default=UP_HANDLE_PORT,
+        help="each node answers the Handle protocol on this port of its own address "
+        f"127.0.53.N (default {HANDLE_PORT} as root, else {UP_HANDLE_PORT_USER}; 0: none)",
     )
     p.set_defaults(func=_cmd_up)
 

@@ -41,6 +41,10 @@ DEFAULT_BATCH_UPSTREAM_MAX = MAX_UPSTREAM_PER_BATCH
 # follows delegations (they carry no port) needs, when the process may bind it
 UP_DNS_PORT_USER = 10053
 UP_DNS_PORT = 53 if getattr(os, "geteuid", lambda: 1)() == 0 else UP_DNS_PORT_USER
+# the Handle protocol's port (RFC 3652 §2.1: 2641, TCP and UDP), as idres up uses it
+HANDLE_PORT = 2641
+UP_HANDLE_PORT_USER = 12641
+UP_HANDLE_PORT = HANDLE_PORT if getattr(os, "geteuid", lambda: 1)() == 0 else UP_HANDLE_PORT_USER
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +90,10 @@ class NodeConfig:
     # transfer the zones besides loopback and those secondaries
     dns_notify: tuple[tuple[str, int], ...] = ()
     dns_transfer_to: tuple[str, ...] = ()
+    # the Handle protocol face (resolver/handle): off unless a port is given; on
+    # ``host`` unless ``handle_host``
+    handle_port: int | None = None
+    handle_host: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -121,6 +129,8 @@ class NodeConfig:
             dns_transfer_to=tuple(
                 t for t in env.get("IDRES_DNS_ALLOW_TRANSFER", "").split(",") if t
             ),
+            handle_port=int(env["IDRES_HANDLE_PORT"]) if env.get("IDRES_HANDLE_PORT") else None,
+            handle_host=env.get("IDRES_HANDLE_HOST") or None,
         )
 
 

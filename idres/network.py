@@ -22,7 +22,15 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres import edge
-from idres.assembly import API, NodeSpec, build_app, delegations, dns_server, load_node_key
+from idres.assembly import (
+    API,
+    NodeSpec,
+    build_app,
+    delegations,
+    dns_server,
+    handle_server,
+    load_node_key,
+)
 from idres.keyfiles import write_secret
 from registry import httpsig
 from registry.database import create_pool, start_embedded
@@ -31,8 +39,10 @@ from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
 from resolver.dns.names import DEFAULT_ZONE, owner, zone_name
-from resolver.dns.server import DnsServer, bind
+from resolver.dns.server import DnsServer
 from resolver.front import FrontDoor, open_front
+from resolver.handle.server import HandleServer
+from resolver.sockets import bind
 from resolver.topology import Directory, Role
 from schemas.codec_json import values_from_json
 from schemas.errors import IdentifierExists
@@ -121,6 +131,7 @@ class Running:
     anchor: bytes  # the super node's public key (DER)
     edges: list[edge.Front] = field(default_factory=list)
     dns: list[DnsServer] = field(default_factory=list)
+    handle: list[HandleServer] = field(default_factory=list)
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -145,10 +156,17 @@ class Prepared:
     host: str
     # each node's DNS face: its address, and its UDP and TCP sockets (none: no DNS)
     dns: list[tuple[str, tuple[socket.socket, socket.socket]]] = field(default_factory=list)
+    # each node's Handle face, on the same address as its DNS face (none: no Handle)
+    handle: list[tuple[str, tuple[socket.socket, socket.socket]]] = field(default_factory=list)
 
 
 def prepare(
-    data_dir: Path, *, host: str = "127.0.0.1", base_port: int = 8000, dns_port: int = 0
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    base_port: int = 8000,
+    dns_port: int = 0,
+    handle_port: int = 0,
 ) -> Prepared:
     """The blocking part of starting: files, the embedded server, the listening sockets."""
     home = data_dir.expanduser() / "up"
@@ -164,6 +182,11 @@ def prepare(
         for _, _, _, offset, _ in LAYOUT
     ]
     dns = [(address, _bind_dns(address, dns_port)) for address in DNS_ADDRESSES] if dns_port else []
+    handle = (
+        [(address, _bind_handle(address, handle_port)) for address in DNS_ADDRESSES]
+        if handle_port
+        else []
+    )
     return Prepared(
         home=home,
         url=url,
@@ -172,6 +195,7 @@ def prepare(
         sockets=sockets,
         host=host,
         dns=dns,
+        handle=handle,
     )
 
 
@@ -185,6 +209,16 @@ def _bind_dns(address: str, port: int) -> tuple[socket.socket, socket.socket]:
         ) from None
 
 
+def _bind_handle(address: str, port: int) -> tuple[socket.socket, socket.socket]:
+    try:
+        return bind(address, port)
+    except OSError as exc:
+        raise SystemExit(
+            f"idres up: cannot answer the Handle protocol on {address}:{port}: {exc.strerror} "
+            "(--handle-port moves it, --handle-port 0 turns it off)"
+        ) from None
+
+
 async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
     url, sockets, host = prepared.url, prepared.sockets, prepared.host
     specs = [
@@ -195,6 +229,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             prefixes=prefixes,
             url=f"http://{host}:{sock.getsockname()[1]}",
             dns=prepared.dns[i][0] if prepared.dns else None,
+            handle=_where(prepared.handle[i]) if prepared.handle else None,
         )
         for i, ((name, role, parent, _, prefixes), sock) in enumerate(
             zip(LAYOUT, sockets, strict=True)
@@ -224,7 +259,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
     finally:
         await admin.close()
     front = edge.binary()
-    for spec, sock in zip(specs, sockets, strict=True):
+    for i, (spec, sock) in enumerate(zip(specs, sockets, strict=True)):
         node_url = url.replace("/postgres?", f"/{_database(spec.name)}?")
         pool = await create_pool(node_url, min_size=1, max_size=8)
         running.pools.append(pool)
@@ -279,7 +314,17 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             server = dns_server(app, name=spec.name, sockets=(udp, tcp))
             await server.start()
             running.dns.append(server)
+        if prepared.handle:
+            faced = handle_server(app, name=spec.name, sockets=prepared.handle[i][1])
+            await faced.start()
+            running.handle.append(faced)
     return running
+
+
+def _where(bound: tuple[str, tuple[socket.socket, socket.socket]]) -> str:
+    """A Handle face's ``ADDRESS:PORT``, as its delegation names it."""
+    address, (_, tcp) = bound
+    return f"{address}:{tcp.getsockname()[1]}"
 
 
 def _database(node: str) -> str:
@@ -308,6 +353,8 @@ async def stop(running: Running) -> None:
             placed.process.kill()
     for server in running.dns:
         await server.close()
+    for faced in running.handle:
+        await faced.close()
     for door in running.doors:
         door.close()
     for runner in running.runners:
@@ -331,6 +378,7 @@ def summary(running: Running, data_dir: Path) -> str:
     dns_port = running.dns[0].address[1] if running.dns else None
     for spec in running.specs:
         where = f"dns {spec.dns}:{dns_port}  " if spec.dns else ""
+        where += f"handle {spec.handle}  " if spec.handle else ""
         lines.append(
             f"  {spec.name:<{width}}  {spec.role.value:<8}  {spec.url:<22}  {where}"
             f"{', '.join(spec.prefixes)}"
@@ -354,6 +402,15 @@ def summary(running: Running, data_dir: Path) -> str:
                 f"{_dns_name('88.100.1/ABC-123')}",
             ]
             if running.dns
+            else []
+        ),
+        *(
+            [
+                "  bash deploy/handle/client.sh run resolve --udp "
+                + " ".join(running.specs[0].handle.split(":"))
+                + " 88.100.1/ABC-123"
+            ]
+            if running.specs[0].handle
             else []
         ),
         "",

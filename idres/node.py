@@ -23,6 +23,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ from idres.assembly import (
     build_sync,
     delegations,
     dns_server,
+    handle_server,
     load_node_key,
     node_public_key,
 )
@@ -57,8 +59,8 @@ from registry.httpio import listener_limits
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig, freeze_after_start
-from resolver.dns.server import bind
 from resolver.front import open_front
+from resolver.sockets import bind
 from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
@@ -166,7 +168,21 @@ def run(config: NodeConfig) -> int:
             f"zone {config.dns_zone}",
             flush=True,
         )
-    return _supervise(sock, url, directory, config, node_key, front, dns)
+    handle: tuple[socket.socket, socket.socket] | None = None
+    if config.handle_port is not None:
+        handle_host = config.handle_host or config.host
+        try:
+            handle = bind(handle_host, config.handle_port)
+        except OSError as exc:
+            raise SystemExit(
+                f"idres serve: cannot answer the Handle protocol on "
+                f"{handle_host}:{config.handle_port}: {exc.strerror}"
+            ) from None
+        print(
+            f"idres: Handle protocol on {handle_host}:{handle[1].getsockname()[1]} (UDP and TCP)",
+            flush=True,
+        )
+    return _supervise(sock, url, directory, config, node_key, front, Faces(dns, handle))
 
 
 async def _load_snapshot(url: str, config: NodeConfig, directory: Directory) -> str:
@@ -212,6 +228,18 @@ def _directory(config: NodeConfig, url: str) -> tuple[str, Directory]:
     return config.name, directory
 
 
+@dataclass(frozen=True, slots=True)
+class Faces:
+    """The sockets of the node's other protocols, bound before the workers fork: each a
+    UDP (behind the edge, for DNS: the edge's forwards) and a listening TCP socket."""
+
+    dns: tuple[socket.socket, socket.socket] | None = None
+    handle: tuple[socket.socket, socket.socket] | None = None
+
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return (*(self.dns or ()), *(self.handle or ()))
+
+
 def _supervise(
     sock: socket.socket,
     url: str,
@@ -219,7 +247,7 @@ def _supervise(
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
     front: Path | None,
-    dns: tuple[socket.socket, socket.socket] | None = None,
+    faces: Faces,
 ) -> int:
     """Start the edge (with ``front``, its binary), fork the serving workers and the
     sync process; stop them all when told to or when one dies."""
@@ -234,13 +262,13 @@ def _supervise(
             database_url=url,
             name=config.name or "node",
             max_entries=CacheConfig().max_entries if config.cache else 0,
-            dns=dns[0] if dns is not None else None,
+            dns=faces.dns[0] if faces.dns is not None else None,
         )
         children[placed.process.pid] = "edge"
         sock = placed.workers
-        if dns is not None and placed.dns is not None:
+        if faces.dns is not None and placed.dns is not None:
             # the edge answers DNS over UDP; the workers hear what it does not hold
-            dns = (placed.dns, dns[1])
+            faces = dataclasses.replace(faces, dns=(placed.dns, faces.dns[1]))
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         parent = os.getpid()
@@ -260,7 +288,7 @@ def _supervise(
 
     def sync_process() -> Coroutine[Any, Any, None]:
         sock.close()  # it serves nothing: the port stays the workers'
-        for held in dns or ():
+        for held in faces.sockets():
             held.close()
         # Serving comes first: where the sync process and the serving processes (the
         # edge, a worker, the database's backends) all want the same core, the kernel
@@ -275,7 +303,7 @@ def _supervise(
 
     fork("sync process", sync_process)
     for _ in range(config.workers):
-        fork("worker", lambda: _worker(sock, url, directory, config, node_key, behind_edge, dns))
+        fork("worker", lambda: _worker(sock, url, directory, config, node_key, behind_edge, faces))
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -379,7 +407,7 @@ async def _worker(
     config: NodeConfig,
     node_key: ed25519.Ed25519PrivateKey,
     behind_edge: bool,
-    dns: tuple[socket.socket, socket.socket] | None = None,
+    faces: Faces,
 ) -> None:
     """One serving worker: no sync loop runs here; it hears of the sync process's work
     on a connection of its own (sync/coherence.py). Behind the edge, its socket is the
@@ -422,16 +450,20 @@ async def _worker(
     # one port: the front door answers the common reads, the app everything else
     door = await open_front(app[API], runner, sock, behind_edge=behind_edge)
     dns_face = None
-    if dns is not None:  # the workers share its sockets, as they share the port's
+    if faces.dns is not None:  # the workers share its sockets, as they share the port's
         dns_face = dns_server(
             app,
             name=name,
-            sockets=dns,
+            sockets=faces.dns,
             zone=config.dns_zone,
             notify_to=config.dns_notify,
             transfer_to=frozenset(config.dns_transfer_to),
         )
         await dns_face.start()
+    handle_face = None
+    if faces.handle is not None:
+        handle_face = handle_server(app, name=name, sockets=faces.handle)
+        await handle_face.start()
     freeze_after_start()  # what start-up built is never walked by the collector again
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -442,6 +474,8 @@ async def _worker(
     finally:
         if dns_face is not None:
             await dns_face.close()
+        if handle_face is not None:
+            await handle_face.close()
         door.close()  # before the pool its lookups use goes away
         await runner.cleanup()
         await pool.close()

@@ -56,10 +56,14 @@ class Delegation:
     # the address the node's DNS face answers on (resolver/dns): the glue its parent's
     # zone gives for it. Signed with the rest, so glue is as trusted as the URL.
     dns: str | None = None
+    # where the node's Handle protocol face answers (resolver/handle), ADDRESS:PORT
+    # ([v6]:PORT): the HS_SITE a Handle referral to it names. Signed with the rest.
+    handle: str | None = None
 
     def signed_bytes(self) -> bytes:
         """Deterministic CBOR of everything but the signature (RFC 8949 §4.2.1); a
-        delegation without ``dns`` signs the bytes it signed before the field existed."""
+        delegation without ``dns`` or ``handle`` signs the bytes it signed before the
+        field existed."""
         fields: dict[str, Any] = {
             "v": DELEGATION_VERSION,
             "url": self.url,
@@ -72,6 +76,8 @@ class Delegation:
         }
         if self.dns is not None:
             fields["dns"] = self.dns
+        if self.handle is not None:
+            fields["handle"] = self.handle
         return cbor2.dumps(fields, canonical=True)
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +93,8 @@ class Delegation:
         }
         if self.dns is not None:
             out["dns"] = self.dns
+        if self.handle is not None:
+            out["handle"] = self.handle
         return out
 
     @classmethod
@@ -102,6 +110,7 @@ class Delegation:
                 issued=_uint(obj["issued"], "issued"),
                 signature=base64.b64decode(obj["signature"], validate=True),
                 dns=_address(obj.get("dns")),
+                handle=_address_port(obj.get("handle")),
             )
         except (KeyError, TypeError, ValueError, OverflowError, binascii.Error) as exc:
             raise EncodingError(f"malformed delegation: {exc!r}") from exc
@@ -115,6 +124,31 @@ def _address(value: Any) -> str | None:
     if not isinstance(value, str) or str(ipaddress.ip_address(value)) != value:
         raise ValueError("dns must be an IP address in its canonical form")
     return value
+
+
+def _address_port(value: Any) -> str | None:
+    """A delegation's Handle face: ``ADDRESS:PORT`` (``[v6]:PORT``), the address in its
+    canonical form (as signed)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("handle must be ADDRESS:PORT")
+    host, _, port = value.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        address = ipaddress.ip_address(bare)
+    except ValueError:
+        address = None
+    shown = f"[{address}]" if address and address.version == 6 else str(address)
+    if shown != host or not port.isdigit() or not 0 < int(port) < 65536 or str(int(port)) != port:
+        raise ValueError(f"handle {value!r} is not ADDRESS:PORT, the address in canonical form")
+    return value
+
+
+def handle_address(value: str) -> tuple[str, int]:
+    """A checked ``handle`` field's address and port."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _uint(value: Any, what: str) -> int:
@@ -141,6 +175,7 @@ def _fields(d: Delegation) -> dict[str, Any]:
         "issued": d.issued,
         "signature": d.signature,
         "dns": d.dns,
+        "handle": d.handle,
     }
 
 

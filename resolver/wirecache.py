@@ -1,4 +1,5 @@
-"""Answers kept as the bytes that went out, keyed by the query's bytes after its ID.
+"""Answers kept as the bytes that went out, keyed by the request's bytes but for its ID
+(and, for the Handle protocol, its expiration time).
 
 A hit costs a dictionary probe: a packet equal, but for its ID, to one answered
 before gets that answer under its own ID, with no parsing at all, so it is right by
@@ -13,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-HEADER = 12
+HEADER = 12  # a DNS message's header (RFC 1035 §4.1.1)
 MAX_BYTES = 256 << 20  # what the kept queries and answers may take, all together
 MAX_QUERY = 300  # bytes: a longer query (padding, options) is answered, never kept
 # seconds at most, whatever the TTL: a bound on what a notice lost without the feed
@@ -39,24 +40,32 @@ class WireCache:
         return len(self._entries)
 
     def answer(self, wire: bytes) -> bytes | None:
-        """The kept answer to ``wire`` under its ID, or None."""
-        entry = self._entries.get(wire[2:])
-        if entry is None or entry[1] <= self.clock():
-            return None
-        self.hits += 1
-        return wire[:2] + entry[0]
+        """The kept answer to the DNS query ``wire`` under its ID, or None."""
+        found = self.get(wire[2:])
+        return None if found is None else wire[:2] + found
 
     def keep(
         self, wire: bytes, response: bytes, ttl: float, ident: str | None, generation: int
     ) -> None:
-        """Keep ``response`` to the query ``wire`` for ``ttl`` seconds (at most MAX_KEEP),
-        unless something was forgotten since ``generation`` was read (the answer may
-        predate the change)."""
-        if ttl <= 0 or not HEADER <= len(wire) <= MAX_QUERY or generation != self.generation:
+        """Keep ``response`` to the DNS query ``wire`` for ``ttl`` seconds (see ``put``)."""
+        if len(wire) >= HEADER:
+            self.put(wire[2:], response[2:], ttl, ident, generation)
+
+    def get(self, key: bytes) -> bytes | None:
+        """What was kept under ``key``, or None."""
+        entry = self._entries.get(key)
+        if entry is None or entry[1] <= self.clock():
+            return None
+        self.hits += 1
+        return entry[0]
+
+    def put(self, key: bytes, tail: bytes, ttl: float, ident: str | None, generation: int) -> None:
+        """Keep ``tail`` under ``key`` for ``ttl`` seconds (at most MAX_KEEP), unless
+        something was forgotten since ``generation`` was read (the answer may predate
+        the change), or the key is longer than a question worth keeping."""
+        if ttl <= 0 or len(key) > MAX_QUERY or generation != self.generation:
             return
-        key = wire[2:]
         self._drop(key)
-        tail = response[2:]
         self.bytes += len(key) + len(tail)
         while self.bytes > self.max_bytes and self._entries:
             self._drop(next(iter(self._entries)))  # the oldest

@@ -260,6 +260,16 @@ def front() -> list[bytes]:
     ]
 
 
+def handle_requests() -> list[bytes]:
+    """Requests as CNRI's client sent them over UDP (tests/fixtures/handle), one of them
+    for a handle the fuzz directory routes (super holds 88)."""
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "handle"
+    captured = [p.read_bytes() for p in sorted(fixtures.glob("*-udp-*.bin"))]
+    return captured + [p.read_bytes() for p in sorted(fixtures.glob("siteinfo-udp.bin"))]
+
+
 def dns_queries() -> list[bytes]:
     """DNS queries as a client sends them (the first byte's low bit: over TCP)."""
     import dns.flags
@@ -378,6 +388,7 @@ SEEDS: dict[str, Callable[[], list[bytes]]] = {
     "httpsig": httpsig,
     "front": front,
     "dns": dns_queries,
+    "handle": handle_requests,
     "directory": directory,
     "proof": proof,
 }

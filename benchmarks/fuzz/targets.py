@@ -439,6 +439,51 @@ def dns_face(data: bytes) -> bool:
     return True
 
 
+def handle_face(data: bytes) -> bool:
+    """One UDP datagram to the Handle face (RFC 3652): the codec, then the resolution
+    logic over a real Resolver and directory. A datagram with an envelope is answered
+    with at most 8 packets of at most 512 bytes, under its request id, that put
+    together decode as a response; one without is dropped; nothing raises."""
+    from resolver.handle.respond import HandleFace
+    from resolver.handle.server import MAX_UDP_PACKETS, Exchange
+    from schemas.handle_wire import (
+        UDP_PACKET_SIZE,
+        Envelope,
+        HandleWireError,
+        decode_response,
+        reassemble_udp,
+    )
+
+    listener = _listener()
+    face = HandleFace(
+        name="super",
+        directory=listener.api.directory,
+        resolver=listener.api.resolver,
+        address=("127.0.0.1", 2641),
+    )
+    exchange = Exchange(face)
+    listener.errors.records.clear()
+    packets = listener.loop.run_until_complete(exchange.answer_datagram(data, "127.0.0.1"))
+    if listener.errors.records:
+        raise Crash(f"the face logged its own failure: {listener.errors.records[0].getMessage()}")
+    if not packets:
+        try:
+            Envelope.decode(data)
+        except HandleWireError:
+            return False  # no envelope: nothing to answer under
+        raise Crash("a request with an envelope went unanswered")
+    if len(packets) > MAX_UDP_PACKETS or any(len(p) > UDP_PACKET_SIZE for p in packets):
+        raise Crash(f"{len(packets)} packets, up to {max(map(len, packets))} bytes")
+    try:
+        envelope, payload = reassemble_udp(packets)
+        decode_response(envelope, payload)
+    except HandleWireError as exc:
+        raise Crash(f"an answer that does not decode: {exc}") from exc
+    if envelope.request_id != Envelope.decode(data).request_id:
+        raise Crash("an answer under another request id")
+    return True
+
+
 # --- sync: the directory topic and offline proofs --------------------------------------
 
 
@@ -510,6 +555,12 @@ TARGETS: dict[str, Target] = {
             what="resolver.dns.respond.Face.answer: dnspython's wire parser, then the name "
             "mapping and the zone logic (a real Resolver and directory)",
             call=dns_face,
+        ),
+        Target(
+            name="handle",
+            what="resolver.handle.server.HandleServer.answer_datagram: the Handle codec "
+            "(schemas.handle_wire), then the resolution logic (a real Resolver and directory)",
+            call=handle_face,
         ),
         Target(
             name="directory",

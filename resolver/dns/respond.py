@@ -32,7 +32,6 @@ from resolver.budget import UPSTREAM_BUDGET, BudgetConfig, Budgets
 from resolver.dns.names import Named, NodeHost, ns_host
 from resolver.dns.rdata import rrsets
 from resolver.dns.transfer import ZoneSource, messages, zone_rrsets
-from resolver.dns.wirecache import HEADER, WireCache
 from resolver.dns.zone import (
     REFERRAL_TTL,
     Below,
@@ -48,6 +47,7 @@ from resolver.dns.zone import (
 )
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory
+from resolver.wirecache import HEADER, WireCache
 from schemas.errors import IdresError
 from schemas.identifiers import Scheme
 

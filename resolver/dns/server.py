@@ -26,7 +26,8 @@ import dns.rcode
 import dns.rdatatype
 
 from resolver.dns.respond import Face, Transfer
-from resolver.dns.wirecache import HEADER, MAX_KEEP
+from resolver.sockets import Connections, Datagrams
+from resolver.wirecache import HEADER, MAX_KEEP
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
@@ -37,43 +38,6 @@ MAX_TCP_PER_PEER = 200  # connections one address may hold
 MAX_PENDING = 2000
 MAX_EDGE_MESSAGE = 70_000  # bytes: a query (at most 65,535) and its asker's address
 log = logging.getLogger("idres.dns")
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, face: Face) -> None:
-        self.face = face
-        self.transport: asyncio.DatagramTransport | None = None
-        self.pending: set[asyncio.Task[None]] = set()
-        self.dropped = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        kept = self.face.cached(data)
-        if kept is not None:  # no task, no await: the answer as it went out before
-            if self.transport is not None:
-                self.transport.sendto(kept, addr)
-            return
-        if len(self.pending) >= MAX_PENDING:
-            self.dropped += 1
-            return
-        task = asyncio.ensure_future(self._reply(data, addr))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
-        try:
-            wire = await self.face.answer(data, tcp=False, peer=addr[0])
-        except Exception:  # a bug must cost one answer, never the socket
-            log.exception("dns: no answer for a query from %s", addr[0])
-            wire = None
-        out = self.transport
-        if isinstance(wire, bytes) and out is not None and not out.is_closing():
-            out.sendto(wire, addr)
-
-    def error_received(self, exc: Exception) -> None:  # ICMP unreachable from an asker
-        pass
 
 
 class EdgeForwards(asyncio.Protocol):
@@ -162,26 +126,6 @@ class EdgeForwards(asyncio.Protocol):
         )
 
 
-def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
-    """A UDP and a listening TCP socket on ``host``:``port`` (0: one the kernel picks for
-    both); bound before the workers fork, which share them."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    tcp = socket.socket(family, socket.SOCK_STREAM)
-    udp = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tcp.bind((host, port))
-        tcp.listen(1024)
-        udp.bind((host, tcp.getsockname()[1]))
-    except OSError:
-        tcp.close()
-        udp.close()
-        raise
-    tcp.setblocking(False)
-    udp.setblocking(False)
-    return udp, tcp
-
-
 class DnsServer:
     """Serves ``face`` on a UDP and a TCP socket (``bind``)."""
 
@@ -199,10 +143,9 @@ class DnsServer:
         self.every = every
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
-        self._open: set[asyncio.StreamWriter] = set()
-        self._per_peer: dict[str, int] = {}
+        self._conns = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._protocol: _Udp | None = None
+        self._protocol: Datagrams | None = None
         self._edge: asyncio.Server | None = None  # the edge's connections, behind it
 
     @property
@@ -221,12 +164,19 @@ class DnsServer:
             )
         else:
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.face), sock=udp
+                lambda: Datagrams(
+                    kept=self.face.cached, answer=self._datagram, max_pending=MAX_PENDING, log=log
+                ),
+                sock=udp,
             )
             self._protocol = protocol
             self._udp = transport
         if self.face.source is not None:
             self._spawn(self._watch())
+
+    async def _datagram(self, data: bytes, peer: str) -> list[bytes]:
+        wire = await self.face.answer(data, tcp=False, peer=peer)
+        return [wire] if isinstance(wire, bytes) else []
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
@@ -297,18 +247,13 @@ class DnsServer:
             self._edge.close()
         if self._tcp is not None:
             self._tcp.close()
-            for writer in list(self._open):
-                writer.close()
+            self._conns.close()
             await self._tcp.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = str((writer.get_extra_info("peername") or ("",))[0])
-        if len(self._open) >= MAX_TCP or self._per_peer.get(peer, 0) >= MAX_TCP_PER_PEER:
-            writer.close()  # RFC 7766 §6.2.2: no one client takes every connection
-            return
-        self._open.add(writer)
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
-        try:
+        async with self._conns.held(writer) as peer:
+            if peer is None:
+                return
             while True:
                 head = await asyncio.wait_for(reader.readexactly(2), IDLE)
                 size = int.from_bytes(head, "big")
@@ -326,18 +271,6 @@ class DnsServer:
                     continue
                 writer.write(len(answer).to_bytes(2, "big") + answer)
                 await asyncio.wait_for(writer.drain(), IDLE)
-        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-            pass
-        except Exception:  # a bug must cost one connection, never the server
-            log.exception("dns: a TCP connection failed")
-        finally:
-            self._open.discard(writer)
-            left = self._per_peer.pop(peer, 1) - 1
-            if left:
-                self._per_peer[peer] = left
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
 
 
 async def notify(

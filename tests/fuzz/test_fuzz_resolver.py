@@ -74,3 +74,13 @@ def test_every_dns_seed_is_answered() -> None:
 @given(data=inputs(seeds.dns_queries()))
 def test_dns_packets_are_answered_or_dropped_never_crash(data: bytes) -> None:
     run("dns", data)
+
+
+def test_every_handle_seed_is_answered() -> None:
+    assert all(TARGETS["handle"].call(seed) for seed in seeds.handle_requests())
+
+
+@FUZZ
+@given(data=inputs(seeds.handle_requests()))
+def test_handle_datagrams_are_answered_or_dropped_never_crash(data: bytes) -> None:
+    run("handle", data)

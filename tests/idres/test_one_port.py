@@ -22,6 +22,7 @@ import dns.rdatatype
 import pytest
 
 from benchmarks.testbed import children, niceness
+from tests.handle_probe import RESPONSE, probe
 
 pytestmark = [pytest.mark.postgres]
 
@@ -62,14 +63,16 @@ def _serving(proc: subprocess.Popen[str]) -> str:
 def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
     db_url: str, tmp_path: Path
 ) -> None:
-    proc, admin = _serve(db_url, tmp_path, 2, "--dns-port", "0")
+    proc, admin = _serve(db_url, tmp_path, 2, "--dns-port", "0", "--handle-port", "0")
     run = RUN
     try:
         url = _serving(proc)
         assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(4)]
+        lines = [proc.stdout.readline() for _ in range(5)]
         dns_at = re.search(r"DNS on ([\d.]+):(\d+) ", "".join(lines))
         assert dns_at is not None, lines
+        handle_at = re.search(r"Handle protocol on ([\d.]+):(\d+) ", "".join(lines))
+        assert handle_at is not None, lines
         registered = subprocess.run(
             [
                 *run,
@@ -92,10 +95,16 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
         for ask in (dns.query.udp, dns.query.tcp):
             answer = ask(query, host, port=port, timeout=5)
             assert [r.target for r in answer.answer[0]] == [b"https://e.x/f"]
+        # the Handle face, on sockets the two workers share, with CNRI's client library
+        for transport in ("--udp", "--tcp"):
+            status, hdl = probe("resolve", transport, *handle_at.groups(), "88.100.1/ONE-PORT")
+            assert (status, hdl["responseCode"]) == (RESPONSE, 1), hdl
+            assert [v["data"] for v in hdl["values"]] == ["https://e.x/f"]
         with urllib.request.urlopen(url + "/metrics") as resp:
             metrics = resp.read().decode()
         assert 'idres_shed_total{node="node",cost="lookup"} 0' in metrics
         assert 'idres_dns_serial{node="node"}' in metrics  # the DNS face's series
+        assert 'idres_handle_requests_total{node="node"}' in metrics
         assert "idres_front_connections" in metrics
         # every probe of the serving loop lands in the stalls histogram
         probes = re.search(r'idres_front_loop_stalls_seconds_count\{node="node"\} (\d+)', metrics)

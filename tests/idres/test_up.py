@@ -19,10 +19,13 @@ import dns.message
 import dns.query
 import pytest
 
+from tests.handle_probe import RESPONSE, probe
+
 pytestmark = [pytest.mark.postgres]
 
 
 DNS_OUT: dict[str, str] = {}  # each node's DNS face, host:port, from the last start
+HANDLE_OUT: dict[str, str] = {}  # each node's Handle face, host:port, from the last start
 
 
 def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str, str]:
@@ -48,6 +51,9 @@ def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str
     assert set(urls) == {"super", "backbone-1", "backbone-2", "sub-a", "sub-b", "sub-c"}, out
     DNS_OUT.clear()
     DNS_OUT.update(re.findall(r"^  (\S+)\s+\w+\s+http://\S+\s+dns (\S+)", out, re.MULTILINE))
+    HANDLE_OUT.clear()
+    faces = re.findall(r"^  (\S+)\s+\w+\s+http://\S+\s+.*handle (\S+)", out, re.MULTILINE)
+    HANDLE_OUT.update(faces)
     return proc, urls["super"], urls["sub-a"]
 
 
@@ -153,6 +159,21 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         handle = dns_ask("sub-a", "ABC-123._.1.100.88.handle.idres.internal.", "URI", rd=False)
         assert handle.flags & dns.flags.AA
         assert [r.target for r in handle.answer[0]] == [b"https://example.com/products/ABC-123"]
+        # and through the Handle protocol, with CNRI's client library: the super node
+        # resolves over UDP, and says what is not registered
+        assert set(HANDLE_OUT) == set(DNS_OUT)
+        host, port = HANDLE_OUT["super"].split(":")
+        status, hdl = probe("resolve", "--udp", host, port, "88.100.1/ABC-123")
+        assert (status, hdl["responseCode"]) == (RESPONSE, 1), hdl
+        assert hdl["values"][0]["data"] == "https://example.com/products/ABC-123"
+        status, hdl = probe("resolve", "--tcp", host, port, "88.100.1/NOT-HERE")
+        assert hdl["responseCode"] == 100, hdl
+        # backbone-2 keeps no copy of backbone-1's tree: it names the node above
+        host, port = HANDLE_OUT["backbone-2"].split(":")
+        status, hdl = probe("resolve", "--tcp", host, port, "88.200.7/LOT-42", "--no-recursion")
+        assert hdl["responseCode"] == 302, hdl
+        (server,) = hdl["values"][0]["site"]["servers"]
+        assert f"{server['address']}:{server['interfaces'][0]['port']}" == HANDLE_OUT["super"]
         register(tmp_path, sub_a, "88.100.5/KEPT", "https://e.x/kept")
         # the new record is replicated up the tree: the super node answers it itself,
         # even when asked not to recurse (no referral to the sub-chain)

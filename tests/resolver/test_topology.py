@@ -147,6 +147,22 @@ def test_delegations_round_trip_through_json() -> None:
     Directory(again, trust_anchor=node_public_key(KEYS["super"]))
 
 
+def test_a_handle_face_is_signed_with_the_delegation_and_only_as_address_and_port() -> None:
+    faced = _resign(SIGNED[1], "super", handle="127.0.54.2:2641")
+    again = Delegation.from_json(faced.to_json())
+    assert again.handle == "127.0.54.2:2641"
+    Directory([SIGNED[0], again, *SIGNED[2:]], trust_anchor=node_public_key(KEYS["super"]))
+    # the field is signed: changing it breaks the signature
+    moved = dataclasses.replace(again, handle="127.0.54.9:2641")
+    with pytest.raises(Forbidden):
+        Directory([SIGNED[0], moved, *SIGNED[2:]], trust_anchor=node_public_key(KEYS["super"]))
+    v6 = Delegation.from_json({**faced.to_json(), "handle": "[2001:db8::1]:2641"})
+    assert v6.handle == "[2001:db8::1]:2641"
+    for bad in ("127.0.54.2", "host.example:2641", "127.0.54.2:0", "[2001:DB8::1]:2641", 2641):
+        with pytest.raises(IdresError, match="handle"):
+            Delegation.from_json({**faced.to_json(), "handle": bad})
+
+
 def _new(name: str, role: Role, parent: str, prefixes: tuple[str, ...], by: str) -> Delegation:
     """A delegation of a new node ``name``, signed with ``by``'s key."""
     key = ed25519.Ed25519PrivateKey.generate()

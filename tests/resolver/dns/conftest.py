@@ -28,8 +28,9 @@ from registry.database import create_pool
 from registry.service import bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
-from resolver.dns.server import DnsServer, bind
+from resolver.dns.server import DnsServer
 from resolver.front import FrontDoor, open_front
+from resolver.sockets import bind
 from resolver.topology import Directory, Role
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode

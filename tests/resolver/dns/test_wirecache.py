@@ -5,7 +5,7 @@ from __future__ import annotations
 import dns.edns
 import dns.message
 
-from resolver.dns.wirecache import MAX_KEEP, WireCache
+from resolver.wirecache import MAX_KEEP, WireCache
 
 NAME = "ABC-123._.1.100.88.handle.idres.internal."
 

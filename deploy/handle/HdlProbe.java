@@ -1,0 +1,431 @@
+/*
+ * HdlProbe: drives a Handle server (RFC 3651/3652) with CNRI's own client library
+ * (net.handle:handle-client, see pom.xml), so idres is tested against the reference
+ * client rather than against our reading of the RFCs. Built and run by client.sh.
+ *
+ *   resolve  --tcp|--udp HOST PORT HANDLE [--index N]... [--type T]... [--no-recursion] [--digest]
+ *   siteinfo --tcp|--udp HOST PORT
+ *
+ * Requests go straight to HOST:PORT through HandleResolver.sendHdlTcpRequest /
+ * sendHdlUdpRequest: no global resolution, no root servers, no sessions, no cache.
+ *
+ * stdout is always ONE JSON object. Exit codes:
+ *   0  a response arrived (whatever its responseCode)
+ *   1  usage error ({"usageError": ...})
+ *   2  the library threw HandleException ({"exception": code, "exceptionName": ..., "message": ...})
+ *   3  the library crashed on what the server sent (an unchecked exception while decoding:
+ *      the CNRI decoder does not bounds-check, so malformed bytes surface this way)
+ */
+
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonNull;
+import com.google.gson.JsonObject;
+import java.net.InetAddress;
+import java.nio.ByteBuffer;
+import java.nio.charset.CharacterCodingException;
+import java.nio.charset.CodingErrorAction;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
+import net.handle.hdllib.AbstractMessage;
+import net.handle.hdllib.AbstractRequest;
+import net.handle.hdllib.AbstractResponse;
+import net.handle.hdllib.AdminRecord;
+import net.handle.hdllib.Attribute;
+import net.handle.hdllib.Common;
+import net.handle.hdllib.Encoder;
+import net.handle.hdllib.ErrorResponse;
+import net.handle.hdllib.GenericRequest;
+import net.handle.hdllib.GetSiteInfoResponse;
+import net.handle.hdllib.HandleException;
+import net.handle.hdllib.HandleResolver;
+import net.handle.hdllib.HandleValue;
+import net.handle.hdllib.Interface;
+import net.handle.hdllib.ResolutionRequest;
+import net.handle.hdllib.ResolutionResponse;
+import net.handle.hdllib.ServerInfo;
+import net.handle.hdllib.ServiceReferralResponse;
+import net.handle.hdllib.SiteInfo;
+import net.handle.hdllib.Util;
+import net.handle.hdllib.ValueReference;
+
+public final class HdlProbe {
+    static final int EXIT_RESPONSE = 0;
+    static final int EXIT_USAGE = 1;
+    static final int EXIT_HANDLE_EXCEPTION = 2;
+    static final int EXIT_CRASH = 3;
+
+    // A dead server must fail in about 3 s: TCP connect and read each wait 3 s at most;
+    // UDP sends three times and waits 0.5 + 1 + 1.5 s (the library's own default schedule).
+    static final int TCP_TIMEOUT_MS = 3000;
+    static final int[] UDP_RETRY_SCHEDULE_MS = {500, 1000, 1500};
+
+    static final String USAGE = String.join("\n",
+        "usage: HdlProbe resolve  --tcp|--udp HOST PORT HANDLE [--index N]... [--type T]... [--no-recursion] [--digest]",
+        "       HdlProbe siteinfo --tcp|--udp HOST PORT");
+
+    static final Gson GSON = new GsonBuilder().serializeNulls().disableHtmlEscaping().create();
+
+    private HdlProbe() {}
+
+    static final class UsageError extends Exception {
+        private static final long serialVersionUID = 1L;
+
+        UsageError(String message) {
+            super(message);
+        }
+    }
+
+    public static void main(String[] argv) {
+        JsonObject out;
+        int status;
+        try {
+            out = run(argv);
+            status = EXIT_RESPONSE;
+        } catch (UsageError e) {
+            out = new JsonObject();
+            out.addProperty("usageError", e.getMessage());
+            System.err.println("HdlProbe: " + e.getMessage());
+            System.err.println(USAGE);
+            status = EXIT_USAGE;
+        } catch (HandleException e) {
+            out = new JsonObject();
+            out.addProperty("exception", e.getCode());
+            out.addProperty("exceptionName", HandleException.getCodeStr(e.getCode()));
+            out.addProperty("message", e.getMessage());
+            out.addProperty("cause", e.getCause() == null ? null : e.getCause().toString());
+            status = EXIT_HANDLE_EXCEPTION;
+        } catch (RuntimeException e) {
+            out = new JsonObject();
+            out.add("exception", JsonNull.INSTANCE);
+            out.addProperty("crash", e.getClass().getName());
+            out.addProperty("message", e.getMessage());
+            status = EXIT_CRASH;
+        }
+        System.out.println(GSON.toJson(out));
+        System.out.flush();
+        // Exit explicitly: the library may leave non-daemon threads behind.
+        System.exit(status);
+    }
+
+    static JsonObject run(String[] argv) throws UsageError, HandleException {
+        if (argv.length == 0) throw new UsageError("no command");
+        Args args = Args.parse(argv);
+        switch (args.command) {
+            case "resolve":
+                return resolve(args);
+            case "siteinfo":
+                return siteInfo(args);
+            // Admin commands go here (create, delete, add, modify, remove value), each
+            // signing with a PublicKeyAuthenticationInfo(adminHandle, adminIndex, privateKey).
+            // They cannot use sendHdlTcpRequest alone: the challenge/response (RC 402,
+            // OC 200/201) is driven by HandleResolver.sendRequestToServer(req, ServerInfo),
+            // which wants the ServerInfo that `siteinfo` returns. Call
+            // resolver.setSessionTracker(null) first, or it opens a session (OC 400) for
+            // every admin request.
+            default:
+                throw new UsageError("unknown command: " + args.command);
+        }
+    }
+
+    // ---- the commands ---------------------------------------------------------------
+
+    static JsonObject resolve(Args args) throws UsageError, HandleException {
+        args.expectPositional(4, "HOST PORT HANDLE");
+        byte[][] types = null;
+        if (!args.types.isEmpty()) {
+            types = new byte[args.types.size()][];
+            for (int i = 0; i < types.length; i++) types[i] = Util.encodeString(args.types.get(i));
+        }
+        int[] indexes = null;
+        if (!args.indexes.isEmpty()) {
+            indexes = args.indexes.stream().mapToInt(Integer::intValue).toArray();
+        }
+        ResolutionRequest req = new ResolutionRequest(Util.encodeString(args.positional.get(3)), types, indexes, null);
+        req.recursive = !args.noRecursion;
+        req.returnRequestDigest = args.digest;
+        return describe(send(args, req));
+    }
+
+    static JsonObject siteInfo(Args args) throws UsageError, HandleException {
+        args.expectPositional(3, "HOST PORT");
+        if (!args.indexes.isEmpty() || !args.types.isEmpty() || args.noRecursion || args.digest) {
+            throw new UsageError("siteinfo takes no resolution options");
+        }
+        // The handle "/" (Common.BLANK_HANDLE) is what the library's own tools send
+        // (net.handle.apps.tools.GetSiteInfo).
+        GenericRequest req = new GenericRequest(Common.BLANK_HANDLE, AbstractMessage.OC_GET_SITE_INFO, null);
+        return describe(send(args, req));
+    }
+
+    static AbstractResponse send(Args args, AbstractRequest req) throws UsageError, HandleException {
+        InetAddress addr;
+        try {
+            addr = InetAddress.getByName(args.positional.get(1));
+        } catch (java.net.UnknownHostException e) {
+            throw new UsageError("unknown host: " + args.positional.get(1));
+        }
+        int port = args.port(args.positional.get(2));
+        HandleResolver resolver = newResolver();
+        return args.tcp ? resolver.sendHdlTcpRequest(req, addr, port) : resolver.sendHdlUdpRequest(req, addr, port);
+    }
+
+    static HandleResolver newResolver() {
+        HandleResolver resolver = new HandleResolver();
+        // Never refresh root info: the library's default configuration would otherwise
+        // start a timer thread on the first request that resolves 0.0/0.0 and 0.NA/0.NA
+        // at the global root servers (Configuration.startAutoUpdate).
+        resolver.getConfiguration().setAutoUpdateRootInfo(false);
+        if (resolver.getConfiguration().isAutoUpdateRootInfo()) {
+            throw new IllegalStateException("could not turn off root info auto-update");
+        }
+        resolver.setTcpTimeout(TCP_TIMEOUT_MS);
+        resolver.setUdpRetryScheme(UDP_RETRY_SCHEDULE_MS);
+        return resolver;
+    }
+
+    // ---- responses as JSON ----------------------------------------------------------
+
+    static JsonObject describe(AbstractResponse resp) throws HandleException {
+        JsonObject o = new JsonObject();
+        o.addProperty("responseCode", resp.responseCode);
+        o.addProperty("responseName", AbstractMessage.getResponseCodeMessage(resp.responseCode));
+        o.addProperty("opCode", resp.opCode);
+        o.addProperty("responseClass", resp.getClass().getSimpleName());
+        // Envelope: the version the server answered with and the one it suggests.
+        o.addProperty("protocolVersion", resp.majorProtocolVersion + "." + resp.minorProtocolVersion);
+        o.addProperty("suggestedVersion", resp.suggestMajorProtocolVersion + "." + resp.suggestMinorProtocolVersion);
+        o.addProperty("requestId", resp.requestId);
+        o.addProperty("sessionId", resp.sessionId);
+        // Header.
+        o.addProperty("siteInfoSerial", resp.siteInfoSerial);
+        o.addProperty("recursionCount", resp.recursionCount);
+        o.addProperty("expiration", resp.expiration);
+        // The resolver's full path (sendRequestToInterface) refuses an expired response
+        // (HandleException GOT_EXPIRED_MESSAGE); the raw send used here does not, so say it.
+        o.addProperty("expired", resp.expiration < System.currentTimeMillis() / 1000);
+        JsonObject flags = new JsonObject();
+        flags.addProperty("authoritative", resp.authoritative);
+        flags.addProperty("certify", resp.certify);
+        flags.addProperty("encrypt", resp.encrypt);
+        flags.addProperty("recursive", resp.recursive);
+        flags.addProperty("cacheCertify", resp.cacheCertify);
+        flags.addProperty("continuous", resp.continuous);
+        flags.addProperty("keepAlive", resp.keepAlive);
+        flags.addProperty("publicOnly", resp.ignoreRestrictedValues);
+        flags.addProperty("returnRequestDigest", resp.returnRequestDigest);
+        flags.addProperty("doNotRefer", resp.doNotRefer);
+        o.add("flags", flags);
+        o.addProperty("rdHashType", resp.requestDigest == null ? null : (int) resp.rdHashType);
+        o.addProperty("requestDigest", hexOrNull(resp.requestDigest));
+        o.addProperty("signatureLength", resp.signature == null ? null : resp.signature.length);
+
+        if (resp instanceof ResolutionResponse) {
+            ResolutionResponse r = (ResolutionResponse) resp;
+            o.addProperty("handle", Util.decodeString(r.handle));
+            o.add("values", values(r.getHandleValues()));
+        } else if (resp instanceof ServiceReferralResponse) {
+            // RC 302 (service referral) and 303 (prefix referral); values may be absent.
+            ServiceReferralResponse r = (ServiceReferralResponse) resp;
+            o.addProperty("handle", Util.decodeString(r.handle));
+            HandleValue[] vals = r.getHandleValues();
+            o.add("values", vals == null ? JsonNull.INSTANCE : values(vals));
+        } else if (resp instanceof GetSiteInfoResponse) {
+            o.add("site", site(((GetSiteInfoResponse) resp).siteInfo));
+        } else if (resp instanceof ErrorResponse) {
+            byte[] message = ((ErrorResponse) resp).message;
+            o.addProperty("message", message == null ? null : utf8OrNull(message));
+            o.addProperty("messageHex", hexOrNull(message));
+        }
+        return o;
+    }
+
+    static JsonArray values(HandleValue[] vals) {
+        JsonArray array = new JsonArray();
+        for (HandleValue v : vals) {
+            JsonObject o = new JsonObject();
+            o.addProperty("index", v.getIndex());
+            o.addProperty("type", Util.decodeString(v.getType()));
+            o.addProperty("data", utf8OrNull(v.getData()));
+            o.addProperty("dataHex", hexOrNull(v.getData()));
+            o.addProperty("ttlType", v.getTTLType());
+            o.addProperty("ttl", v.getTTL());
+            o.addProperty("timestamp", v.getTimestamp());
+            o.addProperty("adminRead", v.getAdminCanRead());
+            o.addProperty("adminWrite", v.getAdminCanWrite());
+            o.addProperty("publicRead", v.getAnyoneCanRead());
+            o.addProperty("publicWrite", v.getAnyoneCanWrite());
+            JsonArray refs = new JsonArray();
+            ValueReference[] references = v.getReferences();
+            if (references != null) {
+                for (ValueReference ref : references) {
+                    JsonArray pair = new JsonArray();
+                    pair.add(Util.decodeString(ref.handle));
+                    pair.add(ref.index);
+                    refs.add(pair);
+                }
+            }
+            o.add("references", refs);
+            // Typed data as the library itself decodes it (Encoder.decode*Record)
+            String type = Util.decodeString(v.getType());
+            try {
+                if (type.equals("HS_SITE")) {
+                    SiteInfo site = new SiteInfo();
+                    Encoder.decodeSiteInfoRecord(v.getData(), 0, site);
+                    o.add("site", site(site));
+                } else if (type.equals("HS_ADMIN")) {
+                    AdminRecord admin = new AdminRecord();
+                    Encoder.decodeAdminRecord(v.getData(), 0, admin);
+                    JsonObject ao = new JsonObject();
+                    ao.addProperty("handle", Util.decodeString(admin.adminId));
+                    ao.addProperty("index", admin.adminIdIndex);
+                    JsonArray perms = new JsonArray();
+                    for (boolean p : admin.perms) perms.add(p);
+                    ao.add("perms", perms);
+                    o.add("admin", ao);
+                }
+            } catch (HandleException e) {
+                o.addProperty("decodeError", e.getMessage());
+            }
+            array.add(o);
+        }
+        return array;
+    }
+
+    static JsonObject site(SiteInfo s) {
+        JsonObject o = new JsonObject();
+        o.addProperty("dataFormatVersion", s.dataFormatVersion);
+        o.addProperty("protocolVersion", s.majorProtocolVersion + "." + s.minorProtocolVersion);
+        o.addProperty("serial", s.serialNumber);
+        o.addProperty("primary", s.isPrimary);
+        o.addProperty("multiPrimary", s.multiPrimary);
+        o.addProperty("hashOption", s.hashOption);
+        o.addProperty("hashFilterHex", hexOrNull(s.hashFilter));
+        JsonArray attributes = new JsonArray();
+        if (s.attributes != null) {
+            for (Attribute a : s.attributes) {
+                JsonObject ao = new JsonObject();
+                ao.addProperty("name", Util.decodeString(a.name));
+                ao.addProperty("value", utf8OrNull(a.value));
+                attributes.add(ao);
+            }
+        }
+        o.add("attributes", attributes);
+        JsonArray servers = new JsonArray();
+        if (s.servers != null) {
+            for (ServerInfo server : s.servers) {
+                JsonObject so = new JsonObject();
+                so.addProperty("serverId", server.serverId);
+                so.addProperty("address", server.getAddressString());
+                so.addProperty("addressHex", hexOrNull(server.ipAddress));
+                so.addProperty("publicKeyHex", hexOrNull(server.publicKey));
+                JsonArray interfaces = new JsonArray();
+                for (Interface i : server.interfaces) {
+                    JsonObject io = new JsonObject();
+                    io.addProperty("type", i.type);
+                    io.addProperty("typeName", Interface.typeName(i.type));
+                    io.addProperty("protocol", i.protocol);
+                    io.addProperty("protocolName", Interface.protocolName(i.protocol));
+                    io.addProperty("port", i.port);
+                    interfaces.add(io);
+                }
+                so.add("interfaces", interfaces);
+                servers.add(so);
+            }
+        }
+        o.add("servers", servers);
+        return o;
+    }
+
+    /** Strict UTF-8: bytes that are not valid UTF-8 give null (dataHex has them). */
+    static String utf8OrNull(byte[] bytes) {
+        if (bytes == null) return null;
+        try {
+            return StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT)
+                .decode(ByteBuffer.wrap(bytes))
+                .toString();
+        } catch (CharacterCodingException e) {
+            return null;
+        }
+    }
+
+    static String hexOrNull(byte[] bytes) {
+        if (bytes == null) return null;
+        StringBuilder sb = new StringBuilder(bytes.length * 2);
+        for (byte b : bytes) sb.append(String.format("%02x", b & 0xff));
+        return sb.toString();
+    }
+
+    // ---- the command line -------------------------------------------------------------
+
+    static final class Args {
+        String command;
+        boolean tcp;
+        final List<String> positional = new ArrayList<>(); // command, HOST, PORT, [HANDLE]
+        final List<Integer> indexes = new ArrayList<>();
+        final List<String> types = new ArrayList<>();
+        boolean noRecursion;
+        boolean digest;
+
+        static Args parse(String[] argv) throws UsageError {
+            Args a = new Args();
+            Boolean transport = null;
+            for (int i = 0; i < argv.length; i++) {
+                String arg = argv[i];
+                switch (arg) {
+                    case "--tcp":
+                    case "--udp":
+                        if (transport != null) throw new UsageError("give one of --tcp or --udp, once");
+                        transport = arg.equals("--tcp");
+                        break;
+                    case "--index":
+                        if (++i >= argv.length) throw new UsageError("--index needs a number");
+                        try {
+                            a.indexes.add(Integer.parseInt(argv[i]));
+                        } catch (NumberFormatException e) {
+                            throw new UsageError("--index needs a number, not " + argv[i]);
+                        }
+                        break;
+                    case "--type":
+                        if (++i >= argv.length) throw new UsageError("--type needs a type");
+                        a.types.add(argv[i]);
+                        break;
+                    case "--no-recursion":
+                        a.noRecursion = true;
+                        break;
+                    case "--digest":
+                        a.digest = true;
+                        break;
+                    default:
+                        if (arg.startsWith("--")) throw new UsageError("unknown option: " + arg);
+                        a.positional.add(arg);
+                }
+            }
+            if (a.positional.isEmpty()) throw new UsageError("no command");
+            a.command = a.positional.get(0);
+            if (transport == null && (a.command.equals("resolve") || a.command.equals("siteinfo"))) {
+                throw new UsageError(a.command + " needs --tcp or --udp");
+            }
+            a.tcp = transport != null && transport;
+            return a;
+        }
+
+        void expectPositional(int n, String what) throws UsageError {
+            if (positional.size() != n) throw new UsageError(command + " takes " + what);
+        }
+
+        int port(String s) throws UsageError {
+            try {
+                int p = Integer.parseInt(s);
+                if (p >= 1 && p <= 65535) return p;
+            } catch (NumberFormatException e) {
+                // fall through
+            }
+            throw new UsageError("PORT must be 1..65535, not " + s);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+"""The Handle face's sockets: UDP and TCP on one address, port 2641 by convention
+(RFC 3652 §2.1).
+
+Over TCP each message is an envelope and ``MessageLength`` bytes (§2.2.1); the CNRI
+client sends one request a connection, but a connection may carry several, answered
+in order, and is closed when idle for ``IDLE`` seconds, on an envelope no request can
+have, or when ``MAX_TCP`` connections are open already. Over UDP a request is one
+datagram and an answer at most ``MAX_UDP_PACKETS`` packets of 512 bytes, which the
+client puts together by their sequence numbers (§2.2.5); a longer answer is an error
+that says to ask over TCP. At most ``MAX_PENDING`` UDP requests wait at once; more are
+dropped (the client retries).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+
+from resolver.handle.respond import HandleFace
+from resolver.sockets import Connections, Datagrams
+from schemas.handle_wire import (
+    ENVELOPE_SIZE,
+    MAX_MESSAGE_LENGTH,
+    UDP_PACKET_SIZE,
+    Envelope,
+    ErrorResponse,
+    HandleWireError,
+    Message,
+    ResponseCode,
+    decode_request,
+    encode_error_reply,
+    encode_response,
+    reply_envelope,
+    tcp_message,
+    udp_packets,
+)
+
+IDLE = 10.0  # seconds a TCP connection may sit between requests
+MAX_TCP = 2000
+MAX_TCP_PER_PEER = 200  # connections one address may hold
+MAX_PENDING = 2000
+# What one UDP request may make this node send: 8 packets of 512 bytes, about 50 times
+# the request (a UDP source is forgeable); a longer answer goes over TCP.
+MAX_UDP_PACKETS = 8
+log = logging.getLogger("idres.handle")
+
+
+class Exchange:
+    """One request's bytes in, the answer's out: the codec around ``face``, with no
+    socket (the server's transports, or a fuzzer, hand it the bytes)."""
+
+    def __init__(self, face: HandleFace) -> None:
+        self.face = face
+        self.refused = 0  # requests answered with a protocol error
+
+    async def answer_datagram(self, data: bytes, peer: str) -> list[bytes]:
+        """The packets answering one UDP request (none: nothing to answer, as for a
+        datagram too short to hold an envelope)."""
+        try:
+            envelope = Envelope.decode(data)
+        except HandleWireError:
+            return []  # no request id to answer with: the asker could not match it
+        payload = data[ENVELOPE_SIZE:]
+        if envelope.sequence != 0 or envelope.message_length != len(payload):
+            # a request over several datagrams, or one that lies about its length
+            error = HandleWireError(
+                ResponseCode.PROTOCOL_ERROR,
+                f"a UDP request is one datagram: this one says {envelope.message_length} "
+                f"bytes (packet {envelope.sequence}) and carries {len(payload)}; "
+                "send longer requests over TCP",
+                field="message_length",
+                offset=16,
+            )
+            reply = self._refuse(envelope, error)
+        else:
+            reply = await self.answer(envelope, data, peer)
+        try:
+            return udp_packets(reply_envelope(envelope), reply, max_packets=MAX_UDP_PACKETS)
+        except HandleWireError:
+            request = decode_request(envelope, payload)  # it was answered: it decodes
+            short = encode_response(
+                request,
+                ResponseCode.ERROR,
+                ErrorResponse(
+                    message=f"the answer is {len(reply)} bytes, more than "
+                    f"{MAX_UDP_PACKETS} UDP packets carry; ask over TCP"
+                ),
+                now=int(time.time()),
+            )
+            return udp_packets(reply_envelope(envelope), short)
+
+    async def answer(self, envelope: Envelope, message: bytes, peer: str) -> bytes:
+        """The payload answering one request (``message``: its envelope and payload),
+        kept as sent when it may be."""
+        payload = message[ENVELOPE_SIZE:]
+        try:
+            request = decode_request(envelope, payload)
+        except HandleWireError as error:
+            return self._refuse(envelope, error)
+        if envelope.encrypted or envelope.compressed:
+            return self._reply(
+                request,
+                ResponseCode.OPERATION_NOT_SUPPORTED,
+                "compressed and encrypted messages are not served here",
+            )
+        generation = self.face.wires.generation if self.face.wires is not None else 0
+        reply = await self.face.answer(request, peer=peer)
+        out = encode_response(request, reply.code, reply.body, now=int(time.time()))
+        if reply.keep is not None:
+            self.face.keep(message, tcp_message(reply_envelope(envelope), out), reply, generation)
+        return out
+
+    def _refuse(self, envelope: Envelope, error: HandleWireError) -> bytes:
+        self.refused += 1
+        return encode_error_reply(envelope, error, now=int(time.time()))
+
+    def _reply(self, request: Message, code: ResponseCode, message: str) -> bytes:
+        return encode_response(request, code, ErrorResponse(message=message), now=int(time.time()))
+
+
+class HandleServer:
+    """Serves ``face`` on a UDP and a TCP socket (``resolver.sockets.bind``)."""
+
+    def __init__(self, face: HandleFace, sockets: tuple[socket.socket, socket.socket]) -> None:
+        self.face = face
+        self.sockets = sockets
+        self._udp: asyncio.DatagramTransport | None = None
+        self._protocol: Datagrams | None = None
+        self._tcp: asyncio.Server | None = None
+        self._conns = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
+        self.exchange = Exchange(face)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self.sockets[1].getsockname()[:2]
+        return host, port
+
+    async def start(self) -> None:
+        udp, tcp = self.sockets
+        loop = asyncio.get_running_loop()
+        self._tcp = await asyncio.start_server(self._serve, sock=tcp)
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: Datagrams(
+                kept=self._kept_datagram,
+                answer=self.exchange.answer_datagram,
+                max_pending=MAX_PENDING,
+                log=log,
+            ),
+            sock=udp,
+        )
+        self._udp, self._protocol = transport, protocol
+
+    def _kept_datagram(self, data: bytes) -> bytes | None:
+        kept = self.face.kept(data)
+        return kept if kept is not None and len(kept) <= UDP_PACKET_SIZE else None
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            self._conns.close()
+            await self._tcp.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with self._conns.held(writer) as peer:
+            if peer is None:
+                return
+            while True:
+                head = await asyncio.wait_for(reader.readexactly(ENVELOPE_SIZE), IDLE)
+                try:
+                    envelope = Envelope.decode(head)
+                except HandleWireError:  # a length past the cap: the stream is lost
+                    break
+                if envelope.message_length > MAX_MESSAGE_LENGTH:
+                    break
+                payload = await asyncio.wait_for(reader.readexactly(envelope.message_length), IDLE)
+                kept = self.face.kept(head + payload)
+                if kept is not None:
+                    writer.write(kept)
+                else:
+                    reply = await self.exchange.answer(envelope, head + payload, peer)
+                    writer.write(tcp_message(reply_envelope(envelope), reply))
+                await asyncio.wait_for(writer.drain(), IDLE)
+
+    def metrics_lines(self) -> list[str]:
+        """Prometheus series of this process's Handle face."""
+        node = f'node="{self.face.name}"'
+        dropped = self._protocol.dropped if self._protocol is not None else 0
+        wires = self.face.wires
+        return [
+            "# HELP idres_handle_requests_total Handle protocol requests this process answered.",
+            "# TYPE idres_handle_requests_total counter",
+            f"idres_handle_requests_total{{{node}}} {self.face.answered}",
+            "# HELP idres_handle_kept_answers_total Requests answered from the kept answers.",
+            "# TYPE idres_handle_kept_answers_total counter",
+            f"idres_handle_kept_answers_total{{{node}}} {wires.hits if wires else 0}",
+            "# HELP idres_handle_kept_entries Answers kept as they went out.",
+            "# TYPE idres_handle_kept_entries gauge",
+            f"idres_handle_kept_entries{{{node}}} {len(wires) if wires else 0}",
+            "# HELP idres_handle_refused_total Handle requests answered with a protocol error.",
+            "# TYPE idres_handle_refused_total counter",
+            f"idres_handle_refused_total{{{node}}} {self.exchange.refused}",
+            "# HELP idres_handle_dropped_total UDP requests dropped: too many were waiting.",
+            "# TYPE idres_handle_dropped_total counter",
+            f"idres_handle_dropped_total{{{node}}} {dropped}",
+        ]
