@@ -5,9 +5,34 @@
  *
  *   resolve  --tcp|--udp HOST PORT HANDLE [--index N]... [--type T]... [--no-recursion] [--digest]
  *   siteinfo --tcp|--udp HOST PORT
+ *   create|delete|add|modify|remove --tcp|--udp HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX
+ *            --key PRIVATE_KEY_FILE [--value INDEX:TYPE:DATA]... [--index N]... [--digest]
+ *   keygen-rsa OUT_PRIVATE OUT_PUBLIC
  *
- * Requests go straight to HOST:PORT through HandleResolver.sendHdlTcpRequest /
+ * resolve and siteinfo go straight to HOST:PORT through HandleResolver.sendHdlTcpRequest /
  * sendHdlUdpRequest: no global resolution, no root servers, no sessions, no cache.
+ *
+ * The admin commands go as an admin tool sends them: HandleResolver.sendRequestToServer
+ * with a PublicKeyAuthenticationInfo, so the library itself answers the server's
+ * challenge (RC 402 -> OC 200 with the signed nonce and request digest). The ServerInfo
+ * is built for HOST:PORT (one admin+query interface on the given transport), not taken
+ * from the site's HS_SITE, so the request goes where the test points it. The resolver
+ * has no session tracker (setSessionTracker(null)): no OC 400 session setup.
+ *   --admin    the admin's HS_PUBKEY value, e.g. 0.NA/88.100:300 (split at the last ':')
+ *   --key      its private key: PKCS#8, PEM ("BEGIN PRIVATE KEY") or DER, unencrypted.
+ *              CNRI signs challenges with "SHA256with" + the key's algorithm, so only RSA
+ *              and DSA keys can answer; an EC or Ed25519 key loads, and the library then
+ *              fails to sign (exit 2, INTERNAL_ERROR "Unable to sign challenge").
+ *   --value    INDEX:TYPE:DATA for create, add and modify. DATA is UTF-8 text, or
+ *              hex:HEX, file:PATH (the file's bytes, e.g. an HS_PUBKEY from keygen-rsa),
+ *              admin:HANDLE:INDEX (an HS_ADMIN record with every permission), text:TEXT.
+ *              Values get the library's defaults (TTL 86400, admin read/write, public
+ *              read) and the current time as their timestamp, as the admin tools set it.
+ *   --index    for remove: the indexes to remove.
+ *   --digest   ask for the request digest in responses (RD), as with resolve.
+ * keygen-rsa writes a fresh 2048-bit RSA pair: OUT_PRIVATE (PKCS#8 PEM, what --key reads),
+ * OUT_PUBLIC (the Handle encoding, Util.getBytesFromPublicKey: HS_PUBKEY value data) and
+ * OUT_PUBLIC.spki.der (the same key as DER SubjectPublicKeyInfo).
  *
  * stdout is always ONE JSON object. Exit codes:
  *   0  a response arrived (whatever its responseCode)
@@ -22,19 +47,34 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
+import java.io.IOException;
 import java.net.InetAddress;
 import java.nio.ByteBuffer;
 import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Paths;
+import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
+import java.security.KeyPair;
+import java.security.KeyPairGenerator;
+import java.security.PrivateKey;
+import java.security.interfaces.RSAPublicKey;
+import java.security.spec.PKCS8EncodedKeySpec;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.List;
+import java.util.Set;
 import net.handle.hdllib.AbstractMessage;
 import net.handle.hdllib.AbstractRequest;
 import net.handle.hdllib.AbstractResponse;
+import net.handle.hdllib.AddValueRequest;
 import net.handle.hdllib.AdminRecord;
 import net.handle.hdllib.Attribute;
 import net.handle.hdllib.Common;
+import net.handle.hdllib.CreateHandleRequest;
+import net.handle.hdllib.DeleteHandleRequest;
 import net.handle.hdllib.Encoder;
 import net.handle.hdllib.ErrorResponse;
 import net.handle.hdllib.GenericRequest;
@@ -43,6 +83,9 @@ import net.handle.hdllib.HandleException;
 import net.handle.hdllib.HandleResolver;
 import net.handle.hdllib.HandleValue;
 import net.handle.hdllib.Interface;
+import net.handle.hdllib.ModifyValueRequest;
+import net.handle.hdllib.PublicKeyAuthenticationInfo;
+import net.handle.hdllib.RemoveValueRequest;
 import net.handle.hdllib.ResolutionRequest;
 import net.handle.hdllib.ResolutionResponse;
 import net.handle.hdllib.ServerInfo;
@@ -64,7 +107,10 @@ public final class HdlProbe {
 
     static final String USAGE = String.join("\n",
         "usage: HdlProbe resolve  --tcp|--udp HOST PORT HANDLE [--index N]... [--type T]... [--no-recursion] [--digest]",
-        "       HdlProbe siteinfo --tcp|--udp HOST PORT");
+        "       HdlProbe siteinfo --tcp|--udp HOST PORT",
+        "       HdlProbe create|delete|add|modify|remove --tcp|--udp HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX",
+        "                --key PRIVATE_KEY_FILE [--value INDEX:TYPE:DATA]... [--index N]... [--digest]",
+        "       HdlProbe keygen-rsa OUT_PRIVATE OUT_PUBLIC");
 
     static final Gson GSON = new GsonBuilder().serializeNulls().disableHtmlEscaping().create();
 
@@ -118,13 +164,14 @@ public final class HdlProbe {
                 return resolve(args);
             case "siteinfo":
                 return siteInfo(args);
-            // Admin commands go here (create, delete, add, modify, remove value), each
-            // signing with a PublicKeyAuthenticationInfo(adminHandle, adminIndex, privateKey).
-            // They cannot use sendHdlTcpRequest alone: the challenge/response (RC 402,
-            // OC 200/201) is driven by HandleResolver.sendRequestToServer(req, ServerInfo),
-            // which wants the ServerInfo that `siteinfo` returns. Call
-            // resolver.setSessionTracker(null) first, or it opens a session (OC 400) for
-            // every admin request.
+            case "create":
+            case "delete":
+            case "add":
+            case "modify":
+            case "remove":
+                return admin(args);
+            case "keygen-rsa":
+                return keygenRsa(args);
             default:
                 throw new UsageError("unknown command: " + args.command);
         }
@@ -161,15 +208,18 @@ public final class HdlProbe {
     }
 
     static AbstractResponse send(Args args, AbstractRequest req) throws UsageError, HandleException {
-        InetAddress addr;
-        try {
-            addr = InetAddress.getByName(args.positional.get(1));
-        } catch (java.net.UnknownHostException e) {
-            throw new UsageError("unknown host: " + args.positional.get(1));
-        }
+        InetAddress addr = host(args);
         int port = args.port(args.positional.get(2));
         HandleResolver resolver = newResolver();
         return args.tcp ? resolver.sendHdlTcpRequest(req, addr, port) : resolver.sendHdlUdpRequest(req, addr, port);
+    }
+
+    static InetAddress host(Args args) throws UsageError {
+        try {
+            return InetAddress.getByName(args.positional.get(1));
+        } catch (java.net.UnknownHostException e) {
+            throw new UsageError("unknown host: " + args.positional.get(1));
+        }
     }
 
     static HandleResolver newResolver() {
@@ -184,6 +234,181 @@ public final class HdlProbe {
         resolver.setTcpTimeout(TCP_TIMEOUT_MS);
         resolver.setUdpRetryScheme(UDP_RETRY_SCHEDULE_MS);
         return resolver;
+    }
+
+    // ---- administration -------------------------------------------------------------
+
+    static final Set<String> ADMIN_COMMANDS = Set.of("create", "delete", "add", "modify", "remove");
+
+    static JsonObject admin(Args args) throws UsageError, HandleException {
+        args.expectPositional(4, "HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX --key FILE");
+        if (!args.types.isEmpty() || args.noRecursion) {
+            throw new UsageError(args.command + " takes no --type or --no-recursion");
+        }
+        if (args.admin == null || args.key == null) {
+            throw new UsageError(args.command + " needs --admin ADMIN_HANDLE:INDEX and --key FILE");
+        }
+        boolean takesValues = !args.command.equals("delete") && !args.command.equals("remove");
+        if (!takesValues && !args.values.isEmpty()) throw new UsageError(args.command + " takes no --value");
+        if (args.command.equals("remove") != !args.indexes.isEmpty()) {
+            throw new UsageError("--index is for remove, and remove needs at least one");
+        }
+        if ((args.command.equals("add") || args.command.equals("modify")) && args.values.isEmpty()) {
+            throw new UsageError(args.command + " needs at least one --value");
+        }
+
+        int colon = args.admin.lastIndexOf(':');
+        if (colon <= 0) throw new UsageError("--admin wants ADMIN_HANDLE:INDEX, not " + args.admin);
+        byte[] adminHandle = Util.encodeString(args.admin.substring(0, colon));
+        int adminIndex = parseIndex(args.admin.substring(colon + 1), "--admin");
+        PublicKeyAuthenticationInfo auth = new PublicKeyAuthenticationInfo(adminHandle, adminIndex, loadPrivateKey(args.key));
+
+        HandleValue[] values = new HandleValue[args.values.size()];
+        int now = (int) (System.currentTimeMillis() / 1000);
+        for (int i = 0; i < values.length; i++) values[i] = parseValue(args.values.get(i), now);
+        byte[] handle = Util.encodeString(args.positional.get(3));
+        AbstractRequest req;
+        switch (args.command) {
+            case "create":
+                req = new CreateHandleRequest(handle, values, auth);
+                break;
+            case "delete":
+                req = new DeleteHandleRequest(handle, auth);
+                break;
+            case "add":
+                req = new AddValueRequest(handle, values, auth);
+                break;
+            case "modify":
+                req = new ModifyValueRequest(handle, values, auth);
+                break;
+            default:
+                req = new RemoveValueRequest(handle, args.indexes.stream().mapToInt(Integer::intValue).toArray(), auth);
+        }
+        req.returnRequestDigest = args.digest;
+
+        InetAddress addr = host(args);
+        ServerInfo server = new ServerInfo();
+        server.serverId = 1;
+        server.ipAddress = new byte[Common.IP_ADDRESS_LENGTH];
+        byte[] raw = addr.getAddress(); // IPv4 goes in the last 4 bytes (ServerInfo.isIPv4)
+        System.arraycopy(raw, 0, server.ipAddress, Common.IP_ADDRESS_LENGTH - raw.length, raw.length);
+        server.publicKey = new byte[0]; // used only to check certified responses; none asked
+        byte protocol = args.tcp ? Interface.SP_HDL_TCP : Interface.SP_HDL_UDP;
+        server.interfaces = new Interface[] { new Interface(Interface.ST_ADMIN_AND_QUERY, protocol, args.port(args.positional.get(2))) };
+
+        HandleResolver resolver = newResolver();
+        resolver.setSessionTracker(null); // else every admin request first opens a session (OC 400)
+        return describe(resolver.sendRequestToServer(req, server));
+    }
+
+    static int parseIndex(String s, String what) throws UsageError {
+        try {
+            return Integer.parseInt(s);
+        } catch (NumberFormatException e) {
+            throw new UsageError(what + " needs a number as its index, not " + s);
+        }
+    }
+
+    /** INDEX:TYPE:DATA; see the header comment for the forms of DATA. */
+    static HandleValue parseValue(String spec, int now) throws UsageError {
+        String[] parts = spec.split(":", 3);
+        if (parts.length != 3 || parts[1].isEmpty()) throw new UsageError("--value wants INDEX:TYPE:DATA, not " + spec);
+        int index = parseIndex(parts[0], "--value");
+        String data = parts[2];
+        byte[] bytes;
+        if (data.startsWith("hex:")) {
+            bytes = Util.encodeHexString(data.substring(4));
+        } else if (data.startsWith("file:")) {
+            try {
+                bytes = Files.readAllBytes(Paths.get(data.substring(5)));
+            } catch (IOException e) {
+                throw new UsageError("cannot read " + data.substring(5) + ": " + e);
+            }
+        } else if (data.startsWith("admin:")) {
+            String ref = data.substring(6);
+            int colon = ref.lastIndexOf(':');
+            if (colon <= 0) throw new UsageError("admin: wants HANDLE:INDEX, not " + ref);
+            boolean all = true;
+            AdminRecord admin = new AdminRecord(Util.encodeString(ref.substring(0, colon)), parseIndex(ref.substring(colon + 1), "admin:"),
+                all, all, all, all, all, all, all, all, all, all, all, all);
+            bytes = Encoder.encodeAdminRecord(admin);
+        } else if (data.startsWith("text:")) {
+            bytes = Util.encodeString(data.substring(5));
+        } else {
+            bytes = Util.encodeString(data);
+        }
+        HandleValue value = new HandleValue(index, Util.encodeString(parts[1]), bytes);
+        value.setTimestamp(now);
+        return value;
+    }
+
+    /** An unencrypted PKCS#8 private key, PEM or DER, of whichever algorithm it holds. */
+    static PrivateKey loadPrivateKey(String path) throws UsageError {
+        byte[] der;
+        try {
+            der = Files.readAllBytes(Paths.get(path));
+        } catch (IOException e) {
+            throw new UsageError("cannot read " + path + ": " + e);
+        }
+        String text = new String(der, StandardCharsets.ISO_8859_1);
+        if (text.contains("-----BEGIN ")) {
+            String begin = "-----BEGIN PRIVATE KEY-----";
+            String end = "-----END PRIVATE KEY-----";
+            int from = text.indexOf(begin);
+            int to = text.indexOf(end);
+            if (from < 0 || to < from) throw new UsageError(path + ": want an unencrypted PKCS#8 PEM (" + begin + ")");
+            try {
+                der = Base64.getMimeDecoder().decode(text.substring(from + begin.length(), to));
+            } catch (IllegalArgumentException e) {
+                throw new UsageError(path + ": bad base64 in the PEM: " + e.getMessage());
+            }
+        }
+        PKCS8EncodedKeySpec spec = new PKCS8EncodedKeySpec(der);
+        for (String algorithm : new String[] { "RSA", "DSA", "EC", "Ed25519" }) {
+            try {
+                return KeyFactory.getInstance(algorithm).generatePrivate(spec);
+            } catch (GeneralSecurityException e) {
+                // not this algorithm; try the next
+            }
+        }
+        throw new UsageError(path + ": not a PKCS#8 RSA, DSA, EC or Ed25519 private key");
+    }
+
+    static JsonObject keygenRsa(Args args) throws UsageError, HandleException {
+        args.expectPositional(3, "OUT_PRIVATE OUT_PUBLIC");
+        if (args.transportGiven || !args.indexes.isEmpty() || !args.types.isEmpty() || args.noRecursion || args.digest) {
+            throw new UsageError("keygen-rsa takes no options");
+        }
+        KeyPair pair;
+        try {
+            KeyPairGenerator generator = KeyPairGenerator.getInstance("RSA");
+            generator.initialize(2048);
+            pair = generator.generateKeyPair();
+        } catch (GeneralSecurityException e) {
+            throw new IllegalStateException("no RSA key generator", e);
+        }
+        String pem = "-----BEGIN PRIVATE KEY-----\n"
+            + Base64.getMimeEncoder(64, new byte[] { '\n' }).encodeToString(pair.getPrivate().getEncoded())
+            + "\n-----END PRIVATE KEY-----\n";
+        byte[] handleEncoding = Util.getBytesFromPublicKey(pair.getPublic());
+        byte[] spki = pair.getPublic().getEncoded(); // X.509 SubjectPublicKeyInfo, DER
+        String privatePath = args.positional.get(1);
+        String publicPath = args.positional.get(2);
+        String spkiPath = publicPath + ".spki.der";
+        try {
+            Files.write(Paths.get(privatePath), pem.getBytes(StandardCharsets.US_ASCII));
+            Files.write(Paths.get(publicPath), handleEncoding);
+            Files.write(Paths.get(spkiPath), spki);
+        } catch (IOException e) {
+            throw new UsageError("cannot write the key files: " + e);
+        }
+        JsonObject o = new JsonObject();
+        o.addProperty("privateKey", privatePath);
+        o.addProperty("publicKey", publicPath);
+        o.addProperty("publicKeySpki", spkiPath);
+        o.addProperty("modulusBits", ((RSAPublicKey) pair.getPublic()).getModulus().bitLength());
+        o.addProperty("publicKeyHex", hexOrNull(handleEncoding));
+        return o;
     }
 
     // ---- responses as JSON ----------------------------------------------------------
@@ -370,6 +595,11 @@ public final class HdlProbe {
         final List<String> types = new ArrayList<>();
         boolean noRecursion;
         boolean digest;
+        boolean transportGiven;
+        // admin commands only (--admin, --key, --value after the command)
+        String admin;
+        String key;
+        final List<String> values = new ArrayList<>();
 
         static Args parse(String[] argv) throws UsageError {
             Args a = new Args();
@@ -400,6 +630,18 @@ public final class HdlProbe {
                     case "--digest":
                         a.digest = true;
                         break;
+                    case "--admin":
+                    case "--key":
+                    case "--value":
+                        // only after an admin command; anywhere else they stay unknown options
+                        if (a.positional.isEmpty() || !ADMIN_COMMANDS.contains(a.positional.get(0))) {
+                            throw new UsageError("unknown option: " + arg);
+                        }
+                        if (++i >= argv.length) throw new UsageError(arg + " needs an argument");
+                        if (arg.equals("--admin")) a.admin = argv[i];
+                        else if (arg.equals("--key")) a.key = argv[i];
+                        else a.values.add(argv[i]);
+                        break;
                     default:
                         if (arg.startsWith("--")) throw new UsageError("unknown option: " + arg);
                         a.positional.add(arg);
@@ -407,10 +649,12 @@ public final class HdlProbe {
             }
             if (a.positional.isEmpty()) throw new UsageError("no command");
             a.command = a.positional.get(0);
-            if (transport == null && (a.command.equals("resolve") || a.command.equals("siteinfo"))) {
+            boolean query = a.command.equals("resolve") || a.command.equals("siteinfo");
+            if (transport == null && (query || ADMIN_COMMANDS.contains(a.command))) {
                 throw new UsageError(a.command + " needs --tcp or --udp");
             }
             a.tcp = transport != null && transport;
+            a.transportGiven = transport != null;
             return a;
         }
 

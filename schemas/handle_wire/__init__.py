@@ -15,10 +15,25 @@ Module map: ``codes`` (the numbers), ``limits`` (sizes and caps), ``wire`` (chec
 primitives), ``envelope``, ``header``, ``values`` (HandleValue, HS_SITE), ``digest``,
 ``request_bodies``, ``response_bodies``, ``messages`` (whole messages), ``framing``
 (TCP/UDP), ``errors``.
+``auth``: HS_PUBKEY keys and the challenge-response answer (signed, verified; no I/O).
 """
 
 from __future__ import annotations
 
+from schemas.handle_wire.auth import (
+    AUTH_TYPE_PUBKEY,
+    CHALLENGE_NONCE_SIZE,
+    HASH_ID_ED25519,
+    HASH_ID_SHA1,
+    HASH_ID_SHA256,
+    SignedResponse,
+    decode_public_key,
+    encode_public_key,
+    make_nonce,
+    sign_challenge,
+    signed_message,
+    verify_challenge_answer,
+)
 from schemas.handle_wire.codes import (
     DigestAlgorithm,
     HashOption,
@@ -96,7 +111,12 @@ from schemas.handle_wire.response_bodies import (
 from schemas.handle_wire.values import HandleValue, Interface, ServerInfo, SiteInfo
 
 __all__ = [
+    "AUTH_TYPE_PUBKEY",
+    "CHALLENGE_NONCE_SIZE",
     "ENVELOPE_SIZE",
+    "HASH_ID_ED25519",
+    "HASH_ID_SHA1",
+    "HASH_ID_SHA256",
     "HEADER_SIZE",
     "MAX_HANDLE_LENGTH",
     "MAX_LIST_ITEMS",
@@ -145,21 +165,28 @@ __all__ = [
     "ServiceType",
     "SessionExchangeKeyRequest",
     "SessionSetupRequest",
+    "SignedResponse",
     "SiteInfo",
     "SiteInfoResponse",
     "TransportProtocol",
     "TtlType",
     "VerifyResponseRequest",
     "VerifyResponseResponse",
+    "decode_public_key",
     "decode_request",
     "decode_response",
     "encode_error_reply",
     "encode_message",
+    "encode_public_key",
     "encode_response",
+    "make_nonce",
     "reassemble_udp",
     "reply_envelope",
     "reply_version",
+    "sign_challenge",
+    "signed_message",
     "tcp_message",
     "udp_packet_count",
     "udp_packets",
+    "verify_challenge_answer",
 ]
