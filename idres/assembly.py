@@ -36,6 +36,7 @@ from resolver.cache import Cache, CacheConfig
 from resolver.dns.names import DEFAULT_ZONE, zone_name
 from resolver.dns.respond import DnsConfig, Face
 from resolver.dns.server import DnsServer
+from resolver.handle.admin import Admin
 from resolver.handle.respond import HandleFace
 from resolver.handle.server import HandleServer
 from resolver.metrics import Metrics
@@ -399,11 +400,17 @@ def handle_server(
     app: web.Application, *, name: str, sockets: tuple[socket.socket, socket.socket]
 ) -> HandleServer:
     """The node's Handle protocol face on ``sockets`` (``resolver.sockets.bind``),
-    resolving as the app's resolver does; start it after the app's startup, close it
-    before the app's cleanup."""
+    resolving as the app's resolver does and writing as its registry does; start it
+    after the app's startup, close it before the app's cleanup."""
     host, port = sockets[1].getsockname()[:2]
+    config = app[API].registry.config
+    admin = Admin(store=app[STORE], served=config.served, delegated=config.delegated)
     face = HandleFace(
-        name=name, directory=app[DIRECTORY], resolver=app[RESOLVER], address=(host, port)
+        name=name,
+        directory=app[DIRECTORY],
+        resolver=app[RESOLVER],
+        address=(host, port),
+        admin=admin,
     )
     server = HandleServer(face, sockets)
     app[RESOLVER].metrics.extra.append(server.metrics_lines)

@@ -501,13 +501,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _delegate(args: argparse.Namespace) -> int:
     text = args.public_key
-    if Path(text).exists():
+    if _is_file(text):
         data = Path(text).read_bytes()
-        der = (
-            httpsig.public_key_der(httpsig.load_private_key(data))
-            if b"PRIVATE" in data
-            else _pem_public(data)
-        )
+        try:
+            der = (
+                httpsig.public_key_der(httpsig.load_private_key(data))
+                if b"PRIVATE" in data
+                else _public_der(data)
+            )
+        except ValueError as exc:
+            raise _Usage(f"--public-key {text}: {exc}") from None
     else:
         try:
             der = base64.b64decode(text, validate=True)
@@ -523,14 +526,30 @@ def _delegate(args: argparse.Namespace) -> int:
     return asyncio.run(send())
 
 
-def _pem_public(data: bytes) -> bytes:
+def _is_file(text: str) -> bool:
+    """Whether ``text`` names a file (a base64 key is often longer than a file name may
+    be, which the system refuses to look up)."""
+    try:
+        return Path(text).is_file()
+    except OSError:
+        return False
+
+
+def _public_der(data: bytes) -> bytes:
+    """A public key file, PEM or DER, as DER SubjectPublicKeyInfo; ValueError if neither."""
+    from cryptography.exceptions import UnsupportedAlgorithm
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
         PublicFormat,
+        load_der_public_key,
         load_pem_public_key,
     )
 
-    return load_pem_public_key(data).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    try:
+        key = load_pem_public_key(data) if b"-----BEGIN" in data else load_der_public_key(data)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ValueError("not a PEM or DER public key") from exc
+    return key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
 
 
 async def _import(args: argparse.Namespace) -> int:

@@ -316,7 +316,7 @@ class RegistryAPI:
         raw, auth = await self._signed_write(request)
         prefix, key, index = _delegation(decode_json(request, raw))
         record = prefix_record(prefix, key, now=int(self.clock()), key_index=index)
-        check_values(record.values)  # the key: Ed25519 or P-256, DER
+        check_values(record.values)  # the key: Ed25519, P-256 or RSA, DER
         op = PutOp(record=record, overwrite=False)
         return await self._write(request, raw, auth, [op], single=True)
 

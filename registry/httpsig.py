@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
@@ -44,6 +44,11 @@ IDEMPOTENCY_KEY = "idempotency-key"
 ALG_ED25519 = "ed25519"  # RFC 9421 §3.3.6
 ALG_ECDSA_P256 = "ecdsa-p256-sha256"  # RFC 9421 §3.3.4
 P256_SIGNATURE_BYTES = 64  # r || s, each left-padded to 32 octets (RFC 9421 §3.3.4)
+# RSA keys verify only (CNRI's Handle client signs with RSA, so an administrator's key
+# may be one); with no alg parameter an RSA signature is taken as PKCS#1 v1.5.
+ALG_RSA_V15_SHA256 = "rsa-v1_5-sha256"  # RFC 9421 §3.3.2
+ALG_RSA_PSS_SHA512 = "rsa-pss-sha512"  # RFC 9421 §3.3.1
+MIN_RSA_BITS = 2048
 
 PrivateKey: TypeAlias = ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey
 
@@ -597,7 +602,8 @@ def _check_alg(params: SignatureParams, expected: str) -> None:
 
 
 def verify(params: SignatureParams, base: bytes, public_key_der: bytes) -> None:
-    """Check the signature over ``base`` with a DER SubjectPublicKeyInfo (Ed25519 or P-256)."""
+    """Check the signature over ``base`` with a DER SubjectPublicKeyInfo (Ed25519, P-256,
+    or RSA with rsa-v1_5-sha256 or rsa-pss-sha512)."""
     try:
         public = load_der_public_key(public_key_der)
     except (ValueError, UnsupportedAlgorithm) as exc:
@@ -618,10 +624,29 @@ def verify(params: SignatureParams, base: bytes, public_key_der: bytes) -> None:
             r = int.from_bytes(params.signature[:32], "big")
             s = int.from_bytes(params.signature[32:], "big")
             public.verify(encode_dss_signature(r, s), base, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(public, rsa.RSAPublicKey):
+            _verify_rsa(params, base, public)
         else:
-            raise Forbidden(f"unsupported key type ({_kind(public)}); need Ed25519 or P-256")
+            raise Forbidden(f"unsupported key type ({_kind(public)}); need Ed25519, P-256 or RSA")
     except InvalidSignature as exc:
         raise Forbidden("signature does not verify") from exc
+
+
+def _verify_rsa(params: SignatureParams, base: bytes, public: rsa.RSAPublicKey) -> None:
+    if public.key_size < MIN_RSA_BITS:
+        raise Forbidden(f"an RSA key of {public.key_size} bits; at least {MIN_RSA_BITS}")
+    alg = params.alg or ALG_RSA_V15_SHA256
+    if alg == ALG_RSA_V15_SHA256:
+        public.verify(params.signature, base, padding.PKCS1v15(), hashes.SHA256())
+    elif alg == ALG_RSA_PSS_SHA512:
+        # §3.3.1: MGF1 with SHA-512, a salt of 64 bytes
+        pss = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+        public.verify(params.signature, base, pss, hashes.SHA512())
+    else:
+        raise Forbidden(
+            f"signature alg {alg!r} does not match the key "
+            f"({ALG_RSA_V15_SHA256} or {ALG_RSA_PSS_SHA512})"
+        )
 
 
 def check_freshness(

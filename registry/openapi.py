@@ -64,8 +64,9 @@ OPENAPI: dict[str, Any] = {
                 "type": "apiKey",
                 "in": "header",
                 "name": "Signature",
-                "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519 "
-                "or ecdsa-p256-sha256; created within the node's window.",
+                "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519, "
+                "ecdsa-p256-sha256, rsa-v1_5-sha256 or rsa-pss-sha512; created within the "
+                "node's window.",
             }
         },
         "schemas": {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag, StrEnum
 
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from schemas.errors import FieldError, InvalidIdentifier, InvalidValue
@@ -27,6 +27,8 @@ MAX_DATA_BYTES = 65535
 MAX_TYPE_BYTES = 128
 MAX_REFERENCES = 100
 DEFAULT_TTL = 86400
+# RSA admin keys (what CNRI's client signs with): NIST SP 800-131A's floor since 2014
+MIN_RSA_BITS = 2048
 
 
 class DataFormat(StrEnum):
@@ -351,4 +353,18 @@ def _key_errors(der: bytes, where: str) -> list[FieldError]:
         return []
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return []
-    return [FieldError(field=where, reason="key must be Ed25519 or ECDSA P-256")]
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size >= MIN_RSA_BITS:
+            return []
+        shown = f"an RSA key of {key.key_size} bits"
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        shown = f"an ECDSA key on {key.curve.name}"
+    else:
+        shown = f"a {type(key).__name__}"
+    return [
+        FieldError(
+            field=where,
+            reason=f"key must be Ed25519 or ECDSA P-256, or RSA of at least {MIN_RSA_BITS} "
+            f"bits; this is {shown}",
+        )
+    ]

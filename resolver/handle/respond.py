@@ -5,8 +5,9 @@ unsigned read: from this node's records, its copies, its cache, or, when the req
 asks for recursion, by asking the next node down the directory. Without recursion a
 lookup this node cannot answer itself gets a service referral naming the node that
 can, with that node's HS_SITE as its delegation signs it. Get site info (opcode 2)
-answers this node's HS_SITE. Every other operation gets OPERATION_NOT_SUPPORTED (or,
-for the administration ones, a message that says writes go over HTTP for now).
+answers this node's HS_SITE. Writes (create, delete, add, modify and remove values)
+and the answers to their challenges go to ``admin.Admin``; every other operation gets
+OPERATION_NOT_SUPPORTED.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from registry.httpio import TooManyRequests
 from resolver.budget import BudgetConfig, Budgets
+from resolver.handle.admin import WRITE_OPS, Admin, AdminReply
 from resolver.handle.values import wire_values
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory, handle_address
@@ -28,6 +30,7 @@ from schemas.codec_json import values_from_json
 from schemas.errors import IdresError, InvalidIdentifier
 from schemas.handle_wire import (
     RESPONSE_LIFETIME,
+    ChallengeAnswerRequest,
     ErrorResponse,
     GetSiteInfoRequest,
     HandleValue,
@@ -61,17 +64,6 @@ REFERRAL_KEEP = 60.0  # a referral kept as sent (a directory change forgets it f
 EXPIRATION = 36
 KEEPABLE_FLAGS = ~int(OpFlag.RETURN_REQUEST_DIGEST)  # a digest is of one request's bytes
 
-_ADMIN_OPS = frozenset(
-    {
-        OpCode.CREATE_HANDLE,
-        OpCode.DELETE_HANDLE,
-        OpCode.ADD_VALUE,
-        OpCode.REMOVE_VALUE,
-        OpCode.MODIFY_VALUE,
-        OpCode.LIST_HANDLES,
-    }
-)
-
 
 # An HTTP answer's status as the Handle protocol says it (RFC 3652 §2.2.2.2)
 _BY_STATUS = {
@@ -92,6 +84,11 @@ class Reply:
     # (what a change forgets it by); None: not kept
     keep: float | None = None
     about: str | None = None
+    # the reply envelope's session id, when not the request's (a challenge opens one)
+    session_id: int | None = None
+    # the opcode the reply answers, when not the request's (the outcome of a challenge
+    # answer is framed for the request that was challenged)
+    opcode: OpCode | None = None
 
 
 def kept_key(request: bytes) -> bytes:
@@ -111,8 +108,10 @@ class HandleFace:
         resolver: Resolver,
         address: tuple[str, int],
         clock: Callable[[], float] = time.monotonic,
+        admin: Admin | None = None,
     ) -> None:
         self.name = name
+        self.admin = admin  # None: a node that takes no writes over this face
         self.directory = directory
         self.resolver = resolver
         self.address = address
@@ -162,10 +161,15 @@ class HandleFace:
             return await self._resolve(request, body, peer)
         if isinstance(body, GetSiteInfoRequest):
             return Reply(ResponseCode.SUCCESS, SiteInfoResponse(site=self.site()))
-        if request.header.opcode in _ADMIN_OPS:
+        if self.admin is not None:
+            if request.header.opcode in WRITE_OPS:
+                return _from_admin(self.admin.challenge(request))
+            if isinstance(body, ChallengeAnswerRequest):
+                return _from_admin(await self.admin.answer(request))
+        if request.header.opcode in WRITE_OPS:
             return _error(
                 ResponseCode.OPERATION_NOT_SUPPORTED,
-                "this node takes writes over its HTTP API (RFC 9421 signatures) for now",
+                "this node takes writes over its HTTP API (RFC 9421 signatures) only",
             )
         return _error(
             ResponseCode.OPERATION_NOT_SUPPORTED,
@@ -174,7 +178,7 @@ class HandleFace:
 
     def site(self) -> SiteInfo:
         """This node's HS_SITE: one server, its address, TCP and UDP on its port."""
-        return site_info(self.address, serial=1)
+        return site_info(self.address, serial=1, admin=self.admin is not None)
 
     async def _resolve(self, request: Message, body: ResolutionRequest, peer: str) -> Reply:
         text = body.handle.decode("utf-8")  # the codec has checked it is UTF-8
@@ -315,10 +319,11 @@ def _type_matches(value_type: str, asked: tuple[bytes, ...]) -> bool:
     return False
 
 
-def site_info(address: tuple[str, int], *, serial: int) -> SiteInfo:
-    """One server at ``address``: resolution over TCP and UDP on its port (RFC 3651
-    §3.2.2). Administration is not offered here yet (writes go over HTTP)."""
+def site_info(address: tuple[str, int], *, serial: int, admin: bool = False) -> SiteInfo:
+    """One server at ``address``: resolution, and with ``admin`` administration too,
+    over TCP and UDP on its port (RFC 3651 §3.2.2)."""
     host, port = address
+    service = ServiceType.ADMIN_AND_QUERY if admin else ServiceType.QUERY
     return SiteInfo(
         serial_number=serial & 0xFFFF,
         servers=(
@@ -326,12 +331,8 @@ def site_info(address: tuple[str, int], *, serial: int) -> SiteInfo:
                 server_id=1,
                 address=ipaddress.ip_address(host),
                 interfaces=(
-                    Interface(
-                        service_type=ServiceType.QUERY, protocol=TransportProtocol.TCP, port=port
-                    ),
-                    Interface(
-                        service_type=ServiceType.QUERY, protocol=TransportProtocol.UDP, port=port
-                    ),
+                    Interface(service_type=service, protocol=TransportProtocol.TCP, port=port),
+                    Interface(service_type=service, protocol=TransportProtocol.UDP, port=port),
                 ),
             ),
         ),
@@ -345,6 +346,11 @@ def _message(body: bytes) -> str | None:
         return None
     message = parsed.get("message") if isinstance(parsed, dict) else None
     return message if isinstance(message, str) else None
+
+
+def _from_admin(reply: AdminReply) -> Reply:
+    # a write's answer is never kept: keep stays None
+    return Reply(reply.code, reply.body, session_id=reply.session_id, opcode=reply.opcode)
 
 
 def _error(code: ResponseCode, message: str) -> Reply:

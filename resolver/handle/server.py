@@ -17,6 +17,7 @@ import asyncio
 import logging
 import socket
 import time
+from dataclasses import replace
 
 from resolver.handle.respond import HandleFace
 from resolver.sockets import Connections, Datagrams
@@ -73,11 +74,11 @@ class Exchange:
                 field="message_length",
                 offset=16,
             )
-            reply = self._refuse(envelope, error)
+            framing, reply = reply_envelope(envelope), self._refuse(envelope, error)
         else:
-            reply = await self.answer(envelope, data, peer)
+            framing, reply = await self.answer(envelope, data, peer)
         try:
-            return udp_packets(reply_envelope(envelope), reply, max_packets=MAX_UDP_PACKETS)
+            return udp_packets(framing, reply, max_packets=MAX_UDP_PACKETS)
         except HandleWireError:
             request = decode_request(envelope, payload)  # it was answered: it decodes
             short = encode_response(
@@ -89,28 +90,35 @@ class Exchange:
                 ),
                 now=int(time.time()),
             )
-            return udp_packets(reply_envelope(envelope), short)
+            return udp_packets(framing, short)
 
-    async def answer(self, envelope: Envelope, message: bytes, peer: str) -> bytes:
-        """The payload answering one request (``message``: its envelope and payload),
-        kept as sent when it may be."""
+    async def answer(self, envelope: Envelope, message: bytes, peer: str) -> tuple[Envelope, bytes]:
+        """The envelope and payload answering one request (``message``: its envelope
+        and payload), kept as sent when it may be."""
+        framing = reply_envelope(envelope)
         payload = message[ENVELOPE_SIZE:]
         try:
             request = decode_request(envelope, payload)
         except HandleWireError as error:
-            return self._refuse(envelope, error)
+            return framing, self._refuse(envelope, error)
         if envelope.encrypted or envelope.compressed:
-            return self._reply(
+            return framing, self._reply(
                 request,
                 ResponseCode.OPERATION_NOT_SUPPORTED,
                 "compressed and encrypted messages are not served here",
             )
         generation = self.face.wires.generation if self.face.wires is not None else 0
         reply = await self.face.answer(request, peer=peer)
+        if reply.session_id is not None:
+            framing = replace(framing, session_id=reply.session_id)
+        if reply.opcode is not None:
+            # framed for the request challenged; the digest stays that of ``request``'s
+            # bytes as received (what the client checks it against)
+            request = replace(request, header=replace(request.header, opcode=reply.opcode))
         out = encode_response(request, reply.code, reply.body, now=int(time.time()))
         if reply.keep is not None:
-            self.face.keep(message, tcp_message(reply_envelope(envelope), out), reply, generation)
-        return out
+            self.face.keep(message, tcp_message(framing, out), reply, generation)
+        return framing, out
 
     def _refuse(self, envelope: Envelope, error: HandleWireError) -> bytes:
         self.refused += 1
@@ -181,8 +189,8 @@ class HandleServer:
                 if kept is not None:
                     writer.write(kept)
                 else:
-                    reply = await self.exchange.answer(envelope, head + payload, peer)
-                    writer.write(tcp_message(reply_envelope(envelope), reply))
+                    framing, reply = await self.exchange.answer(envelope, head + payload, peer)
+                    writer.write(tcp_message(framing, reply))
                 await asyncio.wait_for(writer.drain(), IDLE)
 
     def metrics_lines(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -125,6 +126,32 @@ def test_keygen_delegate_register_history_delete(server: tuple[str, Path], tmp_p
         ("create", False),
         ("delete", False),
     ]
+
+
+def test_delegate_takes_an_rsa_key_as_long_base64_or_a_der_file(
+    server: tuple[str, Path], tmp_path: Path
+) -> None:
+    """An RSA public key in base64 is longer than a file name may be: it is a key, not
+    a file that cannot be looked up; a DER file (what HdlProbe keygen-rsa writes) is read."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    url, admin = server
+    as_admin = ["--server", url, "--key", str(admin), "--key-id", ADMIN_ID]
+    for n, prefix in enumerate(("88.100.71", "88.100.72")):
+        der = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .public_key()
+            .public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        )
+        given = base64.b64encode(der).decode()
+        if n:
+            (tmp_path / "key.der").write_bytes(der)
+            given = str(tmp_path / "key.der")
+        done = idres("delegate", prefix, "--public-key", given, *as_admin)
+        assert done.returncode == 0, done.stderr
+        got = idres("get", f"0.NA/{prefix}", *as_admin)
+        assert base64.b64encode(der).decode() in got.stdout
 
 
 def test_missing_key_options_are_a_usage_error(server: tuple[str, Path]) -> None:

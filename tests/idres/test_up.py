@@ -174,6 +174,29 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         assert hdl["responseCode"] == 302, hdl
         (server,) = hdl["values"][0]["site"]["servers"]
         assert f"{server['address']}:{server['interfaces'][0]['port']}" == HANDLE_OUT["super"]
+        # an administrator with an RSA key (what CNRI's library signs with) takes a
+        # prefix at the sub-chain and creates a handle under it over the protocol, as
+        # the README shows
+        admin_key, hspub = tmp_path / "rsa.pem", tmp_path / "rsa.hspub"
+        status, made = probe("keygen-rsa", str(admin_key), str(hspub))
+        assert status == RESPONSE, made
+        node_admin = tmp_path / "up" / "keys" / "admin.pem"
+        delegated = idres(
+            "delegate", "88.100.1", "--public-key", str(tmp_path / "rsa.hspub.spki.der"),
+            "--server", sub_a, "--key", str(node_admin), "--key-id", "300:0.NA/node.admin",
+        )  # fmt: skip
+        assert delegated.returncode == 0, delegated.stdout + delegated.stderr
+        host, port = HANDLE_OUT["sub-a"].split(":")
+        status, created = probe(
+            "create", "--tcp", host, port, "88.100.1/BY-HANDLE",
+            "--admin", "0.NA/88.100.1:300", "--key", str(admin_key),
+            "--value", "1:URL:https://e.x/by-handle",
+        )  # fmt: skip
+        assert (status, created["responseCode"]) == (RESPONSE, 1), created
+        made_there = idres("resolve", "88.100.1/BY-HANDLE", "--server", entry)
+        assert (
+            json.loads(made_there.stdout)["values"][0]["data"]["value"] == "https://e.x/by-handle"
+        )
         register(tmp_path, sub_a, "88.100.5/KEPT", "https://e.x/kept")
         # the new record is replicated up the tree: the super node answers it itself,
         # even when asked not to recurse (no referral to the sub-chain)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import (
     BestAvailableEncryption,
     Encoding,
@@ -738,6 +738,50 @@ def test_ecdsa_signature_in_der_form_is_refused() -> None:
     der = key.sign(base, ec.ECDSA(hashes.SHA256()))
     with pytest.raises(Forbidden, match=f"must be 64 bytes r\\|\\|s .*not {len(der)}"):
         verify(dataclasses.replace(params, signature=der), base, public_key_der(key))
+
+
+_RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_RSA_DER = _RSA_KEY.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+_RSA_PSS = padding.PSS(mgf=padding.MGF1(hashes.SHA512()), salt_length=64)
+
+
+@pytest.mark.parametrize(
+    ("alg", "sign"),
+    [
+        pytest.param(
+            "rsa-v1_5-sha256",
+            lambda base: _RSA_KEY.sign(base, padding.PKCS1v15(), hashes.SHA256()),
+            id="v1_5",
+        ),
+        pytest.param(
+            None,
+            lambda base: _RSA_KEY.sign(base, padding.PKCS1v15(), hashes.SHA256()),
+            id="v1_5-without-alg",
+        ),
+        pytest.param(
+            "rsa-pss-sha512",
+            lambda base: _RSA_KEY.sign(base, _RSA_PSS, hashes.SHA512()),
+            id="pss",
+        ),
+    ],
+)
+def test_an_rsa_signed_request_verifies_with_the_rsa_algorithms(
+    alg: str | None, sign: Callable[[bytes], bytes]
+) -> None:
+    base = b'"@method": PUT\n"@signature-params": ()'
+    params = dataclasses.replace(_params("@method"), alg=alg, signature=sign(base))
+    verify(params, base, _RSA_DER)
+    with pytest.raises(Forbidden, match="signature does not verify"):
+        verify(params, base + b"!", _RSA_DER)
+
+
+@pytest.mark.parametrize("alg", ["ed25519", "ecdsa-p256-sha256", "rsa-pss-sha256"])
+def test_an_rsa_signature_under_another_alg_is_refused(alg: str) -> None:
+    base = b'"@method": PUT\n"@signature-params": ()'
+    signature = _RSA_KEY.sign(base, padding.PKCS1v15(), hashes.SHA256())
+    params = dataclasses.replace(_params("@method"), alg=alg, signature=signature)
+    with pytest.raises(Forbidden, match=f"signature alg '{alg}' does not match the key"):
+        verify(params, base, _RSA_DER)
 
 
 @pytest.mark.parametrize(

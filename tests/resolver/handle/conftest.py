@@ -3,7 +3,9 @@
 super (bid:) ── backbone (88, gs1:6) ── sub (88.100, gs1:690)
 
 Each node's delegation names its Handle face (ADDRESS:PORT), so a node that refers a
-client down the tree can name the next node's HS_SITE.
+client down the tree can name the next node's HS_SITE. The nodes' admin key (``ADMIN``,
+which every served prefix names) is the test-only RSA key of tests/fixtures/handle/admin,
+the kind CNRI's client signs with.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
@@ -20,9 +23,8 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import API, NodeSpec, build_app, delegations, handle_server
-from registry import httpsig
 from registry.database import create_pool
-from registry.service import bootstrap
+from registry.service import NODE_ADMIN, bootstrap
 from registry.store import PostgresStore
 from resolver.cache import CacheConfig
 from resolver.front import FrontDoor, open_front
@@ -53,6 +55,9 @@ SEEDS = [
     ("sub", "88.100.1/SOME", [(f"URL.{n}", LONG, 60) for n in range(12)]),
     ("backbone", "88.7/LOT-1", [("URL", "https://example.com/lots/1", 86400)]),
 ]
+ADMIN_KEYS = Path(__file__).resolve().parents[2] / "fixtures" / "handle" / "admin"
+ADMIN_KEY = ADMIN_KEYS / "rsa-test-key.pem"  # the private half, for HdlProbe --key
+ADMIN = f"{NODE_ADMIN.handle}:{NODE_ADMIN.index}"  # HdlProbe --admin HANDLE:INDEX
 PRIVATE = "88.100.1/PRIVATE"  # one public value, one only its admins may read
 SECRET = "88.100.1/SECRET"  # no public value at all
 
@@ -98,7 +103,7 @@ async def handle_net(pg_server_url: str, pg_template: str) -> AsyncIterator[Hand
     directory = Directory(signed, trust_anchor=signed[0].public_key)
     net = HandleNet(addresses=where, urls=urls)
     log = MemoryLog()
-    admin = ed25519.Ed25519PrivateKey.generate()
+    admin_der = (ADMIN_KEYS / "rsa-test-key.hspub.spki.der").read_bytes()
     admin_conn = await asyncpg.connect(pg_server_url)
     databases: list[str] = []
     pools: list[asyncpg.Pool] = []
@@ -115,7 +120,7 @@ async def handle_net(pg_server_url: str, pg_template: str) -> AsyncIterator[Hand
             await bootstrap(
                 store,
                 directory.kept_prefixes(name),
-                httpsig.public_key_der(admin),
+                admin_der,
                 now=int(time.time()),
             )
             for at, handle, values in SEEDS:
