@@ -91,21 +91,37 @@ class Connections:
         self.max_open = max_open
         self.max_per_peer = max_per_peer
         self.log = log
-        self.open: set[asyncio.StreamWriter] = set()
+        self.open: set[asyncio.BaseTransport] = set()
         self._per_peer: dict[str, int] = {}
+
+    def admit(self, transport: asyncio.BaseTransport) -> str | None:
+        """The peer address of a new connection, counted until ``release``; None when
+        it is one too many (it is closed at once)."""
+        peer = str((transport.get_extra_info("peername") or ("",))[0])
+        if len(self.open) >= self.max_open or self._per_peer.get(peer, 0) >= self.max_per_peer:
+            transport.close()
+            return None
+        self.open.add(transport)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        return peer
+
+    def release(self, transport: asyncio.BaseTransport, peer: str) -> None:
+        if transport not in self.open:
+            return
+        self.open.discard(transport)
+        left = self._per_peer.pop(peer, 1) - 1
+        if left:
+            self._per_peer[peer] = left
 
     @contextlib.asynccontextmanager
     async def held(self, writer: asyncio.StreamWriter) -> AsyncIterator[str | None]:
         """The connection's peer address while it is served (None: refused, closed at
         once); a peer that goes away or sits idle past a timeout ends it quietly, and a
         bug costs this connection, never the server."""
-        peer = str((writer.get_extra_info("peername") or ("",))[0])
-        if len(self.open) >= self.max_open or self._per_peer.get(peer, 0) >= self.max_per_peer:
-            writer.close()
+        peer = self.admit(writer.transport)
+        if peer is None:
             yield None
             return
-        self.open.add(writer)
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
         try:
             yield peer
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
@@ -113,14 +129,11 @@ class Connections:
         except Exception:
             self.log.exception("a TCP connection from %s failed", peer)
         finally:
-            self.open.discard(writer)
-            left = self._per_peer.pop(peer, 1) - 1
-            if left:
-                self._per_peer[peer] = left
+            self.release(writer.transport, peer)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
     def close(self) -> None:
-        for writer in list(self.open):
-            writer.close()
+        for transport in list(self.open):
+            transport.close()

@@ -17,7 +17,9 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Coroutine
 from dataclasses import replace
+from typing import Any, cast
 
 from resolver.handle.respond import HandleFace
 from resolver.sockets import Connections, Datagrams
@@ -42,6 +44,9 @@ IDLE = 10.0  # seconds a TCP connection may sit between requests
 MAX_TCP = 2000
 MAX_TCP_PER_PEER = 200  # connections one address may hold
 MAX_PENDING = 2000
+# what one connection may hold unread while its request is worked out: a request and
+# the next one, whole
+MAX_BUFFERED = 2 * (ENVELOPE_SIZE + MAX_MESSAGE_LENGTH)
 # What one UDP request may make this node send: 8 packets of 512 bytes, about 50 times
 # the request (a UDP source is forgeable); a longer answer goes over TCP.
 MAX_UDP_PACKETS = 8
@@ -137,7 +142,8 @@ class HandleServer:
         self._udp: asyncio.DatagramTransport | None = None
         self._protocol: Datagrams | None = None
         self._tcp: asyncio.Server | None = None
-        self._conns = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
+        self.connections = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.exchange = Exchange(face)
 
     @property
@@ -148,7 +154,7 @@ class HandleServer:
     async def start(self) -> None:
         udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
-        self._tcp = await asyncio.start_server(self._serve, sock=tcp)
+        self._tcp = await loop.create_server(lambda: _Stream(self), sock=tcp)
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: Datagrams(
                 kept=self._kept_datagram,
@@ -164,34 +170,21 @@ class HandleServer:
         kept = self.face.kept(data)
         return kept if kept is not None and len(kept) <= UDP_PACKET_SIZE else None
 
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._udp is not None:
             self._udp.close()
         if self._tcp is not None:
             self._tcp.close()
-            self._conns.close()
+            self.connections.close()
             await self._tcp.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        async with self._conns.held(writer) as peer:
-            if peer is None:
-                return
-            while True:
-                head = await asyncio.wait_for(reader.readexactly(ENVELOPE_SIZE), IDLE)
-                try:
-                    envelope = Envelope.decode(head)
-                except HandleWireError:  # a length past the cap: the stream is lost
-                    break
-                if envelope.message_length > MAX_MESSAGE_LENGTH:
-                    break
-                payload = await asyncio.wait_for(reader.readexactly(envelope.message_length), IDLE)
-                kept = self.face.kept(head + payload)
-                if kept is not None:
-                    writer.write(kept)
-                else:
-                    framing, reply = await self.exchange.answer(envelope, head + payload, peer)
-                    writer.write(tcp_message(framing, reply))
-                await asyncio.wait_for(writer.drain(), IDLE)
 
     def metrics_lines(self) -> list[str]:
         """Prometheus series of this process's Handle face."""
@@ -215,3 +208,84 @@ class HandleServer:
             "# TYPE idres_handle_dropped_total counter",
             f"idres_handle_dropped_total{{{node}}} {dropped}",
         ]
+
+
+class _Stream(asyncio.Protocol):
+    """One TCP connection: envelopes and messages read as they arrive; a request with a
+    kept answer is answered at once (no task), others in order, one task at a time;
+    idle for ``IDLE`` seconds, or past what a request may be, it is closed."""
+
+    def __init__(self, server: HandleServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.peer: str | None = None
+        self.buffer = bytearray()
+        self.busy = False  # a request is being worked out: the next ones wait for it
+        self.idle: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = self.server.connections.admit(transport)
+        if self.peer is not None:
+            self._wait()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        if self.transport is not None and self.peer is not None:
+            self.server.connections.release(self.transport, self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if len(self.buffer) > MAX_BUFFERED:  # a client that will not wait its turn
+            self._close()
+        elif not self.busy:
+            self._next()
+
+    def _next(self) -> None:
+        """Answer the whole requests buffered, in order, until one needs a task."""
+        buffer, transport = self.buffer, self.transport
+        assert transport is not None
+        while len(buffer) >= ENVELOPE_SIZE:
+            length = int.from_bytes(buffer[16:20], "big")
+            if length > MAX_MESSAGE_LENGTH:  # no request is that long: the stream is lost
+                self._close()
+                return
+            if len(buffer) < ENVELOPE_SIZE + length:
+                break
+            message = bytes(buffer[: ENVELOPE_SIZE + length])
+            del buffer[: ENVELOPE_SIZE + length]
+            kept = self.server.face.kept(message)
+            if kept is not None:
+                transport.write(kept)
+                continue
+            self.busy = True
+            self.server.spawn(self._answer(message))
+            return
+        self._wait()
+
+    async def _answer(self, message: bytes) -> None:
+        try:
+            envelope = Envelope.decode(message)
+            framing, out = await self.server.exchange.answer(envelope, message, self.peer or "")
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(tcp_message(framing, out))
+        except HandleWireError:  # an envelope past the cap: the stream is lost
+            self._close()
+            return
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("handle: a TCP connection from %s failed", self.peer)
+            self._close()
+            return
+        self.busy = False
+        if self.transport is not None and not self.transport.is_closing():
+            self._next()
+
+    def _wait(self) -> None:
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = asyncio.get_running_loop().call_later(IDLE, self._close)
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
