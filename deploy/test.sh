@@ -52,14 +52,16 @@ ruff check .
 ruff format --check .
 echo "test: mypy --strict" >&2
 mypy
-echo "test: the edge (gofmt, go vet, go test)" >&2
-(
-  cd resolver/edge
-  unformatted="$(gofmt -l .)"
-  [[ -z "$unformatted" ]] || { echo "gofmt: $unformatted" >&2; exit 1; }
-  go vet ./...
-  go test -count=1 ./...
-)
+echo "test: the Go modules: the edge and the Handle load tool (gofmt, go vet, go test)" >&2
+for module in resolver/edge benchmarks/handleperf; do
+  (
+    cd "$module"
+    unformatted="$(gofmt -l .)"
+    [[ -z "$unformatted" ]] || { echo "gofmt: $module: $unformatted" >&2; exit 1; }
+    go vet ./...
+    go test -count=1 ./...
+  )
+done
 
 if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then
   IDRES_STATE="$(mktemp -d /tmp/idres-test-kafka.XXXXXX)"

@@ -1,0 +1,3 @@
+module idres/handleperf
+
+go 1.26.0
