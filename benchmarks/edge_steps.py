@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import re
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from benchmarks.testbed import (
     Writes,
     background,
     children,
-    cpu_ticks,
+    cpu_ticks_of,
     edge_rss_mb,
     is_edge,
     nice_postgres,
@@ -55,17 +54,6 @@ def _parts(node: int, pg_dir: Path) -> dict[str, list[int]]:
         postmaster = int(pidfile.read_text().split()[0])
         parts["entry-pg"] = [postmaster, *children(postmaster)]
     return parts
-
-
-def _cpu(parts: dict[str, list[int]]) -> dict[str, int]:
-    out = {}
-    for what, pids in parts.items():
-        total = 0
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                total += cpu_ticks(pid)
-        out[what] = total
-    return out
 
 
 def _cpu_times(cpu: str) -> list[int]:
@@ -181,7 +169,7 @@ async def _steps(
             else None
         )
         spy = _spy(parts["worker"][0], f"{args.profile}.{rate}") if args.profile else None
-        cpu0, seen0, t0 = _cpu(parts), _counters(_metrics(port)), time.time()
+        cpu0, seen0, t0 = cpu_ticks_of(parts), _counters(_metrics(port)), time.time()
         server0 = _cpu_times(SERVER_CPU)
         result = await asyncio.to_thread(
             loadgen.run,
@@ -190,7 +178,7 @@ async def _steps(
             cpus=pin(LOADGEN_CPU),
             label=str(rate),
         )
-        cpu1, text, t1 = _cpu(parts), _metrics(port), time.time()
+        cpu1, text, t1 = cpu_ticks_of(parts), _metrics(port), time.time()
         server = _split(server0, _cpu_times(SERVER_CPU))
         if task is not None:
             await task

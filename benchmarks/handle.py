@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -67,7 +66,7 @@ from benchmarks.testbed import (
     LOADGEN_CPU,
     SERVER_CPU,
     children,
-    cpu_ticks,
+    cpu_ticks_of,
     edge_rss_mb,
     is_edge,
     niceness,
@@ -386,17 +385,6 @@ def parts(node: int, pg_dir: Path) -> dict[str, list[int]]:
     return out
 
 
-def cpu_of(procs: Mapping[str, list[int]]) -> dict[str, int]:
-    out = {}
-    for what, pids in procs.items():
-        total = 0
-        for pid in pids:
-            with contextlib.suppress(OSError):
-                total += cpu_ticks(pid)
-        out[what] = total
-    return out
-
-
 def udp_drops() -> int:
     """Datagrams the kernel dropped for a full receive buffer, every socket (snmp)."""
     snmp = Path("/proc/net/snmp").read_text().splitlines()
@@ -634,10 +622,10 @@ def _watch(
     answers it counted meanwhile."""
     cpus = (("server", SERVER_CPU), ("load", LOADGEN_CPU))
     time.sleep(1)
-    seen0, ticks0, t0 = counters(metrics(port)), cpu_of(procs), time.monotonic()
+    seen0, ticks0, t0 = counters(metrics(port)), cpu_ticks_of(procs), time.monotonic()
     before = {n: _cpu_times(c) for n, c in cpus}
     time.sleep(max(0.5, seconds - 2))
-    seen1, ticks1, t1 = counters(metrics(port)), cpu_of(procs), time.monotonic()
+    seen1, ticks1, t1 = counters(metrics(port)), cpu_ticks_of(procs), time.monotonic()
     tick = os.sysconf("SC_CLK_TCK")
     out["cpu"] = {n: cpu_split(before[n], _cpu_times(c)) for n, c in cpus}
     out["window"] = t1 - t0

@@ -14,6 +14,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,19 @@ def cpu_ticks(pid: int) -> int:
     """CPU ``pid`` has used, user and system, in clock ticks (proc(5))."""
     fields = _stat(pid)
     return int(fields[11]) + int(fields[12])
+
+
+def cpu_ticks_of(parts: Mapping[str, list[int]]) -> dict[str, int]:
+    """CPU each part's processes have used together, in clock ticks (a process gone
+    since counts nothing)."""
+    out = {}
+    for what, pids in parts.items():
+        total = 0
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                total += cpu_ticks(pid)
+        out[what] = total
+    return out
 
 
 def niceness(pid: int) -> int:
