@@ -22,6 +22,8 @@ type dnsWorker struct {
 	asked atomic.Int64
 	fills atomic.Int64
 	hold  chan struct{} // when set, each answer waits for a receive
+	// the answer to a request (nil: a DNS query's, with QR set and the value after it)
+	answer func(request []byte, value string) []byte
 }
 
 const dnsIdent = "88.100.1/X"
@@ -59,9 +61,14 @@ func (w *dnsWorker) conn(c net.Conn) {
 		w.mu.Lock()
 		value := w.value
 		w.mu.Unlock()
-		answer := append([]byte(nil), query...)
-		answer[2] |= 0x80
-		answer = append(answer, value...)
+		var answer []byte
+		if w.answer != nil {
+			answer = w.answer(query, value)
+		} else {
+			answer = append([]byte(nil), query...)
+			answer[2] |= 0x80
+			answer = append(answer, value...)
+		}
 		var keep uint32
 		ident := ""
 		if fill {
