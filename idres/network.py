@@ -292,6 +292,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         # one port a node: the edge (when built) answers the reads it keeps, the front
         # door the other common reads, the app the rest
         forwards = None  # where the edge passes on the DNS queries it does not hold
+        handle_forwards = None  # and the Handle requests over TCP
         if front is not None:
             placed = edge.put_in_front(
                 front,
@@ -300,10 +301,12 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
                 name=spec.name,
                 max_entries=CacheConfig().max_entries,
                 dns=prepared.dns[len(running.dns)][1][0] if prepared.dns else None,
+                handle=prepared.handle[i][1][1] if prepared.handle else None,
             )
             running.edges.append(placed)
             sock = placed.workers
             forwards = placed.dns
+            handle_forwards = placed.handle
         door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
@@ -315,7 +318,10 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             await server.start()
             running.dns.append(server)
         if prepared.handle:
-            faced = handle_server(app, name=spec.name, sockets=prepared.handle[i][1])
+            udp, tcp = prepared.handle[i][1]
+            if handle_forwards is not None:
+                tcp = handle_forwards  # the edge answers TCP; the workers what it does not hold
+            faced = handle_server(app, name=spec.name, sockets=(udp, tcp))
             await faced.start()
             running.handle.append(faced)
     return running

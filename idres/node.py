@@ -263,12 +263,16 @@ def _supervise(
             name=config.name or "node",
             max_entries=CacheConfig().max_entries if config.cache else 0,
             dns=faces.dns[0] if faces.dns is not None else None,
+            handle=faces.handle[1] if faces.handle is not None else None,
         )
         children[placed.process.pid] = "edge"
         sock = placed.workers
         if faces.dns is not None and placed.dns is not None:
             # the edge answers DNS over UDP; the workers hear what it does not hold
             faces = dataclasses.replace(faces, dns=(placed.dns, faces.dns[1]))
+        if faces.handle is not None and placed.handle is not None:
+            # and the Handle protocol over TCP (the CNRI client's connection a request)
+            faces = dataclasses.replace(faces, handle=(faces.handle[0], placed.handle))
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         parent = os.getpid()

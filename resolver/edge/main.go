@@ -50,6 +50,8 @@ func main() {
 	dnsFd := flag.Int("dns-fd", -1, "an inherited UDP socket to answer DNS on (dns.go)")
 	dnsBackend := flag.String("dns-backend", "", "the workers' unix datagram socket for DNS queries")
 	dnsEntries := flag.Int("dns-max-entries", 1_000_000, "DNS answers kept at most")
+	handleFd := flag.Int("handle-fd", -1, "an inherited listening TCP socket to answer the Handle protocol on (handle.go)")
+	handleBackend := flag.String("handle-backend", "", "the workers' unix socket for Handle requests")
 	flag.Parse()
 	if *backend == "" {
 		log.Fatal("idres-edge: -backend is required")
@@ -70,6 +72,17 @@ func main() {
 			log.Fatalf("idres-edge: DNS: %v", err)
 		}
 	}
+	var handleFace *Handle
+	if *handleFd >= 0 {
+		if *handleBackend == "" {
+			log.Fatal("idres-edge: -handle-fd needs -handle-backend")
+		}
+		handleFace, err = OpenHandle(*handleFd, *handleBackend, NewCache(*dnsEntries),
+			NewShedder(*floor, hdlMaxPending, *target, *standing))
+		if err != nil {
+			log.Fatalf("idres-edge: Handle: %v", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *database == "" {
@@ -80,6 +93,9 @@ func main() {
 		caches := []*Cache{cache}
 		if dnsFace != nil {
 			caches = append(caches, dnsFace.cache)
+		}
+		if handleFace != nil {
+			caches = append(caches, handleFace.cache)
 		}
 		go Listen(ctx, *database, caches...)
 		if *storeConns > 0 {
@@ -95,6 +111,7 @@ func main() {
 		reads:   workersClient(*backend, *timeout, 5),
 		workers: workersClient(*backend, *timeout, 1),
 		dns:     dnsFace,
+		handle:  handleFace,
 	}
 	server := &fasthttp.Server{
 		Handler:                      edge.Serve,
@@ -114,6 +131,11 @@ func main() {
 		go dnsFace.Serve()
 		defer dnsFace.Close()
 		fmt.Printf("idres-edge: answering DNS on udp %s\n", dnsFace.Addr())
+	}
+	if handleFace != nil {
+		go handleFace.Serve()
+		defer handleFace.Close()
+		fmt.Printf("idres-edge: answering the Handle protocol on tcp %s\n", handleFace.Addr())
 	}
 	go func() {
 		<-ctx.Done()

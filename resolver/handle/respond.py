@@ -154,11 +154,13 @@ class HandleFace:
             self._expires = (now, (now + RESPONSE_LIFETIME).to_bytes(4, "big"))
         return self._expires[1]
 
-    async def answer(self, request: Message, *, peer: str) -> Reply:
+    async def answer(self, request: Message, *, peer: str, fresh: bool = False) -> Reply:
+        """The reply to ``request``; ``fresh``: read past this process's caches (for
+        an answer the node's edge will keep)."""
         self.answered += 1
         body = request.body
         if isinstance(body, ResolutionRequest):
-            return await self._resolve(request, body, peer)
+            return await self._resolve(request, body, peer, fresh)
         if isinstance(body, GetSiteInfoRequest):
             return Reply(ResponseCode.SUCCESS, SiteInfoResponse(site=self.site()))
         if self.admin is not None:
@@ -180,7 +182,9 @@ class HandleFace:
         """This node's HS_SITE: one server, its address, TCP and UDP on its port."""
         return site_info(self.address, serial=1, admin=self.admin is not None)
 
-    async def _resolve(self, request: Message, body: ResolutionRequest, peer: str) -> Reply:
+    async def _resolve(
+        self, request: Message, body: ResolutionRequest, peer: str, fresh: bool
+    ) -> Reply:
         text = body.handle.decode("utf-8")  # the codec has checked it is UTF-8
         try:
             ident = parse(text)
@@ -192,14 +196,16 @@ class HandleFace:
             and not request.credential
             and flags.op_flags & KEEPABLE_FLAGS == flags.op_flags
         )
-        reply = await self._resolved(ident, body, peer, flags.recursive, flags.authoritative)
+        reply = await self._resolved(
+            ident, body, peer, flags.recursive, fresh or flags.authoritative
+        )
         return reply if keepable else replace(reply, keep=None)
 
     async def _resolved(
         self, ident: Identifier, body: ResolutionRequest, peer: str, recursive: bool, fresh: bool
     ) -> Reply:
         if not recursive:  # answered here if it can be, else a referral
-            answer = await self._lookup(ident, peer, recursive=False)
+            answer = await self._lookup(ident, peer, recursive=False, fresh=fresh)
             if isinstance(answer, Reply):
                 return answer
             if answer.source != "referral":

@@ -21,8 +21,10 @@ from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any, cast
 
-from resolver.handle.respond import HandleFace
+from resolver.edge_forwards import EdgeForwards
+from resolver.handle.respond import HandleFace, Reply
 from resolver.sockets import Connections, Datagrams
+from resolver.wirecache import Kept
 from schemas.handle_wire import (
     ENVELOPE_SIZE,
     MAX_MESSAGE_LENGTH,
@@ -100,30 +102,62 @@ class Exchange:
     async def answer(self, envelope: Envelope, message: bytes, peer: str) -> tuple[Envelope, bytes]:
         """The envelope and payload answering one request (``message``: its envelope
         and payload), kept as sent when it may be."""
+        generation = self.face.wires.generation if self.face.wires is not None else 0
+        framing, out, reply = await self._worked_out(envelope, message, peer, fresh=False)
+        if reply is not None and reply.keep is not None:
+            self.face.keep(message, tcp_message(framing, out), reply, generation)
+        return framing, out
+
+    async def answer_for_edge(
+        self, message: bytes, peer: str, fill: bool
+    ) -> tuple[bytes | None, Kept | None]:
+        """The whole answer to a request the node's edge passed on (resolver/edge/
+        handle.go), None when the connection is to be closed; and, when ``fill``, how
+        long the edge may keep it: then it is read fresh (never from this process's
+        caches, which may not have heard of a change the edge has)."""
+        try:
+            envelope = Envelope.decode(message)
+        except HandleWireError:  # an envelope past the cap: the stream is lost
+            return None, None
+        framing, out, reply = await self._worked_out(envelope, message, peer, fresh=fill)
+        kept = None
+        if fill and reply is not None and reply.keep is not None:
+            kept = Kept(reply.keep, reply.about)
+        return tcp_message(framing, out), kept
+
+    async def _worked_out(
+        self, envelope: Envelope, message: bytes, peer: str, *, fresh: bool
+    ) -> tuple[Envelope, bytes, Reply | None]:
+        """The envelope and payload answering ``message``, and the face's reply when
+        the request reached it."""
         framing = reply_envelope(envelope)
         payload = message[ENVELOPE_SIZE:]
         try:
             request = decode_request(envelope, payload)
         except HandleWireError as error:
-            return framing, self._refuse(envelope, error)
+            return framing, self._refuse(envelope, error), None
         if envelope.encrypted or envelope.compressed:
-            return framing, self._reply(
-                request,
-                ResponseCode.OPERATION_NOT_SUPPORTED,
-                "compressed and encrypted messages are not served here",
+            return (
+                framing,
+                self._reply(
+                    request,
+                    ResponseCode.OPERATION_NOT_SUPPORTED,
+                    "compressed and encrypted messages are not served here",
+                ),
+                None,
             )
-        generation = self.face.wires.generation if self.face.wires is not None else 0
-        reply = await self.face.answer(request, peer=peer)
+        reply = await self.face.answer(request, peer=peer, fresh=fresh)
         if reply.session_id is not None:
             framing = replace(framing, session_id=reply.session_id)
         if reply.opcode is not None:
             # framed for the request challenged; the digest stays that of ``request``'s
             # bytes as received (what the client checks it against)
             request = replace(request, header=replace(request.header, opcode=reply.opcode))
-        out = encode_response(request, reply.code, reply.body, now=int(time.time()))
-        if reply.keep is not None:
-            self.face.keep(message, tcp_message(framing, out), reply, generation)
-        return framing, out
+        return (
+            framing,
+            encode_response(request, reply.code, reply.body, now=int(time.time())),
+            reply,
+        )
 
     def _refuse(self, envelope: Envelope, error: HandleWireError) -> bytes:
         self.refused += 1
@@ -141,7 +175,7 @@ class HandleServer:
         self.sockets = sockets
         self._udp: asyncio.DatagramTransport | None = None
         self._protocol: Datagrams | None = None
-        self._tcp: asyncio.Server | None = None
+        self._tcp: asyncio.Server | None = None  # its own, or the edge's connections
         self.connections = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
         self._tasks: set[asyncio.Task[None]] = set()
         self.exchange = Exchange(face)
@@ -154,7 +188,14 @@ class HandleServer:
     async def start(self) -> None:
         udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
-        self._tcp = await loop.create_server(lambda: _Stream(self), sock=tcp)
+        if tcp.family == socket.AF_UNIX:  # the edge answers TCP; it asks us the rest
+            pending: set[asyncio.Task[None]] = set()
+            exchange = self.exchange
+            self._tcp = await loop.create_unix_server(
+                lambda: EdgeForwards(exchange.answer_for_edge, pending, log), sock=tcp
+            )
+        else:
+            self._tcp = await loop.create_server(lambda: _Stream(self), sock=tcp)
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: Datagrams(
                 kept=self._kept_datagram,
