@@ -174,14 +174,14 @@ func (d *DNS) ask(query []byte, from net.Addr, now time.Time) {
 			if !ok || len(answer) < dnsHeader {
 				return // dropped (the asker asks again), or nothing to send
 			}
-			_, _ = d.conn.WriteToUDPAddrPort(answer, peer)
-			if key != "" && keepMs > 0 {
+			if key != "" && keepMs > 0 { // kept before it is sent: asked again, it is there
 				d.cache.Put(key, stored{
 					body:    append([]byte(nil), answer[2:]...),
 					key:     ident, // "": the directory's (a referral), forgotten with it
 					expires: time.Now().UnixNano() + int64(keepMs)*int64(time.Millisecond),
 				}, gen)
 			}
+			_, _ = d.conn.WriteToUDPAddrPort(answer, peer)
 		})
 }
 
