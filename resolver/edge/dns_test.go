@@ -24,6 +24,7 @@ type dnsWorker struct {
 	hold  chan struct{} // when set, each answer waits for a receive
 	// the answer to a request (nil: a DNS query's, with QR set and the value after it)
 	answer func(request []byte, value string) []byte
+	parts  int // parts sent before each answer, as of an answer of several messages
 }
 
 const dnsIdent = "88.100.1/X"
@@ -68,6 +69,15 @@ func (w *dnsWorker) conn(c net.Conn) {
 			answer = append([]byte(nil), query...)
 			answer[2] |= 0x80
 			answer = append(answer, value...)
+		}
+		for range w.parts {
+			part := binary.BigEndian.AppendUint32(nil, uint32(10+len(answer)))
+			part = append(part, msg[:4]...)
+			part = binary.BigEndian.AppendUint32(part, fwdPart)
+			part = binary.BigEndian.AppendUint16(part, 0)
+			if _, err := c.Write(append(part, answer...)); err != nil {
+				return
+			}
 		}
 		var keep uint32
 		ident := ""

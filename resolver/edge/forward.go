@@ -11,7 +11,9 @@ package main
 //
 // "fill" asks the worker for an answer read fresh (never from its own caches), as
 // Idres-Edge: fill does for HTTP: only then may the edge keep it (cache.go). An empty
-// answer means none is sent. The workers' side is resolver/edge_forwards.py.
+// answer means none is sent. An answer of several messages (a Handle list of handles)
+// comes as parts, each with keep ms fwdPart, before its last message (kept never).
+// The workers' side is resolver/edge_forwards.py.
 
 import (
 	"bufio"
@@ -30,11 +32,14 @@ const (
 	fwdQueue    = 2048 // requests waiting to be written to the workers
 	fwdMaxKey   = 65535
 	fwdMaxReply = 1 << 20 // bytes: a larger answer from a worker is a broken stream
+	// keep ms of a part of an answer: more of it follows under the same id
+	fwdPart = 0xFFFF_FFFF
 )
 
 // answered is how a forwarded request ends: with the workers' answer (which lives
 // until the call returns: copy what you keep), or, when ok is false, with none
-// (refused, dropped, or not answered within the wait).
+// (refused, dropped, or not answered within the wait). Before the end, it is called
+// for each part of an answer of several (keepMs fwdPart, ok true).
 type answered func(keepMs uint32, ident string, answer []byte, ok bool)
 
 type forward struct {
@@ -176,6 +181,19 @@ func (f *Forwarder) settle(id uint32, now time.Time) (forward, bool) {
 	return p, ok
 }
 
+// more is the request a part of an answer came for; the wait for the rest starts
+// again (a long answer is not a late one).
+func (f *Forwarder) more(id uint32) (forward, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.pending[id]
+	if ok {
+		p.started = time.Now()
+		f.pending[id] = p
+	}
+	return p, ok
+}
+
 // drop ends the wait for request id unanswered (it counts as a slow answer: the
 // shedder's standing queue).
 func (f *Forwarder) drop(id uint32) {
@@ -213,6 +231,13 @@ func (f *Forwarder) answers(c net.Conn) {
 		klen := int(binary.BigEndian.Uint16(buf[8:]))
 		if size < 10+klen {
 			return
+		}
+		if keepMs == fwdPart {
+			p, ok := f.more(id)
+			if ok {
+				p.done(keepMs, "", buf[10+klen:], true)
+			}
+			continue
 		}
 		p, ok := f.settle(id, time.Now())
 		if !ok {

@@ -159,19 +159,16 @@ func (h *Handle) serve(c *net.TCPConn) {
 			return
 		}
 		now := time.Now()
-		var answer []byte
 		key = keptKey(key, msg)
 		if s, ok := h.cache.Get(key, now.UnixNano()); ok && len(s.body) >= hdlExpiration+4 {
 			h.hits.Add(1)
 			out = append(out[:0], s.body...)
 			copy(out[8:12], msg[8:12])
 			binary.BigEndian.PutUint32(out[hdlExpiration:], uint32(now.Unix()+hdlLifetime))
-			answer = out
-		} else if answer = h.ask(msg, key, peer, now); answer == nil {
-			return // the workers found no answer to send (a broken request), or none came
-		}
-		_ = c.SetWriteDeadline(time.Now().Add(hdlIdle))
-		if _, err := c.Write(answer); err != nil {
+			if !write(c, out) {
+				return
+			}
+		} else if !h.forward(c, msg, key, peer, now) {
 			return
 		}
 	}
@@ -189,37 +186,70 @@ func keptKey(key, msg []byte) []byte {
 	return append(key, msg[hdlExpiration+4:]...)
 }
 
-// ask has the workers answer msg, and keeps the answer if they say it may be; nil if
-// they had none to send or did not answer in time. Refused by the shedder, it is
-// answered SERVER_TOO_BUSY here.
-func (h *Handle) ask(msg, key []byte, peer string, now time.Time) []byte {
+// reply is what the workers said to a request: an answer, or a part of one (more
+// follows), or nothing (out nil: the connection is to be closed).
+type reply struct {
+	out  []byte
+	part bool
+}
+
+// forward has the workers answer msg and writes their answer on c (part by part, for
+// an answer of several messages), keeping it if they say it may be; false: c is to be
+// closed (they had nothing to send, or did not answer in time). Refused by the
+// shedder, msg is answered SERVER_TOO_BUSY here.
+func (h *Handle) forward(c net.Conn, msg, key []byte, peer string, now time.Time) bool {
 	gen, keep := h.cache.Gen()
 	fill := keep && len(key) > 0
 	target := ""
 	if fill {
 		target = string(key)
 	}
-	reply := make(chan []byte, 1)
+	replies := make(chan reply, 64)
+	gone := make(chan struct{}) // the connection stopped listening: parts are dropped
+	defer close(gone)
+	var several atomic.Bool // an answer of several messages is never kept
 	asked := h.workers.Ask(msg, fill, peer, now, func(keepMs uint32, ident string, answer []byte, ok bool) {
-		if !ok || len(answer) < hdlEnvelope {
-			reply <- nil
-			return
+		var r reply
+		if ok && len(answer) >= hdlEnvelope {
+			r = reply{out: append([]byte(nil), answer...), part: keepMs == fwdPart}
 		}
-		out := append([]byte(nil), answer...) // kept and written as is: never changed
-		if fill && keepMs > 0 && len(out) >= hdlExpiration+4 {
+		if r.part {
+			several.Store(true)
+		} else if r.out != nil && fill && keepMs > 0 && !several.Load() && len(r.out) >= hdlExpiration+4 {
 			h.cache.Put(target, stored{
-				body:    out,
+				body:    r.out, // kept and written as is: never changed
 				key:     ident, // "": the directory's (a referral), forgotten with it
 				expires: time.Now().UnixNano() + int64(keepMs)*int64(time.Millisecond),
 			}, gen)
 		}
-		reply <- out
+		select {
+		case replies <- r:
+		case <-gone:
+		}
 	})
 	if !asked {
 		h.busy.Add(1)
-		return tooBusy(msg, now)
+		return write(c, tooBusy(msg, now))
 	}
-	return <-reply
+	for {
+		r := <-replies
+		if !write(c, r.out) {
+			return false
+		}
+		if !r.part {
+			return true
+		}
+	}
+}
+
+// write sends out on c within hdlIdle; false when there is nothing to send or it failed.
+func write(c net.Conn, out []byte) bool {
+	if out == nil {
+		return false
+	}
+	_ = c.SetWriteDeadline(time.Now().Add(hdlIdle))
+	_, err := c.Write(out)
+	return err == nil
 }
 
 // tooBusy is the answer SERVER_TOO_BUSY to msg, as the workers' codec would frame it

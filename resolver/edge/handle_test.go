@@ -204,3 +204,20 @@ func TestTooBusyAsTheCodecFramesIt(t *testing.T) {
 		t.Error("a message with no whole header was answered")
 	}
 }
+
+func TestHandleAnswerOfSeveralMessagesGoesOutPartByPart(t *testing.T) {
+	_, w, addr := newHandle(t, nil)
+	w.parts = 3 // set before any request: the worker reads it as it answers
+	msg := handleRequest(4, 0, "88.100.1/LIST")
+	one := append(append([]byte(nil), msg...), "one"...)
+	c := dialHandle(t, addr)
+	got := exchange(t, c, msg, 4*len(one))
+	if !bytes.Equal(got, bytes.Repeat(one, 4)) {
+		t.Fatalf("got %x, want the 3 parts and the last message", got)
+	}
+	// the connection carries on; a multi-message answer is never kept
+	got = exchange(t, c, msg, 4*len(one))
+	if got == nil || w.asked.Load() != 2 {
+		t.Fatalf("asked again: %x, workers asked %d times", got, w.asked.Load())
+	}
+}
