@@ -1,4 +1,5 @@
-"""The registrant's whole flow with the real ``idres`` commands and a real ``idres serve``."""
+"""The registrant's whole flow, and ``idres verify``, with the real ``idres`` commands and
+a real ``idres serve``."""
 
 from __future__ import annotations
 
@@ -463,3 +464,19 @@ def test_import_reads_spreadsheet_csv_and_reports_bytes_that_are_not_utf8(
     assert "1 registered, 1 rows failed" in proc.stderr
     assert "line 3: the line is not UTF-8" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_verify_takes_the_node_url_as_its_argument(server: tuple[str, Path]) -> None:
+    """Issue 16: ``idres verify http://host:port`` is what people type; --server still works."""
+    url, _ = server
+    for args in ([url], [f"{url}/"], ["--server", url], [url, "--server", url]):
+        checked = idres("verify", *args)
+        assert checked.returncode == 0, (args, checked.stdout + checked.stderr)
+        assert checked.stdout.startswith("node node: chains node (")
+        assert checked.stdout.rstrip().endswith("OK")
+    both = idres("verify", url, "--server", "http://127.0.0.1:9")
+    assert both.returncode == 2
+    assert "two nodes given" in both.stderr
+    bare = idres("verify", url.removeprefix("http://"))
+    assert bare.returncode == 2
+    assert "give the node's URL" in bare.stderr
