@@ -286,6 +286,35 @@ async def test_bad_signatures_are_refused_with_a_reason(
     assert await node.store.get("88.100.1/S") is None
 
 
+async def test_a_signature_over_another_path_says_what_it_covers_and_what_the_node_computed(
+    node: Node,
+) -> None:
+    """Issue 16: "signature does not verify" alone left the signer guessing. The answer
+    names the covered components and this node's @method, @authority, @path and @query,
+    and no header's value (a covered header may carry a credential)."""
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    _, headers = signed(
+        node, node.admin, ROOT_KEY_ID, "PUT", "88.100.1/SIGNED", body, idempotency_key="k-secret"
+    )
+    sent_to = URL(node.url + handle_path("88.100.1/SENT"), encoded=True)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(sent_to, data=body, headers=headers) as resp,
+    ):
+        status, answer = resp.status, await resp.json()
+    assert (status, answer["responseCode"]) == (403, 400), answer
+    message = answer["message"]
+    assert message.startswith(
+        "signature does not verify: it covers @method @authority @path @query content-digest "
+        f"idempotency-key; this node computed @method PUT, @authority {sent_to.authority}, "
+        "@path /api/handles/88.100.1/SENT, @query ?."
+    ), message
+    assert ROOT_KEY_ID in message
+    for value in ("k-secret", headers["Content-Digest"], headers["Signature"].split("=", 1)[1]):
+        assert value not in message
+    assert await node.store.get("88.100.1/SENT") is None
+
+
 # --- bad input -------------------------------------------------------------------------
 
 
