@@ -514,6 +514,40 @@ async def test_identifiers_with_slashes_and_history_suffixes(node: Node) -> None
     assert literal.body["handle"] == "88.100.1/x/history"
 
 
+@pytest.mark.parametrize("signed_by_admin", [False, True])
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_a_history_is_read_only_405_whether_signed_or_not(
+    node: Node, method: str, signed_by_admin: bool
+) -> None:
+    """Issue 16: ``PUT .../history`` answered 401 (or wrote an identifier ending in
+    /history) where the OpenAPI description, which has only GET there, means 405."""
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    path = "/api/handles/88.100.1/H/history"
+    target, headers = URL(node.url + path, encoded=True), {"Content-Type": "application/json"}
+    if signed_by_admin:  # a signature good for exactly this request
+        headers.update(
+            httpsig.sign_request(
+                method=method,
+                path=path,
+                query="",
+                headers=headers,
+                body=body,
+                key=node.admin,
+                keyid=ROOT_KEY_ID,
+                created=int(time.time()),
+                authority=httpsig.authority_of(node.url),
+            )
+        )
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, target, data=body, headers=headers) as resp,
+    ):
+        status, allow, answer = resp.status, resp.headers.get("Allow"), await resp.json()
+    assert (status, answer["responseCode"], allow) == (405, 2, "GET,HEAD"), answer
+    assert await node.store.get("88.100.1/H/history") is None
+    assert await node.store.get("88.100.1/H") is None
+
+
 # --- batches and listing ---------------------------------------------------------------
 
 
