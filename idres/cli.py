@@ -430,9 +430,11 @@ async def _verify(args: argparse.Namespace) -> int:
     import aiohttp
 
     if args.proof:
+        if args.node:
+            raise _Usage(f"--proof checks a file offline: give no node ({args.node})")
         return _verify_proof(args)
 
-    url = args.server.rstrip("/") + "/api/sync/verify"
+    url = _verify_node(args) + "/api/sync/verify"
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session,
@@ -459,6 +461,17 @@ async def _verify(args: argparse.Namespace) -> int:
             print(f"  PROBLEM: {problem}")
         print("  OK" if report["ok"] else f"  {len(report['problems'])} problem(s)")
     return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _verify_node(args: argparse.Namespace) -> str:
+    """The node to check: the argument (what people type) or --server, not both."""
+    given = [n.rstrip("/") for n in (args.node, args.server) if n]
+    if len(set(given)) > 1:
+        raise _Usage(f"two nodes given, {args.node} and --server {args.server}: give one")
+    node = given[0] if given else DEFAULT_SERVER
+    if not node.startswith(("http://", "https://")):
+        raise _Usage(f"{node}: give the node's URL, e.g. {DEFAULT_SERVER}")
+    return node
 
 
 async def _snapshot(args: argparse.Namespace) -> int:
@@ -876,7 +889,10 @@ def build_parser() -> argparse.ArgumentParser:
         "record equal to the last operation on it, every child block anchored in its "
         "parent's chain. Exit status 1 if anything does not check.",
     )
-    p.add_argument("--server", default="http://127.0.0.1:8000", help="the node to check")
+    p.add_argument(
+        "node", nargs="?", metavar="URL", help=f"the node to check (default {DEFAULT_SERVER})"
+    )
+    p.add_argument("--server", help="the node to check, as the argument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it")
     p.add_argument(

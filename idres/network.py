@@ -390,6 +390,7 @@ def summary(running: Running, data_dir: Path) -> str:
             f"{', '.join(spec.prefixes)}"
         )
     entry = running.specs[0].url
+    urls = {spec.name: spec.url for spec in running.specs}
     lines += ["", "examples (ask the super node; it finds the node that holds each):"]
     for node, handle, _ in SEEDS:
         lines.append(f"  {handle:<45} held by {node}")
@@ -398,7 +399,9 @@ def summary(running: Running, data_dir: Path) -> str:
         "try:",
         f"  .venv/bin/idres resolve 88.100.1/ABC-123 06901234567892 --server {entry}",
         f"  curl {entry}/api/handles/88.100.1/ABC-123",
-        f"  curl '{entry}/api/handles/1.2.156.3001.1?recursive=false'",
+        # a referral: backbone-2 keeps no copy of backbone-1's tree (asked of a node that
+        # keeps one, such as the super node, recursive=false is answered from the copy)
+        f"  curl '{urls['backbone-2']}/api/handles/88.200.7/LOT-42?recursive=false'",
         f"  curl {entry}/metrics",
         *(
             [

@@ -291,6 +291,7 @@ class RegistryAPI:
     # and applied. An unsigned or forged batch costs no parsing and takes no row lock.
 
     async def put_handle(self, request: web.Request) -> web.Response:
+        _read_only_history(request)
         _known_query(request, {"overwrite", "index"})
         text, _ = target_of(request)
         ident = parse(text)
@@ -304,6 +305,7 @@ class RegistryAPI:
         return await self._write(request, raw, auth, [op], single=True)
 
     async def delete_handle(self, request: web.Request) -> web.Response:
+        _read_only_history(request)
         _known_query(request, {"index"})  # a mistyped ?indx= must not delete the record
         text, _ = target_of(request)
         ident = parse(text)
@@ -478,6 +480,14 @@ def _known_query(request: web.Request, allowed: set[str]) -> None:
 def _headers(request: web.Request) -> dict[str, str]:
     """Lower-cased names; a field sent on several lines joined as one (RFC 9110 §5.3)."""
     return {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
+
+
+def _read_only_history(request: web.Request) -> None:
+    """``{identifier}/history`` is a history, which only GET reads: a write to it is 405
+    before any signature is asked for, as the OpenAPI description has it (an identifier
+    that itself ends in ``/history`` is written with its last slash as ``%2F``)."""
+    if request.rel_url.raw_path.endswith("/history"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
 
 
 def target_of(request: web.Request) -> tuple[str, bool]:

@@ -629,7 +629,23 @@ def verify(params: SignatureParams, base: bytes, public_key_der: bytes) -> None:
         else:
             raise Forbidden(f"unsupported key type ({_kind(public)}); need Ed25519, P-256 or RSA")
     except InvalidSignature as exc:
-        raise Forbidden("signature does not verify") from exc
+        raise Forbidden(_does_not_verify(params, base)) from exc
+
+
+def _does_not_verify(params: SignatureParams, base: bytes) -> str:
+    """What a signer needs to find its mistake: the components the signature covers and
+    the values this node derived for the request's own parts (method, host, path,
+    query). Never a header's value: a covered header may carry a credential."""
+    derived = []
+    for line in base.decode("ascii").split("\n"):  # _build_base wrote it: ASCII lines
+        quoted, _, value = line.partition(": ")
+        if (name := quoted.strip('"')) in _DERIVED:
+            derived.append(f"{name} {value}")
+    return (
+        f"signature does not verify: it covers {' '.join(params.components)}; this node "
+        f"computed {', '.join(derived) or 'no derived components'}. Sign the request as "
+        f"sent here, with the key that keyid {params.keyid} names"
+    )
 
 
 def _verify_rsa(params: SignatureParams, base: bytes, public: rsa.RSAPublicKey) -> None:

@@ -35,7 +35,9 @@ _IDENTIFIER = {
     "in": "path",
     "required": True,
     "description": "Any identifier idres parses (88.100.1/ABC, 06901234567892, "
-    "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is.",
+    "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is, but one that ends in "
+    "/history is sent with that last slash as %2F (/history after it names the history, "
+    "which only GET reads: PUT and DELETE there are 405).",
     "schema": {"type": "string"},
 }
 _SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
