@@ -13,14 +13,13 @@ import os
 import time
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
     Callable,
     Collection,
     Iterable,
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -28,6 +27,7 @@ from typing import Any, Literal, Protocol
 import asyncpg
 
 from registry.authz import PREFIX_RECORD_PREFIX
+from registry.database import acquire
 from registry.plan import (
     AllowAll,
     Change,
@@ -175,15 +175,8 @@ class PostgresStore:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except IdresError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise StoreUnavailable(f"database error: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return acquire(self._pool)
 
     # --- reads -----------------------------------------------------------------------
 

@@ -163,7 +163,7 @@ class HandleFace:
             return Reply(ResponseCode.SUCCESS, SiteInfoResponse(site=self.site()))
         if self.admin is not None:
             if request.header.opcode in WRITE_OPS:
-                return _from_admin(self.admin.challenge(request))
+                return _from_admin(await self.admin.challenge(request))
             if isinstance(body, ChallengeAnswerRequest):
                 return _from_admin(await self.admin.answer(request))
         if request.header.opcode in WRITE_OPS:
