@@ -1,29 +1,31 @@
-"""Administration over the Handle protocol (RFC 3652 §3.5, §3.6): create and delete
+"""Administration over the Handle protocol (RFC 3652 §3.5-§3.7): create and delete
 handles, add, modify and remove values, as the CNRI client asks, under the same rules,
-transaction, history and chain as a signed HTTP write.
+transaction, history and chain as a signed HTTP write; and list the handles under a
+prefix (``listing``), for whom the HTTP API lets list them.
 
-The exchange: a write request is answered AUTHENTICATION_NEEDED with a nonce under a
+The exchange: such a request is answered AUTHENTICATION_NEEDED with a nonce under a
 new session id; the client signs the nonce and the request's digest and sends the
 answer (opcode 200) under that session id, on a new connection. The challenged
 request's bytes and the nonce wait in the node's PostgreSQL (registry/challenges.py),
 so the answer may reach any of the node's processes; the one that takes it decodes
 the request again with the codec and checks the answer against that (never against
 what the answer says of the request). The key must be an HS_PUBKEY on this node; then
-the request is carried out by ``store.apply`` with the registry's policy, the signer
+a write is carried out by ``store.apply`` with the registry's policy, the signer
 being the answer's key. A session id is used once, and for 60 s at most.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from registry.authz import Signer
 from registry.challenges import CHALLENGE_TTL, PendingChallenges
 from registry.plan import DeleteOp, PutOp, WriteOp
-from registry.service import RegistryPolicy
+from registry.service import RegistryPolicy, authorize_listing
 from registry.store import PostgresStore, WriteResult
+from resolver.handle.listing import LIST_CHUNK, Part, listed_prefix, listing
 from resolver.handle.values import record_values
 from schemas.errors import (
     Forbidden,
@@ -47,6 +49,7 @@ from schemas.handle_wire import (
     ErrorResponse,
     GenericResponse,
     HandleWireError,
+    ListHandlesRequest,
     Message,
     ModifyValueRequest,
     OpCode,
@@ -73,6 +76,7 @@ WRITE_OPS = frozenset(
         OpCode.MODIFY_VALUE,
     }
 )
+ADMIN_OPS = WRITE_OPS | {OpCode.LIST_HANDLES}  # what is challenged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +88,8 @@ class AdminReply:
     body: ResponseBody
     session_id: int | None = None
     opcode: OpCode | None = None
+    # the parts of the answer's further messages (a list of handles), when it has some
+    more: AsyncGenerator[Part, None] | None = None
 
 
 def kept_bytes(request: Message) -> bytes:
@@ -101,7 +107,7 @@ def kept_request(kept: bytes) -> Message | None:
         request = decode_request(Envelope.decode(kept), kept[ENVELOPE_SIZE:])
     except HandleWireError:
         return None
-    return request if request.header.opcode in WRITE_OPS else None
+    return request if request.header.opcode in ADMIN_OPS else None
 
 
 def request_digest(request: Message) -> bytes:
@@ -205,19 +211,27 @@ class Admin:
         delegated: Callable[[], tuple[tuple[RoutingKey, str], ...]],
         clock: Callable[[], float] = time.time,
         challenges: PendingChallenges | None = None,
+        list_chunk: int = LIST_CHUNK,
     ) -> None:
         self.store = store
         self.served = served
         self.delegated = delegated
         self.clock = clock
         self.challenges = challenges or PendingChallenges(store.pool)
+        self.list_chunk = list_chunk  # handles a message of a list carries
+
+    def policy(self, signer: Signer | None) -> RegistryPolicy:
+        return RegistryPolicy(signer, self.served, self.delegated())
 
     async def challenge(self, request: Message) -> AdminReply:
-        """AUTHENTICATION_NEEDED for a write, under a new session id."""
+        """AUTHENTICATION_NEEDED for an administrative request, under a new session id.
+        A list of a prefix this node cannot list for anyone is refused at once."""
         nonce = make_nonce()
         try:
+            if isinstance(request.body, ListHandlesRequest):
+                listed_prefix(request.body, self.policy(None))
             session = await self.challenges.open(kept_bytes(request), nonce, now=self.clock())
-        except IdresError as exc:  # PostgreSQL is down
+        except IdresError as exc:  # not a prefix, not held here; PostgreSQL is down
             return _refused(exc, request.header.opcode)
         return AdminReply(
             code=ResponseCode.AUTHENTICATION_NEEDED,
@@ -252,6 +266,8 @@ class Admin:
             signer = await self._signer(answer, kept.nonce, request_digest(request))
             if isinstance(signer, AdminReply):
                 return replace(signer, opcode=opcode)
+            if isinstance(request.body, ListHandlesRequest):
+                return await self._list(request.body, signer)
             return await self._write(request, signer)
         except IdresError as exc:
             return _refused(exc, opcode)
@@ -277,10 +293,20 @@ class Admin:
             )
         return Signer(handle=key_handle, index=answer.key_index)
 
+    async def _list(self, body: ListHandlesRequest, signer: Signer) -> AdminReply:
+        prefix = listed_prefix(body, self.policy(signer))
+        await authorize_listing(
+            self.store, signer, prefix, what=f"list the handles under {body.handle.decode()}"
+        )
+        first, more = await listing(self.store, prefix, chunk=self.list_chunk)
+        return AdminReply(
+            code=ResponseCode.SUCCESS, body=first, opcode=OpCode.LIST_HANDLES, more=more
+        )
+
     async def _write(self, request: Message, signer: Signer) -> AdminReply:
         opcode = request.header.opcode
         op = write_op(request, now=int(self.clock()))
-        policy = RegistryPolicy(signer, self.served, self.delegated())
+        policy = self.policy(signer)
         indexes = op.indexes if op.indexes is not None else frozenset()
         applied = await self.store.apply(
             [op],
