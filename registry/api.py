@@ -16,13 +16,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from registry.authz import Signer, authorize, covering_prefix_handles
-from registry.authz import prefix_record_handle as record_of_prefix
+from registry.authz import Signer, covering_prefix_handles
 from registry.httpio import (
     KEEPALIVE_TIMEOUT,
     BadRequest,
@@ -44,6 +43,7 @@ from registry.service import (
     RegistryPolicy,
     SignedRequest,
     authenticate,
+    authorize_listing,
     can_read_private,
     fingerprint,
     prefix_record,
@@ -54,6 +54,7 @@ from registry.store import (
     PostgresStore,
     StoredResponse,
     WriteResult,
+    listing_match,
 )
 from schemas.codec_json import value_to_json, values_from_json
 from schemas.errors import (
@@ -65,9 +66,9 @@ from schemas.errors import (
     InvalidIdentifier,
     InvalidValue,
 )
-from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
+from schemas.identifiers import Identifier, RoutingKey, parse
 from schemas.identifiers.prefix import parse_prefix
-from schemas.record import AdminPerm, HandleValue, Record, check_values
+from schemas.record import HandleValue, Record, check_values
 
 log = logging.getLogger("idres.registry")
 HANDLES = "/api/handles/"
@@ -254,23 +255,14 @@ class RegistryAPI:
         size = query_int(request, "pageSize", 100, low=1, high=10_000)
         body = await read_body(request, max_bytes=self.config.max_body_bytes)
         auth = await self._authenticate(request, body)
-        records = await self.store.get_many(
-            record_of_prefix(p) for p in prefix.prefixes() if p.labels
-        )
-        authorize(
+        await authorize_listing(
+            self.store,
             auth.signer if auth else None,
-            AdminPerm.LIST_HANDLES,
-            target=None,
-            prefixes=records.values(),
+            prefix,
             what=f"list the identifiers under {raw}",
         )
-        match: Literal["exact", "dotted", "digits"] = "digits"  # GS1, Ecode
-        if prefix.namespace in (Namespace.HANDLE, Namespace.BID):
-            match = "exact"
-        elif prefix.namespace is Namespace.OID:
-            match = "dotted"
         total, handles = await self.store.list_handles(
-            str(prefix), match=match, page=page, page_size=size
+            str(prefix), match=listing_match(prefix), page=page, page_size=size
         )
         return json_response(
             {

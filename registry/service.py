@@ -233,6 +233,16 @@ def prefix_record(
 NODE_ADMIN = Signer(handle="0.NA/node.admin", index=KEY_INDEX)
 
 
+async def authorize_listing(
+    store: PostgresStore, signer: Signer | None, prefix: RoutingKey, *, what: str
+) -> None:
+    """Raise unless ``signer`` may list the identifiers under ``prefix``: an HS_ADMIN
+    of the prefix record 0.NA/P, or of one above it, grants it list_handles. The rule
+    of the HTTP API and the Handle protocol's List Handles alike."""
+    records = await store.get_many(prefix_record_handle(p) for p in prefix.prefixes() if p.labels)
+    authorize(signer, AdminPerm.LIST_HANDLES, target=None, prefixes=records.values(), what=what)
+
+
 async def bootstrap(
     store: PostgresStore, served_prefixes: Iterable[RoutingKey], admin_key_der: bytes, *, now: int
 ) -> Signer:

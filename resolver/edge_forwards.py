@@ -9,13 +9,16 @@ big-endian:
 "fill" asks for an answer read fresh that the edge may keep, for as long as the
 answer says (at most MAX_KEEP), until the identifier changes. An empty answer tells
 the edge there is none to send (it stops waiting; over TCP it closes the connection).
+An answer of several messages (a Handle list of handles) goes as parts, each with
+keep ms PART, then its last message with keep ms 0; each part is made once the
+connection has room for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import cast
 
 from resolver.wirecache import MAX_KEEP, Kept
@@ -24,10 +27,14 @@ from resolver.wirecache import MAX_KEEP, Kept
 # and its envelope) and its asker's address
 MAX_EDGE_MESSAGE = 262_144 + 20 + 300
 MAX_PENDING = 2000  # requests worked on at once, all connections together
+PART = 0xFFFF_FFFF  # keep ms of a part of an answer: more of it follows
 
 
-# (the request, the asker's address, fill) -> the answer (None: none) and how it may be kept
-Answer = Callable[[bytes, str, bool], Awaitable[tuple[bytes | None, Kept | None]]]
+# (the request, the asker's address, fill) -> the answer (None: none; or its messages
+# one by one) and how it may be kept
+Answer = Callable[
+    [bytes, str, bool], Awaitable[tuple[bytes | AsyncIterator[bytes] | None, Kept | None]]
+]
 
 
 class EdgeForwards(asyncio.Protocol):
@@ -41,12 +48,21 @@ class EdgeForwards(asyncio.Protocol):
         self.pending = pending  # every connection's, together
         self.log = log
         self._buffer = bytearray()
+        self._writable = asyncio.Event()  # clear while the edge lags behind
+        self._writable.set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        self._writable.set()  # what waits for room finds the connection gone
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
 
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
@@ -84,12 +100,32 @@ class EdgeForwards(asyncio.Protocol):
             if kept is not None:
                 keep_ms = int(min(kept.ttl, MAX_KEEP) * 1000)
                 about = b"" if kept.about is None else kept.about.encode()
+            if out is not None and not isinstance(out, bytes):
+                out = await self._parts(message[:4], out)
         except Exception:  # a bug must cost one answer, never the connection
             self.log.exception("no answer for a request from %s", peer)
             out, keep_ms, about = None, 0, b""
         if len(about) > 0xFFFF:
             keep_ms, about = 0, b""
         self._send(message[:4], keep_ms, about, out or b"")
+
+    async def _parts(self, ident: bytes, messages: AsyncIterator[bytes]) -> bytes | None:
+        """Send every message but the last as a part, each once the connection has room
+        for it; the last, to be sent as the answer (None: the connection is gone)."""
+        last = None
+        try:
+            async for message in messages:
+                if last is not None:
+                    await self._writable.wait()
+                    if self.transport is None:
+                        return None
+                    self._send(ident, PART, b"", last)
+                last = message
+        finally:
+            close = getattr(messages, "aclose", None)
+            if close is not None:
+                await close()
+        return last
 
     def _send(self, ident: bytes, keep_ms: int, about: bytes, answer: bytes) -> None:
         transport = self.transport
