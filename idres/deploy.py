@@ -150,8 +150,12 @@ def _cmd_sign(args: argparse.Namespace) -> int:
     layout = load_layout(Path(args.layout))
     request = request_from(_read(Path(args.request)))
     parent = None
-    if args.parent:
-        (parent,) = _delegations([args.parent])
+    if args.parent:  # one delegation, or a list such as nodes.json: the parent's in it
+        want = layout.node(request.name).parent
+        found = [d for d in _delegations([args.parent]) if d.name == want]
+        if not found:
+            raise LayoutError([("--parent", f"{args.parent} holds no delegation of {want!r}")])
+        parent = found[0]
     signed = sign_request(
         layout, request, _key(Path(args.key)), issued=int(time.time()), parent=parent
     )
@@ -222,7 +226,8 @@ def add_parser(sub: Any) -> None:
     s.add_argument(
         "--parent",
         metavar="FILE",
-        help="the parent's own signed delegation: check the key is its and the rules hold",
+        help="the parent's own signed delegation (or a nodes.json holding it): check that "
+        "the key is the one it names and that the child keeps the rules toward it",
     )
     s.add_argument("--out", help="write the signed delegation here (default: stdout)")
     s.set_defaults(deploy=_cmd_sign)

@@ -234,3 +234,22 @@ def test_a_bad_description_exits_2_with_each_problem_on_a_line(
         "idres deploy request: node 'sub-a'.role: must be super, backbone or subchain",
         "idres deploy request: node 'sub-a'.url: must be a non-empty string",
     ]
+
+
+def test_sign_finds_the_parent_in_a_nodes_json_and_checks_the_key_against_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    layout = layout_from(example())
+    (tmp_path / "network.toml").write_text(EXAMPLE)
+    (tmp_path / "nodes.json").write_text(json.dumps([d.to_json() for d in signed_all()]))
+    request = request_json(layout.node("sub-a"), public_der(ed25519.Ed25519PrivateKey.generate()))
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    for name in ("super", "backbone-1"):
+        save_node_key(tmp_path / f"{name}.pem", KEYS[name])
+    argv = ["deploy", "sign", str(tmp_path / "network.toml"), str(tmp_path / "request.json")]
+    argv += ["--parent", str(tmp_path / "nodes.json"), "--key"]
+    assert main([*argv, str(tmp_path / "super.pem")]) == 2
+    assert "not the key of 'backbone-1'" in capsys.readouterr().err
+    assert main([*argv, str(tmp_path / "backbone-1.pem")]) == 0
+    signed = json.loads(capsys.readouterr().out)
+    assert (signed["name"], signed["publicKey"]) == ("sub-a", request["publicKey"])
