@@ -52,8 +52,8 @@ ruff check .
 ruff format --check .
 echo "test: mypy --strict" >&2
 mypy
-echo "test: the Go modules: the edge and the Handle load tool (gofmt, go vet, go test)" >&2
-for module in resolver/edge benchmarks/handleperf; do
+echo "test: the Go modules: the edge, the Handle load tool and deploy/check (gofmt, go vet, go test)" >&2
+for module in resolver/edge benchmarks/handleperf deploy/check; do
   (
     cd "$module"
     unformatted="$(gofmt -l .)"

@@ -812,6 +812,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_up)
 
+    from idres.deploy import add_parser as add_deploy
+
+    add_deploy(sub)
+
     p = sub.add_parser(
         "kafka-acl",
         help="give each node of a directory its Kafka user and ACLs",
