@@ -192,7 +192,6 @@ class ResolverAPI:
         noredirect: bool,
         accept_language: str = "",
         query: str = "",
-        method: str = "GET",
     ) -> Reply:
         """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent;
         ``query``: the raw query string, which a Digital Link passes on)."""
@@ -203,7 +202,7 @@ class ResolverAPI:
             shown = raw.decode("latin-1")
             return replies.page(shown, None, "not UTF-8 after percent-decoding", 400)
         dl = gs1_api.request_of(
-            method=method, query=query, accept=accept, accept_language=accept_language, path=text
+            query=query, accept=accept, accept_language=accept_language, path=text
         )
         reply = await self.gs1.answer(text, dl)  # a Digital Link path: this node is the resolver
         if reply is not None:
@@ -223,7 +222,6 @@ class ResolverAPI:
             noredirect="noredirect" in request.query,
             accept_language=request.headers.get("Accept-Language", ""),
             query=request.rel_url.raw_query_string,
-            method=request.method,
         )
         return to_response(reply)
 

@@ -1,6 +1,7 @@
-"""A GS1-conformant resolver's decisions (GS1-Conformant Resolver standard 1.0 §3, the
-Digital Link URI syntax 1.2 §4): which of a record's links a Digital Link request
-gets, as a redirect, a 300 list or the RFC 9264 linkset.
+"""A GS1-conformant resolver's decisions (GS1-Conformant Resolver standard 1.2.0; its
+requirements are quoted as the conformance suite lists them, Conformance1_2.txt):
+which of a record's links a Digital Link request gets, as a redirect, a 300 list or
+the RFC 9264 linkset.
 
 How a record's values become GS1 links (README, "idres as a GS1 resolver"):
 
@@ -34,6 +35,8 @@ GS1_VOC = "https://gs1.org/voc/"
 DEFAULT = "defaultLink"
 DEFAULT_MULTI = "defaultLinkMulti"
 RELATED = "http://www.iana.org/assignments/relation/related"
+# the resolver standard's context file that reads a linkset as JSON-LD
+JSONLD_CONTEXT = "https://ref.gs1.org/standards/resolver/linkset-context"
 # GS1 link types are named in three spellings (the suite reduces all to gs1:)
 _VOC_PREFIXES = (
     "gs1:",
@@ -44,7 +47,7 @@ _VOC_PREFIXES = (
 )
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _LANG = re.compile(r"[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*")
-# Conformant Resolver §3.3: SHALL support CORS, with GET, HEAD and OPTIONS
+# "SHALL support CORS" and "SHALL support HTTP 1.1 (or higher) GET, HEAD and OPTIONS"
 CORS: tuple[tuple[str, str], ...] = (
     ("Access-Control-Allow-Origin", "*"),
     ("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS"),
@@ -91,7 +94,6 @@ class Link:
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    method: str = "GET"
     link_type: str | None = None  # the linkType query parameter, as sent
     accept: str = ""
     accept_language: str = ""
@@ -124,6 +126,9 @@ def links_of(values: Sequence[HandleValue]) -> tuple[Link | None, tuple[Link, ..
         others.append(Link(rel, href, title, lang, index))
     if default is None and first_url is not None:
         default = Link(DEFAULT, first_url.href, _TITLES[DEFAULT], None, first_url.index)
+    elif first_url is not None:  # not the default after all: a related link like the rest
+        others.append(first_url)
+        others.sort(key=lambda link: link.index)
     return default, tuple(others)
 
 
@@ -156,7 +161,7 @@ def link_type_name(raw: str) -> str:
 
 def linkset(anchor: str, default: Link | None, links: Sequence[Link]) -> dict[str, Any]:
     """RFC 9264 §4.2 JSON: one context object for the key, each relation with its links;
-    exactly one gs1:defaultLink (Conformant Resolver §3.7)."""
+    "SHALL recognise one available link as the default": exactly one gs1:defaultLink."""
     entry: dict[str, Any] = {"anchor": anchor}
     if default is not None:
         entry[GS1_VOC + DEFAULT] = [default.to_json()]
@@ -167,8 +172,8 @@ def linkset(anchor: str, default: Link | None, links: Sequence[Link]) -> dict[st
 
 def anchor_of(ident: Identifier, host: str) -> str:
     """The Digital Link URI of the key a record belongs to, under the resolver's host:
-    the record is the key's, so its links are facts about the key (URI syntax §4.3:
-    qualifiers narrow the key; a resolver walks up from what it does not know)."""
+    the record is the key's, so its links are facts about the key (qualifiers narrow
+    the key; a resolver walks up from what it does not know to the key)."""
     uri = ident.uri or ""
     path = uri.split("://", 1)[-1].partition("/")[2]
     ai, _, rest = path.partition("/")
@@ -186,12 +191,12 @@ def respond(
     wanted = request.link_type
     name = link_type_name(wanted) if wanted is not None else None
     if name in ("linkset", "all") or (name is None and LINKSET in request.accept):
-        # §3.8: linkType=linkset (linkType=all, deprecated) and Accept: linkset+json
+        # linkType=linkset (linkType=all, deprecated) and Accept: linkset+json
         # answer the linkset itself, never a redirect
         body = dump(linkset(anchor, default, links))
         plain_json = "application/json" in request.accept and LINKSET not in request.accept
         content_type = "application/json" if plain_json else LINKSET
-        return Reply(200, body, content_type, headers)
+        return Reply(200, body, content_type, headers_for(request, linkset_body=True))
     if request.noredirect and name is None:
         return Reply(200, web_view.page(ident.canonical, values).encode(), HTML, headers)
     if name is None or name == DEFAULT:
@@ -205,7 +210,7 @@ def respond(
         untagged = [lk for lk in of_type if not lk.hreflang]
         candidates = _by_language(of_type, request.accept_language) or untagged or of_type
     if not candidates:
-        # §3.9: a link type the record lacks is 404, never the default
+        # a link type the record lacks is 404 (the suite's specificLinkTypeNotFound)
         why = f"{ident.canonical} has no link of type {wanted}" if wanted else "no default link"
         return Reply(404, web_view.page(ident.canonical, None, message=why).encode(), HTML, headers)
     if len(candidates) > 1:
@@ -213,22 +218,28 @@ def respond(
         body = dump(linkset(anchor, None, candidates))
         return Reply(300, body, LINKSET, headers)
     target = candidates[0].href
-    if request.query:  # §3.10: the query string is passed on by default
+    if request.query:  # "SHALL pass on all key=value pairs in the query string"
         target += ("&" if "?" in target else "?") + request.query
     return Reply(307, b"", "", (("Location", target), *headers))
 
 
-def headers_for(request: Request) -> tuple[tuple[str, str], ...]:
-    """CORS, and the Link header: the linkset (Conformant Resolver §3.8, even when
-    redirecting) and, for a compressed request, its uncompressed URI (owl:sameAs)."""
+def headers_for(request: Request, *, linkset_body: bool = False) -> tuple[tuple[str, str], ...]:
+    """CORS, and the Link header: the linkset ("SHOULD expose link to the linkset in an
+    HTTP Link header, even when redirecting"); for a compressed request its uncompressed
+    URI ("SHALL expose the uncompressed URI in the Link response header with a rel value
+    of owl:sameAs"); with a linkset, the JSON-LD context that reads it as linked data."""
     links = [f'</{_path_quote(request.path)}?linkType=linkset>; rel="linkset"; type="{LINKSET}"']
     if request.same_as:
         links.append(f'<{request.same_as}>; rel="owl:sameAs"')
+    if linkset_body:
+        links.append(f'<{JSONLD_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"')
     return (*CORS, ("Link", ", ".join(links)), ("Vary", "Accept, Accept-Language"))
 
 
 def _path_quote(path: str) -> str:
-    return quote(path, safe="/%!$&'()*+,;=:@-._~")
+    """The decoded request path as a URI reference again (nothing that could end the
+    Link header's <...> or split the header survives)."""
+    return quote(path, safe="/!$&'()*+,;=:@-._~")
 
 
 def _by_language(links: Sequence[Link], accept_language: str) -> list[Link]:
@@ -270,16 +281,13 @@ def _preferences(header: str) -> list[str]:
 
 
 def description(host: str, *, name: str) -> dict[str, Any]:
-    """The resolver description file at /.well-known/gs1resolver (Conformant Resolver
-    §3.11): what this resolver serves, where, and which link types it knows."""
+    """The resolver description file at /.well-known/gs1resolver ("SHALL provide a
+    resolver description file"), in the fields of GS1's description-file schema."""
     return {
         "name": name,
         "resolverRoot": f"https://{host}",
         "supportedPrimaryKeys": ["01", "00", "414"],
-        "supportedLinkType": [
-            {"namespace": GS1_VOC, "prefix": "gs1:", "profile": GS1_VOC + "?show=linktypes"}
-        ],
-        "linkTypeDefaultCanBeLinkset": True,
-        "supportedContextValuesEnumerated": [],
-        "contact": {"fn": "the operator of this idres network"},
+        "supportedLinkType": [{"namespace": GS1_VOC, "prefix": "gs1:"}],
+        # a record cannot make the linkset its default answer: the default is a link
+        "linkTypeDefaultCanBeLinkset": False,
     }

@@ -23,7 +23,7 @@ from schemas.identifiers.digital_link import PRIMARY_KEYS
 from schemas.identifiers.dl_compression import expand_path, is_compressed_segment
 
 WELL_KNOWN = "/.well-known/gs1resolver"
-# what this node answers with CORS on OPTIONS (Conformant Resolver §3.1)
+# what this node answers with CORS on OPTIONS
 _ALLOW = ("Allow", "GET, HEAD, OPTIONS")
 
 
@@ -36,10 +36,15 @@ class GS1Resolver:
         self.name = name
 
     def install(self, app: web.Application) -> None:
-        """The description file, and OPTIONS on every path (the reads are the node's
-        GET /{tail} route, which asks ``answer`` first)."""
+        """The description file, and OPTIONS on Digital Link paths (their GET and HEAD
+        are the node's ``/{tail}`` route, which asks ``answer`` first)."""
         app.router.add_get(WELL_KNOWN, self.well_known)
-        app.router.add_route("OPTIONS", "/{tail:.*}", self.options)
+        app.router.add_route("OPTIONS", WELL_KNOWN, self.options)
+        app.router.add_route("OPTIONS", "/{path:(?:01|00|414)/.*}", self.options)
+        # a compressed URI: one segment of URI-safe base64, not all digits
+        app.router.add_route(
+            "OPTIONS", r"/{data:[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*/?}", self.options
+        )
 
     async def well_known(self, request: web.Request) -> web.Response:
         body = dump(gs1.description(self.host, name=f"idres node {self.name}"))
@@ -83,7 +88,7 @@ class GS1Resolver:
         try:
             found = self.digital_link(raw_path)
         except InvalidIdentifier as exc:
-            return _page(raw_path, exc.message, 400, request)  # §3.4: malformed is 400
+            return _page(raw_path, exc.message, 400, request)  # malformed: 400
         if found is None:
             return None
         uri, same_as = found
@@ -92,7 +97,6 @@ class GS1Resolver:
             uri, _, carried = uri.partition("?")
             query = carried + ("&" + query if query else "")
         request = gs1.Request(
-            method=request.method,
             link_type=_link_type(query) if same_as else request.link_type,
             accept=request.accept,
             accept_language=request.accept_language,
@@ -122,12 +126,9 @@ class GS1Resolver:
         return gs1.respond(ident, values, request, host=self.host)
 
 
-def request_of(
-    *, method: str, query: str, accept: str, accept_language: str, path: str
-) -> gs1.Request:
+def request_of(*, query: str, accept: str, accept_language: str, path: str) -> gs1.Request:
     """A Digital Link request as the HTTP layers see it (``query``: raw, no "?")."""
     return gs1.Request(
-        method=method,
         link_type=_link_type(query),
         accept=accept,
         accept_language=accept_language,

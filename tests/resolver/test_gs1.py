@@ -31,6 +31,7 @@ VALUES: list[dict[str, object]] = [
     {"index": 5, "type": "gs1:instructions", "data": "https://example.com/tea/how?v=1"},
     {"index": 6, "type": "gs1:certificationInfo", "data": "https://example.com/c1"},
     {"index": 7, "type": "gs1:certificationInfo", "data": "https://example.com/c2"},
+    {"index": 8, "type": "gs1:defaultLink:zh", "data": "https://example.com/tea/zh"},
 ]
 
 
@@ -84,6 +85,7 @@ async def test_the_resolver_description_file_is_at_its_well_known_path(net: Net)
     assert set(described["supportedPrimaryKeys"]) == {"01", "00", "414"}
     assert described["supportedLinkType"][0]["namespace"] == VOC
     assert described["name"]
+    assert described["linkTypeDefaultCanBeLinkset"] is False
 
 
 async def test_get_head_and_options_answer_with_cors_headers(net: Net) -> None:
@@ -99,6 +101,34 @@ async def test_get_head_and_options_answer_with_cors_headers(net: Net) -> None:
     )
     assert (status, headers["Access-Control-Allow-Origin"]) == (204, "*")
     assert {"GET", "HEAD", "OPTIONS"} <= set(headers["Access-Control-Allow-Methods"].split(", "))
+    (compressed,) = await sdk({"compress": uri})
+    for path in (compressed["uri"], net.urls["sub"] + "/.well-known/gs1resolver"):
+        status, _, headers = await call(path, "OPTIONS")
+        assert (status, headers["Access-Control-Allow-Origin"]) == (204, "*")
+    # the Handle API's own paths are not the GS1 resolver's to describe
+    status, _, _ = await call(net.urls["super"] + "/api/handles/88.100.1/X", "OPTIONS")
+    assert status == 405
+
+
+async def test_the_default_follows_the_readers_language_when_a_multi_default_fits(
+    net: Net,
+) -> None:
+    await registered(net)
+    uri = await dl(net)  # no query: answered by the node's front door, not aiohttp
+    for language, location in [
+        ("zh-CN, en;q=0.8", "https://example.com/tea/zh"),
+        ("en", "https://example.com/tea/info"),
+        ("", "https://example.com/tea/info"),
+    ]:
+        headers = {"Accept-Language": language} if language else {}
+        status, _, answer = await call(uri, **headers)
+        assert (status, answer["Location"]) == (307, location)
+    status, body, _ = await call(uri, Accept="application/linkset+json")
+    (entry,) = json.loads(body)["linkset"]
+    assert entry[VOC + "defaultLinkMulti"] == [
+        {"href": "https://example.com/tea/zh", "title": "Default link", "hreflang": ["zh"]}
+    ]
+    assert len(entry[VOC + "defaultLink"]) == 1
 
 
 async def test_malformed_is_400_unknown_is_404_and_no_error_is_a_200(net: Net) -> None:
@@ -161,6 +191,7 @@ async def test_the_linkset_is_answered_not_redirected(net: Net) -> None:
     for relation, links in entry.items():
         if relation != "anchor":
             assert all(link["href"] and link["title"] for link in links), relation
+    assert 'rel="http://www.w3.org/ns/json-ld#context"' in answers[0][2]["Link"]
     status, _, headers = await call(uri + "?linkType=linkset", Accept="application/json")
     assert (status, headers["Content-Type"].split(";")[0]) == (200, "application/json")
 
