@@ -26,6 +26,10 @@ fi
 # Maven Central, cached like the broker's jars
 echo "test: the CNRI Handle client (deploy/handle/client.sh)" >&2
 bash deploy/handle/client.sh
+# GS1's Digital Link SDK (npm digital-link.js), with which the GS1 resolver tests make,
+# check and compress the URIs they send; cached like the jars above
+echo "test: GS1's digital-link.js (deploy/gs1/digital-link.sh)" >&2
+bash deploy/gs1/digital-link.sh
 
 # Stock DNS software the DNS face is tested against (tests/resolver/dns): Knot's kdig
 # asks it, Unbound resolves through it, Knot serves its zone as a secondary; all three

@@ -30,7 +30,7 @@ from registry.httpio import (
 )
 from registry.httpio import read_json as read_json_body
 from registry.httpsig import authority_of
-from resolver import did, replies
+from resolver import did, gs1_api, replies
 from resolver.budget import (
     AUTH_BUDGET,
     MAX_UPSTREAM_PER_BATCH,
@@ -45,7 +45,6 @@ from resolver.topology import Directory
 from schemas.codec_json import public_answer
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
-from schemas.identifiers.digital_link import PRIMARY_KEYS
 from schemas.record import Record
 
 MAX_BATCH_RESOLVE = 1000
@@ -84,6 +83,10 @@ class ResolverAPI:
         registry.public_authorities = self._own_authorities
         # ?proof=true: answered by the node's sync, which holds the chains (if it runs)
         self.proof: Callable[[Identifier], Awaitable[web.Response]] | None = None
+        # Digital Link paths: this node as a GS1-conformant resolver
+        self.gs1 = gs1_api.GS1Resolver(
+            resolver.resolve, host=digital_link_host, name=resolver.config.name
+        )
 
     def _own_authorities(self) -> tuple[str, ...]:
         me = self.directory().by_name.get(self.resolver.config.name)
@@ -98,6 +101,7 @@ class ResolverAPI:
         app.router.add_get("/api/directory", self.directory_json)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/healthz", self.healthz)
+        self.gs1.install(app)
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
         app.router.add_get("/" + TAIL, self.proxy)
 
@@ -180,17 +184,29 @@ class ResolverAPI:
             return replies.did_error("internalError", exc.message, exc.http_status)
         return replies.did_document(ident, answer)
 
-    async def browse(self, raw: bytes, *, accept: str, noredirect: bool) -> Reply:
-        """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent)."""
+    async def browse(
+        self,
+        raw: bytes,
+        *,
+        accept: str,
+        noredirect: bool,
+        accept_language: str = "",
+        query: str = "",
+    ) -> Reply:
+        """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent;
+        ``query``: the raw query string, which a Digital Link passes on)."""
         self.metrics.inc("idres_requests_total", 'interface="proxy"')
         try:
             text = unquote_to_bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             shown = raw.decode("latin-1")
             return replies.page(shown, None, "not UTF-8 after percent-decoding", 400)
-        first, _, rest = text.partition("/")
-        if first in PRIMARY_KEYS and rest:  # a Digital Link path: this node is the resolver
-            text = f"https://{self.digital_link_host}/{text}"
+        dl = gs1_api.request_of(
+            query=query, accept=accept, accept_language=accept_language, path=text
+        )
+        reply = await self.gs1.answer(text, dl)  # a Digital Link path: this node is the resolver
+        if reply is not None:
+            return reply
         try:
             ident = parse(text)
             answer = await self.resolver.resolve(ident)
@@ -204,6 +220,8 @@ class ResolverAPI:
             request.rel_url.raw_path[1:].encode("latin-1"),
             accept=request.headers.get("Accept", ""),
             noredirect="noredirect" in request.query,
+            accept_language=request.headers.get("Accept-Language", ""),
+            query=request.rel_url.raw_query_string,
         )
         return to_response(reply)
 

@@ -465,6 +465,8 @@ class FrontProtocol(asyncio.Protocol):
                 read.target,
                 accept=read.accept.decode("latin-1"),
                 noredirect=query is not None and "noredirect" in query,
+                accept_language=read.accept_language.decode("latin-1"),
+                query=read.query.decode("latin-1"),
             )
         text = _text(read.target)
         if _DID in read.accept:

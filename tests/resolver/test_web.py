@@ -78,8 +78,10 @@ async def test_a_digital_link_redirects_to_its_default_link_with_a_linkset(net: 
     status, text, headers = await fetch(url, accept="application/linkset+json")
     assert headers["Content-Type"].startswith("application/linkset+json")
     entry = json.loads(text)["linkset"][0]
-    assert entry["anchor"] == "https://id.gs1.org/01/06901234567892/10/LOT7"
-    assert entry["https://gs1.org/voc/defaultLink"] == [{"href": "https://example.com/tea/info"}]
+    assert entry["anchor"] == "https://id.gs1.org/01/06901234567892"  # the record's key
+    assert entry["https://gs1.org/voc/defaultLink"] == [
+        {"href": "https://example.com/tea/info", "title": "Default link"}
+    ]
     assert entry["https://gs1.org/voc/pip"][0]["href"] == "https://example.com/tea/pip"
 
 
