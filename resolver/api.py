@@ -38,6 +38,8 @@ from resolver.budget import (
     BudgetConfig,
     Budgets,
 )
+from resolver.did import Failure as DidFailure
+from resolver.did_api import DidAPI
 from resolver.metrics import Metrics
 from resolver.replies import Reply
 from resolver.service import VIA_HEADER, Answer, Resolver, not_found
@@ -45,6 +47,7 @@ from resolver.topology import Directory
 from schemas.codec_json import public_answer
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
+from schemas.identifiers.did import SERVED_METHODS, method_of
 from schemas.record import Record
 
 MAX_BATCH_RESOLVE = 1000
@@ -102,6 +105,7 @@ class ResolverAPI:
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/healthz", self.healthz)
         self.gs1.install(app)
+        DidAPI(self).install(app)
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
         app.router.add_get("/" + TAIL, self.proxy)
 
@@ -172,17 +176,28 @@ class ResolverAPI:
 
     async def did(self, text: str) -> Reply:
         """A W3C DID resolution result, errors included, for did:bid and did:cn."""
+        found = await self.resolve_did(text)
+        if isinstance(found, DidFailure):
+            return replies.did_error(found.error, found.message, found.status)
+        return replies.did_document(*found)
+
+    async def resolve_did(self, text: str) -> tuple[Identifier, Answer] | DidFailure:
+        """The record a DID names, as this node resolves it, or why there is none to
+        resolve: a DID of another method, or no DID (DID Resolution's error names)."""
+        method = method_of(text)
+        if method is not None and method not in SERVED_METHODS:
+            served = ", ".join(f"did:{m}" for m in SERVED_METHODS)
+            return DidFailure("methodNotSupported", f"did:{method} is not served ({served})")
         try:
             ident = parse(text)
             if ident.scheme not in (Scheme.DID_BID, Scheme.DID_CN):
                 raise InvalidIdentifier(text, "not a did:bid or did:cn DID", position=0)
         except InvalidIdentifier as exc:
-            return replies.did_error("invalidDid", exc.message, 400)
+            return DidFailure("invalidDid", exc.message)
         try:
-            answer = await self.resolver.resolve(ident)
+            return ident, await self.resolver.resolve(ident)
         except IdresError as exc:
-            return replies.did_error("internalError", exc.message, exc.http_status)
-        return replies.did_document(ident, answer)
+            return DidFailure("internalError", exc.message, exc.http_status)
 
     async def browse(
         self,

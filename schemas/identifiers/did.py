@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from schemas.errors import InvalidIdentifier
 from schemas.identifiers.handle import parse_prefix
@@ -23,6 +24,21 @@ _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+# DID Core §3.1: did = "did:" method-name ":" method-specific-id
+_DID_SYNTAX = re.compile(
+    r"did:([a-z0-9]+):(?:(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})*:)*(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})+"
+)
+SERVED_METHODS = ("bid", "cn")
+
+
+def method_of(text: str) -> str | None:
+    """The method of ``text`` if it is a DID by DID Core's syntax (any method), else None:
+    a resolver tells a DID of a method it does not serve (methodNotSupported) from
+    text that is no DID at all (invalidDid)."""
+    match = _DID_SYNTAX.fullmatch(text)
+    return match.group(1) if match else None
 
 
 def parse_did(text: str) -> Identifier:
