@@ -26,6 +26,10 @@ fi
 # Maven Central, cached like the broker's jars
 echo "test: the CNRI Handle client (deploy/handle/client.sh)" >&2
 bash deploy/handle/client.sh
+# BIF's Java SDK (cn.bitfactory:bif-chain-sdk) the did:bid addresses are checked against
+# (tests/schemas/test_bid_address.py), from Maven Central, cached the same way
+echo "test: the BIF SDK (deploy/bif/sdk.sh)" >&2
+bash deploy/bif/sdk.sh
 # Node.js and npm, for the npm packages the tests run (GS1's digital-link.js, the DID
 # clients), from Debian's packages
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then

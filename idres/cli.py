@@ -37,7 +37,7 @@ from registry.client import RegistryClient, Reply
 from resolver.dns.names import DEFAULT_ZONE
 from schemas.codec_json import value_to_json
 from schemas.errors import IdresError, InvalidIdentifier
-from schemas.identifiers import parse
+from schemas.identifiers import bid_address, parse
 from schemas.identifiers.text import MAX_INPUT_CHARS
 
 EXIT_OK = 0
@@ -94,10 +94,30 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_INVALID
+    if args.did is not None and args.alg != "ed25519":
+        print("error: --did needs --alg ed25519 (a did:bid 'e' address)", file=sys.stderr)
+        return EXIT_INVALID
+    if args.did and (
+        len(args.did) != 4
+        or not args.did.isascii()
+        or not args.did.isalnum()
+        or args.did != args.did.lower()
+    ):
+        print(
+            f"error: --did {args.did!r}: a sub-chain code is 4 lowercase letters or digits",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     key = httpsig.generate_key(args.alg)
     write_secret(path, httpsig.private_key_pem(key), replace=args.force)
-    public = base64.b64encode(httpsig.public_key_der(key)).decode()
-    print(json.dumps({"key": str(path), "alg": args.alg, "publicKey": public}))
+    der = httpsig.public_key_der(key)
+    out = {"key": str(path), "alg": args.alg, "publicKey": base64.b64encode(der).decode()}
+    if args.did is not None:
+        raw = bid_address.raw_ed25519(der)
+        assert raw is not None  # an Ed25519 key, checked above
+        out["did"] = bid_address.address(raw, args.did or None)
+        out["publicKeyHex"] = bid_address.public_key_hex(raw)
+    print(json.dumps(out))
     return EXIT_OK
 
 
@@ -658,6 +678,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the PEM private key")
     p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--did",
+        nargs="?",
+        const="",
+        metavar="CODE",
+        help="also print the key's did:bid address as BIF derives it (and BIF's "
+        "publicKeyHex); with CODE, on that sub-chain",
+    )
     p.set_defaults(func=_cmd_keygen)
 
     p = sub.add_parser("serve", help="run one registry node")

@@ -16,13 +16,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from registry import httpsig
 from resolver.did import DOCUMENT_JSON, DOCUMENT_LD, RESULT_LD
 from schemas.codec_json import values_from_json
+from schemas.identifiers.bid_address import address
 from schemas.record import Record
 from tests.did_clients import resolve_all
 from tests.resolver.conftest import Net
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
-DID = "did:bid:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq"  # main chain: held by the super node
-MISSING = "did:bid:ab12:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq"  # sub-chain ab12: no such DID
+KEY = ed25519.Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+_RAW = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+DID = address(_RAW)  # main chain: held by the super node
+MISSING = address(_RAW, "ab12")  # sub-chain ab12: no such DID
 CN = "did:cn:88.100.1"
 
 
@@ -44,7 +47,7 @@ def pick(outcomes: list[dict[str, Any]], via: str, did: str, accept: str | None 
 
 
 async def registered(net: Net) -> ed25519.Ed25519PrivateKey:
-    key = ed25519.Ed25519PrivateKey.generate()
+    key = KEY  # a did:bid is registered with its own key (the address of its HS_PUBKEY)
     der = base64.b64encode(httpsig.public_key_der(key)).decode()
     await put(
         net,
