@@ -1,20 +1,24 @@
 """A node's DID routes for resolvers that are not ours: the Universal Resolver's driver
 contract, ``GET /1.0/identifiers/{did}``, so a stock Universal Resolver can use any
-node as its did:bid and did:cn driver.
+node as its did:bid and did:cn driver; and BIF's own answer, ``GET
+/bif/v1/did/{did}``, so Xinghuo's tools read it as they read a BID resolver.
 
 Every node answers: the lookup goes through the hierarchy like any other read. The
-shapes are built in ``resolver/did.py``; this module only reads requests and sends.
+shapes are built in ``resolver/did.py`` and ``resolver/bif.py``; this module only reads
+requests and sends.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import orjson
 from aiohttp import web
 
 from registry.httpio import dump
-from resolver import did
+from resolver import bif, did
+from schemas.identifiers import Scheme
 
 if TYPE_CHECKING:
     from resolver.api import ResolverAPI
@@ -22,6 +26,10 @@ if TYPE_CHECKING:
 # The Universal Resolver calls a driver at http://<driver>/1.0/identifiers/<did>
 # (docs/driver-development.md, "Driver Interface")
 UNIVERSAL_RESOLVER = "/1.0/identifiers/"
+# BIF clients append "/{bid}" to a resolver's base URL (RFC-005 §5.1 "http://${url}/${bid}",
+# the BIF driver's bidUrl + "/" + did): any base serves. Ours is one reserved first path
+# segment, so no handle is taken for it, with the protocol's version in it
+BIF = "/bif/v1/did/"
 
 
 class DidAPI:
@@ -30,6 +38,7 @@ class DidAPI:
 
     def install(self, app: web.Application) -> None:
         app.router.add_get(UNIVERSAL_RESOLVER + "{did:.+}", self.identifiers)
+        app.router.add_get(BIF + "{tail:.+}", self.bif)
 
     async def identifiers(self, request: web.Request) -> web.Response:
         """The Universal Resolver's driver contract: the DID resolution result or the bare
@@ -52,6 +61,31 @@ class DidAPI:
             error = result["didResolutionMetadata"]
             return _failed(did.Failure(error["error"], error["errorMessage"], status), offer)
         return _send(did.render(result, offer), 200, offer.media_type)
+
+    async def bif(self, request: web.Request) -> web.Response:
+        """A BID document as BIF's resolvers answer (RFC-005 §5.1), or one field of it
+        (``/public-keys``, ``/attributes``: §5.2)."""
+        self.api.metrics.inc("idres_requests_total", 'interface="bif"')
+        text, _, field = request.match_info["tail"].partition("/")
+        if field and field not in bif.FIELDS:
+            fields = ", ".join(bif.FIELDS)
+            return _bif(bif.failure(bif.FIELD_NOT_FOUND, f"no field {field!r} ({fields})", 404))
+        found = await self.api.resolve_did(text)
+        if isinstance(found, did.Failure):
+            code = {"invalidDid": bif.PROTOCOL_ERROR, "methodNotSupported": bif.NOT_SUPPORTED}
+            return _bif(bif.failure(code.get(found.error, bif.ERROR), found.message, found.status))
+        ident, answer = found
+        if ident.scheme is not Scheme.DID_BID:
+            why = f"BID documents are for did:bid; ask {UNIVERSAL_RESOLVER}{text}"
+            return _bif(bif.failure(bif.NOT_SUPPORTED, why, 501))
+        record = orjson.loads(answer.body)
+        return _bif(bif.answer(ident.canonical, answer.status, record, field, now=time.time()))
+
+
+def _bif(answer: bif.Answer) -> web.Response:
+    return web.Response(
+        body=dump(answer.body), status=answer.status, content_type="application/json"
+    )
 
 
 def _failed(failure: did.Failure, offer: did.Offer | None) -> web.Response:

@@ -33,7 +33,7 @@ def address(raw: bytes, code: str | None = None) -> str:
     ``code``, on that sub-chain (RFC-003 §4.1.1)."""
     if len(raw) != 32:
         raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
-    suffix = b58encode(_digest(raw))
+    suffix = b58encode(suffix_of(raw))
     return "did:bid:" + (f"{code}:" if code else "") + ED25519 + BASE58 + suffix
 
 
@@ -53,7 +53,8 @@ def raw_ed25519(der: bytes) -> bytes | None:
     return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
-def _digest(raw: bytes) -> bytes:
+def suffix_of(raw: bytes) -> bytes:
+    """The 22 bytes a did:bid suffix stands for: the last of the key's SHA-256."""
     return hashlib.sha256(raw).digest()[-SUFFIX_BYTES:]
 
 
@@ -74,7 +75,7 @@ def check_keys(ident: Identifier, keys: Mapping[int, bytes]) -> None:
         raw = raw_ed25519(der)
         if raw is None:
             continue
-        if _digest(raw) == suffix:
+        if suffix_of(raw) == suffix:
             return
         mismatched.append((index, address(raw, code)))
     if mismatched:
