@@ -159,6 +159,7 @@ def build_app(
     worker_header: bool = False,
     behind_edge: bool = False,
     limits: AnonymousLimits | None = None,
+    allow_seckey: bool = False,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
@@ -190,6 +191,7 @@ def build_app(
             delegated=lambda: directory().delegated_below(name),
             max_body_bytes=max_body_bytes,
             signature_max_age=signature_max_age,
+            allow_seckey=allow_seckey,
         ),
     )
     registry.install(app, reads=False)

@@ -167,6 +167,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["mirror_of"] = args.mirror_of
     if args.snapshot:
         overrides["snapshot"] = Path(args.snapshot)
+    if args.allow_seckey:
+        overrides["allow_seckey"] = True
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -771,6 +773,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--handle-host", help="the Handle face's address (IDRES_HANDLE_HOST, default --host)"
+    )
+    p.add_argument(
+        "--allow-seckey",
+        action="store_true",
+        help="accept Handle.Net's Authorization: Basic index:handle with an HS_SECKEY "
+        "secret on REST writes, over TLS or from loopback only (IDRES_ALLOW_SECKEY=1; "
+        "default off: RFC 9421 signatures only)",
     )
     p.set_defaults(func=_cmd_serve)
 

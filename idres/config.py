@@ -94,6 +94,9 @@ class NodeConfig:
     # ``host`` unless ``handle_host``
     handle_port: int | None = None
     handle_host: str | None = None
+    # Handle.Net's HS_SECKEY secrets (Authorization: Basic) on REST writes: off unless
+    # the operator turns it on, and then over TLS or from loopback only
+    allow_seckey: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -131,6 +134,7 @@ class NodeConfig:
             ),
             handle_port=int(env["IDRES_HANDLE_PORT"]) if env.get("IDRES_HANDLE_PORT") else None,
             handle_host=env.get("IDRES_HANDLE_HOST") or None,
+            allow_seckey=env.get("IDRES_ALLOW_SECKEY", "").lower() in ("1", "true", "yes"),
         )
 
 

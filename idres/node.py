@@ -149,6 +149,12 @@ def run(config: NodeConfig) -> int:
         flush=True,
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
+    if config.allow_seckey:
+        print(
+            "idres: HS_SECKEY secrets (Authorization: Basic) accepted on writes over TLS "
+            "or from loopback",
+            flush=True,
+        )
     print(
         f"idres: chain {name} ({config.hash_alg}) "
         + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
@@ -442,6 +448,7 @@ async def _worker(
         directory=lambda: directory,
         max_body_bytes=config.max_body_bytes,
         signature_max_age=config.signature_max_age,
+        allow_seckey=config.allow_seckey,
         cache=None if config.cache else CacheConfig(max_entries=0),
         limits=AnonymousLimits(
             client_upstream_rate=config.client_upstream_rate,

@@ -2,7 +2,8 @@
 
 PUT/GET/DELETE /api/handles/{identifier}, GET /api/handles?prefix=, POST /api/batch,
 GET /api/handles/{identifier}/history, POST /api/prefixes, GET /openapi.json.
-Writes are signed (RFC 9421); handlers translate HTTP to store operations and back.
+Writes are signed (RFC 9421) or, where the operator allows it, carry a Handle.Net
+HS_SECKEY secret (registry/seckey.py); handlers translate HTTP to store operations and back.
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ from registry.httpio import (
 )
 from registry.openapi import OPENAPI
 from registry.plan import DeleteOp, PutOp, WriteOp
+from registry.seckey import basic_credentials, check_transport
 from registry.service import (
     Authenticated,
     RegistryPolicy,
     SignedRequest,
     authenticate,
+    authenticate_secret,
     authorize_listing,
     can_read_private,
     fingerprint,
@@ -93,6 +96,8 @@ class RegistryConfig:
     # to any node of the network (each keeps its own replay memory).
     authorities: tuple[str, ...] = ()
     network: str | None = None
+    # Handle.Net's Authorization: Basic with an HS_SECKEY secret, over TLS or loopback
+    allow_seckey: bool = False
 
 
 class RegistryAPI:
@@ -328,6 +333,11 @@ class RegistryAPI:
             raise AuthenticationNeeded(
                 f"{request.method} {request.path} needs a signed request (RFC 9421): "
                 "Signature-Input and Signature made with a key this node knows"
+                + (
+                    "; or Authorization: Basic with index:handle and its HS_SECKEY secret"
+                    if self.config.allow_seckey
+                    else ""
+                )
             )
         return raw, auth
 
@@ -390,6 +400,12 @@ class RegistryAPI:
             max_age=self.config.signature_max_age,
             authorities=self.authorities(request),
         )
+        credentials = None if auth else basic_credentials(request.headers.get("Authorization"))
+        if credentials is not None:
+            check_transport(
+                enabled=self.config.allow_seckey, secure=request.secure, peer=request.remote
+            )
+            auth = await authenticate_secret(self.store, credentials, now=int(self.clock()))
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and (
             not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable()
