@@ -38,7 +38,7 @@ from registry.httpio import (
     read_body,
 )
 from registry.openapi import OPENAPI
-from registry.plan import DeleteOp, PutOp, WriteOp
+from registry.plan import DeleteOp, PutOp, WriteOp, op_handle
 from registry.seckey import basic_credentials, check_transport
 from registry.service import (
     Authenticated,
@@ -78,6 +78,10 @@ HANDLES = "/api/handles/"
 # the rest of the path, newlines included, so that they reach the parser (a 400, not a 404)
 TAIL = r"{tail:[\w\W]+}"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# On a write's answer: the identifier it changed, so that the node's edge forgets the
+# answers it keeps for it before the client hears of the write (read-your-writes; the
+# NOTIFY that tells every cache arrives a moment later). resolver/edge/edge.go drops it.
+EDGE_FORGET = "Idres-Edge-Forget"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -384,6 +388,8 @@ class RegistryAPI:
         )
         assert applied.response is not None
         headers = {"Idempotent-Replayed": "true"} if applied.outcomes is None else {}
+        if single and ops and applied.response.status < 300:
+            headers[EDGE_FORGET] = op_handle(ops[0])
         return web.Response(
             body=applied.response.body,
             status=applied.response.status,

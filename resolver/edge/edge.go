@@ -32,6 +32,7 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
+	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
 	retryAfter   = "1"
 )
 
@@ -164,6 +165,12 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 				expires: now.UnixNano() + int64(ttl*float64(time.Second)),
 			}, gen)
 		}
+	}
+	if forget := resp.Header.Peek(forgetHeader); len(forget) > 0 {
+		// forgotten before the client hears of its write, so that its next read through
+		// this edge sees it; the change's NOTIFY (listen.go) comes a moment later
+		e.cache.Invalidate([]string{string(forget)})
+		resp.Header.Del(forgetHeader)
 	}
 	resp.Header.Del(edgeKey)
 	resp.Header.Del(edgeTTL)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -33,6 +34,15 @@ func (w *worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	time.Sleep(w.delay)
+	if r.Method == http.MethodPut { // a write: the new value, and the identifier it changed
+		body, _ := io.ReadAll(r.Body)
+		w.mu.Lock()
+		w.value = string(body)
+		w.mu.Unlock()
+		rw.Header().Set(forgetHeader, strings.TrimPrefix(r.URL.Path, "/api/handles/"))
+		rw.WriteHeader(http.StatusOK)
+		return
+	}
 	w.mu.Lock()
 	value := w.value
 	w.mu.Unlock()
@@ -287,5 +297,29 @@ func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
 	}
 	if h.edge.forwarded.Load() != 0 {
 		t.Fatal("the request reached the workers")
+	}
+}
+
+func TestAWriteThroughTheEdgeIsReadBackAtOnceWithoutWaitingForTheNotice(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	const target = "/api/handles/88.100.1/RYW"
+	h.get(t, target) // kept
+	if got := h.get(t, target); string(got.Header.Peek("Idres-Source")) != "cache" {
+		t.Fatalf("not kept: %q", got.Header.Peek("Idres-Source"))
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://node" + target + "?overwrite=true")
+	req.Header.SetMethod(fasthttp.MethodPut)
+	req.SetBodyString("new")
+	resp := &fasthttp.Response{}
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Header.Peek(forgetHeader)) > 0 {
+		t.Fatalf("%s reached the client", forgetHeader)
+	}
+	if got := value(t, h.get(t, target)); got != "new" { // no NOTIFY was sent
+		t.Fatalf("read after the write: %q", got)
 	}
 }
