@@ -169,6 +169,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["snapshot"] = Path(args.snapshot)
     if args.allow_seckey:
         overrides["allow_seckey"] = True
+    if args.tls_cert:
+        overrides["tls_cert"] = Path(args.tls_cert)
+    if args.tls_key:
+        overrides["tls_key"] = Path(args.tls_key)
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -781,6 +785,13 @@ def build_parser() -> argparse.ArgumentParser:
         "secret on REST writes, over TLS or from loopback only (IDRES_ALLOW_SECKEY=1; "
         "default off: RFC 9421 signatures only)",
     )
+    p.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS on the port with this certificate chain (IDRES_TLS_CERT; with "
+        "--tls-key; default plain HTTP)",
+    )
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert (IDRES_TLS_KEY)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(

@@ -97,6 +97,9 @@ class NodeConfig:
     # Handle.Net's HS_SECKEY secrets (Authorization: Basic) on REST writes: off unless
     # the operator turns it on, and then over TLS or from loopback only
     allow_seckey: bool = False
+    # HTTPS on the node's port: a PEM certificate chain and its key (both or neither)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -135,6 +138,8 @@ class NodeConfig:
             handle_port=int(env["IDRES_HANDLE_PORT"]) if env.get("IDRES_HANDLE_PORT") else None,
             handle_host=env.get("IDRES_HANDLE_HOST") or None,
             allow_seckey=env.get("IDRES_ALLOW_SECKEY", "").lower() in ("1", "true", "yes"),
+            tls_cert=Path(env["IDRES_TLS_CERT"]) if env.get("IDRES_TLS_CERT") else None,
+            tls_key=Path(env["IDRES_TLS_KEY"]) if env.get("IDRES_TLS_KEY") else None,
         )
 
 

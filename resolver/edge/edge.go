@@ -32,6 +32,7 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
+	schemeHeader = "Idres-Scheme"      // "https" when the client's connection is TLS
 	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
 	retryAfter   = "1"
 )
@@ -130,6 +131,13 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	req.Header.Del(edgeKey)
 	req.Header.Del(edgeTTL)
 	req.Header.Set(clientHeader, ctx.RemoteIP().String())
+	// what the client's connection was: the workers accept some credentials over TLS
+	// only (registry/seckey.py), and they see only the edge's unix socket
+	req.Header.Del(schemeHeader)
+	if ctx.IsTLS() {
+		req.Header.Set(schemeHeader, "https")
+		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
+	}
 	gen, keep := e.cache.Gen()
 	if fill && keep {
 		req.Header.Set(edgeHeader, "fill")

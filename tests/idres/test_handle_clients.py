@@ -1,14 +1,18 @@
 """Existing Handle.Net REST clients against ``idres serve``: pyhandle's RESTHandleClient
-writes with an HS_SECKEY secret (Authorization: Basic) and reads, unmodified."""
+writes with an HS_SECKEY secret (Authorization: Basic) and reads, unmodified, over
+loopback HTTP and over HTTPS (--tls-cert) across a network address."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
+import ipaddress
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +24,10 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyhandle.client.resthandleclient import RESTHandleClient
 from pyhandle.handleexceptions import HandleAuthenticationError
 
@@ -241,3 +249,135 @@ def test_secret_keys_are_refused_unless_the_operator_allows_them(
         )
         assert (reply.status_code, reply.json()["responseCode"]) == (401, 402)
         assert "idres serve --allow-seckey" in reply.json()["message"]
+
+
+# --- HTTPS -------------------------------------------------------------------------
+
+
+def network_address() -> str:
+    """An address of this machine that is not loopback (the route out; nothing is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1 (RFC 5737): any routed address
+        except OSError:
+            pytest.skip("no network interface but loopback")
+        address = str(probe.getsockname()[0])
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("no network interface but loopback")
+    return address
+
+
+def _name(common: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+
+def certificates(folder: Path, address: str) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate it signs for ``address``: (ca, cert, key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("idres test CA"))
+        .issuer_name(_name("idres test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("idres node"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(a)) for a in {address, "127.0.0.1"}]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = (folder / "ca.pem", folder / "cert.pem", folder / "key.pem")
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@pytest.mark.parametrize("front", ["edge", "python"])
+def test_pyhandle_writes_with_a_secret_key_over_https_across_a_network(
+    db_url: str, tmp_path: Path, front: str
+) -> None:
+    address = network_address()
+    ca, cert, key = certificates(tmp_path, address)
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with serve(
+        db_url,
+        tmp_path,
+        "--host",
+        address,
+        "--allow-seckey",
+        "--front",
+        front,
+        *tls,
+        verify=str(ca),
+    ) as node:
+        assert node.url.startswith(f"https://{address}:")
+        pyhandle_creates_modifies_and_deletes(node)
+        # a client that does not trust the node's certificate does not talk to it
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(node.url + "/healthz", timeout=30)
+
+
+@pytest.mark.parametrize("front", ["edge", "python"])
+def test_a_secret_key_in_clear_text_across_a_network_is_refused(
+    db_url: str, tmp_path: Path, front: str
+) -> None:
+    address = network_address()
+    with serve(db_url, tmp_path, "--host", address, "--allow-seckey", "--front", front) as node:
+        give_prefix_a_secret(node)
+        with pytest.raises(HandleAuthenticationError):
+            pyhandle_client(node).register_handle("88.100.1/CLEAR", "https://example.com/c")
+        reply = requests.put(
+            node.url + "/api/handles/88.100.1/CLEAR",
+            json={"values": [{"index": 1, "type": "URL", "data": "https://example.com/c"}]},
+            auth=("300%3A0.NA/88.100.1", SECRET),
+            timeout=30,
+        )
+        assert (reply.status_code, reply.json()["responseCode"]) == (401, 402)
+        assert "only over https" in reply.json()["message"]
+        assert requests.get(node.url + "/api/handles/88.100.1/CLEAR", timeout=30).status_code == 404
