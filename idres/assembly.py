@@ -164,6 +164,7 @@ def build_app(
     behind_edge: bool = False,
     limits: AnonymousLimits | None = None,
     allow_seckey: bool = False,
+    network: str | None = None,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
@@ -196,6 +197,8 @@ def build_app(
             max_body_bytes=max_body_bytes,
             signature_max_age=signature_max_age,
             allow_seckey=allow_seckey,
+            holder=lambda key: directory().holder_url(name, key),
+            network=network,
         ),
     )
     registry.install(app, reads=False)

@@ -169,6 +169,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["snapshot"] = Path(args.snapshot)
     if args.allow_seckey:
         overrides["allow_seckey"] = True
+    if args.network:
+        overrides["network"] = args.network
     if args.tls_cert:
         overrides["tls_cert"] = Path(args.tls_cert)
     if args.tls_key:
@@ -784,6 +786,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept Handle.Net's Authorization: Basic index:handle with an HS_SECKEY "
         "secret on REST writes, over TLS or from loopback only (IDRES_ALLOW_SECKEY=1; "
         "default off: RFC 9421 signatures only)",
+    )
+    p.add_argument(
+        "--network",
+        metavar="HOST[:PORT]",
+        help="the network's name, accepted in a signature's @authority beside this node's "
+        "own, so that a write redirected to the node holding it still verifies "
+        "(IDRES_NETWORK; default none)",
     )
     p.add_argument(
         "--tls-cert",

@@ -473,6 +473,7 @@ async def _worker(
         max_body_bytes=config.max_body_bytes,
         signature_max_age=config.signature_max_age,
         allow_seckey=config.allow_seckey,
+        network=config.network,
         cache=None if config.cache else CacheConfig(max_entries=0),
         limits=AnonymousLimits(
             client_upstream_rate=config.client_upstream_rate,

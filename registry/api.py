@@ -22,7 +22,7 @@ from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from registry.authz import Signer, covering_prefix_handles
+from registry.authz import Signer, covering_prefix_handles, governing_key
 from registry.httpio import (
     KEEPALIVE_TIMEOUT,
     BadRequest,
@@ -39,6 +39,7 @@ from registry.httpio import (
 )
 from registry.openapi import OPENAPI
 from registry.plan import DeleteOp, PutOp, WriteOp, op_handle
+from registry.referral import refer
 from registry.seckey import basic_credentials, check_transport
 from registry.service import (
     Authenticated,
@@ -68,6 +69,7 @@ from schemas.errors import (
     IdresError,
     InvalidIdentifier,
     InvalidValue,
+    NotResponsible,
 )
 from schemas.identifiers import Identifier, RoutingKey, parse
 from schemas.identifiers.prefix import parse_prefix
@@ -102,6 +104,9 @@ class RegistryConfig:
     network: str | None = None
     # Handle.Net's Authorization: Basic with an HS_SECKEY secret, over TLS or loopback
     allow_seckey: bool = False
+    # the URL of the node that holds a routing key this node does not (the directory's
+    # answer), for the Location of a misdirected write; None: unknown
+    holder: Callable[[RoutingKey], str | None] = field(default=lambda key: None)
 
 
 class RegistryAPI:
@@ -298,6 +303,8 @@ class RegistryAPI:
         ident = parse(text)
         overwrite = query_bool(request, "overwrite", True)
         indexes = query_ints(request, "index")
+        if (elsewhere := self._elsewhere(request, ident)) is not None:
+            return elsewhere
         raw, auth = await self._signed_write(request)
         body = decode_json(request, raw)
         values = values_from_json(body, now=int(self.clock()))
@@ -311,6 +318,8 @@ class RegistryAPI:
         text, _ = target_of(request)
         ident = parse(text)
         indexes = query_ints(request, "index")
+        if (elsewhere := self._elsewhere(request, ident)) is not None:
+            return elsewhere
         raw, auth = await self._signed_write(request)
         op = DeleteOp(handle=ident.canonical, indexes=indexes)
         return await self._write(request, raw, auth, [op], single=True)
@@ -328,6 +337,25 @@ class RegistryAPI:
         body = decode_json(request, raw)
         decoded = _batch_ops(body, now=int(self.clock()), limit=self.config.max_batch)
         return await self._write(request, raw, auth, decoded, single=False)
+
+    def _elsewhere(self, request: web.Request, ident: Identifier) -> web.Response | None:
+        """A write of one identifier this node does not hold: answered before any
+        authentication (the entry node need not accept what the holder will), with the
+        holder in Location (registry/referral.py); None when it is this node's."""
+        try:
+            RegistryPolicy(None, self.config.served, self.config.delegated()).admissible(ident)
+        except NotResponsible as exc:
+            referral = refer(
+                exc.message,
+                self.config.holder(governing_key(ident)),
+                request.rel_url.raw_path_qs,
+                prefer=request.headers.getall("Prefer", []),
+            )
+            body = {"responseCode": exc.response_code, "message": referral.message}
+            response = json_response(body, status=referral.status)
+            response.headers.update(referral.headers)
+            return response
+        return None
 
     async def _signed_write(self, request: web.Request) -> tuple[bytes, Authenticated]:
         """The body (size limit first) and its signer; unsigned writes stop here."""
@@ -405,6 +433,7 @@ class RegistryAPI:
             now=int(self.clock()),
             max_age=self.config.signature_max_age,
             authorities=self.authorities(request),
+            network=self.config.network.lower() if self.config.network else None,
         )
         credentials = None if auth else basic_credentials(request.headers.get("Authorization"))
         if credentials is not None:
