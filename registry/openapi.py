@@ -58,7 +58,8 @@ _IDENTIFIER = {
     "which only GET reads: PUT and DELETE there are 405).",
     "schema": {"type": "string"},
 }
-_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
+# a write is signed, or carries a Handle.Net secret key where the node allows it
+_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}, {"handleSecretKey": []}]
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -87,7 +88,14 @@ OPENAPI: dict[str, Any] = {
                 "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519, "
                 "ecdsa-p256-sha256, rsa-v1_5-sha256 or rsa-pss-sha512; created within the "
                 "node's window.",
-            }
+            },
+            "handleSecretKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "Handle.Net's secret key: user index:handle percent-encoded, "
+                "password the HS_SECKEY value at that index. Only where the node's operator "
+                "allows it (idres serve --allow-seckey), over TLS or from loopback.",
+            },
         },
         "schemas": {
             "Error": {
