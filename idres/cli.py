@@ -187,6 +187,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["mirror_of"] = args.mirror_of
     if args.snapshot:
         overrides["snapshot"] = Path(args.snapshot)
+    if args.allow_seckey:
+        overrides["allow_seckey"] = True
+    if args.network:
+        overrides["network"] = args.network
+    if args.tls_cert:
+        overrides["tls_cert"] = Path(args.tls_cert)
+    if args.tls_key:
+        overrides["tls_key"] = Path(args.tls_key)
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -800,6 +808,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--handle-host", help="the Handle face's address (IDRES_HANDLE_HOST, default --host)"
     )
+    p.add_argument(
+        "--allow-seckey",
+        action="store_true",
+        help="accept Handle.Net's Authorization: Basic index:handle with an HS_SECKEY "
+        "secret on REST writes, over TLS or from loopback only (IDRES_ALLOW_SECKEY=1; "
+        "default off: RFC 9421 signatures only)",
+    )
+    p.add_argument(
+        "--network",
+        metavar="HOST[:PORT]",
+        help="the network's name, accepted in a signature's @authority beside this node's "
+        "own, so that a write redirected to the node holding it still verifies "
+        "(IDRES_NETWORK; default none)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS on the port with this certificate chain (IDRES_TLS_CERT; with "
+        "--tls-key; default plain HTTP)",
+    )
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert (IDRES_TLS_KEY)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(

@@ -61,12 +61,14 @@ def put_in_front(
     max_entries: int,
     dns: socket.socket | None = None,
     handle: socket.socket | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Front:
     """Start the edge on the node's bound ``public`` socket, which it holds from now
     (closed here), in front of a new socket for the node's workers; and on ``dns``, the
     DNS face's bound UDP socket, and ``handle``, the Handle face's listening TCP
     socket, when given (closed here too), each in front of a listening socket of the
-    workers' (``Front.dns``, ``Front.handle``)."""
+    workers' (``Front.dns``, ``Front.handle``). With ``tls`` (certificate chain and
+    key, PEM files) the edge serves HTTPS on the port."""
     inner, path = _workers_socket()
     dns_forwards = None if dns is None else _forwards(path.parent / DNS_SOCKET)
     handle_forwards = None if handle is None else _forwards(path.parent / HANDLE_SOCKET)
@@ -79,6 +81,7 @@ def put_in_front(
         max_entries=max_entries,
         dns=dns,
         handle=handle,
+        tls=tls,
     )
     for held in (public, dns, handle):
         if held is not None:
@@ -118,6 +121,7 @@ def _start(
     max_entries: int,
     dns: socket.socket | None,
     handle: socket.socket | None,
+    tls: tuple[Path, Path] | None,
 ) -> subprocess.Popen[bytes]:
     """Start the edge on the node's bound socket (inherited), in front of ``workers``.
     The database URL goes in the environment, not on a command line ``ps`` shows."""
@@ -146,6 +150,8 @@ def _start(
             "-handle-backend",
             str(workers.parent / HANDLE_SOCKET),
         ]
+    if tls is not None:
+        args += ["-tls-cert", str(tls[0]), "-tls-key", str(tls[1])]
     return subprocess.Popen(
         args,
         pass_fds=tuple(fds),

@@ -65,6 +65,11 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 9110 §5.1 token, 
 _KEY_ID = re.compile(r"(0|[1-9][0-9]{0,9}):(\S+)")  # an index has at most 10 digits
 
 
+class SignatureMismatch(Forbidden):
+    """The signature is well formed and fresh but does not verify over the request as
+    it arrived, with the key its keyid names."""
+
+
 # --- RFC 8941 structured fields: the subset Signature, Signature-Input and Content-Digest use
 
 
@@ -629,7 +634,7 @@ def verify(params: SignatureParams, base: bytes, public_key_der: bytes) -> None:
         else:
             raise Forbidden(f"unsupported key type ({_kind(public)}); need Ed25519, P-256 or RSA")
     except InvalidSignature as exc:
-        raise Forbidden(_does_not_verify(params, base)) from exc
+        raise SignatureMismatch(_does_not_verify(params, base)) from exc
 
 
 def _does_not_verify(params: SignatureParams, base: bytes) -> str:
@@ -714,7 +719,11 @@ def signed_authority(headers: Mapping[str, str]) -> str:
 
 
 def check_authority(
-    params: SignatureParams, headers: Mapping[str, str], accepted: Collection[str]
+    params: SignatureParams,
+    headers: Mapping[str, str],
+    accepted: Collection[str],
+    *,
+    network: str | None = None,
 ) -> None:
     """Refuse a signature made for another node: its ``@authority`` must be one this
     node answers to (its own names, or the network's). Pure; no key is needed yet."""
@@ -725,7 +734,15 @@ def check_authority(
         raise Forbidden(
             f"signature was made for {value!r}, not for this node "
             f"({', '.join(sorted(accepted)) or 'no names'}); sign it for the node you send it to"
+            + redirect_hint(network)
         )
+
+
+def redirect_hint(network: str | None) -> str:
+    """What a write that may be redirected to another node must be signed for."""
+    if network is None:
+        return ""
+    return f", or, for a write that may be redirected, for the network's name {network!r}"
 
 
 # --- Key ids and keys

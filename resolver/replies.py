@@ -102,6 +102,7 @@ def handle(
 EDGE_KEY = "Idres-Edge-Key"
 EDGE_TTL = "Idres-Edge-TTL"
 EDGE_CLIENT = "Idres-Client"  # the client's address, as the edge saw it
+EDGE_SCHEME = "Idres-Scheme"  # "https" when the client spoke TLS to the edge
 
 
 def edge_headers(answer: Answer, key: str) -> tuple[tuple[str, str], ...]:

@@ -32,6 +32,8 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
+	schemeHeader = "Idres-Scheme"      // "https" when the client's connection is TLS
+	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
 	retryAfter   = "1"
 )
 
@@ -129,6 +131,13 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	req.Header.Del(edgeKey)
 	req.Header.Del(edgeTTL)
 	req.Header.Set(clientHeader, ctx.RemoteIP().String())
+	// what the client's connection was: the workers accept some credentials over TLS
+	// only (registry/seckey.py), and they see only the edge's unix socket
+	req.Header.Del(schemeHeader)
+	if ctx.IsTLS() {
+		req.Header.Set(schemeHeader, "https")
+		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
+	}
 	gen, keep := e.cache.Gen()
 	if fill && keep {
 		req.Header.Set(edgeHeader, "fill")
@@ -164,6 +173,12 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 				expires: now.UnixNano() + int64(ttl*float64(time.Second)),
 			}, gen)
 		}
+	}
+	if forget := resp.Header.Peek(forgetHeader); len(forget) > 0 {
+		// forgotten before the client hears of its write, so that its next read through
+		// this edge sees it; the change's NOTIFY (listen.go) comes a moment later
+		e.cache.Invalidate([]string{string(forget)})
+		resp.Header.Del(forgetHeader)
 	}
 	resp.Header.Del(edgeKey)
 	resp.Header.Del(edgeTTL)

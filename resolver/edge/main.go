@@ -16,11 +16,15 @@
 // Retry-After while too many are under way, or while none has come back within
 // -forward-target for -standing (CoDel on their sojourn, RFC 8289 §3).
 //
+// With -tls-cert and -tls-key the port speaks HTTPS (TLS 1.2 or later) and the
+// workers are told so (Idres-Scheme: https).
+//
 //	idres-edge -fd 3 -backend /run/idres/w.sock -database postgresql://... -name node
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log"
@@ -52,11 +56,17 @@ func main() {
 	dnsEntries := flag.Int("dns-max-entries", 1_000_000, "DNS answers kept at most")
 	handleFd := flag.Int("handle-fd", -1, "an inherited listening TCP socket to answer the Handle protocol on (handle.go)")
 	handleBackend := flag.String("handle-backend", "", "the workers' unix socket for Handle requests")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate chain: serve HTTPS (with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "PEM private key of -tls-cert")
 	flag.Parse()
 	if *backend == "" {
 		log.Fatal("idres-edge: -backend is required")
 	}
 	ln, err := listener(*fd, *listen)
+	if err != nil {
+		log.Fatalf("idres-edge: %v", err)
+	}
+	ln, err = withTLS(ln, *tlsCert, *tlsKey)
 	if err != nil {
 		log.Fatalf("idres-edge: %v", err)
 	}
@@ -180,6 +190,26 @@ func orphaned(stop func()) {
 			return
 		}
 	}
+}
+
+// withTLS serves ln over TLS when a certificate is given. TLS 1.2 is the floor
+// (RFC 9325 §3.1.1); HTTP/1.1 only, which is all fasthttp speaks (ALPN, RFC 7301).
+func withTLS(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
+	if certFile == "" && keyFile == "" {
+		return ln, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	}), nil
 }
 
 func listener(fd int, addr string) (net.Listener, error) {
