@@ -14,7 +14,7 @@ demo:
 	bash deploy/setup.sh
 	.venv/bin/idres parse 88.100.1/ABC-123 06901234567892 1.2.156.3001.1 \
 	  https://id.example.com/01/09506000134352/10/LOT7 ecode:10001000000000000001 \
-	  did:bid:ab12:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq did:cn:88.100.1
+	  did:bid:ab12:efGsChQR2u32pvwJcDNPoYHhGXL1Rgq did:cn:88.100.1
 
 # The Singles' Day benchmark (benchmarks/README.md): PROFILE=quick takes about a
 # minute, PROFILE=singles-day about half an hour; OUT=DIR chooses the report folder.

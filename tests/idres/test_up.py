@@ -174,11 +174,11 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
             "88.100.1/ABC-123",
             "06901234567892",
             "88.200.7/LOT-42",
-            "did:bid:ab12:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq",
+            "did:bid:ab12:efGsChQR2u32pvwJcDNPoYHhGXL1Rgq",
             "86.1000.12/x",
             "1.2.156.3001.1",
             "ecode:10001000000000000001",
-            "did:bid:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq",
+            "did:bid:efGsChQR2u32pvwJcDNPoYHhGXL1Rgq",
         ]
         resolved = idres("resolve", *seeds, "--server", entry)
         assert resolved.returncode == 0, resolved.stdout + resolved.stderr
