@@ -429,19 +429,20 @@ def _verify_proof(args: argparse.Namespace) -> int:
 async def _verify(args: argparse.Namespace) -> int:
     import aiohttp
 
+    from idres.verify_client import Shown, fetch_report
+
     if args.proof:
         return _verify_proof(args)
 
     url = args.server.rstrip("/") + "/api/sync/verify"
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session,
-            session.get(url) as response,
-        ):
-            if response.status != 200:
-                print(f"idres verify: {url} answered HTTP {response.status}", file=sys.stderr)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=args.timeout)
+        ) as session:
+            status, report = await fetch_report(session, url, progress=Shown())
+            if report is None:
+                print(f"idres verify: {url} answered HTTP {status}", file=sys.stderr)
                 return EXIT_FAILED
-            report = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         print(f"idres verify: cannot ask {url}: {exc or type(exc).__name__}", file=sys.stderr)
         return EXIT_FAILED

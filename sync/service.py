@@ -6,6 +6,7 @@ its own; ``idres up`` starts it with each node's HTTP application."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -39,6 +40,8 @@ from sync.verify import verify
 
 logger = logging.getLogger("idres.sync")
 JSON = "application/json"
+NDJSON = "application/x-ndjson"  # idres verify's streamed report (idres/verify_client.py)
+PROGRESS_EVERY = 0.5  # seconds between two progress lines of a streamed verify
 
 
 def _json(
@@ -248,18 +251,49 @@ class Sync:
         with the app (``idres up``; ``idres serve`` runs it in a process of its own)."""
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
-        async def check(request: web.Request) -> web.Response:
+        async def check(request: web.Request) -> web.StreamResponse:
             # an operator's tool that reads every block: for this machine only
             if request.remote not in ("127.0.0.1", "::1"):
                 raise Forbidden(
                     "verify is answered on the node's own machine only (it reads every "
                     "block and record); run idres verify there"
                 )
-            async with lock:  # and across this node's workers: see verify()
-                report = await verify(
-                    self.pool, self.directory(), me, mirror_of=self.config.mirror_of
-                )
-            return web.json_response({"node": me, **report.to_json()})
+            if NDJSON not in request.headers.get("Accept", ""):
+                async with lock:  # and across this node's workers: see verify()
+                    report = await verify(
+                        self.pool, self.directory(), me, mirror_of=self.config.mirror_of
+                    )
+                return web.json_response({"node": me, **report.to_json()})
+            # streamed: a progress line every PROGRESS_EVERY, then the report
+            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await response.prepare(request)
+            counts = {"records": 0, "total": 0}
+
+            def progress(records: int, total: int) -> None:
+                counts.update(records=records, total=total)
+
+            async def tell() -> None:
+                while True:
+                    await asyncio.sleep(PROGRESS_EVERY)
+                    await response.write(dump({"progress": counts}) + b"\n")
+
+            async with lock:
+                teller = asyncio.create_task(tell())
+                try:
+                    report = await verify(
+                        self.pool,
+                        self.directory(),
+                        me,
+                        mirror_of=self.config.mirror_of,
+                        progress=progress,
+                    )
+                finally:
+                    teller.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                        await teller
+            await response.write(dump({"report": {"node": me, **report.to_json()}}) + b"\n")
+            await response.write_eof()
+            return response
 
         async def snapshot(request: web.Request) -> web.StreamResponse:
             # the whole of every chain held: an operator's tool, for this machine only
