@@ -167,6 +167,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["mirror_of"] = args.mirror_of
     if args.snapshot:
         overrides["snapshot"] = Path(args.snapshot)
+    if args.verify_every is not None:
+        overrides["verify_every"] = args.verify_every
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -458,6 +460,10 @@ async def _verify(args: argparse.Namespace) -> int:
         )
         for problem in report["problems"]:
             print(f"  PROBLEM: {problem}")
+        if report.get("repaired"):  # rewritten from the chain by the node (sync/repair.py)
+            print(f"  repaired from the chain: {', '.join(report['repaired'])}")
+        for lost in report.get("withheld", []):
+            print(f"  WITHHELD: {lost['handle']} value {lost['index']} (restore it from a backup)")
         print("  OK" if report["ok"] else f"  {len(report['problems'])} problem(s)")
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
@@ -711,6 +717,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--hash", choices=("sha256", "sm3"), help="hash of this node's chain (IDRES_HASH)"
+    )
+    p.add_argument(
+        "--verify-every",
+        type=float,
+        metavar="SECONDS",
+        help="check what changed in the node's database against its chains this often, "
+        "repairing what departs (default 30; 0: off; everything again every 6 hours)",
     )
     p.add_argument(
         "--mirror-of",

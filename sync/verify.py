@@ -26,9 +26,11 @@ from typing import Any
 
 import asyncpg
 
-from registry.store import fetch_records, fetch_salts
+from registry.authz import PREFIX_RECORD_PREFIX
+from registry.store import fetch_records, fetch_salts, in_index_order
 from resolver.topology import Directory
-from schemas.chain import Tip, check_block, decode_anchor, decode_block, tip_after
+from schemas.chain import Block, Tip, check_block, decode_anchor, decode_block, tip_after
+from schemas.codec_json import public_answer
 from schemas.commitment import SaltMissing, commit_record
 from schemas.commitment import encode as encode_record
 from schemas.errors import EncodingError
@@ -224,8 +226,10 @@ async def check_handles(
                 checker.unreadable(r["handle"], r["seq"], r["chain"], str(exc))
                 continue
             ops.append(_Op(r["chain"], r["seq"], r["height"], r["payload"], fields))
+        checker.agreeing = []
         await checker.check(ops)
         await checker.describe()
+        await _check_answers(conn, checker.agreeing, report)
         written = {op.fields.handle for op in ops}
         for r in await conn.fetch(
             "SELECT handle FROM identifiers WHERE handle = ANY($1::text[]) ORDER BY handle",
@@ -233,6 +237,42 @@ async def check_handles(
         ):
             report.problems.append(f"{r['handle']}: a record here that no chain holds")
     return report
+
+
+async def _check_answers(conn: asyncpg.Connection, ops: Sequence[_Op], report: Report) -> None:
+    """The public answer kept for each record (schemas/sql/0006_answers.sql, which the
+    edge serves without a worker) against the one its chained record gives. Asked of
+    the records a pass over changes checks, not of a full pass: it costs a decoding
+    and a JSON encoding per record."""
+    if not ops:
+        return
+    stored = {
+        r["handle"]: (bytes(r["body"]), r["ttl"], r["expires_at"])
+        for r in await conn.fetch(
+            "SELECT handle, body, ttl, expires_at FROM answers WHERE handle = ANY($1::text[])",
+            [op.fields.handle for op in ops],
+        )
+    }
+    for op in ops:
+        handle = op.fields.handle
+        try:
+            record = decode_operation(op.payload, check_form=False).record
+        except EncodingError:
+            continue  # said of its record already
+        answer = (
+            public_answer(in_index_order(record))
+            if record is not None and not handle.startswith(PREFIX_RECORD_PREFIX + "/")
+            else None
+        )
+        want = (answer.body, answer.ttl, answer.expires_at) if answer is not None else None
+        if stored.get(handle) != want:
+            report.problems.append(
+                f"{handle}: its public answer (the answers table) differs from operation "
+                f"{op.seq} of chain {op.chain!r}"
+            )
+            report.mismatches.append(
+                Mismatch(handle=handle, chain=op.chain, seq=op.seq, payload=op.payload)
+            )
 
 
 async def _rows(
@@ -318,59 +358,114 @@ async def _check_chain(
         return
     tip, count, broken = Tip(), 0, False
     async for read in _ahead(_read(ahead, chain)):
-        b = read.block
-        where = f"block {b['height']} of chain {chain!r}"
-        signed: dict[int, tuple[str, bytes, bytes]] = {}
-        if not broken:
-            try:
-                block = check_block(
-                    decode_block(b["message"]), tip=tip, public_key_der=node.public_key
-                )
-            except EncodingError as exc:
-                report.problems.append(f"{where}: {exc}")
-                broken = True  # everything after a broken link is unproven
-            else:
-                if block.hash != b["hash"]:
-                    report.problems.append(f"{where}: stored hash does not match the signed header")
-                signed = {e.seq: (e.kind, e.payload, e.hash) for e in block.entries}
-                tip, count = tip_after(block), count + 1
-        ops: list[_Op] = []
-        moved: list[_Op] = []
-        for row in read.entries:
-            seq, kind, payload = row["seq"], row["kind"], row["payload"]
-            fields: OpFields | None = None
-            if kind == "op":
-                try:
-                    fields = op_fields(payload)
-                except Unreadable as exc:
-                    checker.unreadable(row["handle"], seq, chain, str(exc))
-            if not broken:
-                e = signed.pop(seq, None)
-                same = (
-                    e is not None
-                    and e[2] == row["hash"]
-                    and e[1] == payload
-                    and e[0] == kind
-                    # the columns records are looked up by must say what the entry says
-                    and _names(kind, payload, fields) == (row["handle"], row["version"])
-                )
-                if not same:
-                    report.problems.append(
-                        f"entry {seq} of chain {chain!r} differs from what {where} signed"
-                        " (broken link: the stored entry was changed)"
-                    )
-            if fields is not None:
-                op = _Op(chain, seq, row["height"], payload, fields)
-                # looked up under the identifier its row names: one that names another
-                # is checked on its own
-                (ops if fields.handle == row["handle"] else moved).append(op)
-        for seq in sorted(signed):
-            report.problems.append(f"entry {seq} of chain {chain!r} ({where}) is missing")
-        checker.decide(ops, read.state)
-        await checker.check(moved)
-        await checker.describe()
+        block = None if broken else _check_signed(node.public_key, chain, read.block, tip, report)
+        broken = block is None
+        if block is not None:
+            tip, count = tip_after(block), count + 1
+        await _check_entries(chain, read, block, report, checker)
         tick()
     report.chains[chain] = count
+
+
+def _check_signed(
+    key: bytes, chain: str, b: asyncpg.Record, tip: Tip, report: Report
+) -> Block | None:
+    """The stored block ``b`` checked against ``tip`` and its node's key; None (and the
+    problem reported) when it does not check."""
+    where = f"block {b['height']} of chain {chain!r}"
+    try:
+        block = check_block(decode_block(b["message"]), tip=tip, public_key_der=key)
+    except EncodingError as exc:
+        report.problems.append(f"{where}: {exc}")
+        return None  # everything after a broken link is unproven
+    if block.hash != b["hash"]:
+        report.problems.append(f"{where}: stored hash does not match the signed header")
+    return block
+
+
+async def _check_entries(
+    chain: str, read: _Read, block: Block | None, report: Report, checker: _Records
+) -> None:
+    """The stored entries of a block against what it signed (when it checked), then the
+    records its operations wrote."""
+    where = f"block {read.block['height']} of chain {chain!r}"
+    signed = {e.seq: (e.kind, e.payload, e.hash) for e in block.entries} if block else {}
+    ops: list[_Op] = []
+    moved: list[_Op] = []
+    for row in read.entries:
+        seq, kind, payload = row["seq"], row["kind"], row["payload"]
+        fields: OpFields | None = None
+        if kind == "op":
+            try:
+                fields = op_fields(payload)
+            except Unreadable as exc:
+                checker.unreadable(row["handle"], seq, chain, str(exc))
+        if block is not None:
+            e = signed.pop(seq, None)
+            same = (
+                e is not None
+                and e[2] == row["hash"]
+                and e[1] == payload
+                and e[0] == kind
+                # the columns records are looked up by must say what the entry says
+                and _names(kind, payload, fields) == (row["handle"], row["version"])
+            )
+            if not same:
+                report.problems.append(
+                    f"entry {seq} of chain {chain!r} differs from what {where} signed"
+                    " (broken link: the stored entry was changed)"
+                )
+        if fields is not None:
+            op = _Op(chain, seq, row["height"], payload, fields)
+            # looked up under the identifier its row names: one that names another
+            # is checked on its own
+            (ops if fields.handle == row["handle"] else moved).append(op)
+    for seq in sorted(signed):
+        report.problems.append(f"entry {seq} of chain {chain!r} ({where}) is missing")
+    checker.decide(ops, read.state)
+    await checker.check(moved)
+    await checker.describe()
+
+
+async def check_blocks(
+    conn: asyncpg.Connection,
+    directory: Directory,
+    me: str,
+    blocks: Iterable[tuple[str, int]],
+    report: Report,
+) -> None:
+    """Check the stored blocks (chain, height) in ``blocks``, each against the block
+    before it as stored, with their entries and the records they wrote, in ``conn``'s
+    transaction (the node's continuous check: blocks whose rows changed)."""
+    checker = _Records(conn, directory, me, report)
+    await checker.load_pending()
+    for chain, height in sorted(set(blocks)):
+        node = directory.by_name.get(chain)
+        if node is None:
+            continue
+        rows = await conn.fetch(
+            "SELECT height, hash, message FROM chain_blocks WHERE chain = $1"
+            " AND height BETWEEN $2 - 1 AND $2 ORDER BY height",
+            chain,
+            height,
+        )
+        if not rows or rows[-1]["height"] != height:
+            report.problems.append(f"block {height} of chain {chain!r} is missing")
+            continue
+        tip = Tip()
+        if len(rows) == 2:  # the link to the block before, as stored (checked on its turn)
+            with contextlib.suppress(EncodingError):
+                tip = tip_after(decode_block(rows[0]["message"]))
+        stored = await conn.fetch(
+            "SELECT seq, height, kind, handle, version, hash, payload FROM chain_entries"
+            " WHERE chain = $1 AND height = $2 ORDER BY seq",
+            chain,
+            height,
+        )
+        names = sorted({r["handle"] for r in stored if r["kind"] == "op"})
+        read = _Read(rows[-1], list(stored), await _fetch_state(conn, names))
+        block = _check_signed(node.public_key, chain, rows[-1], tip, report)
+        await _check_entries(chain, read, block, report, checker)
 
 
 def _names(kind: str, payload: bytes, fields: OpFields | None) -> tuple[str, int] | None:
@@ -395,6 +490,7 @@ class _Records:
         self.pending: set[str] = set()
         self.orphans: set[str] = set()  # records said to be held by no chain
         self.differing: list[tuple[_Op, str]] = []
+        self.agreeing: list[_Op] | None = None  # when kept: the records found as chained
 
     async def load_pending(self) -> None:
         self.report.pending = int(
@@ -481,6 +577,8 @@ class _Records:
         if not same:
             self.differing.append((op, link))
             report.mismatches.append(mismatch)
+        elif self.agreeing is not None:
+            self.agreeing.append(op)
 
     async def describe(self) -> None:
         """Say where each differing record departs from its operation (each decoded in
