@@ -468,6 +468,13 @@ async def check_blocks(
         await _check_entries(chain, read, block, report, checker)
 
 
+def _link(op: _Op) -> str:
+    return (
+        f"operation {op.seq} (version {op.fields.version}) in block {op.height} "
+        f"of chain {op.chain!r}"
+    )
+
+
 def _names(kind: str, payload: bytes, fields: OpFields | None) -> tuple[str, int] | None:
     """The identifier and version an entry is about (the anchored chain and height)."""
     if kind == "op":
@@ -543,42 +550,42 @@ class _Records:
         return c, v
 
     def _compare(self, op: _Op, version: int | None, rows: list[tuple[Any, ...]]) -> None:
-        report, handle = self.report, op.fields.handle
-        report.records += 1
-        link = (
-            f"operation {op.seq} (version {op.fields.version}) in block {op.height} "
-            f"of chain {op.chain!r}"
+        self.report.records += 1
+        want = op.fields.record
+        if want is not None and version == op.fields.version:
+            try:  # the common case first: nothing built for a record that agrees
+                same = stored_map(op.fields.handle, rows, holder=op.chain == self.me) == want
+            except NoSalt as exc:
+                self.report.problems.append(
+                    f"{op.fields.handle}: no salt for the private value {exc.index}: "
+                    f"{_link(op)} cannot be checked"
+                )
+                return
+            except Unreadable:
+                same = False
+            if same:
+                if self.agreeing is not None:
+                    self.agreeing.append(op)
+                return
+            self.differing.append((op, _link(op)))
+        elif want is None:
+            if version is None:
+                return  # deleted, and gone
+            self.report.problems.append(
+                f"{op.fields.handle}: exists here, but {_link(op)} deleted it"
+            )
+        elif version is None:
+            self.report.problems.append(
+                f"{op.fields.handle}: missing here, but {_link(op)} wrote it"
+            )
+        else:
+            self.report.problems.append(
+                f"{op.fields.handle}: version {version} here, but {_link(op)} wrote version "
+                f"{op.fields.version}"
+            )
+        self.report.mismatches.append(
+            Mismatch(handle=op.fields.handle, chain=op.chain, seq=op.seq, payload=op.payload)
         )
-        mismatch = Mismatch(handle=handle, chain=op.chain, seq=op.seq, payload=op.payload)
-        if op.fields.record is None:
-            if version is not None:
-                report.problems.append(f"{handle}: exists here, but {link} deleted it")
-                report.mismatches.append(mismatch)
-            return
-        if version is None:
-            report.problems.append(f"{handle}: missing here, but {link} wrote it")
-            report.mismatches.append(mismatch)
-            return
-        if version != op.fields.version:
-            report.problems.append(
-                f"{handle}: version {version} here, but {link} wrote version {op.fields.version}"
-            )
-            report.mismatches.append(mismatch)
-            return
-        try:
-            same = stored_map(handle, rows, holder=op.chain == self.me) == op.fields.record
-        except NoSalt as exc:
-            report.problems.append(
-                f"{handle}: no salt for the private value {exc.index}: {link} cannot be checked"
-            )
-            return
-        except Unreadable:
-            same = False
-        if not same:
-            self.differing.append((op, link))
-            report.mismatches.append(mismatch)
-        elif self.agreeing is not None:
-            self.agreeing.append(op)
 
     async def describe(self) -> None:
         """Say where each differing record departs from its operation (each decoded in
