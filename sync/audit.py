@@ -112,7 +112,7 @@ class Audit:
         try:
             horizon = await self._horizon()
             report = await verify(self.pool, self.directory(), self.me, mirror_of=self.mirror_of)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"a full pass failed: {exc}") from exc
         self._since = horizon
         await self._after(report, "full", time.monotonic() - t)
@@ -136,7 +136,7 @@ class Audit:
                 ]
                 report = await check_handles(conn, directory, self.me, handles)
                 await check_blocks(conn, directory, self.me, blocks, report)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             raise StoreUnavailable(f"a pass over what changed failed: {exc}") from exc
         self._since = horizon
         await self._after(report, "changes", time.monotonic() - t)
@@ -173,7 +173,7 @@ class Audit:
             async with self.pool.acquire() as conn:
                 self.findings = await finding_counts(conn)
                 self.withheld = int(await conn.fetchval("SELECT count(*) FROM withheld_values"))
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
             log.warning("continuous check: reading the findings failed: %s", exc)
 
     def metrics_lines(self) -> list[str]:

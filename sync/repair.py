@@ -88,7 +88,7 @@ async def repair(
             if written:
                 await write_answers(conn, written)
                 await announce_changed(conn, sorted(written))
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
         raise StoreUnavailable(f"repairing records from their chain failed: {exc}") from exc
     for handle, problem in zip(out.repaired, out.problems, strict=True):
         log.warning("repaired %s from its chain (found by %s): %s", handle, found_by, problem)
