@@ -7,7 +7,9 @@ Runs in the node's sync process. A pass asks PostgreSQL which rows of the record
 running when the last pass began (their ``xmin``: every write leaves it, through the
 registry or not, an ``UPDATE`` typed into psql included), checks those records and
 blocks as ``idres verify`` does (sync/verify.py), and repairs what departs
-(sync/repair.py). The first pass after start is a full one.
+(sync/repair.py). The first pass after start is a full one. Record rows written with
+a ``history`` row in the same transaction (every registry write and apply) are passed
+over: a change that writes one too is found by the full pass only.
 
 What a pass over changes cannot see: a row deleted outright (no row is left to
 carry an xmin) and a row frozen by an aggressive ``VACUUM FREEZE`` between two
@@ -38,11 +40,17 @@ COUNTS_EVERY = 2.0  # seconds between two reads of the findings kept (for /metri
 
 # Rows written by a transaction at least as new as $1 (a 32-bit xid): age() counts
 # back from now, so "no older than $1" is "age at most age($1)"; frozen rows are old.
+# A write through the registry or an apply leaves a history row in the same transaction
+# (the same xmin): rows with one are passed over, so a pass costs what was changed
+# behind the registry's back, not every write (their blocks are checked below).
 _CHANGED_RECORDS = """
-SELECT handle FROM identifiers WHERE age(xmin) <= age($1::text::xid)
-UNION SELECT handle FROM handle_values WHERE age(xmin) <= age($1::text::xid)
-UNION SELECT handle FROM answers WHERE age(xmin) <= age($1::text::xid)
-UNION SELECT handle FROM chain_entries WHERE kind = 'op' AND age(xmin) <= age($1::text::xid)
+SELECT t.handle FROM (
+    SELECT handle, xmin AS x FROM identifiers WHERE age(xmin) <= age($1::text::xid)
+    UNION ALL SELECT handle, xmin FROM handle_values WHERE age(xmin) <= age($1::text::xid)
+    UNION ALL SELECT handle, xmin FROM answers WHERE age(xmin) <= age($1::text::xid)
+) t
+WHERE NOT EXISTS (SELECT 1 FROM history h WHERE h.handle = t.handle AND h.xmin = t.x)
+GROUP BY t.handle
 """
 _CHANGED_BLOCKS = """
 SELECT chain, height FROM chain_blocks WHERE age(xmin) <= age($1::text::xid)
