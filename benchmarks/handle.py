@@ -1,12 +1,13 @@
 """The Handle protocol face beside the HTTP lean path of the same node, cache-hot (issue 14).
 
 One idres node (``idres serve --workers 1 --front edge``, holding every prefix of the
-dataset, its own PostgreSQL) on CPU 0 answers HTTP on its port (the edge) and the Handle
-protocol (RFC 3652) on UDP and TCP (its worker); the load tools run on CPU 1. Every
+dataset, its own PostgreSQL) on CPU 0 answers HTTP on its port and the Handle protocol
+(RFC 3652) over TCP with its edge (resolver/edge/handle.go, which asks the worker what it
+does not keep) and over UDP with its worker; the load tools run on CPU 1. Every
 request is drawn from one Zipf(1.1) mix over the dataset's identifiers
 (``dataset.requests``, 5% names nobody registered, as the HTTP benchmarks draw).
 Both paths are warmed with every distinct identifier once (HTTP: the edge keeps what
-passed through it; Handle UDP and TCP: the face keeps answers as sent). Then, rate by
+passed through it; Handle: the edge (TCP) and the face (UDP) keep answers as sent). Then, rate by
 rate, the kinds alternate, each an open-loop step timed from intended send times:
 
 - ``http``: ``GET /api/handles/{id}``, oha through ``benchmarks.loadgen`` (64
@@ -15,7 +16,11 @@ rate, the kinds alternate, each an open-loop step timed from intended send times
   captured bytes (``tests/fixtures/handle/resolve-udp-plain.bin``), 4 sockets;
 - ``handle_tcp``: handleperf, 64 persistent connections, one request at a time each;
 - ``handle_tcp_per_request``: handleperf, a connection for each request, as CNRI's
-  client does (at most 64 open at once).
+  client does (at most 64 open at once);
+- ``floor_tcp_per_request``: the same against ``handleperf -serve`` on the node's core,
+  a server that answers every request with one fixed message and does nothing else:
+  the floor that the kernel's TCP handshake and teardown set for any server of such
+  clients, beside which the face's connection-per-request figures are read.
 
 A kind's *held rate* is judged as the HTTP benchmarks judge theirs
 (``report.max_rate_under_bound``): the highest step of the unbroken run from the lowest
@@ -109,7 +114,9 @@ FLAGS = {
     "handle_udp": ("udp", "-sockets", str(UDP_SOCKETS)),
     "handle_tcp": ("tcp", "-conns", str(CONNECTIONS)),
     "handle_tcp_per_request": ("tcp", "-conns", str(CONNECTIONS), "-conn-per-request"),
+    "floor_tcp_per_request": ("tcp", "-conns", str(CONNECTIONS), "-conn-per-request"),
 }
+FLOOR = "floor_tcp_per_request"  # answered by the reference server, not the node
 PAUSE_S = 2.0  # between steps: what one step left queued is not the next one's
 # a kind stops stepping after this many steps in a row not held: one step failed by
 # the shared machine's noise does not end its ladder (its held rate ends there anyway,
@@ -120,7 +127,7 @@ DEFAULT_RATES = (
     *(1_000, 2_000, 3_000, 5_000, 7_500, 10_000, 12_500, 15_000, 17_500, 20_000),
     *(22_500, 25_000, 27_500, 30_000, 35_000, 40_000, 50_000),
 )
-KINDS = ("http", "handle_udp", "handle_tcp", "handle_tcp_per_request")
+KINDS = ("http", "handle_udp", "handle_tcp", "handle_tcp_per_request", "floor_tcp_per_request")
 # the figure of record: each Handle transport against the HTTP path
 RATIOS = {"udp": "handle_udp", "tcp": "handle_tcp", "tcp_per_request": "handle_tcp_per_request"}
 # what a step leaves out of loadgen's Result (kept in memory only)
@@ -179,11 +186,12 @@ def failed(step: Mapping[str, Any]) -> str:
 
 
 # the node's counters of the answers each kind gets (HTTP: the edge's, cache hits, rows
-# of its answers table, and what it passed to the worker; Handle: the face's)
+# of its answers table, and what it passed to the worker; Handle: the face's, and the
+# edge's hits over TCP)
 EDGE_ANSWERS = ("hits", "store_answers", "forwarded")
 ANSWERS = {
     "http": tuple(f"idres_edge_{name}_total" for name in EDGE_ANSWERS),
-    "handle": ("idres_handle_requests_total",),
+    "handle": ("idres_handle_requests_total", "idres_edge_handle_hits_total"),
 }
 
 
@@ -202,9 +210,17 @@ def us_per_answer(cpu_seconds: float, answers: float) -> float | None:
 
 def cpu_ratios(steps: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
     """Per transport, HTTP's node CPU per answer over the Handle face's (above 1: the
-    face answers more per core), at the highest rate both answered in full (errors at
-    most 0.1%, 95% of the offered rate; their p99 aside: a late tail is not a cost).
-    None: no such rate, or its CPU was not read."""
+    face answers more per core); see ``cpu_ratio``."""
+    base = steps.get("http", ())
+    return {name: cpu_ratio(base, steps.get(kind, ())) for name, kind in RATIOS.items()}
+
+
+def cpu_ratio(
+    base: Iterable[Mapping[str, Any]], mine: Iterable[Mapping[str, Any]]
+) -> dict[str, float] | None:
+    """``base``'s CPU per answer over ``mine``'s at the highest rate both answered in
+    full (errors at most 0.1%, 95% of the offered rate; their p99 aside: a late tail is
+    not a cost). None: no such rate, or its CPU was not read."""
 
     def usable(steps: Iterable[Mapping[str, Any]]) -> dict[float, float]:
         return {
@@ -213,21 +229,31 @@ def cpu_ratios(steps: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, An
             if s.get("us_per_answer") and not report.shortfall(s, math.inf)
         }
 
-    base = usable(steps.get("http", ()))
-    out: dict[str, Any] = {}
-    for name, kind in RATIOS.items():
-        mine = usable(steps.get(kind, ()))
-        at = max(set(mine) & set(base), default=None)
-        out[name] = None if at is None else {"at": at, "ratio": round(base[at] / mine[at], 2)}
-    return out
+    theirs, ours = usable(base), usable(mine)
+    at = max(set(ours) & set(theirs), default=None)
+    return None if at is None else {"at": at, "ratio": round(theirs[at] / ours[at], 2)}
 
 
 def judged(steps: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
-    """One round's held rates and Handle/HTTP ratios at every bound, and CPU ratios."""
+    """One round's held rates and Handle/HTTP ratios at every bound, CPU ratios, and
+    the face's connection-per-request figures over the reference server's."""
     return {
         "held": {f"{b:g}": {k: held(steps.get(k, ()), b) for k in KINDS} for b in BOUNDS_MS},
         "ratios": {f"{b:g}": ratios(steps, b) for b in BOUNDS_MS},
         "cpu_ratios": cpu_ratios(steps),
+        "vs_floor": vs_floor(steps),
+    }
+
+
+def vs_floor(steps: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, Any]:
+    """The face's connection-per-request held rate over the reference server's (at the
+    bound of record), and the reference's CPU per answer over the face's at the highest
+    rate both answered in full (1: the node's face costs what the kernel does)."""
+    face, floor = steps.get("handle_tcp_per_request", ()), steps.get(FLOOR, ())
+    mine, theirs = held(face, BOUND_MS), held(floor, BOUND_MS)
+    return {
+        "held": round(mine / theirs, 3) if mine and theirs else None,
+        "cpu": cpu_ratio(floor, face),
     }
 
 
@@ -286,6 +312,17 @@ def table(steps: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
         "HTTP/Handle node CPU per answer: "
         + _cells(verdict["cpu_ratios"], lambda r: f"{r['ratio']:.2f}x at {r['at']:,.0f}/s")
     )
+    floor = verdict["vs_floor"]
+    lines.append(
+        "a connection a request, the face over the reference server: held "
+        + ("—" if floor["held"] is None else f"{floor['held']:.2f}x")
+        + ", CPU per answer (reference/face) "
+        + (
+            "—"
+            if floor["cpu"] is None
+            else f"{floor['cpu']['ratio']:.2f}x at {floor['cpu']['at']:,.0f}/s"
+        )
+    )
     return "\n".join(lines)
 
 
@@ -328,7 +365,16 @@ def handleperf(
 def handle_step(kind: str, ports: Ports, rate: float, seconds: float) -> dict[str, Any]:
     transport, *flags = FLAGS[kind]
     extra = ("-rate", f"{rate:g}", *flags)
-    return handleperf(ports.handle, ports.ids, transport, extra=extra, seconds=seconds)
+    port = ports.floor if kind == FLOOR else ports.handle
+    return handleperf(port, ports.ids, transport, extra=extra, seconds=seconds)
+
+
+def start_floor(port: int) -> subprocess.Popen[bytes]:
+    """The reference server (``handleperf -serve``) on the node's core."""
+    args = [str(build()), "-serve", f"{HOST}:{port}"]
+    if (cpu := pin(SERVER_CPU)) is not None:
+        args = ["taskset", "-c", cpu, *args]
+    return subprocess.Popen(args)
 
 
 def start_node(work: Path, url: str, http: int, handle: int) -> Proc:
@@ -473,7 +519,7 @@ def measure(
     distinct = sorted(set(drawn.ids))
     once = work / "distinct.txt"
     once.write_text("\n".join(distinct) + "\n")
-    http_port, handle_port = loadgen.free_port(), loadgen.free_port()
+    http_port, handle_port, floor_port = (loadgen.free_port() for _ in range(3))
     targets = work / "targets.txt"
     loadgen.write_targets(
         targets, (("GET", f"http://{HOST}:{http_port}/api/handles/{i}") for i in drawn.ids)
@@ -484,6 +530,7 @@ def measure(
     url = start_embedded(pg)
     place_postgres(pg, SERVER_CPU)  # the node's database is part of the node
     node = start_node(work, url, http_port, handle_port)
+    floor = start_floor(floor_port)
     try:
         started = time.monotonic()
         asyncio.run(load(url, keys))
@@ -501,8 +548,10 @@ def measure(
             )
         warmed["node"] = counters(metrics(http_port))
         say(f"handle: warmed {json.dumps(warmed)}")
-        procs = parts(node.p.pid, pg)
-        ports = Ports(http=http_port, handle=handle_port, ids=ids, targets=targets)
+        procs = {**parts(node.p.pid, pg), "floor": [floor.pid]}
+        ports = Ports(
+            http=http_port, handle=handle_port, floor=floor_port, ids=ids, targets=targets
+        )
         done = []
         for n in range(rounds):
             steps = ladder(ports, rates, seconds, procs)
@@ -511,7 +560,8 @@ def measure(
         ceilings = {"http": closed_loop_peak(http_port, paths, CEILING_SECONDS)}
         for kind, (transport, *flags) in FLAGS.items():
             extra, duration = ("-max", *flags), CEILING_SECONDS
-            ceilings[kind] = handleperf(handle_port, ids, transport, extra=extra, seconds=duration)
+            port = floor_port if kind == FLOOR else handle_port
+            ceilings[kind] = handleperf(port, ids, transport, extra=extra, seconds=duration)
         say(f"handle: ceilings {json.dumps(ceilings)}")
         worker_mb = [round(rss_mb(p), 1) for p in procs.get("worker", [])]
         profiled: dict[str, Any] = {}
@@ -540,6 +590,8 @@ def measure(
             "profile": profiled,
         }
     finally:
+        floor.terminate()
+        floor.wait()
         node.stop()
 
 
@@ -549,6 +601,7 @@ class Ports:
 
     http: int
     handle: int
+    floor: int  # the reference server's (FLOOR)
     ids: Path  # handleperf's: one identifier a line, in the mix's order
     targets: Path  # oha's: one URL a line
 
@@ -587,6 +640,8 @@ def one_step(
     """One open-loop step, with what the node's processes and the two CPUs did."""
     drops0 = udp_drops()
     watched: dict[str, Any] = {}
+    if kind == FLOOR:  # the reference server's CPU, not the node's
+        procs = {"floor": procs["floor"]}
     watch = threading.Thread(
         target=_watch, args=(kind, seconds, ports.http, procs, watched), daemon=True
     )
@@ -607,7 +662,9 @@ def one_step(
     window, spent = watched["window"], watched["spent"]
     step["kind"] = kind
     step["cores"] = {w: round(t / window, 2) for w, t in spent.items()}
-    step["us_per_answer"] = us_per_answer(sum(spent.values()), watched["answers"])
+    # the reference server counts nothing: its answers are what the load tool got
+    answers = step["achieved_rate"] * window if kind == FLOOR else watched["answers"]
+    step["us_per_answer"] = us_per_answer(sum(spent.values()), answers)
     step["cpu"] = watched["cpu"]
     step["node"] = watched["node"]  # what its counters counted in the same window
     step["udp_rcvbuf_drops"] = udp_drops() - drops0  # every socket of the machine

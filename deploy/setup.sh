@@ -43,6 +43,10 @@ if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
 fi
 echo "setup: installing idres$extra into .venv" >&2
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip </dev/null
-.venv/bin/python -m pip install -q --disable-pip-version-check \
+# setuptools reports every editable install of this layout with an "Editable installation"
+# box (information, not a fault; pip shows backend warnings since 25.1). Only that
+# message is filtered, in pip and in the build backend: other warnings and errors show.
+PYTHONWARNINGS="ignore:Editable installation${PYTHONWARNINGS:+,$PYTHONWARNINGS}" \
+  .venv/bin/python -m pip install -q --disable-pip-version-check \
   -c deploy/constraints.txt -e ".$extra" </dev/null
 echo "$want" >"$stamp"

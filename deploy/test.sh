@@ -26,6 +26,31 @@ fi
 # Maven Central, cached like the broker's jars
 echo "test: the CNRI Handle client (deploy/handle/client.sh)" >&2
 bash deploy/handle/client.sh
+# BIF's Java SDK (cn.bitfactory:bif-chain-sdk) the did:bid addresses are checked against
+# (tests/schemas/test_bid_address.py), from Maven Central, cached the same way
+echo "test: the BIF SDK (deploy/bif/sdk.sh)" >&2
+bash deploy/bif/sdk.sh
+# Node.js and npm, for the npm packages the tests run (GS1's digital-link.js, the DID
+# clients), from Debian's packages
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "test: installing Node.js and npm from Debian's packages" >&2
+    apt-get update -qq </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm </dev/null
+  else
+    echo "test: needs node and npm for the GS1 and DID client tests" >&2
+    exit 1
+  fi
+fi
+# GS1's Digital Link SDK (npm digital-link.js), with which the GS1 resolver tests make,
+# check and compress the URIs they send; cached like the jars above
+echo "test: GS1's digital-link.js (deploy/gs1/digital-link.sh)" >&2
+bash deploy/gs1/digital-link.sh
+# npm's stock DID clients the DID routes are tested with (tests/resolver/test_did_clients.py:
+# did-resolver, @sphereon/did-uni-client), pinned in deploy/did/package-lock.json and
+# installed once into ~/.cache/idres/did-clients
+echo "test: the npm DID clients (deploy/did/clients.sh)" >&2
+bash deploy/did/clients.sh
 
 # Stock DNS software the DNS face is tested against (tests/resolver/dns): Knot's kdig
 # asks it, Unbound resolves through it, Knot serves its zone as a secondary; all three
@@ -52,8 +77,8 @@ ruff check .
 ruff format --check .
 echo "test: mypy --strict" >&2
 mypy
-echo "test: the Go modules: the edge and the Handle load tool (gofmt, go vet, go test)" >&2
-for module in resolver/edge benchmarks/handleperf; do
+echo "test: the Go modules: the edge, the Handle load tool and deploy/check (gofmt, go vet, go test)" >&2
+for module in resolver/edge benchmarks/handleperf deploy/check; do
   (
     cd "$module"
     unformatted="$(gofmt -l .)"

@@ -40,7 +40,7 @@ from resolver.handle.admin import Admin
 from resolver.handle.respond import HandleFace
 from resolver.handle.server import HandleServer
 from resolver.metrics import Metrics
-from resolver.replies import EDGE_CLIENT
+from resolver.replies import EDGE_CLIENT, EDGE_SCHEME
 from resolver.service import (
     HEARD_NEGATIVE_TTL,
     WITHHELD,
@@ -136,8 +136,12 @@ def delegations(
 
 @web.middleware
 async def client_of_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The client's address as the edge saw it: the peer here is always the edge."""
-    return await handler(request.clone(remote=request.headers.get(EDGE_CLIENT, "unknown")))
+    """The client's address as the edge saw it, and whether it spoke TLS to the edge
+    (the edge always sets or drops both): the peer here is always the edge."""
+    scheme = "https" if request.headers.get(EDGE_SCHEME) == "https" else "http"
+    return await handler(
+        request.clone(remote=request.headers.get(EDGE_CLIENT, "unknown"), scheme=scheme)
+    )
 
 
 def build_app(
@@ -159,6 +163,8 @@ def build_app(
     worker_header: bool = False,
     behind_edge: bool = False,
     limits: AnonymousLimits | None = None,
+    allow_seckey: bool = False,
+    network: str | None = None,
 ) -> web.Application:
     """The node's app: registry writes for its prefixes, resolution for everything.
 
@@ -190,6 +196,9 @@ def build_app(
             delegated=lambda: directory().delegated_below(name),
             max_body_bytes=max_body_bytes,
             signature_max_age=signature_max_age,
+            allow_seckey=allow_seckey,
+            holder=lambda key: directory().holder_url(name, key),
+            network=network,
         ),
     )
     registry.install(app, reads=False)

@@ -37,7 +37,7 @@ from registry.client import RegistryClient, Reply
 from resolver.dns.names import DEFAULT_ZONE
 from schemas.codec_json import value_to_json
 from schemas.errors import IdresError, InvalidIdentifier
-from schemas.identifiers import parse
+from schemas.identifiers import bid_address, parse
 from schemas.identifiers.text import MAX_INPUT_CHARS
 
 EXIT_OK = 0
@@ -94,10 +94,30 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     if path.exists() and not args.force:
         print(f"error: {path} exists; use --force to overwrite it", file=sys.stderr)
         return EXIT_INVALID
+    if args.did is not None and args.alg != "ed25519":
+        print("error: --did needs --alg ed25519 (a did:bid 'e' address)", file=sys.stderr)
+        return EXIT_INVALID
+    if args.did and (
+        len(args.did) != 4
+        or not args.did.isascii()
+        or not args.did.isalnum()
+        or args.did != args.did.lower()
+    ):
+        print(
+            f"error: --did {args.did!r}: a sub-chain code is 4 lowercase letters or digits",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
     key = httpsig.generate_key(args.alg)
     write_secret(path, httpsig.private_key_pem(key), replace=args.force)
-    public = base64.b64encode(httpsig.public_key_der(key)).decode()
-    print(json.dumps({"key": str(path), "alg": args.alg, "publicKey": public}))
+    der = httpsig.public_key_der(key)
+    out = {"key": str(path), "alg": args.alg, "publicKey": base64.b64encode(der).decode()}
+    if args.did is not None:
+        raw = bid_address.raw_ed25519(der)
+        assert raw is not None  # an Ed25519 key, checked above
+        out["did"] = bid_address.address(raw, args.did or None)
+        out["publicKeyHex"] = bid_address.public_key_hex(raw)
+    print(json.dumps(out))
     return EXIT_OK
 
 
@@ -169,6 +189,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["snapshot"] = Path(args.snapshot)
     if args.verify_every is not None:
         overrides["verify_every"] = args.verify_every
+    if args.allow_seckey:
+        overrides["allow_seckey"] = True
+    if args.network:
+        overrides["network"] = args.network
+    if args.tls_cert:
+        overrides["tls_cert"] = Path(args.tls_cert)
+    if args.tls_key:
+        overrides["tls_key"] = Path(args.tls_key)
     return run(dataclasses.replace(config, **overrides))
 
 
@@ -434,9 +462,11 @@ async def _verify(args: argparse.Namespace) -> int:
     from idres.verify_client import Shown, fetch_report
 
     if args.proof:
+        if args.node:
+            raise _Usage(f"--proof checks a file offline: give no node ({args.node})")
         return _verify_proof(args)
 
-    url = args.server.rstrip("/") + "/api/sync/verify"
+    url = _verify_node(args) + "/api/sync/verify"
     try:
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=args.timeout)
@@ -466,6 +496,17 @@ async def _verify(args: argparse.Namespace) -> int:
             print(f"  WITHHELD: {lost['handle']} value {lost['index']} (restore it from a backup)")
         print("  OK" if report["ok"] else f"  {len(report['problems'])} problem(s)")
     return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _verify_node(args: argparse.Namespace) -> str:
+    """The node to check: the argument (what people type) or --server, not both."""
+    given = [n.rstrip("/") for n in (args.node, args.server) if n]
+    if len(set(given)) > 1:
+        raise _Usage(f"two nodes given, {args.node} and --server {args.server}: give one")
+    node = given[0] if given else DEFAULT_SERVER
+    if not node.startswith(("http://", "https://")):
+        raise _Usage(f"{node}: give the node's URL, e.g. {DEFAULT_SERVER}")
+    return node
 
 
 async def _snapshot(args: argparse.Namespace) -> int:
@@ -652,6 +693,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="where to write the PEM private key")
     p.add_argument("--alg", choices=("ed25519", "p256"), default="ed25519")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument(
+        "--did",
+        nargs="?",
+        const="",
+        metavar="CODE",
+        help="also print the key's did:bid address as BIF derives it (and BIF's "
+        "publicKeyHex); with CODE, on that sub-chain",
+    )
     p.set_defaults(func=_cmd_keygen)
 
     p = sub.add_parser("serve", help="run one registry node")
@@ -773,6 +822,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--handle-host", help="the Handle face's address (IDRES_HANDLE_HOST, default --host)"
     )
+    p.add_argument(
+        "--allow-seckey",
+        action="store_true",
+        help="accept Handle.Net's Authorization: Basic index:handle with an HS_SECKEY "
+        "secret on REST writes, over TLS or from loopback only (IDRES_ALLOW_SECKEY=1; "
+        "default off: RFC 9421 signatures only)",
+    )
+    p.add_argument(
+        "--network",
+        metavar="HOST[:PORT]",
+        help="the network's name, accepted in a signature's @authority beside this node's "
+        "own, so that a write redirected to the node holding it still verifies "
+        "(IDRES_NETWORK; default none)",
+    )
+    p.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS on the port with this certificate chain (IDRES_TLS_CERT; with "
+        "--tls-key; default plain HTTP)",
+    )
+    p.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert (IDRES_TLS_KEY)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser(
@@ -812,6 +882,10 @@ def build_parser() -> argparse.ArgumentParser:
         f"127.0.53.N (default {HANDLE_PORT} as root, else {UP_HANDLE_PORT_USER}; 0: none)",
     )
     p.set_defaults(func=_cmd_up)
+
+    from idres.deploy import add_parser as add_deploy
+
+    add_deploy(sub)
 
     p = sub.add_parser(
         "kafka-acl",
@@ -890,7 +964,10 @@ def build_parser() -> argparse.ArgumentParser:
         "record equal to the last operation on it, every child block anchored in its "
         "parent's chain. Exit status 1 if anything does not check.",
     )
-    p.add_argument("--server", default="http://127.0.0.1:8000", help="the node to check")
+    p.add_argument(
+        "node", nargs="?", metavar="URL", help=f"the node to check (default {DEFAULT_SERVER})"
+    )
+    p.add_argument("--server", help="the node to check, as the argument")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for it")
     p.add_argument(

@@ -95,6 +95,16 @@ class NodeConfig:
     # ``host`` unless ``handle_host``
     handle_port: int | None = None
     handle_host: str | None = None
+    # Handle.Net's HS_SECKEY secrets (Authorization: Basic) on REST writes: off unless
+    # the operator turns it on, and then over TLS or from loopback only
+    allow_seckey: bool = False
+    # the network's name (host[:port]) that every node accepts in a signature's
+    # @authority beside its own, so that a write may be redirected to the node holding
+    # it (README, Registering identifiers); None: only the node's own names
+    network: str | None = None
+    # HTTPS on the node's port: a PEM certificate chain and its key (both or neither)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NodeConfig:
@@ -132,6 +142,10 @@ class NodeConfig:
             ),
             handle_port=int(env["IDRES_HANDLE_PORT"]) if env.get("IDRES_HANDLE_PORT") else None,
             handle_host=env.get("IDRES_HANDLE_HOST") or None,
+            allow_seckey=env.get("IDRES_ALLOW_SECKEY", "").lower() in ("1", "true", "yes"),
+            network=env.get("IDRES_NETWORK") or None,
+            tls_cert=Path(env["IDRES_TLS_CERT"]) if env.get("IDRES_TLS_CERT") else None,
+            tls_key=Path(env["IDRES_TLS_KEY"]) if env.get("IDRES_TLS_KEY") else None,
         )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 BINARY = "idres-edge"
 SOCKET = "w.sock"
 DNS_SOCKET = "d.sock"  # the DNS queries the edge passes on (resolver/edge/dns.go)
+HANDLE_SOCKET = "h.sock"  # the Handle requests it passes on (resolver/edge/handle.go)
 
 
 def binary() -> Path | None:
@@ -39,12 +40,15 @@ class Front:
     path: Path
     # where the workers hear the DNS queries the edge passes on (None: no DNS face)
     dns: socket.socket | None = None
+    # where they hear the Handle requests over TCP it passes on (None: no Handle face)
+    handle: socket.socket | None = None
 
     def remove(self) -> None:
         """The workers' sockets and their folder, once the node has stopped."""
         self.workers.close()
-        if self.dns is not None:
-            self.dns.close()
+        for forwards in (self.dns, self.handle):
+            if forwards is not None:
+                forwards.close()
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
@@ -56,18 +60,18 @@ def put_in_front(
     name: str,
     max_entries: int,
     dns: socket.socket | None = None,
+    handle: socket.socket | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> Front:
     """Start the edge on the node's bound ``public`` socket, which it holds from now
     (closed here), in front of a new socket for the node's workers; and on ``dns``, the
-    DNS face's bound UDP socket, when given (closed here too), in front of a listening
-    socket of the workers' (``Front.dns``)."""
+    DNS face's bound UDP socket, and ``handle``, the Handle face's listening TCP
+    socket, when given (closed here too), each in front of a listening socket of the
+    workers' (``Front.dns``, ``Front.handle``). With ``tls`` (certificate chain and
+    key, PEM files) the edge serves HTTPS on the port."""
     inner, path = _workers_socket()
-    forwards = None
-    if dns is not None:
-        forwards = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        forwards.bind(str(path.parent / DNS_SOCKET))
-        forwards.listen(64)  # the edge dials a few (resolver/edge/dns.go)
-        forwards.setblocking(False)
+    dns_forwards = None if dns is None else _forwards(path.parent / DNS_SOCKET)
+    handle_forwards = None if handle is None else _forwards(path.parent / HANDLE_SOCKET)
     process = _start(
         executable,
         public,
@@ -76,11 +80,23 @@ def put_in_front(
         name=name,
         max_entries=max_entries,
         dns=dns,
+        handle=handle,
+        tls=tls,
     )
-    public.close()
-    if dns is not None:
-        dns.close()
-    return Front(process, inner, path, forwards)
+    for held in (public, dns, handle):
+        if held is not None:
+            held.close()
+    return Front(process, inner, path, dns_forwards, handle_forwards)
+
+
+def _forwards(path: Path) -> socket.socket:
+    """A listening unix socket where the workers hear what the edge passes on for one
+    of the node's other faces (resolver/edge/forward.go: it dials a few)."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(64)
+    sock.setblocking(False)
+    return sock
 
 
 def _workers_socket() -> tuple[socket.socket, Path]:
@@ -104,6 +120,8 @@ def _start(
     name: str,
     max_entries: int,
     dns: socket.socket | None,
+    handle: socket.socket | None,
+    tls: tuple[Path, Path] | None,
 ) -> subprocess.Popen[bytes]:
     """Start the edge on the node's bound socket (inherited), in front of ``workers``.
     The database URL goes in the environment, not on a command line ``ps`` shows."""
@@ -124,6 +142,16 @@ def _start(
         fds.append(dns.fileno())
         args += ["-dns-fd", str(dns.fileno()), "-dns-backend", str(workers.parent / DNS_SOCKET)]
         args += ["-dns-max-entries", str(max_entries)]
+    if handle is not None:
+        fds.append(handle.fileno())
+        args += [
+            "-handle-fd",
+            str(handle.fileno()),
+            "-handle-backend",
+            str(workers.parent / HANDLE_SOCKET),
+        ]
+    if tls is not None:
+        args += ["-tls-cert", str(tls[0]), "-tls-key", str(tls[1])]
     return subprocess.Popen(
         args,
         pass_fds=tuple(fds),

@@ -3,8 +3,9 @@
 Rows become batch operations; each batch carries an Idempotency-Key derived from the
 file and the batch's place in it, so a batch re-sent after an interruption is
 answered from the server's record instead of being applied twice. A checkpoint
-beside the file lists the batches already answered; per-row errors are collected
-and written to ``FILE.errors.jsonl`` at the end instead of stopping the import.
+beside the file, written before the first batch leaves, names the run and lists the
+batches already answered; per-row errors are collected and written to
+``FILE.errors.jsonl`` at the end instead of stopping the import.
 """
 
 from __future__ import annotations
@@ -207,6 +208,10 @@ async def run_import(
     checkpoint, resumed = Checkpoint.load(
         path.with_name(path.name + ".idres-import.json"), identity
     )
+    # Saved before the first batch leaves: a batch the server commits after an
+    # interruption is then re-sent under its run's key and answered from the first time,
+    # where a new run would find its rows "already exist".
+    checkpoint.save()
     error_file = path.with_name(path.name + ".errors.jsonl")
     if not resumed:
         error_file.unlink(missing_ok=True)  # a resumed run adds to its own earlier errors
@@ -264,6 +269,13 @@ async def run_import(
     except IdresError as exc:
         print(f"\nidres import: {exc.message}; run the same command again to resume", file=out)
         return EXIT_ROW_ERRORS
+    except asyncio.CancelledError:  # Ctrl-C: asyncio.run cancels us, then raises KeyboardInterrupt
+        print(
+            f"\nidres import: interrupted with {bar.done} of {bar.total} rows answered "
+            f"({bar.failed} failed); run the same command again to resume",
+            file=out,
+        )
+        raise
     finally:
         for w in workers:
             w.cancel()

@@ -292,6 +292,7 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
         # one port a node: the edge (when built) answers the reads it keeps, the front
         # door the other common reads, the app the rest
         forwards = None  # where the edge passes on the DNS queries it does not hold
+        handle_forwards = None  # and the Handle requests over TCP
         if front is not None:
             placed = edge.put_in_front(
                 front,
@@ -300,10 +301,12 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
                 name=spec.name,
                 max_entries=CacheConfig().max_entries,
                 dns=prepared.dns[len(running.dns)][1][0] if prepared.dns else None,
+                handle=prepared.handle[i][1][1] if prepared.handle else None,
             )
             running.edges.append(placed)
             sock = placed.workers
             forwards = placed.dns
+            handle_forwards = placed.handle
         door = await open_front(app[API], runner, sock, behind_edge=front is not None)
         running.doors.append(door)
         running.runners.append(runner)
@@ -315,7 +318,10 @@ async def start(prepared: Prepared, *, kafka: str | None = None) -> Running:
             await server.start()
             running.dns.append(server)
         if prepared.handle:
-            faced = handle_server(app, name=spec.name, sockets=prepared.handle[i][1])
+            udp, tcp = prepared.handle[i][1]
+            if handle_forwards is not None:
+                tcp = handle_forwards  # the edge answers TCP; the workers what it does not hold
+            faced = handle_server(app, name=spec.name, sockets=(udp, tcp))
             await faced.start()
             running.handle.append(faced)
     return running
@@ -384,6 +390,7 @@ def summary(running: Running, data_dir: Path) -> str:
             f"{', '.join(spec.prefixes)}"
         )
     entry = running.specs[0].url
+    urls = {spec.name: spec.url for spec in running.specs}
     lines += ["", "examples (ask the super node; it finds the node that holds each):"]
     for node, handle, _ in SEEDS:
         lines.append(f"  {handle:<45} held by {node}")
@@ -392,7 +399,9 @@ def summary(running: Running, data_dir: Path) -> str:
         "try:",
         f"  .venv/bin/idres resolve 88.100.1/ABC-123 06901234567892 --server {entry}",
         f"  curl {entry}/api/handles/88.100.1/ABC-123",
-        f"  curl '{entry}/api/handles/1.2.156.3001.1?recursive=false'",
+        # a referral: backbone-2 keeps no copy of backbone-1's tree (asked of a node that
+        # keeps one, such as the super node, recursive=false is answered from the copy)
+        f"  curl '{urls['backbone-2']}/api/handles/88.200.7/LOT-42?recursive=false'",
         f"  curl {entry}/metrics",
         *(
             [

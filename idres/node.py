@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -105,9 +106,10 @@ def run(config: NodeConfig) -> int:
     delegation, signed with its own key (``DATA_DIR/node.pem``), holds the prefixes.
     """
     kafka_credentials(config)  # a mistake in them stops the node before it binds
+    scheme = "https" if tls_context(config) is not None else "http"  # and in these
     sock = socket.create_server((config.host, config.port), backlog=1024)
     host, port = sock.getsockname()[:2]
-    name, directory = _directory(config, f"http://{host}:{port}")
+    name, directory = _directory(config, f"{scheme}://{host}:{port}")
     me = directory.by_name[name]
     if config.mirror_of is not None:
         if config.mirror_of not in directory.by_name:
@@ -144,12 +146,18 @@ def run(config: NodeConfig) -> int:
             flush=True,
         )
     print(
-        f"idres: serving http://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
+        f"idres: serving {scheme}://{host}:{port} (prefixes {', '.join(config.prefixes)}; "
         + ("the compiled edge, " if front else "")
         + f"{config.workers} worker{'s' if config.workers > 1 else ''} and a sync process)",
         flush=True,
     )
     print(f"idres: admin key {admin_path}, key id {admin_id}", flush=True)
+    if config.allow_seckey:
+        print(
+            "idres: HS_SECKEY secrets (Authorization: Basic) accepted on writes over TLS "
+            "or from loopback",
+            flush=True,
+        )
     print(
         f"idres: chain {name} ({config.hash_alg}) "
         + (f"published to Kafka at {config.kafka}" if config.kafka else "kept locally"),
@@ -264,12 +272,19 @@ def _supervise(
             name=config.name or "node",
             max_entries=CacheConfig().max_entries if config.cache else 0,
             dns=faces.dns[0] if faces.dns is not None else None,
+            handle=faces.handle[1] if faces.handle is not None else None,
+            tls=(config.tls_cert, config.tls_key)
+            if config.tls_cert is not None and config.tls_key is not None
+            else None,
         )
         children[placed.process.pid] = "edge"
         sock = placed.workers
         if faces.dns is not None and placed.dns is not None:
             # the edge answers DNS over UDP; the workers hear what it does not hold
             faces = dataclasses.replace(faces, dns=(placed.dns, faces.dns[1]))
+        if faces.handle is not None and placed.handle is not None:
+            # and the Handle protocol over TCP (the CNRI client's connection a request)
+            faces = dataclasses.replace(faces, handle=(faces.handle[0], placed.handle))
 
     def fork(what: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
         parent = os.getpid()
@@ -331,6 +346,25 @@ def _supervise(
     if placed is not None:
         placed.remove()
     return 1 if failed else 0
+
+
+def tls_context(config: NodeConfig) -> ssl.SSLContext | None:
+    """The node port's TLS (server side, TLS 1.2 or later, RFC 9325 §3.1.1), None for
+    plain HTTP; a certificate that does not load stops the node, saying why."""
+    if config.tls_cert is None and config.tls_key is None:
+        return None
+    if config.tls_cert is None or config.tls_key is None:
+        raise SystemExit("idres serve: --tls-cert and --tls-key go together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise SystemExit(
+            f"idres serve: cannot serve TLS with {config.tls_cert} and {config.tls_key}: {exc}"
+        ) from None
+    return context
 
 
 def _die_with(parent: int) -> None:
@@ -442,6 +476,8 @@ async def _worker(
         directory=lambda: directory,
         max_body_bytes=config.max_body_bytes,
         signature_max_age=config.signature_max_age,
+        allow_seckey=config.allow_seckey,
+        network=config.network,
         cache=None if config.cache else CacheConfig(max_entries=0),
         limits=AnonymousLimits(
             client_upstream_rate=config.client_upstream_rate,
@@ -452,7 +488,9 @@ async def _worker(
     runner = web.AppRunner(app, access_log=None, **listener_limits())
     await runner.setup()
     # one port: the front door answers the common reads, the app everything else
-    door = await open_front(app[API], runner, sock, behind_edge=behind_edge)
+    # behind the edge, the edge speaks TLS to clients; the workers' socket is the node's
+    tls = None if behind_edge else tls_context(config)
+    door = await open_front(app[API], runner, sock, behind_edge=behind_edge, tls=tls)
     dns_face = None
     if faces.dns is not None:  # the workers share its sockets, as they share the port's
         dns_face = dns_server(

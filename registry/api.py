@@ -2,7 +2,8 @@
 
 PUT/GET/DELETE /api/handles/{identifier}, GET /api/handles?prefix=, POST /api/batch,
 GET /api/handles/{identifier}/history, POST /api/prefixes, GET /openapi.json.
-Writes are signed (RFC 9421); handlers translate HTTP to store operations and back.
+Writes are signed (RFC 9421) or, where the operator allows it, carry a Handle.Net
+HS_SECKEY secret (registry/seckey.py); handlers translate HTTP to store operations and back.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 
-from registry.authz import Signer, authorize, covering_prefix_handles
-from registry.authz import prefix_record_handle as record_of_prefix
+from registry.authz import Signer, covering_prefix_handles, governing_key
 from registry.httpio import (
     KEEPALIVE_TIMEOUT,
     BadRequest,
@@ -38,12 +38,16 @@ from registry.httpio import (
     read_body,
 )
 from registry.openapi import OPENAPI
-from registry.plan import DeleteOp, PutOp, WriteOp
+from registry.plan import DeleteOp, PutOp, WriteOp, op_handle
+from registry.referral import refer
+from registry.seckey import basic_credentials, check_transport
 from registry.service import (
     Authenticated,
     RegistryPolicy,
     SignedRequest,
     authenticate,
+    authenticate_secret,
+    authorize_listing,
     can_read_private,
     fingerprint,
     prefix_record,
@@ -54,6 +58,7 @@ from registry.store import (
     PostgresStore,
     StoredResponse,
     WriteResult,
+    listing_match,
 )
 from schemas.codec_json import value_to_json, values_from_json
 from schemas.errors import (
@@ -64,16 +69,21 @@ from schemas.errors import (
     IdresError,
     InvalidIdentifier,
     InvalidValue,
+    NotResponsible,
 )
-from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
+from schemas.identifiers import Identifier, RoutingKey, parse
 from schemas.identifiers.prefix import parse_prefix
-from schemas.record import AdminPerm, HandleValue, Record, check_values
+from schemas.record import HandleValue, Record, check_values
 
 log = logging.getLogger("idres.registry")
 HANDLES = "/api/handles/"
 # the rest of the path, newlines included, so that they reach the parser (a 400, not a 404)
 TAIL = r"{tail:[\w\W]+}"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# On a write's answer: the identifier it changed, so that the node's edge forgets the
+# answers it keeps for it before the client hears of the write (read-your-writes; the
+# NOTIFY that tells every cache arrives a moment later). resolver/edge/edge.go drops it.
+EDGE_FORGET = "Idres-Edge-Forget"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -92,6 +102,11 @@ class RegistryConfig:
     # to any node of the network (each keeps its own replay memory).
     authorities: tuple[str, ...] = ()
     network: str | None = None
+    # Handle.Net's Authorization: Basic with an HS_SECKEY secret, over TLS or loopback
+    allow_seckey: bool = False
+    # the URL of the node that holds a routing key this node does not (the directory's
+    # answer), for the Location of a misdirected write; None: unknown
+    holder: Callable[[RoutingKey], str | None] = field(default=lambda key: None)
 
 
 class RegistryAPI:
@@ -254,23 +269,14 @@ class RegistryAPI:
         size = query_int(request, "pageSize", 100, low=1, high=10_000)
         body = await read_body(request, max_bytes=self.config.max_body_bytes)
         auth = await self._authenticate(request, body)
-        records = await self.store.get_many(
-            record_of_prefix(p) for p in prefix.prefixes() if p.labels
-        )
-        authorize(
+        await authorize_listing(
+            self.store,
             auth.signer if auth else None,
-            AdminPerm.LIST_HANDLES,
-            target=None,
-            prefixes=records.values(),
+            prefix,
             what=f"list the identifiers under {raw}",
         )
-        match: Literal["exact", "dotted", "digits"] = "digits"  # GS1, Ecode
-        if prefix.namespace in (Namespace.HANDLE, Namespace.BID):
-            match = "exact"
-        elif prefix.namespace is Namespace.OID:
-            match = "dotted"
         total, handles = await self.store.list_handles(
-            str(prefix), match=match, page=page, page_size=size
+            str(prefix), match=listing_match(prefix), page=page, page_size=size
         )
         return json_response(
             {
@@ -291,11 +297,14 @@ class RegistryAPI:
     # and applied. An unsigned or forged batch costs no parsing and takes no row lock.
 
     async def put_handle(self, request: web.Request) -> web.Response:
+        _read_only_history(request)
         _known_query(request, {"overwrite", "index"})
         text, _ = target_of(request)
         ident = parse(text)
         overwrite = query_bool(request, "overwrite", True)
         indexes = query_ints(request, "index")
+        if (elsewhere := self._elsewhere(request, ident)) is not None:
+            return elsewhere
         raw, auth = await self._signed_write(request)
         body = decode_json(request, raw)
         values = values_from_json(body, now=int(self.clock()))
@@ -304,10 +313,13 @@ class RegistryAPI:
         return await self._write(request, raw, auth, [op], single=True)
 
     async def delete_handle(self, request: web.Request) -> web.Response:
+        _read_only_history(request)
         _known_query(request, {"index"})  # a mistyped ?indx= must not delete the record
         text, _ = target_of(request)
         ident = parse(text)
         indexes = query_ints(request, "index")
+        if (elsewhere := self._elsewhere(request, ident)) is not None:
+            return elsewhere
         raw, auth = await self._signed_write(request)
         op = DeleteOp(handle=ident.canonical, indexes=indexes)
         return await self._write(request, raw, auth, [op], single=True)
@@ -326,6 +338,25 @@ class RegistryAPI:
         decoded = _batch_ops(body, now=int(self.clock()), limit=self.config.max_batch)
         return await self._write(request, raw, auth, decoded, single=False)
 
+    def _elsewhere(self, request: web.Request, ident: Identifier) -> web.Response | None:
+        """A write of one identifier this node does not hold: answered before any
+        authentication (the entry node need not accept what the holder will), with the
+        holder in Location (registry/referral.py); None when it is this node's."""
+        try:
+            RegistryPolicy(None, self.config.served, self.config.delegated()).admissible(ident)
+        except NotResponsible as exc:
+            referral = refer(
+                exc.message,
+                self.config.holder(governing_key(ident)),
+                request.rel_url.raw_path_qs,
+                prefer=request.headers.getall("Prefer", []),
+            )
+            body = {"responseCode": exc.response_code, "message": referral.message}
+            response = json_response(body, status=referral.status)
+            response.headers.update(referral.headers)
+            return response
+        return None
+
     async def _signed_write(self, request: web.Request) -> tuple[bytes, Authenticated]:
         """The body (size limit first) and its signer; unsigned writes stop here."""
         raw = await read_body(request, max_bytes=self.config.max_body_bytes)
@@ -334,6 +365,11 @@ class RegistryAPI:
             raise AuthenticationNeeded(
                 f"{request.method} {request.path} needs a signed request (RFC 9421): "
                 "Signature-Input and Signature made with a key this node knows"
+                + (
+                    "; or Authorization: Basic with index:handle and its HS_SECKEY secret"
+                    if self.config.allow_seckey
+                    else ""
+                )
             )
         return raw, auth
 
@@ -380,6 +416,8 @@ class RegistryAPI:
         )
         assert applied.response is not None
         headers = {"Idempotent-Replayed": "true"} if applied.outcomes is None else {}
+        if single and ops and applied.response.status < 300:
+            headers[EDGE_FORGET] = op_handle(ops[0])
         return web.Response(
             body=applied.response.body,
             status=applied.response.status,
@@ -395,7 +433,14 @@ class RegistryAPI:
             now=int(self.clock()),
             max_age=self.config.signature_max_age,
             authorities=self.authorities(request),
+            network=self.config.network.lower() if self.config.network else None,
         )
+        credentials = None if auth else basic_credentials(request.headers.get("Authorization"))
+        if credentials is not None:
+            check_transport(
+                enabled=self.config.allow_seckey, secure=request.secure, peer=request.remote
+            )
+            auth = await authenticate_secret(self.store, credentials, now=int(self.clock()))
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and (
             not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable()
@@ -478,6 +523,14 @@ def _known_query(request: web.Request, allowed: set[str]) -> None:
 def _headers(request: web.Request) -> dict[str, str]:
     """Lower-cased names; a field sent on several lines joined as one (RFC 9110 §5.3)."""
     return {k.lower(): ", ".join(request.headers.getall(k)) for k in request.headers}
+
+
+def _read_only_history(request: web.Request) -> None:
+    """``{identifier}/history`` is a history, which only GET reads: a write to it is 405
+    before any signature is asked for, as the OpenAPI description has it (an identifier
+    that itself ends in ``/history`` is written with its last slash as ``%2F``)."""
+    if request.rel_url.raw_path.endswith("/history"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD"])
 
 
 def target_of(request: web.Request) -> tuple[str, bool]:

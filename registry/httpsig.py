@@ -65,6 +65,11 @@ _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-z]+")  # RFC 9110 §5.1 token, 
 _KEY_ID = re.compile(r"(0|[1-9][0-9]{0,9}):(\S+)")  # an index has at most 10 digits
 
 
+class SignatureMismatch(Forbidden):
+    """The signature is well formed and fresh but does not verify over the request as
+    it arrived, with the key its keyid names."""
+
+
 # --- RFC 8941 structured fields: the subset Signature, Signature-Input and Content-Digest use
 
 
@@ -629,7 +634,23 @@ def verify(params: SignatureParams, base: bytes, public_key_der: bytes) -> None:
         else:
             raise Forbidden(f"unsupported key type ({_kind(public)}); need Ed25519, P-256 or RSA")
     except InvalidSignature as exc:
-        raise Forbidden("signature does not verify") from exc
+        raise SignatureMismatch(_does_not_verify(params, base)) from exc
+
+
+def _does_not_verify(params: SignatureParams, base: bytes) -> str:
+    """What a signer needs to find its mistake: the components the signature covers and
+    the values this node derived for the request's own parts (method, host, path,
+    query). Never a header's value: a covered header may carry a credential."""
+    derived = []
+    for line in base.decode("ascii").split("\n"):  # _build_base wrote it: ASCII lines
+        quoted, _, value = line.partition(": ")
+        if (name := quoted.strip('"')) in _DERIVED:
+            derived.append(f"{name} {value}")
+    return (
+        f"signature does not verify: it covers {' '.join(params.components)}; this node "
+        f"computed {', '.join(derived) or 'no derived components'}. Sign the request as "
+        f"sent here, with the key that keyid {params.keyid} names"
+    )
 
 
 def _verify_rsa(params: SignatureParams, base: bytes, public: rsa.RSAPublicKey) -> None:
@@ -698,7 +719,11 @@ def signed_authority(headers: Mapping[str, str]) -> str:
 
 
 def check_authority(
-    params: SignatureParams, headers: Mapping[str, str], accepted: Collection[str]
+    params: SignatureParams,
+    headers: Mapping[str, str],
+    accepted: Collection[str],
+    *,
+    network: str | None = None,
 ) -> None:
     """Refuse a signature made for another node: its ``@authority`` must be one this
     node answers to (its own names, or the network's). Pure; no key is needed yet."""
@@ -709,7 +734,15 @@ def check_authority(
         raise Forbidden(
             f"signature was made for {value!r}, not for this node "
             f"({', '.join(sorted(accepted)) or 'no names'}); sign it for the node you send it to"
+            + redirect_hint(network)
         )
+
+
+def redirect_hint(network: str | None) -> str:
+    """What a write that may be redirected to another node must be signed for."""
+    if network is None:
+        return ""
+    return f", or, for a write that may be redirected, for the network's name {network!r}"
 
 
 # --- Key ids and keys

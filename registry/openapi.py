@@ -20,7 +20,8 @@ _ERRORS = {
     "400": _json(
         _ref("Error"),
         "Malformed identifier (102), invalid value (202), bad query or "
-        "JSON, or a prefix this node does not hold (301)",
+        "JSON, or a prefix this node does not hold (301; Location names the node "
+        "that holds it)",
     ),
     "401": _json(_ref("Error"), "Authentication needed (402): sign the request (RFC 9421)"),
     "403": _json(
@@ -30,15 +31,35 @@ _ERRORS = {
     "415": _json(_ref("Error"), "Body is not application/json"),
 }
 _REUSED_KEY = _json(_ref("Error"), "Idempotency-Key reused for another request")
+# a write of an identifier another node holds: 400/301 with Location, or 307 on request
+_PREFER = {
+    "name": "Prefer",
+    "in": "header",
+    "required": False,
+    "description": "redirect (RFC 7240): a write of an identifier another node holds is "
+    "answered 307 to it (Location) instead of 400 (301) with Location",
+    "schema": {"type": "string"},
+}
+_MISDIRECTED = {
+    "307": {
+        "description": "Another node holds the identifier and the client sent Prefer: "
+        "redirect: the same request there (Location); sign it for the network's name",
+        "headers": {"Location": {"schema": {"type": "string", "format": "uri"}}},
+        "content": {"application/json": {"schema": _ref("Error")}},
+    }
+}
 _IDENTIFIER = {
     "name": "identifier",
     "in": "path",
     "required": True,
     "description": "Any identifier idres parses (88.100.1/ABC, 06901234567892, "
-    "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is.",
+    "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is, but one that ends in "
+    "/history is sent with that last slash as %2F (/history after it names the history, "
+    "which only GET reads: PUT and DELETE there are 405).",
     "schema": {"type": "string"},
 }
-_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
+# a write is signed, or carries a Handle.Net secret key where the node allows it
+_SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}, {"handleSecretKey": []}]
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -67,7 +88,14 @@ OPENAPI: dict[str, Any] = {
                 "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519, "
                 "ecdsa-p256-sha256, rsa-v1_5-sha256 or rsa-pss-sha512; created within the "
                 "node's window.",
-            }
+            },
+            "handleSecretKey": {
+                "type": "http",
+                "scheme": "basic",
+                "description": "Handle.Net's secret key: user index:handle percent-encoded, "
+                "password the HS_SECKEY value at that index. Only where the node's operator "
+                "allows it (idres serve --allow-seckey), over TLS or from loopback.",
+            },
         },
         "schemas": {
             "Error": {
@@ -287,6 +315,7 @@ OPENAPI: dict[str, Any] = {
                     },
                     {"name": "index", "in": "query", "schema": {"type": "integer"}},
                     _IDEMPOTENCY,
+                    _PREFER,
                 ],
                 "requestBody": {
                     "required": True,
@@ -297,6 +326,7 @@ OPENAPI: dict[str, Any] = {
                     "200": _json(_ref("Written"), "Replaced"),
                     "409": _json(_ref("Error"), "Identifier exists (101)"),
                     "422": _json(_ref("Error"), "Idempotency-Key reused for another request"),
+                    **_MISDIRECTED,
                     **_ERRORS,
                 },
             },
@@ -306,9 +336,11 @@ OPENAPI: dict[str, Any] = {
                 "parameters": [
                     {"name": "index", "in": "query", "schema": {"type": "integer"}},
                     _IDEMPOTENCY,
+                    _PREFER,
                 ],
                 "responses": {
                     "422": _REUSED_KEY,
+                    **_MISDIRECTED,
                     "200": _json(_ref("Written"), "Deleted"),
                     "404": _json(_ref("Error"), "Not found (100), or no value at that index (200)"),
                     **_ERRORS,

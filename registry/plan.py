@@ -17,6 +17,7 @@ from schemas.errors import (
     ValuesNotFound,
 )
 from schemas.identifiers import Identifier
+from schemas.identifiers.bid_address import check_keys
 from schemas.record import Record, check_values, same_content
 
 Op = Literal["create", "replace", "delete"]
@@ -174,6 +175,8 @@ def plan(
             merged = merge_indexes(op, old)
             if merged is not op and isinstance(merged, PutOp):
                 check_values(merged.record.values)  # old and new values together
+            if isinstance(merged, PutOp):
+                check_keys(ident, merged.record.public_keys())  # a did:bid is its key's address
             # the policy decides; it is trusted not to make a valid record invalid
             decided = policy.decide(merged, old, context)
             new = decided.record if isinstance(decided, PutOp) else None

@@ -1,6 +1,7 @@
 """The registry's rules around the store: who signed a request, and what they may do.
 
-``authenticate`` checks an RFC 9421 signature against the HS_PUBKEY its key id names;
+``authenticate`` checks an RFC 9421 signature against the HS_PUBKEY its key id names,
+``authenticate_secret`` a Handle.Net secret key against its HS_SECKEY (registry/seckey.py);
 ``RegistryPolicy`` decides each write inside the store's transaction from the
 records' HS_ADMIN values; ``bootstrap`` gives the node's served prefixes their
 admin key.
@@ -13,7 +14,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from registry import httpsig
+from registry import httpsig, seckey
 from registry.authz import (
     Signer,
     authorize,
@@ -38,7 +39,8 @@ KEY_INDEX = 300
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Authenticated:
     signer: Signer
-    replay_token: bytes  # the same for every form of one signed request
+    # the same for every form of one signed request; None for a secret key (no replay check)
+    replay_token: bytes | None
     expires: int  # until when the request could be replayed
 
 
@@ -58,6 +60,7 @@ async def authenticate(
     now: int,
     max_age: int,
     authorities: Collection[str],
+    network: str | None = None,
 ) -> Authenticated | None:
     """The signer of ``request``, None if it is unsigned; raises if the signature fails.
 
@@ -69,7 +72,7 @@ async def authenticate(
         return None
     params = httpsig.parse_signature(lowered)
     httpsig.check_freshness(params, now=now, max_age=max_age, max_skew=CLOCK_SKEW)
-    httpsig.check_authority(params, lowered, authorities)
+    httpsig.check_authority(params, lowered, authorities, network=network)
     httpsig.check_content_digest(lowered.get("content-digest"), request.body)
     handle, index = httpsig.parse_key_id(params.keyid)
     key_record = await store.get(handle)
@@ -79,7 +82,17 @@ async def authenticate(
     base = httpsig.signature_base(
         params, method=request.method, path=request.path, query=request.query, headers=lowered
     )
-    httpsig.verify(params, base, der)
+    try:
+        httpsig.verify(params, base, der)
+    except httpsig.SignatureMismatch as exc:
+        if network is None:
+            raise
+        # the likeliest cause across nodes: a request signed for one node's name and
+        # redirected to another, which sees its own name in Host
+        raise httpsig.SignatureMismatch(
+            f"{exc.message}; a write redirected here verifies only when signed for the "
+            f"network's name {network!r}"
+        ) from None
     # Remembered until no clock could accept it again: the freshness window, the skew
     # allowed, a second of rounding. Never longer, whatever "expires" says.
     last_valid = params.created + max_age
@@ -93,6 +106,19 @@ async def authenticate(
         replay_token=token,
         expires=last_valid + CLOCK_SKEW + 1,
     )
+
+
+async def authenticate_secret(
+    store: PostgresStore, credentials: seckey.SecretKeyCredentials, *, now: int
+) -> Authenticated:
+    """The signer of a request that sent an HS_SECKEY secret; raises if it is wrong.
+
+    A secret is the same in every request, so there is nothing to remember against
+    replay: such a write is as replayable as its sender's secret is exposed.
+    """
+    record = await store.get(credentials.signer.handle)
+    seckey.check_secret(record, credentials)
+    return Authenticated(signer=credentials.signer, replay_token=None, expires=now)
 
 
 def fingerprint(request: SignedRequest) -> bytes:
@@ -231,6 +257,16 @@ def prefix_record(
 
 
 NODE_ADMIN = Signer(handle="0.NA/node.admin", index=KEY_INDEX)
+
+
+async def authorize_listing(
+    store: PostgresStore, signer: Signer | None, prefix: RoutingKey, *, what: str
+) -> None:
+    """Raise unless ``signer`` may list the identifiers under ``prefix``: an HS_ADMIN
+    of the prefix record 0.NA/P, or of one above it, grants it list_handles. The rule
+    of the HTTP API and the Handle protocol's List Handles alike."""
+    records = await store.get_many(prefix_record_handle(p) for p in prefix.prefixes() if p.labels)
+    authorize(signer, AdminPerm.LIST_HANDLES, target=None, prefixes=records.values(), what=what)
 
 
 async def bootstrap(

@@ -13,14 +13,13 @@ import os
 import time
 from collections.abc import (
     AsyncGenerator,
-    AsyncIterator,
     Callable,
     Collection,
     Iterable,
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -28,6 +27,7 @@ from typing import Any, Literal, Protocol
 import asyncpg
 
 from registry.authz import PREFIX_RECORD_PREFIX
+from registry.database import acquire
 from registry.plan import (
     AllowAll,
     Change,
@@ -65,7 +65,7 @@ from schemas.errors import (
     InvalidValue,
     StoreUnavailable,
 )
-from schemas.identifiers import Identifier, parse
+from schemas.identifiers import Identifier, Namespace, RoutingKey, parse
 from schemas.oplog import Operation, encode_operation
 from schemas.record import (
     DataFormat,
@@ -79,6 +79,7 @@ from schemas.record import (
 from sync.notices import CHANGED_CHANNEL, changed_payloads
 
 IDEMPOTENCY_TTL = 24 * 3600
+Match = Literal["exact", "dotted", "digits"]  # how a listing matches routing keys
 _RETRIES = 3  # conflicts between concurrent batches roll back and retry whole
 
 
@@ -175,15 +176,8 @@ class PostgresStore:
     def pool(self) -> asyncpg.Pool:
         return self._pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._pool.acquire() as conn:
-                yield conn
-        except IdresError:
-            raise
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-            raise StoreUnavailable(f"database error: {exc}") from exc
+    def _conn(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        return acquire(self._pool)
 
     # --- reads -----------------------------------------------------------------------
 
@@ -204,7 +198,7 @@ class PostgresStore:
         self,
         routing_prefix: str,
         *,
-        match: Literal["exact", "dotted", "digits"],
+        match: Match,
         page: int,
         page_size: int,
     ) -> tuple[int, list[str]]:
@@ -224,8 +218,26 @@ class PostgresStore:
             )
         return int(total), [r["handle"] for r in rows]
 
+    async def handles_after(
+        self, routing_prefix: str, *, match: Match, after: str, limit: int
+    ) -> list[str]:
+        """At most ``limit`` identifiers under a prefix (as ``list_handles`` matches
+        them) that sort after ``after``, in order: a listing of any length read a page
+        at a time from its last identifier, each page one short query on the index."""
+        where, args = _under(routing_prefix, match)
+        n = len(args)
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT handle FROM identifiers WHERE {where} AND handle > ${n + 1}"
+                f" ORDER BY handle LIMIT ${n + 2}",
+                *args,
+                after,
+                limit,
+            )
+        return [r["handle"] for r in rows]
+
     async def public_answers(
-        self, routing_prefix: str, *, match: Literal["exact", "dotted", "digits"], batch: int = 500
+        self, routing_prefix: str, *, match: Match, batch: int = 500
     ) -> AsyncGenerator[tuple[str, bytes], None]:
         """Every identifier under a prefix (as ``list_handles`` matches it) that has a
         public answer, with that answer's bytes, in handle order: a zone's records for a
@@ -662,9 +674,18 @@ def _index(value: HandleValue) -> int:
 ANSWER_COLUMNS = ("handle", "body", "ttl", "expires_at")
 
 
-def _under(
-    routing_prefix: str, match: Literal["exact", "dotted", "digits"]
-) -> tuple[str, list[str]]:
+def listing_match(prefix: RoutingKey) -> Match:
+    """Which identifiers a listing of ``prefix`` holds: a handle or did:bid prefix its
+    own routing key only (88.100.1/x is under 0.NA/88.100.1, not 0.NA/88.100), an OID
+    arc its dotted descendants too, a GS1 or Ecode prefix every key it starts."""
+    if prefix.namespace in (Namespace.HANDLE, Namespace.BID):
+        return "exact"
+    if prefix.namespace is Namespace.OID:
+        return "dotted"
+    return "digits"
+
+
+def _under(routing_prefix: str, match: Match) -> tuple[str, list[str]]:
     """The WHERE clause (on ``identifiers.routing_key``) of the identifiers under a
     prefix, and its arguments (see ``PostgresStore.list_handles``)."""
     below = _like_prefix(routing_prefix + ("." if match == "dotted" else ""))

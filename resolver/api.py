@@ -30,7 +30,7 @@ from registry.httpio import (
 )
 from registry.httpio import read_json as read_json_body
 from registry.httpsig import authority_of
-from resolver import did, replies
+from resolver import did, gs1_api, replies
 from resolver.budget import (
     AUTH_BUDGET,
     MAX_UPSTREAM_PER_BATCH,
@@ -38,6 +38,8 @@ from resolver.budget import (
     BudgetConfig,
     Budgets,
 )
+from resolver.did import Failure as DidFailure
+from resolver.did_api import DidAPI
 from resolver.metrics import Metrics
 from resolver.replies import Reply
 from resolver.service import VIA_HEADER, Answer, Resolver, not_found
@@ -45,7 +47,7 @@ from resolver.topology import Directory
 from schemas.codec_json import public_answer
 from schemas.errors import AuthenticationNeeded, IdresError, InvalidIdentifier, InvalidValue
 from schemas.identifiers import Identifier, Scheme, parse
-from schemas.identifiers.digital_link import PRIMARY_KEYS
+from schemas.identifiers.did import SERVED_METHODS, method_of
 from schemas.record import Record
 
 MAX_BATCH_RESOLVE = 1000
@@ -84,6 +86,10 @@ class ResolverAPI:
         registry.public_authorities = self._own_authorities
         # ?proof=true: answered by the node's sync, which holds the chains (if it runs)
         self.proof: Callable[[Identifier], Awaitable[web.Response]] | None = None
+        # Digital Link paths: this node as a GS1-conformant resolver
+        self.gs1 = gs1_api.GS1Resolver(
+            resolver.resolve, host=digital_link_host, name=resolver.config.name
+        )
 
     def _own_authorities(self) -> tuple[str, ...]:
         me = self.directory().by_name.get(self.resolver.config.name)
@@ -98,6 +104,8 @@ class ResolverAPI:
         app.router.add_get("/api/directory", self.directory_json)
         app.router.add_get("/metrics", self.metrics_text)
         app.router.add_get("/healthz", self.healthz)
+        self.gs1.install(app)
+        DidAPI(self).install(app)
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
         app.router.add_get("/" + TAIL, self.proxy)
 
@@ -168,29 +176,52 @@ class ResolverAPI:
 
     async def did(self, text: str) -> Reply:
         """A W3C DID resolution result, errors included, for did:bid and did:cn."""
+        found = await self.resolve_did(text)
+        if isinstance(found, DidFailure):
+            return replies.did_error(found.error, found.message, found.status)
+        return replies.did_document(*found)
+
+    async def resolve_did(self, text: str) -> tuple[Identifier, Answer] | DidFailure:
+        """The record a DID names, as this node resolves it, or why there is none to
+        resolve: a DID of another method, or no DID (DID Resolution's error names)."""
+        method = method_of(text)
+        if method is not None and method not in SERVED_METHODS:
+            served = ", ".join(f"did:{m}" for m in SERVED_METHODS)
+            return DidFailure("methodNotSupported", f"did:{method} is not served ({served})")
         try:
             ident = parse(text)
             if ident.scheme not in (Scheme.DID_BID, Scheme.DID_CN):
                 raise InvalidIdentifier(text, "not a did:bid or did:cn DID", position=0)
         except InvalidIdentifier as exc:
-            return replies.did_error("invalidDid", exc.message, 400)
+            return DidFailure("invalidDid", exc.message)
         try:
-            answer = await self.resolver.resolve(ident)
+            return ident, await self.resolver.resolve(ident)
         except IdresError as exc:
-            return replies.did_error("internalError", exc.message, exc.http_status)
-        return replies.did_document(ident, answer)
+            return DidFailure("internalError", exc.message, exc.http_status)
 
-    async def browse(self, raw: bytes, *, accept: str, noredirect: bool) -> Reply:
-        """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent)."""
+    async def browse(
+        self,
+        raw: bytes,
+        *,
+        accept: str,
+        noredirect: bool,
+        accept_language: str = "",
+        query: str = "",
+    ) -> Reply:
+        """``GET /{id}`` for browsers and scanners (``raw``: the path after "/", as sent;
+        ``query``: the raw query string, which a Digital Link passes on)."""
         self.metrics.inc("idres_requests_total", 'interface="proxy"')
         try:
             text = unquote_to_bytes(raw).decode("utf-8")
         except UnicodeDecodeError:
             shown = raw.decode("latin-1")
             return replies.page(shown, None, "not UTF-8 after percent-decoding", 400)
-        first, _, rest = text.partition("/")
-        if first in PRIMARY_KEYS and rest:  # a Digital Link path: this node is the resolver
-            text = f"https://{self.digital_link_host}/{text}"
+        dl = gs1_api.request_of(
+            query=query, accept=accept, accept_language=accept_language, path=text
+        )
+        reply = await self.gs1.answer(text, dl)  # a Digital Link path: this node is the resolver
+        if reply is not None:
+            return reply
         try:
             ident = parse(text)
             answer = await self.resolver.resolve(ident)
@@ -204,6 +235,8 @@ class ResolverAPI:
             request.rel_url.raw_path[1:].encode("latin-1"),
             accept=request.headers.get("Accept", ""),
             noredirect="noredirect" in request.query,
+            accept_language=request.headers.get("Accept-Language", ""),
+            query=request.rel_url.raw_query_string,
         )
         return to_response(reply)
 

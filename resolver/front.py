@@ -27,6 +27,7 @@ import dataclasses
 import itertools
 import logging
 import socket
+import ssl
 from collections import deque
 from collections.abc import Callable
 from email.utils import formatdate
@@ -211,12 +212,12 @@ class FrontDoor:
         self._probe_timer: asyncio.TimerHandle | None = None
         self._sweep_timer: asyncio.TimerHandle | None = None
 
-    async def start(self, sock: socket.socket) -> None:
+    async def start(self, sock: socket.socket, *, tls: ssl.SSLContext | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.now = loop.time()
         self.shedder.observe(0.0, self.now)
         self._renew_date()
-        self._server = await loop.create_server(lambda: FrontProtocol(self), sock=sock)
+        self._server = await loop.create_server(lambda: FrontProtocol(self), sock=sock, ssl=tls)
         self._probe(self.now + PROBE_EVERY)
         self._sweep()
 
@@ -465,6 +466,8 @@ class FrontProtocol(asyncio.Protocol):
                 read.target,
                 accept=read.accept.decode("latin-1"),
                 noredirect=query is not None and "noredirect" in query,
+                accept_language=read.accept_language.decode("latin-1"),
+                query=read.query.decode("latin-1"),
             )
         text = _text(read.target)
         if _DID in read.accept:
@@ -614,9 +617,11 @@ async def open_front(
     idle_timeout: float = IDLE_TIMEOUT,
     shedder: Shedder | None = None,
     behind_edge: bool = False,
+    tls: ssl.SSLContext | None = None,
 ) -> FrontDoor:
     """Start a front door on an already bound socket, before ``runner``'s application
-    (set up already): what the door does not answer, the application does."""
+    (set up already): what the door does not answer, the application does. With
+    ``tls`` the socket speaks HTTPS (the application sees ``request.secure``)."""
     server = runner.server
     if server is None:
         raise RuntimeError("set the runner up before opening its front door")
@@ -630,5 +635,5 @@ async def open_front(
         behind_edge=behind_edge,
     )
     api.metrics.extra.append(door.metrics_lines)  # /metrics shows what was shed
-    await door.start(sock)
+    await door.start(sock, tls=tls)
     return door

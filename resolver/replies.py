@@ -102,6 +102,7 @@ def handle(
 EDGE_KEY = "Idres-Edge-Key"
 EDGE_TTL = "Idres-Edge-TTL"
 EDGE_CLIENT = "Idres-Client"  # the client's address, as the edge saw it
+EDGE_SCHEME = "Idres-Scheme"  # "https" when the client spoke TLS to the edge
 
 
 def edge_headers(answer: Answer, key: str) -> tuple[tuple[str, str], ...]:
@@ -119,12 +120,8 @@ def edge_headers(answer: Answer, key: str) -> tuple[tuple[str, str], ...]:
 
 def did_document(ident: Identifier, answer: Answer) -> Reply:
     """A W3C DID resolution result for a resolved did:bid or did:cn."""
-    body = orjson.loads(answer.body)
-    if answer.status == 404:
-        return did_error("notFound", str(body.get("message")), 404)
-    if answer.status != 200 or body.get("responseCode") != 1:
-        return did_error("internalError", str(body.get("message")), answer.status)
-    return _did(did.resolution_result(ident.canonical, body), 200)
+    result, status = did.from_answer(ident.canonical, answer.status, orjson.loads(answer.body))
+    return _did(result, status)
 
 
 def did_error(error: str, message: str, status: int) -> Reply:

@@ -69,6 +69,7 @@ class Read:
     # with what the edge needs to keep it. Only the edge reaches a worker's door when
     # there is one (a socket of the node's own), and it drops the header from clients
     fill: bool = False
+    accept_language: bytes = b""  # the Accept-Language header: a Digital Link's choice
 
 
 Decision = Read | Verdict
@@ -103,6 +104,7 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
         return Verdict.HANDOFF
     close = False  # the Connection header's close option (RFC 9112 §9.6)
     accept = b""
+    accept_language = b""
     via = b""
     seen_via = False
     fill = False
@@ -130,6 +132,8 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
                     return Verdict.HANDOFF
         elif name == b"accept":
             accept = value if not accept else accept + b", " + value
+        elif name == b"accept-language":
+            accept_language = value if not accept_language else accept_language + b", " + value
         elif name == b"idres-via":
             if seen_via:
                 return Verdict.HANDOFF
@@ -154,7 +158,9 @@ def decide(buf: bytes, start: int, reserved: frozenset[bytes]) -> Decision:
     first = path[1:].split(b"/", 1)[0]
     if not first or first in reserved or not _only(query, _PROXY_QUERY):
         return Verdict.HANDOFF
-    return Read(Kind.PROXY, path[1:], query, keep_alive, accept, hops, size)
+    return Read(
+        Kind.PROXY, path[1:], query, keep_alive, accept, hops, size, accept_language=accept_language
+    )
 
 
 def _only(query: bytes, names: frozenset[bytes]) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from registry.authz import governing_key
 from registry.httpio import TooManyRequests, dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
@@ -124,7 +125,8 @@ class Resolver:
         return self.cache.config.negative_ttl
 
     def route(self, ident: Identifier) -> Route:
-        return self.directory().route(self.config.name, ident.routing)
+        # a prefix record 0.NA/P lives with P (registry/authz.py), not under prefix 0
+        return self.directory().route(self.config.name, governing_key(ident))
 
     async def resolve(
         self,

@@ -10,6 +10,8 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import cast
 
+UDP_BUFFER = 4 << 20  # bytes
+
 
 def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
     """A UDP and a listening TCP socket on ``host``:``port`` (0: one the kernel picks for
@@ -26,6 +28,10 @@ def bind(host: str, port: int) -> tuple[socket.socket, socket.socket]:
         tcp.close()
         udp.close()
         raise
+    # a burst waits in the kernel instead of being dropped at its default 208 KiB (the
+    # edge's DNS socket asks the same; the kernel caps it at net.core.rmem_max)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+    udp.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, UDP_BUFFER)
     tcp.setblocking(False)
     udp.setblocking(False)
     return udp, tcp

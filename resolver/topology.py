@@ -342,6 +342,14 @@ class Directory:
                 return RoutingKey(namespace=routing.namespace, labels=routing.labels[:n]), node
         return None
 
+    def holder_url(self, here: str, routing: RoutingKey) -> str | None:
+        """The URL of the node that holds ``routing``, for a write that reached node
+        ``here``; None when ``here`` holds it or nobody does."""
+        found = self.authority(routing)
+        if found is None or found[1].name == here:
+            return None
+        return found[1].url
+
     def ancestors(self, name: str) -> list[str]:
         """``name`` and its parents up to the super node."""
         chain = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 HEADER = 12  # a DNS message's header (RFC 1035 §4.1.1)
 MAX_BYTES = 256 << 20  # what the kept queries and answers may take, all together
@@ -20,6 +21,15 @@ MAX_QUERY = 300  # bytes: a longer query (padding, options) is answered, never k
 # seconds at most, whatever the TTL: a bound on what a notice lost without the feed
 # noticing would cost (a lost feed forgets everything at once)
 MAX_KEEP = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """How long an answer may be kept (its least TTL), and the identifier it is about
+    (None: the directory's, a referral say, forgotten when the directory changes)."""
+
+    ttl: float
+    about: str | None
 
 
 class WireCache:

@@ -295,7 +295,17 @@ def _admin(value: Any, where: str, errors: list[FieldError]) -> AdminRef | None:
         if key not in ("handle", "index", "permissions"):
             f.fail(key, "unknown field")
     handle = f.text("handle")
-    index = f.integer("index")
+    raw_index = value.get("index")
+    if (
+        isinstance(raw_index, str)
+        and raw_index.isascii()
+        and raw_index.isdigit()
+        and len(raw_index) < 11
+    ):
+        # pyhandle writes the admin's index as a string ("300"); Handle.Net takes it
+        index: int | None = int(raw_index)
+    else:
+        index = f.integer("index")
     bits = f.text("permissions")
     if bits is not None and (len(bits) != 12 or set(bits) - {"0", "1"}):
         f.fail("permissions", "must be 12 characters of 0 and 1")

@@ -12,6 +12,7 @@ Only the HTTP layer turns these into responses; parsers, codecs and stores raise
     ├── ValueExists                  201           409
     ├── NotResponsible               301           400
     ├── AuthenticationNeeded         402           401
+    ├── AuthenticationFailed         403           401   (credentials that do not check)
     ├── Forbidden                    400           403
     └── ServerError                    2           500
         └── StoreUnavailable           2           503
@@ -137,6 +138,14 @@ class NotResponsible(IdresError):
 
 class AuthenticationNeeded(IdresError):
     response_code = 402
+    http_status = 401
+
+
+class AuthenticationFailed(IdresError):
+    """Credentials were sent and are wrong (RFC 3652 §2.2.2.3, AUTHENTICATION_FAILED);
+    401, as Handle.Net's REST API answers a wrong secret key."""
+
+    response_code = 403
     http_status = 401
 
 

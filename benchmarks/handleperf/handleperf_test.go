@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -165,6 +167,42 @@ func TestPlannedCountsTicksBeforeTheEnd(t *testing.T) {
 	}{{1000, 3, 3000}, {3, 1, 3}, {2.5, 1, 3}, {0, 5, 0}} {
 		if got := Planned(c.rate, c.seconds); got != c.want {
 			t.Errorf("Planned(%g, %g) = %d, want %d", c.rate, c.seconds, got, c.want)
+		}
+	}
+}
+
+// The reference server answers each request on a connection under its request id,
+// with SUCCESS, as many as the connection carries.
+func TestServeAnswersEachRequestUnderItsID(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go serveOn(ln)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := fixture(t, "resolve-tcp-plain.bin")
+	for id := uint32(1); id <= 2; id++ {
+		binary.BigEndian.PutUint32(req[8:], id)
+		if _, err := c.Write(req); err != nil {
+			t.Fatal(err)
+		}
+		out := make([]byte, len(floorAnswer()))
+		if _, err := io.ReadFull(c, out); err != nil {
+			t.Fatal(err)
+		}
+		if got := binary.BigEndian.Uint32(out[8:]); got != id {
+			t.Fatalf("answer under request id %d, want %d", got, id)
+		}
+		if code := binary.BigEndian.Uint32(out[24:]); code != 1 {
+			t.Fatalf("response code %d, want 1", code)
+		}
+		if n := binary.BigEndian.Uint32(out[16:]); int(n) != len(out)-20 {
+			t.Fatalf("message length %d for %d bytes", n, len(out)-20)
 		}
 	}
 }

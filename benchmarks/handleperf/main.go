@@ -60,7 +60,11 @@ func main() {
 	flag.BoolVar(&cfg.once, "once", false, "closed loop: every line of -ids once")
 	flag.IntVar(&cfg.inflight, "inflight", 64, "closed loop: requests outstanding")
 	flag.StringVar(&okCodes, "ok", "1,100", "response codes that count as answers (1 success, 100 handle not found)")
+	serveAddr := flag.String("serve", "", "instead of sending load, answer it on this address (serve.go)")
 	flag.Parse()
+	if *serveAddr != "" {
+		fail(serve(*serveAddr).Error())
+	}
 	if cfg.udp == cfg.tcp {
 		fail("say -udp or -tcp")
 	}

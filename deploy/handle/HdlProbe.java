@@ -7,6 +7,7 @@
  *   siteinfo --tcp|--udp HOST PORT
  *   create|delete|add|modify|remove --tcp|--udp HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX
  *            --key PRIVATE_KEY_FILE [--value INDEX:TYPE:DATA]... [--index N]... [--digest]
+ *   list     --tcp|--udp HOST PORT PREFIX_HANDLE [--admin ADMIN_HANDLE:INDEX --key PRIVATE_KEY_FILE] [--digest]
  *   keygen-rsa OUT_PRIVATE OUT_PUBLIC
  *
  * resolve and siteinfo go straight to HOST:PORT through HandleResolver.sendHdlTcpRequest /
@@ -30,6 +31,13 @@
  *              read) and the current time as their timestamp, as the admin tools set it.
  *   --index    for remove: the indexes to remove.
  *   --digest   ask for the request digest in responses (RD), as with resolve.
+ * list sends a ListHandlesRequest (OC 105) for PREFIX_HANDLE (e.g. 0.NA/88.100) as the
+ * library's own HDLList and ListHandlesUtil do: HandleResolver.sendRequestToServer with a
+ * ResponseMessageCallback, so the library answers the challenge (with --admin and --key;
+ * without them it throws UNABLE_TO_AUTHENTICATE on the server's RC 402) and reads every
+ * message of the answer until one without the continuation flag. It prints the last
+ * response as the other commands do, with "handles" (every handle of every
+ * ListHandlesResponse, in order) and "messages" (how many the callback was given).
  * keygen-rsa writes a fresh 2048-bit RSA pair: OUT_PRIVATE (PKCS#8 PEM, what --key reads),
  * OUT_PUBLIC (the Handle encoding, Util.getBytesFromPublicKey: HS_PUBKEY value data) and
  * OUT_PUBLIC.spki.der (the same key as DER SubjectPublicKeyInfo).
@@ -83,6 +91,8 @@ import net.handle.hdllib.HandleException;
 import net.handle.hdllib.HandleResolver;
 import net.handle.hdllib.HandleValue;
 import net.handle.hdllib.Interface;
+import net.handle.hdllib.ListHandlesRequest;
+import net.handle.hdllib.ListHandlesResponse;
 import net.handle.hdllib.ModifyValueRequest;
 import net.handle.hdllib.PublicKeyAuthenticationInfo;
 import net.handle.hdllib.RemoveValueRequest;
@@ -110,6 +120,7 @@ public final class HdlProbe {
         "       HdlProbe siteinfo --tcp|--udp HOST PORT",
         "       HdlProbe create|delete|add|modify|remove --tcp|--udp HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX",
         "                --key PRIVATE_KEY_FILE [--value INDEX:TYPE:DATA]... [--index N]... [--digest]",
+        "       HdlProbe list --tcp|--udp HOST PORT PREFIX_HANDLE [--admin ADMIN_HANDLE:INDEX --key PRIVATE_KEY_FILE] [--digest]",
         "       HdlProbe keygen-rsa OUT_PRIVATE OUT_PUBLIC");
 
     static final Gson GSON = new GsonBuilder().serializeNulls().disableHtmlEscaping().create();
@@ -170,6 +181,8 @@ public final class HdlProbe {
             case "modify":
             case "remove":
                 return admin(args);
+            case "list":
+                return list(args);
             case "keygen-rsa":
                 return keygenRsa(args);
             default:
@@ -238,7 +251,8 @@ public final class HdlProbe {
 
     // ---- administration -------------------------------------------------------------
 
-    static final Set<String> ADMIN_COMMANDS = Set.of("create", "delete", "add", "modify", "remove");
+    // the commands that take --admin and --key
+    static final Set<String> ADMIN_COMMANDS = Set.of("create", "delete", "add", "modify", "remove", "list");
 
     static JsonObject admin(Args args) throws UsageError, HandleException {
         args.expectPositional(4, "HOST PORT HANDLE --admin ADMIN_HANDLE:INDEX --key FILE");
@@ -257,11 +271,7 @@ public final class HdlProbe {
             throw new UsageError(args.command + " needs at least one --value");
         }
 
-        int colon = args.admin.lastIndexOf(':');
-        if (colon <= 0) throw new UsageError("--admin wants ADMIN_HANDLE:INDEX, not " + args.admin);
-        byte[] adminHandle = Util.encodeString(args.admin.substring(0, colon));
-        int adminIndex = parseIndex(args.admin.substring(colon + 1), "--admin");
-        PublicKeyAuthenticationInfo auth = new PublicKeyAuthenticationInfo(adminHandle, adminIndex, loadPrivateKey(args.key));
+        PublicKeyAuthenticationInfo auth = authInfo(args);
 
         HandleValue[] values = new HandleValue[args.values.size()];
         int now = (int) (System.currentTimeMillis() / 1000);
@@ -285,7 +295,42 @@ public final class HdlProbe {
                 req = new RemoveValueRequest(handle, args.indexes.stream().mapToInt(Integer::intValue).toArray(), auth);
         }
         req.returnRequestDigest = args.digest;
+        return describe(adminResolver().sendRequestToServer(req, server(args)));
+    }
 
+    static JsonObject list(Args args) throws UsageError, HandleException {
+        args.expectPositional(4, "HOST PORT PREFIX_HANDLE [--admin ADMIN_HANDLE:INDEX --key FILE]");
+        if (!args.types.isEmpty() || args.noRecursion || !args.indexes.isEmpty() || !args.values.isEmpty()) {
+            throw new UsageError("list takes no --type, --no-recursion, --index or --value");
+        }
+        if ((args.admin == null) != (args.key == null)) throw new UsageError("list takes --admin and --key together");
+        PublicKeyAuthenticationInfo auth = args.admin == null ? null : authInfo(args);
+        ListHandlesRequest req = new ListHandlesRequest(Util.encodeString(args.positional.get(3)), auth);
+        req.returnRequestDigest = args.digest;
+        JsonArray handles = new JsonArray();
+        int[] messages = { 0 };
+        AbstractResponse last = adminResolver().sendRequestToServer(req, server(args), response -> {
+            messages[0]++;
+            if (response instanceof ListHandlesResponse) {
+                for (byte[] handle : ((ListHandlesResponse) response).handles) handles.add(Util.decodeString(handle));
+            }
+        });
+        JsonObject o = describe(last);
+        o.add("handles", handles);
+        o.addProperty("messages", messages[0]);
+        return o;
+    }
+
+    static PublicKeyAuthenticationInfo authInfo(Args args) throws UsageError {
+        int colon = args.admin.lastIndexOf(':');
+        if (colon <= 0) throw new UsageError("--admin wants ADMIN_HANDLE:INDEX, not " + args.admin);
+        byte[] adminHandle = Util.encodeString(args.admin.substring(0, colon));
+        int adminIndex = parseIndex(args.admin.substring(colon + 1), "--admin");
+        return new PublicKeyAuthenticationInfo(adminHandle, adminIndex, loadPrivateKey(args.key));
+    }
+
+    /** HOST:PORT as the one server of a site: one admin+query interface on the transport given. */
+    static ServerInfo server(Args args) throws UsageError {
         InetAddress addr = host(args);
         ServerInfo server = new ServerInfo();
         server.serverId = 1;
@@ -295,10 +340,13 @@ public final class HdlProbe {
         server.publicKey = new byte[0]; // used only to check certified responses; none asked
         byte protocol = args.tcp ? Interface.SP_HDL_TCP : Interface.SP_HDL_UDP;
         server.interfaces = new Interface[] { new Interface(Interface.ST_ADMIN_AND_QUERY, protocol, args.port(args.positional.get(2))) };
+        return server;
+    }
 
+    static HandleResolver adminResolver() {
         HandleResolver resolver = newResolver();
         resolver.setSessionTracker(null); // else every admin request first opens a session (OC 400)
-        return describe(resolver.sendRequestToServer(req, server));
+        return resolver;
     }
 
     static int parseIndex(String s, String what) throws UsageError {

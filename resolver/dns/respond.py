@@ -47,7 +47,7 @@ from resolver.dns.zone import (
 )
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory
-from resolver.wirecache import HEADER, WireCache
+from resolver.wirecache import HEADER, Kept, WireCache
 from schemas.errors import IdresError
 from schemas.identifiers import Scheme
 
@@ -74,15 +74,6 @@ class DnsConfig:
     hostmaster: str = "hostmaster"
     # who may transfer this node's zones (AXFR, IXFR): addresses; None: anyone
     transfer_to: frozenset[str] | None = frozenset({"127.0.0.1", "::1"})
-
-
-@dataclass(frozen=True, slots=True)
-class Kept:
-    """How long an answer may be kept (its least TTL), and the identifier it is about
-    (None: the directory's, a referral say, forgotten when the directory changes)."""
-
-    ttl: float
-    about: str | None
 
 
 @dataclass(frozen=True, slots=True)

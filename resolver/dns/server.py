@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 from collections.abc import Coroutine
-from typing import Any, cast
+from typing import Any
 
 import dns.asyncquery
 import dns.exception
@@ -26,8 +26,9 @@ import dns.rcode
 import dns.rdatatype
 
 from resolver.dns.respond import Face, Transfer
+from resolver.edge_forwards import EdgeForwards
 from resolver.sockets import Connections, Datagrams
-from resolver.wirecache import HEADER, MAX_KEEP
+from resolver.wirecache import HEADER, Kept
 from schemas.errors import IdresError
 
 SERIAL_EVERY = 1.0  # seconds between readings of the zones' serial
@@ -36,94 +37,7 @@ IDLE = 10.0  # RFC 7766 §6.2.3: "on the order of seconds"
 MAX_TCP = 2000
 MAX_TCP_PER_PEER = 200  # connections one address may hold
 MAX_PENDING = 2000
-MAX_EDGE_MESSAGE = 70_000  # bytes: a query (at most 65,535) and its asker's address
 log = logging.getLogger("idres.dns")
-
-
-class EdgeForwards(asyncio.Protocol):
-    """The UDP queries the node's edge did not hold an answer for (resolver/edge/dns.go),
-    on connections to a unix socket only the node's processes reach. Each message after
-    its length (u32), big-endian:
-
-        edge -> workers: id u32 | flags u8 (1: fill) | len u8 | the asker's address | query
-        workers -> edge: id u32 | keep ms u32 (0: not kept) | len u16 | identifier | answer
-
-    "fill" asks for an answer read fresh that the edge may keep, for as long as the
-    answer says (at most MAX_KEEP), until the identifier changes. An empty answer tells
-    the edge there is none (it stops waiting)."""
-
-    def __init__(self, face: Face, pending: set[asyncio.Task[None]]) -> None:
-        self.face = face
-        self.transport: asyncio.Transport | None = None
-        self.pending = pending  # every connection's, together
-        self._buffer = bytearray()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self._buffer
-        buffer += data
-        while len(buffer) >= 4:
-            size = int.from_bytes(buffer[:4], "big")
-            if size > MAX_EDGE_MESSAGE:  # not the edge's: nothing sensible follows
-                if self.transport is not None:
-                    self.transport.close()
-                buffer.clear()
-                return
-            if len(buffer) < 4 + size:
-                return
-            message = bytes(buffer[4 : 4 + size])
-            del buffer[: 4 + size]
-            self._received(message)
-
-    def _received(self, message: bytes) -> None:
-        if len(message) < 6 or len(message) < 6 + message[5]:
-            return  # not the edge's: nothing to answer to
-        if len(self.pending) >= MAX_PENDING:
-            self._send(message[:4], 0, b"", b"")  # the edge stops waiting for it
-            return
-        task = asyncio.ensure_future(self._reply(message))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
-
-    async def _reply(self, message: bytes) -> None:
-        asker_end = 6 + message[5]
-        peer = message[6:asker_end].decode("ascii", "replace")
-        wire = message[asker_end:]
-        keep_ms, about = 0, b""
-        try:
-            out, kept = await self.face.answer_for_edge(wire, peer=peer, fill=bool(message[4] & 1))
-            if kept is not None:
-                keep_ms = int(min(kept.ttl, MAX_KEEP) * 1000)
-                about = b"" if kept.about is None else kept.about.encode()
-        except Exception:  # a bug must cost one answer, never the connection
-            log.exception("dns: no answer for a query from %s", peer)
-            out, keep_ms, about = None, 0, b""
-        if len(about) > 0xFFFF:
-            keep_ms, about = 0, b""
-        self._send(message[:4], keep_ms, about, out or b"")
-
-    def _send(self, ident: bytes, keep_ms: int, about: bytes, answer: bytes) -> None:
-        transport = self.transport
-        if transport is None or transport.is_closing():
-            return
-        size = 10 + len(about) + len(answer)
-        transport.write(
-            b"".join(
-                (
-                    size.to_bytes(4, "big"),
-                    ident,
-                    keep_ms.to_bytes(4, "big"),
-                    len(about).to_bytes(2, "big"),
-                    about,
-                    answer,
-                )
-            )
-        )
 
 
 class DnsServer:
@@ -160,7 +74,7 @@ class DnsServer:
         if udp.family == socket.AF_UNIX:  # the edge answers UDP; it asks us the rest
             pending: set[asyncio.Task[None]] = set()
             self._edge = await loop.create_unix_server(
-                lambda: EdgeForwards(self.face, pending), sock=udp
+                lambda: EdgeForwards(self._for_edge, pending, log), sock=udp
             )
         else:
             transport, protocol = await loop.create_datagram_endpoint(
@@ -173,6 +87,11 @@ class DnsServer:
             self._udp = transport
         if self.face.source is not None:
             self._spawn(self._watch())
+
+    async def _for_edge(
+        self, wire: bytes, peer: str, fill: bool
+    ) -> tuple[bytes | None, Kept | None]:
+        return await self.face.answer_for_edge(wire, peer=peer, fill=fill)
 
     async def _datagram(self, data: bytes, peer: str) -> list[bytes]:
         wire = await self.face.answer(data, tcp=False, peer=peer)

@@ -12,28 +12,13 @@ package main
 // reads and writes up to a batch of packets in one system call each (recvmmsg,
 // sendmmsg), as Knot does.
 //
-// Between the edge and the workers, on a few stream connections (a unix datagram
-// socket queues 10 messages, net.unix.max_dgram_qlen, and a full one makes the
-// sender spin), each message after its length (u32), big-endian:
-//
-//	edge -> workers: id u32 | flags u8 (1: fill) | len u8 | the asker's address | query
-//	workers -> edge: id u32 | keep ms u32 (0: not kept) | len u16 | identifier | answer
-//
-// "fill" asks the worker for an answer read fresh (never from its own caches), as
-// Idres-Edge: fill does for HTTP: only then may the edge keep it (cache.go). An empty
-// answer means none is sent (the query was a response, say).
+// The workers are asked through a Forwarder (forward.go).
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
-	"io"
-	"log"
 	"net"
-	"net/netip"
 	"os"
 	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,10 +32,7 @@ const (
 	dnsBatch     = 64
 	dnsMaxQuery  = 300 // bytes: a longer query (padding, options) is answered, never kept
 	dnsMaxPacket = 65535
-	dnsMaxKey    = 65535
 	dnsWait      = 5 * time.Second // a query the workers have not answered by then is dropped
-	dnsForwards  = 2048            // queries waiting to be written to the workers
-	dnsConns     = 8               // connections to the workers (each worker accepts some)
 	// queries under way at the workers past which more are dropped (as the workers'
 	// own UDP face drops past MAX_PENDING, resolver/dns/server.py)
 	dnsMaxPending = 2000
@@ -63,28 +45,14 @@ type batcher interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-type dnsPending struct {
-	peer    netip.AddrPort
-	key     string // the query after its ID ("": not to be kept)
-	gen     uint64
-	started time.Time
-}
-
 // DNS serves one UDP socket.
 type DNS struct {
 	conn    *net.UDPConn
 	batch   batcher // recvmmsg and sendmmsg on conn
-	backend string  // the workers' unix socket
-	closed  chan struct{}
 	cache   *Cache
-	shed    *Shedder
+	workers *Forwarder
 
-	mu      sync.Mutex
-	pending map[uint32]dnsPending
-	nextID  uint32
-	queue   chan []byte
-
-	hits, forwarded, answered, dropped, refused, malformed atomic.Uint64
+	hits, malformed atomic.Uint64
 }
 
 // OpenDNS serves the inherited UDP socket fd, asking the workers at backend (a unix
@@ -110,12 +78,8 @@ func OpenDNS(fd int, backend string, cache *Cache, shed *Shedder) (*DNS, error) 
 	return &DNS{
 		conn:    conn,
 		batch:   batch,
-		backend: backend,
-		closed:  make(chan struct{}),
 		cache:   cache,
-		shed:    shed,
-		pending: map[uint32]dnsPending{},
-		queue:   make(chan []byte, dnsForwards),
+		workers: NewForwarder("DNS", backend, dnsWait, shed),
 	}, nil
 }
 
@@ -123,12 +87,9 @@ func OpenDNS(fd int, backend string, cache *Cache, shed *Shedder) (*DNS, error) 
 func (d *DNS) Addr() net.Addr { return d.conn.LocalAddr() }
 
 // Serve answers until the socket is closed: readers of the UDP socket (a core each),
-// and a writer and a reader on each connection to the workers.
+// and the connections to the workers.
 func (d *DNS) Serve() {
-	for range dnsConns {
-		go d.link()
-	}
-	go d.expire()
+	d.workers.Run()
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
 		wg.Add(1)
@@ -143,7 +104,7 @@ func (d *DNS) Serve() {
 // Close stops serving.
 func (d *DNS) Close() {
 	d.conn.Close()
-	close(d.closed)
+	d.workers.Close()
 }
 
 func (d *DNS) read() {
@@ -203,185 +164,26 @@ func (d *DNS) ask(query []byte, from net.Addr, now time.Time) {
 		return
 	}
 	peer := udp.AddrPort()
-	if !d.shed.Start(now) {
-		d.refused.Add(1)
-		return
-	}
 	gen, keep := d.cache.Gen()
 	key := ""
 	if keep && len(query) <= dnsMaxQuery {
 		key = string(query[2:])
 	}
-	ip := peer.Addr().Unmap().String()
-	msg := make([]byte, 0, 10+len(ip)+len(query))
-	msg = binary.BigEndian.AppendUint32(msg, uint32(6+len(ip)+len(query)))
-	msg = binary.BigEndian.AppendUint32(msg, 0) // the id, below
-	var flags byte
-	if key != "" {
-		flags = 1
-	}
-	msg = append(msg, flags, byte(len(ip)))
-	msg = append(msg, ip...)
-	msg = append(msg, query...)
-	d.mu.Lock()
-	d.nextID++
-	id := d.nextID
-	d.pending[id] = dnsPending{peer: peer, key: key, gen: gen, started: now}
-	d.mu.Unlock()
-	binary.BigEndian.PutUint32(msg[4:], id)
-	select {
-	case d.queue <- msg:
-		d.forwarded.Add(1)
-	default:
-		d.drop(id)
-	}
-}
-
-// link keeps one connection to the workers: it writes queries from the shared queue
-// and reads answers, and dials again when the connection fails.
-func (d *DNS) link() {
-	backoff := 50 * time.Millisecond
-	for {
-		select {
-		case <-d.closed:
-			return
-		default:
-		}
-		c, err := net.DialTimeout("unix", d.backend, 5*time.Second)
-		if err != nil {
-			select {
-			case <-d.closed:
-				return
-			case <-time.After(backoff):
+	d.workers.Ask(query, key != "", peer.Addr().Unmap().String(), now,
+		func(keepMs uint32, ident string, answer []byte, ok bool) {
+			if !ok || len(answer) < dnsHeader {
+				return // dropped (the asker asks again), or nothing to send
 			}
-			backoff = min(2*backoff, 2*time.Second)
-			continue
-		}
-		backoff = 50 * time.Millisecond
-		done := make(chan struct{})
-		go func() {
-			d.answers(c)
-			close(done)
-		}()
-		d.write(c, done)
-		c.Close()
-		<-done
-	}
-}
-
-// write sends queued queries on c until c fails (done: its reader saw it) or the edge
-// closes. A query whose write failed is forgotten at once (its asker asks again).
-func (d *DNS) write(c net.Conn, done chan struct{}) {
-	for {
-		select {
-		case <-d.closed:
-			return
-		case <-done:
-			return
-		case msg := <-d.queue:
-			if _, err := c.Write(msg); err != nil {
-				d.drop(binary.BigEndian.Uint32(msg[4:]))
-				return
+			if key != "" && keepMs > 0 { // kept before it is sent: asked again, it is there
+				d.cache.Put(key, stored{
+					body:    append([]byte(nil), answer[2:]...),
+					key:     ident, // "": the directory's (a referral), forgotten with it
+					expires: time.Now().UnixNano() + int64(keepMs)*int64(time.Millisecond),
+				}, gen)
 			}
-		}
-	}
-}
-
-// settle ends the wait for query id, if it is still waited for; the pending entry.
-func (d *DNS) settle(id uint32, now time.Time) (dnsPending, bool) {
-	d.mu.Lock()
-	p, ok := d.pending[id]
-	delete(d.pending, id)
-	d.mu.Unlock()
-	if ok {
-		d.shed.Landed(now.Sub(p.started), now)
-	}
-	return p, ok
-}
-
-// drop ends the wait for query id unanswered (it counts as a slow answer: the
-// shedder's standing queue).
-func (d *DNS) drop(id uint32) {
-	d.mu.Lock()
-	_, ok := d.pending[id]
-	delete(d.pending, id)
-	d.mu.Unlock()
-	if ok {
-		d.shed.Landed(dnsWait, time.Now())
-		d.dropped.Add(1)
-	}
-}
-
-// answers reads the workers' answers on c, sends each to its asker and keeps it as
-// told, until c fails.
-func (d *DNS) answers(c net.Conn) {
-	r := bufio.NewReaderSize(c, 64<<10)
-	head := make([]byte, 4)
-	buf := make([]byte, 0, 4096)
-	for {
-		if _, err := io.ReadFull(r, head); err != nil {
-			return
-		}
-		size := int(binary.BigEndian.Uint32(head))
-		if size < 10 || size > dnsMaxPacket+dnsMaxKey+10 {
-			log.Printf("idres-edge: DNS: a worker sent a message of %d bytes; dropping the connection", size)
-			return
-		}
-		buf = slices.Grow(buf[:0], size)[:size]
-		if _, err := io.ReadFull(r, buf); err != nil {
-			return
-		}
-		id := binary.BigEndian.Uint32(buf)
-		keepMs := binary.BigEndian.Uint32(buf[4:])
-		klen := int(binary.BigEndian.Uint16(buf[8:]))
-		if size < 10+klen {
-			return
-		}
-		ident, answer := string(buf[10:10+klen]), buf[10+klen:]
-		now := time.Now()
-		p, ok := d.settle(id, now)
-		if !ok || len(answer) < dnsHeader {
-			continue // expired (the asker has asked again by now), or nothing to send
-		}
-		d.answered.Add(1)
-		_, _ = d.conn.WriteToUDPAddrPort(answer, p.peer)
-		if p.key != "" && keepMs > 0 {
-			d.cache.Put(p.key, stored{
-				body:    append([]byte(nil), answer[2:]...),
-				key:     ident, // "": the directory's (a referral), forgotten with it
-				expires: now.UnixNano() + int64(keepMs)*int64(time.Millisecond),
-			}, p.gen)
-		}
-	}
-}
-
-// expire drops what the workers have not answered within dnsWait.
-func (d *DNS) expire() {
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		select {
-		case <-d.closed:
-			return
-		case now := <-tick.C:
-			var late []uint32
-			d.mu.Lock()
-			for id, p := range d.pending {
-				if now.Sub(p.started) > dnsWait {
-					late = append(late, id)
-				}
-			}
-			d.mu.Unlock()
-			for _, id := range late {
-				d.drop(id)
-			}
-		}
-	}
+			_, _ = d.conn.WriteToUDPAddrPort(answer, peer)
+		})
 }
 
 // Pending is how many queries wait for the workers.
-func (d *DNS) Pending() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.pending)
-}
+func (d *DNS) Pending() int { return d.workers.Pending() }

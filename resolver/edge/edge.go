@@ -32,6 +32,8 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
+	schemeHeader = "Idres-Scheme"      // "https" when the client's connection is TLS
+	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
 	retryAfter   = "1"
 )
 
@@ -55,7 +57,8 @@ type Edge struct {
 	shed    *Shedder
 	name    string
 	timeout time.Duration
-	dns     *DNS // nil: the workers answer DNS themselves
+	dns     *DNS    // nil: the workers answer DNS themselves
+	handle  *Handle // nil: the workers answer the Handle protocol themselves
 
 	forwarded, failed, refused, malformed atomic.Uint64
 }
@@ -128,6 +131,13 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	req.Header.Del(edgeKey)
 	req.Header.Del(edgeTTL)
 	req.Header.Set(clientHeader, ctx.RemoteIP().String())
+	// what the client's connection was: the workers accept some credentials over TLS
+	// only (registry/seckey.py), and they see only the edge's unix socket
+	req.Header.Del(schemeHeader)
+	if ctx.IsTLS() {
+		req.Header.Set(schemeHeader, "https")
+		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
+	}
 	gen, keep := e.cache.Gen()
 	if fill && keep {
 		req.Header.Set(edgeHeader, "fill")
@@ -163,6 +173,12 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 				expires: now.UnixNano() + int64(ttl*float64(time.Second)),
 			}, gen)
 		}
+	}
+	if forget := resp.Header.Peek(forgetHeader); len(forget) > 0 {
+		// forgotten before the client hears of its write, so that its next read through
+		// this edge sees it; the change's NOTIFY (listen.go) comes a moment later
+		e.cache.Invalidate([]string{string(forget)})
+		resp.Header.Del(forgetHeader)
 	}
 	resp.Header.Del(edgeKey)
 	resp.Header.Del(edgeTTL)
@@ -259,12 +275,21 @@ func (e *Edge) metrics() string {
 	}
 	if d := e.dns; d != nil {
 		line("DNS queries the edge answered from the answers it keeps.", "counter", "idres_edge_dns_hits_total", d.hits.Load())
-		line("DNS queries the edge passed to the node's workers.", "counter", "idres_edge_dns_forwarded_total", d.forwarded.Load())
-		line("DNS answers the workers gave through the edge.", "counter", "idres_edge_dns_answered_total", d.answered.Load())
-		line("DNS queries dropped: too many waited for the workers, or they did not answer in time.", "counter", "idres_edge_dns_dropped_total", d.dropped.Load()+d.refused.Load())
+		line("DNS queries the edge passed to the node's workers.", "counter", "idres_edge_dns_forwarded_total", d.workers.forwarded.Load())
+		line("DNS answers the workers gave through the edge.", "counter", "idres_edge_dns_answered_total", d.workers.answered.Load())
+		line("DNS queries dropped: too many waited for the workers, or they did not answer in time.", "counter", "idres_edge_dns_dropped_total", d.workers.dropped.Load()+d.workers.refused.Load())
 		line("UDP packets with no DNS query to answer (too short, or a response).", "counter", "idres_edge_dns_malformed_total", d.malformed.Load())
 		line("DNS answers the edge keeps.", "gauge", "idres_edge_dns_entries", d.cache.Len())
 		line("DNS queries under way at the workers.", "gauge", "idres_edge_dns_inflight", d.Pending())
+	}
+	if h := e.handle; h != nil {
+		line("Handle requests the edge answered from the answers it keeps.", "counter", "idres_edge_handle_hits_total", h.hits.Load())
+		line("Handle requests the edge passed to the node's workers.", "counter", "idres_edge_handle_forwarded_total", h.workers.forwarded.Load())
+		line("Handle requests answered SERVER_TOO_BUSY: too many waited for the workers.", "counter", "idres_edge_handle_busy_total", h.busy.Load())
+		line("Handle requests the workers did not answer in time (the connection was closed).", "counter", "idres_edge_handle_dropped_total", h.workers.dropped.Load())
+		line("Handle connections refused: too many were open.", "counter", "idres_edge_handle_refused_total", h.refused.Load())
+		line("Handle answers the edge keeps.", "gauge", "idres_edge_handle_entries", h.cache.Len())
+		line("Handle requests under way at the workers.", "gauge", "idres_edge_handle_inflight", h.workers.Pending())
 	}
 	samples := []metrics.Sample{
 		{Name: "/gc/cycles/total:gc-cycles"},

@@ -2,9 +2,19 @@ package main
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -33,6 +43,15 @@ func (w *worker) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	time.Sleep(w.delay)
+	if r.Method == http.MethodPut { // a write: the new value, and the identifier it changed
+		body, _ := io.ReadAll(r.Body)
+		w.mu.Lock()
+		w.value = string(body)
+		w.mu.Unlock()
+		rw.Header().Set(forgetHeader, strings.TrimPrefix(r.URL.Path, "/api/handles/"))
+		rw.WriteHeader(http.StatusOK)
+		return
+	}
 	w.mu.Lock()
 	value := w.value
 	w.mu.Unlock()
@@ -287,5 +306,106 @@ func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
 	}
 	if h.edge.forwarded.Load() != 0 {
 		t.Fatal("the request reached the workers")
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
+func selfSigned(t *testing.T) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "node"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cert, priv := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for path, block := range map[string]*pem.Block{
+		cert: {Type: "CERTIFICATE", Bytes: der},
+		priv: {Type: "PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return cert, priv
+}
+
+func TestTheWorkersHearWhetherTheClientSpokeTLSAndNeverTheClientsOwnWord(t *testing.T) {
+	cert, key := selfSigned(t)
+	if _, err := withTLS(fasthttputil.NewInmemoryListener(), cert, ""); err == nil {
+		t.Fatal("a certificate without its key was taken")
+	}
+	for _, secure := range []bool{false, true} {
+		h := newHarness(t, 16, 0)
+		front := fasthttputil.NewInmemoryListener()
+		ln := net.Listener(front)
+		if secure {
+			var err error
+			if ln, err = withTLS(front, cert, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		server := &fasthttp.Server{Handler: h.edge.Serve, NoDefaultContentType: true}
+		go func() { _ = server.Serve(ln) }()
+		t.Cleanup(func() { _ = server.Shutdown() })
+		client := &fasthttp.Client{
+			Dial:      func(string) (net.Conn, error) { return front.Dial() },
+			TLSConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // our own test certificate
+		}
+		req := fasthttp.AcquireRequest()
+		scheme := map[bool]string{false: "http", true: "https"}[secure]
+		req.SetRequestURI(scheme + "://node/api/handles/88.100.1/A?x=1")
+		req.Header.Set(schemeHeader, "https") // a client's own word counts for nothing
+		resp := &fasthttp.Response{}
+		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		fasthttp.ReleaseRequest(req)
+		if resp.StatusCode() != 200 {
+			t.Fatalf("TLS %v: %d %s", secure, resp.StatusCode(), resp.Body())
+		}
+		sent := <-h.worker.headers
+		want := map[bool]string{false: "", true: "https"}[secure]
+		if got := sent.Get(schemeHeader); got != want {
+			t.Fatalf("TLS %v: the workers heard Idres-Scheme %q, want %q", secure, got, want)
+		}
+	}
+}
+
+func TestAWriteThroughTheEdgeIsReadBackAtOnceWithoutWaitingForTheNotice(t *testing.T) {
+	h := newHarness(t, 16, 0)
+	const target = "/api/handles/88.100.1/RYW"
+	h.get(t, target) // kept
+	if got := h.get(t, target); string(got.Header.Peek("Idres-Source")) != "cache" {
+		t.Fatalf("not kept: %q", got.Header.Peek("Idres-Source"))
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.SetRequestURI("http://node" + target + "?overwrite=true")
+	req.Header.SetMethod(fasthttp.MethodPut)
+	req.SetBodyString("new")
+	resp := &fasthttp.Response{}
+	if err := h.client.DoTimeout(req, resp, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Header.Peek(forgetHeader)) > 0 {
+		t.Fatalf("%s reached the client", forgetHeader)
+	}
+	if got := value(t, h.get(t, target)); got != "new" { // no NOTIFY was sent
+		t.Fatalf("read after the write: %q", got)
 	}
 }

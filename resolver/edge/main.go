@@ -16,11 +16,15 @@
 // Retry-After while too many are under way, or while none has come back within
 // -forward-target for -standing (CoDel on their sojourn, RFC 8289 §3).
 //
+// With -tls-cert and -tls-key the port speaks HTTPS (TLS 1.2 or later) and the
+// workers are told so (Idres-Scheme: https).
+//
 //	idres-edge -fd 3 -backend /run/idres/w.sock -database postgresql://... -name node
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"log"
@@ -50,11 +54,19 @@ func main() {
 	dnsFd := flag.Int("dns-fd", -1, "an inherited UDP socket to answer DNS on (dns.go)")
 	dnsBackend := flag.String("dns-backend", "", "the workers' unix datagram socket for DNS queries")
 	dnsEntries := flag.Int("dns-max-entries", 1_000_000, "DNS answers kept at most")
+	handleFd := flag.Int("handle-fd", -1, "an inherited listening TCP socket to answer the Handle protocol on (handle.go)")
+	handleBackend := flag.String("handle-backend", "", "the workers' unix socket for Handle requests")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate chain: serve HTTPS (with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "PEM private key of -tls-cert")
 	flag.Parse()
 	if *backend == "" {
 		log.Fatal("idres-edge: -backend is required")
 	}
 	ln, err := listener(*fd, *listen)
+	if err != nil {
+		log.Fatalf("idres-edge: %v", err)
+	}
+	ln, err = withTLS(ln, *tlsCert, *tlsKey)
 	if err != nil {
 		log.Fatalf("idres-edge: %v", err)
 	}
@@ -70,6 +82,17 @@ func main() {
 			log.Fatalf("idres-edge: DNS: %v", err)
 		}
 	}
+	var handleFace *Handle
+	if *handleFd >= 0 {
+		if *handleBackend == "" {
+			log.Fatal("idres-edge: -handle-fd needs -handle-backend")
+		}
+		handleFace, err = OpenHandle(*handleFd, *handleBackend, NewCache(*dnsEntries),
+			NewShedder(*floor, hdlMaxPending, *target, *standing))
+		if err != nil {
+			log.Fatalf("idres-edge: Handle: %v", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if *database == "" {
@@ -80,6 +103,9 @@ func main() {
 		caches := []*Cache{cache}
 		if dnsFace != nil {
 			caches = append(caches, dnsFace.cache)
+		}
+		if handleFace != nil {
+			caches = append(caches, handleFace.cache)
 		}
 		go Listen(ctx, *database, caches...)
 		if *storeConns > 0 {
@@ -95,6 +121,7 @@ func main() {
 		reads:   workersClient(*backend, *timeout, 5),
 		workers: workersClient(*backend, *timeout, 1),
 		dns:     dnsFace,
+		handle:  handleFace,
 	}
 	server := &fasthttp.Server{
 		Handler:                      edge.Serve,
@@ -114,6 +141,11 @@ func main() {
 		go dnsFace.Serve()
 		defer dnsFace.Close()
 		fmt.Printf("idres-edge: answering DNS on udp %s\n", dnsFace.Addr())
+	}
+	if handleFace != nil {
+		go handleFace.Serve()
+		defer handleFace.Close()
+		fmt.Printf("idres-edge: answering the Handle protocol on tcp %s\n", handleFace.Addr())
 	}
 	go func() {
 		<-ctx.Done()
@@ -158,6 +190,26 @@ func orphaned(stop func()) {
 			return
 		}
 	}
+}
+
+// withTLS serves ln over TLS when a certificate is given. TLS 1.2 is the floor
+// (RFC 9325 §3.1.1); HTTP/1.1 only, which is all fasthttp speaks (ALPN, RFC 7301).
+func withTLS(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
+	if certFile == "" && keyFile == "" {
+		return ln, nil
+	}
+	if certFile == "" || keyFile == "" {
+		return nil, fmt.Errorf("-tls-cert and -tls-key go together")
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	return tls.NewListener(ln, &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{"http/1.1"},
+	}), nil
 }
 
 func listener(fd int, addr string) (net.Listener, error) {

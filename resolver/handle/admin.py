@@ -1,30 +1,31 @@
-"""Administration over the Handle protocol (RFC 3652 §3.5, §3.6): create and delete
+"""Administration over the Handle protocol (RFC 3652 §3.5-§3.7): create and delete
 handles, add, modify and remove values, as the CNRI client asks, under the same rules,
-transaction, history and chain as a signed HTTP write.
+transaction, history and chain as a signed HTTP write; and list the handles under a
+prefix (``listing``), for whom the HTTP API lets list them.
 
-The exchange: a write request is answered AUTHENTICATION_NEEDED with a nonce under a
-new session id (``Challenges``); the client signs the nonce and the request's digest
-and sends the answer (opcode 200) under that session id, on a new connection. The
-answer is checked against what was kept (never against what it says of the request),
-its key must be an HS_PUBKEY on this node, and then the kept request is carried out
-by ``store.apply`` with the registry's policy, the signer being the answer's key.
-A session id is used once; pending challenges are few and short-lived. They live in
-one process: with several workers the answer must reach the worker that challenged
-(a worker that does not know the session answers AUTHEN_TIMEOUT).
+The exchange: such a request is answered AUTHENTICATION_NEEDED with a nonce under a
+new session id; the client signs the nonce and the request's digest and sends the
+answer (opcode 200) under that session id, on a new connection. The challenged
+request's bytes and the nonce wait in the node's PostgreSQL (registry/challenges.py),
+so the answer may reach any of the node's processes; the one that takes it decodes
+the request again with the codec and checks the answer against that (never against
+what the answer says of the request). The key must be an HS_PUBKEY on this node; then
+a write is carried out by ``store.apply`` with the registry's policy, the signer
+being the answer's key. A session id is used once, and for 60 s at most.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from registry.authz import Signer
+from registry.challenges import CHALLENGE_TTL, PendingChallenges
 from registry.plan import DeleteOp, PutOp, WriteOp
-from registry.service import RegistryPolicy
+from registry.service import RegistryPolicy, authorize_listing
 from registry.store import PostgresStore, WriteResult
+from resolver.handle.listing import LIST_CHUNK, Part, listed_prefix, listing
 from resolver.handle.values import record_values
 from schemas.errors import (
     Forbidden,
@@ -35,6 +36,8 @@ from schemas.errors import (
     ValuesNotFound,
 )
 from schemas.handle_wire import (
+    CHALLENGE_NONCE_SIZE,
+    ENVELOPE_SIZE,
     AddValueRequest,
     ChallengeAnswerRequest,
     ChallengeResponse,
@@ -42,9 +45,11 @@ from schemas.handle_wire import (
     CreateHandleResponse,
     DeleteHandleRequest,
     DigestAlgorithm,
+    Envelope,
     ErrorResponse,
     GenericResponse,
     HandleWireError,
+    ListHandlesRequest,
     Message,
     ModifyValueRequest,
     OpCode,
@@ -54,6 +59,7 @@ from schemas.handle_wire import (
     ResponseBody,
     ResponseCode,
     decode_public_key,
+    decode_request,
     make_nonce,
     reply_version,
     verify_challenge_answer,
@@ -61,9 +67,6 @@ from schemas.handle_wire import (
 from schemas.identifiers import Identifier, RoutingKey, parse
 from schemas.record import Record
 
-CHALLENGE_TTL = 60.0  # seconds an answer may take
-MAX_CHALLENGES = 10_000  # pending at once; the oldest is dropped past this
-MAX_CHALLENGE_BYTES = 32 << 20  # and the requests they keep, together (one may be 256 KiB)
 WRITE_OPS = frozenset(
     {
         OpCode.CREATE_HANDLE,
@@ -73,6 +76,7 @@ WRITE_OPS = frozenset(
         OpCode.MODIFY_VALUE,
     }
 )
+ADMIN_OPS = WRITE_OPS | {OpCode.LIST_HANDLES}  # what is challenged
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,73 +88,26 @@ class AdminReply:
     body: ResponseBody
     session_id: int | None = None
     opcode: OpCode | None = None
+    # the parts of the answer's further messages (a list of handles), when it has some
+    more: AsyncGenerator[Part, None] | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Pending:
-    request: Message  # the write that was challenged
-    nonce: bytes
-    digest: bytes  # the request digest the challenge carried (no algorithm octet)
-    at: float  # monotonic seconds
+def kept_bytes(request: Message) -> bytes:
+    """What a challenge keeps of ``request``: its envelope and its header and body as
+    received (what the digest covers); the credential, unused by a write, is left out."""
+    body = request.header_and_body
+    envelope = replace(request.envelope, sequence=0, truncated=False, message_length=len(body))
+    return envelope.encode() + body
 
 
-class Challenges:
-    """Challenges waiting for their answer, by session id: used once, at most ``limit``
-    of them keeping ``max_bytes`` of requests, none older than ``ttl`` seconds (the
-    oldest go first). No I/O; the caller's clock."""
-
-    def __init__(
-        self,
-        *,
-        ttl: float = CHALLENGE_TTL,
-        limit: int = MAX_CHALLENGES,
-        max_bytes: int = MAX_CHALLENGE_BYTES,
-        session_ids: Callable[[], int] = lambda: secrets.randbits(32),
-    ) -> None:
-        self.ttl = ttl
-        self.limit = limit
-        self.max_bytes = max_bytes
-        self.session_ids = session_ids
-        self._pending: OrderedDict[int, Pending] = OrderedDict()
-        self._bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._pending)
-
-    def open(self, pending: Pending) -> int:
-        """Keep ``pending`` under a new non-zero session id, and return the id."""
-        self._expire(pending.at)
-        size = len(pending.request.header_and_body)
-        while self._pending and (
-            len(self._pending) >= self.limit or self._bytes + size > self.max_bytes
-        ):
-            self._drop_oldest()
-        session = 0
-        while session == 0 or session in self._pending:
-            session = self.session_ids()
-        self._pending[session] = pending
-        self._bytes += size
-        return session
-
-    def take(self, session: int, now: float) -> Pending | None:
-        """The challenge of ``session``, forgotten as it is handed out; None when there is
-        none (never opened, answered already, or expired)."""
-        self._expire(now)
-        pending = self._pending.pop(session, None)
-        if pending is not None:
-            self._bytes -= len(pending.request.header_and_body)
-        return pending
-
-    def _expire(self, now: float) -> None:
-        while self._pending:
-            oldest = next(iter(self._pending.values()))
-            if now - oldest.at <= self.ttl:
-                break
-            self._drop_oldest()
-
-    def _drop_oldest(self) -> None:
-        _, pending = self._pending.popitem(last=False)
-        self._bytes -= len(pending.request.header_and_body)
+def kept_request(kept: bytes) -> Message | None:
+    """The request ``kept_bytes`` kept, decoded again as when it arrived; None unless
+    it is one a challenge is for."""
+    try:
+        request = decode_request(Envelope.decode(kept), kept[ENVELOPE_SIZE:])
+    except HandleWireError:
+        return None
+    return request if request.header.opcode in ADMIN_OPS else None
 
 
 def request_digest(request: Message) -> bytes:
@@ -253,28 +210,32 @@ class Admin:
         served: tuple[RoutingKey, ...],
         delegated: Callable[[], tuple[tuple[RoutingKey, str], ...]],
         clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
-        challenges: Challenges | None = None,
+        challenges: PendingChallenges | None = None,
+        list_chunk: int = LIST_CHUNK,
     ) -> None:
         self.store = store
         self.served = served
         self.delegated = delegated
         self.clock = clock
-        self.monotonic = monotonic
-        self.challenges = challenges or Challenges()
+        self.challenges = challenges or PendingChallenges(store.pool)
+        self.list_chunk = list_chunk  # handles a message of a list carries
 
-    def challenge(self, request: Message) -> AdminReply:
-        """AUTHENTICATION_NEEDED for a write, under a new session id."""
-        pending = Pending(
-            request=request,
-            nonce=make_nonce(),
-            digest=request_digest(request),
-            at=self.monotonic(),
-        )
-        session = self.challenges.open(pending)
+    def policy(self, signer: Signer | None) -> RegistryPolicy:
+        return RegistryPolicy(signer, self.served, self.delegated())
+
+    async def challenge(self, request: Message) -> AdminReply:
+        """AUTHENTICATION_NEEDED for an administrative request, under a new session id.
+        A list of a prefix this node cannot list for anyone is refused at once."""
+        nonce = make_nonce()
+        try:
+            if isinstance(request.body, ListHandlesRequest):
+                listed_prefix(request.body, self.policy(None))
+            session = await self.challenges.open(kept_bytes(request), nonce, now=self.clock())
+        except IdresError as exc:  # not a prefix, not held here; PostgreSQL is down
+            return _refused(exc, request.header.opcode)
         return AdminReply(
             code=ResponseCode.AUTHENTICATION_NEEDED,
-            body=ChallengeResponse(nonce=pending.nonce),
+            body=ChallengeResponse(nonce=nonce),
             session_id=session,
         )
 
@@ -283,44 +244,69 @@ class Admin:
         answer = message.body
         assert isinstance(answer, ChallengeAnswerRequest)
         session = message.envelope.session_id
-        pending = self.challenges.take(session, self.monotonic())
-        if pending is None:
+        try:
+            kept = await self.challenges.take(session, now=self.clock())
+        except IdresError as exc:
+            return _refused(exc, OpCode.CHALLENGE_RESPONSE)
+        if kept is None:
             return _error(
                 ResponseCode.AUTHEN_TIMEOUT,
                 f"no challenge is open under session {session}: never sent, answered "
                 f"already, or older than {CHALLENGE_TTL:.0f} s; send the request again",
             )
-        opcode = pending.request.header.opcode
+        request = kept_request(kept.request)
+        if request is None or len(kept.nonce) != CHALLENGE_NONCE_SIZE:
+            return _error(
+                ResponseCode.ERROR,
+                f"the challenge kept under session {session} is not one this node "
+                "sends; send the request again",
+            )
+        opcode = request.header.opcode
+        try:
+            signer = await self._signer(answer, kept.nonce, request_digest(request))
+            if isinstance(signer, AdminReply):
+                return replace(signer, opcode=opcode)
+            if isinstance(request.body, ListHandlesRequest):
+                return await self._list(request.body, signer)
+            return await self._write(request, signer)
+        except IdresError as exc:
+            return _refused(exc, opcode)
+
+    async def _signer(
+        self, answer: ChallengeAnswerRequest, nonce: bytes, digest: bytes
+    ) -> Signer | AdminReply:
+        """The key that signed ``answer``, or the refusal when it is none of this node's
+        HS_PUBKEYs or did not sign the nonce and digest."""
         key_handle = answer.key_handle.decode("utf-8")  # the codec checked the UTF-8
         keyid = f"{answer.key_index}:{key_handle}"
         key_record = await self.store.get(key_handle)
         der = key_record.public_keys().get(answer.key_index) if key_record else None
         if der is None:
-            return _error(
-                ResponseCode.INVALID_ADMIN, f"{keyid} names no HS_PUBKEY on this node", opcode
-            )
+            return _error(ResponseCode.INVALID_ADMIN, f"{keyid} names no HS_PUBKEY on this node")
         try:
-            verified = verify_challenge_answer(
-                decode_public_key(der), pending.nonce, pending.digest, answer
-            )
+            verified = verify_challenge_answer(decode_public_key(der), nonce, digest, answer)
         except HandleWireError as exc:
-            return _error(exc.code, str(exc), opcode)
+            return _error(exc.code, str(exc))
         if not verified:
             return _error(
-                ResponseCode.AUTHENTICATION_FAILED,
-                f"the answer is not signed by the key {keyid}",
-                opcode,
+                ResponseCode.AUTHENTICATION_FAILED, f"the answer is not signed by the key {keyid}"
             )
-        signer = Signer(handle=key_handle, index=answer.key_index)
-        try:
-            return await self._write(pending.request, signer)
-        except IdresError as exc:
-            return _refused(exc, opcode)
+        return Signer(handle=key_handle, index=answer.key_index)
+
+    async def _list(self, body: ListHandlesRequest, signer: Signer) -> AdminReply:
+        prefix = listed_prefix(body, self.policy(signer))
+        await authorize_listing(
+            self.store, signer, prefix, what=f"list the handles under {body.handle.decode()}"
+        )
+        first, more = await listing(self.store, prefix, chunk=self.list_chunk)
+        return AdminReply(
+            code=ResponseCode.SUCCESS, body=first, opcode=OpCode.LIST_HANDLES, more=more
+        )
 
     async def _write(self, request: Message, signer: Signer) -> AdminReply:
         opcode = request.header.opcode
         op = write_op(request, now=int(self.clock()))
-        policy = RegistryPolicy(signer, self.served, self.delegated())
+        policy = self.policy(signer)
         indexes = op.indexes if op.indexes is not None else frozenset()
         applied = await self.store.apply(
             [op],

@@ -5,23 +5,24 @@ unsigned read: from this node's records, its copies, its cache, or, when the req
 asks for recursion, by asking the next node down the directory. Without recursion a
 lookup this node cannot answer itself gets a service referral naming the node that
 can, with that node's HS_SITE as its delegation signs it. Get site info (opcode 2)
-answers this node's HS_SITE. Writes (create, delete, add, modify and remove values)
-and the answers to their challenges go to ``admin.Admin``; every other operation gets
-OPERATION_NOT_SUPPORTED.
+answers this node's HS_SITE. Writes (create, delete, add, modify and remove values),
+list handles (105) and the answers to their challenges go to ``admin.Admin``; every
+other operation gets OPERATION_NOT_SUPPORTED.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, replace
 
 import orjson
 
 from registry.httpio import TooManyRequests
 from resolver.budget import BudgetConfig, Budgets
-from resolver.handle.admin import WRITE_OPS, Admin, AdminReply
+from resolver.handle.admin import ADMIN_OPS, WRITE_OPS, Admin, AdminReply
+from resolver.handle.listing import Part
 from resolver.handle.values import wire_values
 from resolver.service import Answer, Resolver
 from resolver.topology import Directory, handle_address
@@ -89,6 +90,9 @@ class Reply:
     # the opcode the reply answers, when not the request's (the outcome of a challenge
     # answer is framed for the request that was challenged)
     opcode: OpCode | None = None
+    # the parts of further messages of this answer, sent over TCP after it, every
+    # message but the last flagged CN (RFC 3652 §2.2.2.3); None: one message
+    more: AsyncGenerator[Part, None] | None = None
 
 
 def kept_key(request: bytes) -> bytes:
@@ -154,16 +158,18 @@ class HandleFace:
             self._expires = (now, (now + RESPONSE_LIFETIME).to_bytes(4, "big"))
         return self._expires[1]
 
-    async def answer(self, request: Message, *, peer: str) -> Reply:
+    async def answer(self, request: Message, *, peer: str, fresh: bool = False) -> Reply:
+        """The reply to ``request``; ``fresh``: read past this process's caches (for
+        an answer the node's edge will keep)."""
         self.answered += 1
         body = request.body
         if isinstance(body, ResolutionRequest):
-            return await self._resolve(request, body, peer)
+            return await self._resolve(request, body, peer, fresh)
         if isinstance(body, GetSiteInfoRequest):
             return Reply(ResponseCode.SUCCESS, SiteInfoResponse(site=self.site()))
         if self.admin is not None:
-            if request.header.opcode in WRITE_OPS:
-                return _from_admin(self.admin.challenge(request))
+            if request.header.opcode in ADMIN_OPS:
+                return _from_admin(await self.admin.challenge(request))
             if isinstance(body, ChallengeAnswerRequest):
                 return _from_admin(await self.admin.answer(request))
         if request.header.opcode in WRITE_OPS:
@@ -180,7 +186,9 @@ class HandleFace:
         """This node's HS_SITE: one server, its address, TCP and UDP on its port."""
         return site_info(self.address, serial=1, admin=self.admin is not None)
 
-    async def _resolve(self, request: Message, body: ResolutionRequest, peer: str) -> Reply:
+    async def _resolve(
+        self, request: Message, body: ResolutionRequest, peer: str, fresh: bool
+    ) -> Reply:
         text = body.handle.decode("utf-8")  # the codec has checked it is UTF-8
         try:
             ident = parse(text)
@@ -192,14 +200,16 @@ class HandleFace:
             and not request.credential
             and flags.op_flags & KEEPABLE_FLAGS == flags.op_flags
         )
-        reply = await self._resolved(ident, body, peer, flags.recursive, flags.authoritative)
+        reply = await self._resolved(
+            ident, body, peer, flags.recursive, fresh or flags.authoritative
+        )
         return reply if keepable else replace(reply, keep=None)
 
     async def _resolved(
         self, ident: Identifier, body: ResolutionRequest, peer: str, recursive: bool, fresh: bool
     ) -> Reply:
         if not recursive:  # answered here if it can be, else a referral
-            answer = await self._lookup(ident, peer, recursive=False)
+            answer = await self._lookup(ident, peer, recursive=False, fresh=fresh)
             if isinstance(answer, Reply):
                 return answer
             if answer.source != "referral":
@@ -350,7 +360,9 @@ def _message(body: bytes) -> str | None:
 
 def _from_admin(reply: AdminReply) -> Reply:
     # a write's answer is never kept: keep stays None
-    return Reply(reply.code, reply.body, session_id=reply.session_id, opcode=reply.opcode)
+    return Reply(
+        reply.code, reply.body, session_id=reply.session_id, opcode=reply.opcode, more=reply.more
+    )
 
 
 def _error(code: ResponseCode, message: str) -> Reply:

@@ -4,7 +4,9 @@
 Over TCP each message is an envelope and ``MessageLength`` bytes (§2.2.1); the CNRI
 client sends one request a connection, but a connection may carry several, answered
 in order, and is closed when idle for ``IDLE`` seconds, on an envelope no request can
-have, or when ``MAX_TCP`` connections are open already. Over UDP a request is one
+have, or when ``MAX_TCP`` connections are open already. An answer of several messages
+(a list of handles, §2.2.2.3 CN) is made a message at a time, each once the peer has
+taken the ones before; over UDP it is refused (ask over TCP). Over UDP a request is one
 datagram and an answer at most ``MAX_UDP_PACKETS`` packets of 512 bytes, which the
 client puts together by their sequence numbers (§2.2.5); a longer answer is an error
 that says to ask over TCP. At most ``MAX_PENDING`` UDP requests wait at once; more are
@@ -17,12 +19,15 @@ import asyncio
 import logging
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from dataclasses import replace
 from typing import Any, cast
 
-from resolver.handle.respond import HandleFace
+from resolver.edge_forwards import EdgeForwards
+from resolver.handle.listing import Part
+from resolver.handle.respond import HandleFace, Reply
 from resolver.sockets import Connections, Datagrams
+from resolver.wirecache import Kept
 from schemas.handle_wire import (
     ENVELOPE_SIZE,
     MAX_MESSAGE_LENGTH,
@@ -81,7 +86,15 @@ class Exchange:
             )
             framing, reply = reply_envelope(envelope), self._refuse(envelope, error)
         else:
-            framing, reply = await self.answer(envelope, data, peer)
+            framing, reply, more = await self.answer(envelope, data, peer)
+            if more is not None:  # an answer of several messages: TCP only
+                await more.aclose()
+                request = decode_request(envelope, payload)  # it was answered: it decodes
+                reply = self._reply(
+                    request,
+                    ResponseCode.OPERATION_NOT_SUPPORTED,
+                    "the answer is several messages; ask over TCP",
+                )
         try:
             return udp_packets(framing, reply, max_packets=MAX_UDP_PACKETS)
         except HandleWireError:
@@ -97,33 +110,76 @@ class Exchange:
             )
             return udp_packets(framing, short)
 
-    async def answer(self, envelope: Envelope, message: bytes, peer: str) -> tuple[Envelope, bytes]:
+    async def answer(
+        self, envelope: Envelope, message: bytes, peer: str
+    ) -> tuple[Envelope, bytes, Continued | None]:
         """The envelope and payload answering one request (``message``: its envelope
-        and payload), kept as sent when it may be."""
+        and payload), kept as sent when it may be; and the payloads of the answer's
+        further messages, when it has some (a list of handles)."""
+        generation = self.face.wires.generation if self.face.wires is not None else 0
+        framing, out, reply, more = await self._worked_out(envelope, message, peer, fresh=False)
+        if more is None and reply is not None and reply.keep is not None:
+            self.face.keep(message, tcp_message(framing, out), reply, generation)
+        return framing, out, more
+
+    async def answer_for_edge(
+        self, message: bytes, peer: str, fill: bool
+    ) -> tuple[bytes | AsyncIterator[bytes] | None, Kept | None]:
+        """The whole answer to a request the node's edge passed on (resolver/edge/
+        handle.go), its messages one by one when it has several, None when the
+        connection is to be closed; and, when ``fill``, how long the edge may keep it:
+        then it is read fresh (never from this process's caches, which may not have
+        heard of a change the edge has)."""
+        try:
+            envelope = Envelope.decode(message)
+        except HandleWireError:  # an envelope past the cap: the stream is lost
+            return None, None
+        framing, out, reply, more = await self._worked_out(envelope, message, peer, fresh=fill)
+        if more is not None:
+            return _framed(framing, out, more), None
+        kept = None
+        if fill and reply is not None and reply.keep is not None:
+            kept = Kept(reply.keep, reply.about)
+        return tcp_message(framing, out), kept
+
+    async def _worked_out(
+        self, envelope: Envelope, message: bytes, peer: str, *, fresh: bool
+    ) -> tuple[Envelope, bytes, Reply | None, Continued | None]:
+        """The envelope and payload answering ``message``, the face's reply when the
+        request reached it, and the further messages of an answer of several."""
         framing = reply_envelope(envelope)
         payload = message[ENVELOPE_SIZE:]
         try:
             request = decode_request(envelope, payload)
         except HandleWireError as error:
-            return framing, self._refuse(envelope, error)
+            return framing, self._refuse(envelope, error), None, None
         if envelope.encrypted or envelope.compressed:
-            return framing, self._reply(
-                request,
-                ResponseCode.OPERATION_NOT_SUPPORTED,
-                "compressed and encrypted messages are not served here",
+            return (
+                framing,
+                self._reply(
+                    request,
+                    ResponseCode.OPERATION_NOT_SUPPORTED,
+                    "compressed and encrypted messages are not served here",
+                ),
+                None,
+                None,
             )
-        generation = self.face.wires.generation if self.face.wires is not None else 0
-        reply = await self.face.answer(request, peer=peer)
+        reply = await self.face.answer(request, peer=peer, fresh=fresh)
         if reply.session_id is not None:
             framing = replace(framing, session_id=reply.session_id)
         if reply.opcode is not None:
             # framed for the request challenged; the digest stays that of ``request``'s
             # bytes as received (what the client checks it against)
             request = replace(request, header=replace(request.header, opcode=reply.opcode))
-        out = encode_response(request, reply.code, reply.body, now=int(time.time()))
-        if reply.keep is not None:
-            self.face.keep(message, tcp_message(framing, out), reply, generation)
-        return framing, out
+        if reply.more is not None:
+            out, more = await Continued.first(request, reply)
+            return framing, out, reply, more
+        return (
+            framing,
+            encode_response(request, reply.code, reply.body, now=int(time.time())),
+            reply,
+            None,
+        )
 
     def _refuse(self, envelope: Envelope, error: HandleWireError) -> bytes:
         self.refused += 1
@@ -131,6 +187,58 @@ class Exchange:
 
     def _reply(self, request: Message, code: ResponseCode, message: str) -> bytes:
         return encode_response(request, code, ErrorResponse(message=message), now=int(time.time()))
+
+
+class Continued:
+    """The payloads after the first of an answer of several messages, each made when
+    asked for. A message is flagged CN when another follows it (RFC 3652 §2.2.2.3),
+    so each part is read before the one before it is encoded."""
+
+    def __init__(
+        self, request: Message, part: Part | None, more: AsyncGenerator[Part, None]
+    ) -> None:
+        self.request = request
+        self.part = part
+        self.more = more
+
+    def __aiter__(self) -> Continued:
+        return self
+
+    async def __anext__(self) -> bytes:
+        part = self.part
+        if part is None:
+            raise StopAsyncIteration
+        self.part = await anext(self.more, None)
+        code, body = part
+        now = int(time.time())
+        return encode_response(self.request, code, body, now=now, continuous=self.part is not None)
+
+    async def aclose(self) -> None:
+        self.part = None
+        await self.more.aclose()
+
+    @classmethod
+    async def first(cls, request: Message, reply: Reply) -> tuple[bytes, Continued | None]:
+        """The first payload of ``reply`` (whose ``more`` is set), and the rest."""
+        assert reply.more is not None
+        rest = cls(request, await anext(reply.more, None), reply.more)
+        continuous = rest.part is not None
+        now = int(time.time())
+        out = encode_response(request, reply.code, reply.body, now=now, continuous=continuous)
+        if not continuous:
+            await rest.aclose()
+            return out, None
+        return out, rest
+
+
+async def _framed(framing: Envelope, first: bytes, more: Continued) -> AsyncIterator[bytes]:
+    """The messages of an answer of several, each framed for TCP."""
+    try:
+        yield tcp_message(framing, first)
+        async for out in more:
+            yield tcp_message(framing, out)
+    finally:  # the edge may stop listening halfway
+        await more.aclose()
 
 
 class HandleServer:
@@ -141,7 +249,7 @@ class HandleServer:
         self.sockets = sockets
         self._udp: asyncio.DatagramTransport | None = None
         self._protocol: Datagrams | None = None
-        self._tcp: asyncio.Server | None = None
+        self._tcp: asyncio.Server | None = None  # its own, or the edge's connections
         self.connections = Connections(max_open=MAX_TCP, max_per_peer=MAX_TCP_PER_PEER, log=log)
         self._tasks: set[asyncio.Task[None]] = set()
         self.exchange = Exchange(face)
@@ -154,7 +262,14 @@ class HandleServer:
     async def start(self) -> None:
         udp, tcp = self.sockets
         loop = asyncio.get_running_loop()
-        self._tcp = await loop.create_server(lambda: _Stream(self), sock=tcp)
+        if tcp.family == socket.AF_UNIX:  # the edge answers TCP; it asks us the rest
+            pending: set[asyncio.Task[None]] = set()
+            exchange = self.exchange
+            self._tcp = await loop.create_unix_server(
+                lambda: EdgeForwards(exchange.answer_for_edge, pending, log), sock=tcp
+            )
+        else:
+            self._tcp = await loop.create_server(lambda: _Stream(self), sock=tcp)
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: Datagrams(
                 kept=self._kept_datagram,
@@ -222,6 +337,7 @@ class _Stream(asyncio.Protocol):
         self.buffer = bytearray()
         self.busy = False  # a request is being worked out: the next ones wait for it
         self.idle: asyncio.TimerHandle | None = None
+        self.writable: asyncio.Future[None] | None = None  # set while the peer lags
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -232,8 +348,18 @@ class _Stream(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.idle is not None:
             self.idle.cancel()
+        self.resume_writing()
         if self.transport is not None and self.peer is not None:
             self.server.connections.release(self.transport, self.peer)
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self.writable is not None and not self.writable.done():
+            self.writable.set_result(None)
+        self.writable = None
 
     def data_received(self, data: bytes) -> None:
         self.buffer += data
@@ -267,9 +393,13 @@ class _Stream(asyncio.Protocol):
     async def _answer(self, message: bytes) -> None:
         try:
             envelope = Envelope.decode(message)
-            framing, out = await self.server.exchange.answer(envelope, message, self.peer or "")
+            framing, out, more = await self.server.exchange.answer(
+                envelope, message, self.peer or ""
+            )
             if self.transport is not None and not self.transport.is_closing():
                 self.transport.write(tcp_message(framing, out))
+            if more is not None:
+                await self._write_all(framing, more)
         except HandleWireError:  # an envelope past the cap: the stream is lost
             self._close()
             return
@@ -280,6 +410,21 @@ class _Stream(asyncio.Protocol):
         self.busy = False
         if self.transport is not None and not self.transport.is_closing():
             self._next()
+
+    async def _write_all(self, framing: Envelope, more: Continued) -> None:
+        """The further messages of an answer, each made once the peer has taken what
+        was written before (a long list is never held whole); a peer that takes
+        nothing for ``IDLE`` seconds loses the connection."""
+        try:
+            async for out in more:
+                if self.writable is not None:
+                    await self.writable
+                if self.transport is None or self.transport.is_closing():
+                    break
+                self.transport.write(tcp_message(framing, out))
+                self._wait()
+        finally:
+            await more.aclose()
 
     def _wait(self) -> None:
         if self.idle is not None:

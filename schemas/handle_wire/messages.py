@@ -260,11 +260,13 @@ def encode_response(
     now: int,
     site_info_serial: int | None = None,
     keep_alive: bool = False,
+    continuous: bool = False,
 ) -> bytes:
     """The payload answering ``request``; frame it with ``reply_envelope(request.envelope)``.
 
     The header copies the opcode and recursion count, echoes the AT/CA/PO/DNRF flags,
-    sets REC (and KC if ``keep_alive``), and expires RESPONSE_LIFETIME after ``now``
+    sets REC (and KC if ``keep_alive``; CN if ``continuous``: more messages of this
+    answer follow, RFC 3652 §2.2.2.3), and expires RESPONSE_LIFETIME after ``now``
     (seconds since 1970; the client refuses expired responses). ``site_info_serial`` is
     the serial of our HS_SITE (RFC 3652 §2.2.2.4); by default the request's is echoed,
     so the client never takes its site information for stale. A request digest is
@@ -279,6 +281,7 @@ def encode_response(
         now=now,
         site_info_serial=site_info_serial,
         keep_alive=keep_alive,
+        continuous=continuous,
     )
 
 
@@ -319,6 +322,7 @@ def _reply(
     now: int,
     site_info_serial: int | None,
     keep_alive: bool,
+    continuous: bool = False,
 ) -> bytes:
     version = reply_version(envelope)
     opcode = OpCode.RESERVED if request is None else request.opcode
@@ -329,7 +333,11 @@ def _reply(
             f"not a {type(body).__name__}",
             field="body",
         )
-    flags = OpFlag.RECURSIVE | (OpFlag.KEEP_ALIVE if keep_alive else 0)
+    flags = (
+        OpFlag.RECURSIVE
+        | (OpFlag.KEEP_ALIVE if keep_alive else 0)
+        | (OpFlag.CONTINUOUS if continuous else 0)
+    )
     digest = None
     if request is not None:
         flags |= request.op_flags & _ECHOED_FLAGS

@@ -2,27 +2,48 @@
 
 did:bid = "did:bid:" [sub-chain code ":"] key-type encoding suffix, where the code
 is 4 lowercase letters or digits, key-type is e (Ed25519), z (SM2) or s (secp256k1),
-encoding is f (Base58), s (Base64url, no padding: DID Core idchar has no '+/=')
-or t (the Bech32 alphabet, data part only), and the suffix decodes to 22 bytes.
-There is no checksum. did:cn names a handle prefix: ``did:cn:88.100.1``.
+encoding is f (Base58 in BIF's alphabet, ``base58.py``), s (Base64url, no padding: DID
+Core idchar has no '+/=') or t (the Bech32 alphabet, data part only), and the suffix
+decodes to 22 bytes (BIF RFC-003 §5.1). There is no checksum. did:cn names a handle
+prefix: ``did:cn:88.100.1``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from schemas.errors import InvalidIdentifier
+from schemas.identifiers.base58 import CHARS as _B58
+from schemas.identifiers.base58 import b58decode as _b58decode
+from schemas.identifiers.base58 import b58encode
 from schemas.identifiers.handle import parse_prefix
 from schemas.identifiers.model import Identifier, Namespace, RoutingKey, Scheme
+
+__all__ = ["SERVED_METHODS", "b58encode", "method_of", "parse_did", "suffix_bytes"]
 
 SUFFIX_BYTES = 22
 KEY_TYPES = {"e": "Ed25519", "z": "SM2", "s": "secp256k1"}
 ENCODINGS = {"f": "Base58", "s": "Base64url", "t": "Bech32"}
 _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 _BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+
+
+# DID Core §3.1: did = "did:" method-name ":" method-specific-id
+_DID_SYNTAX = re.compile(
+    r"did:([a-z0-9]+):(?:(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})*:)*(?:[A-Za-z0-9._-]|%[0-9A-Fa-f]{2})+"
+)
+SERVED_METHODS = ("bid", "cn")
+
+
+def method_of(text: str) -> str | None:
+    """The method of ``text`` if it is a DID by DID Core's syntax (any method), else None:
+    a resolver tells a DID of a method it does not serve (methodNotSupported) from
+    text that is no DID at all (invalidDid)."""
+    match = _DID_SYNTAX.fullmatch(text)
+    return match.group(1) if match else None
 
 
 def parse_did(text: str) -> Identifier:
@@ -88,7 +109,7 @@ def _parse_bid(text: str, start: int) -> Identifier:
 
 def _check_suffix(text: str, suffix: str, encoding: str, offset: int) -> None:
     name = ENCODINGS[encoding]
-    alphabet = {"f": frozenset(_B58), "s": _B64URL, "t": frozenset(_BECH32)}[encoding]
+    alphabet = {"f": _B58, "s": _B64URL, "t": frozenset(_BECH32)}[encoding]
     for k, ch in enumerate(suffix):
         if ch not in alphabet:
             raise InvalidIdentifier(
@@ -103,25 +124,6 @@ def _check_suffix(text: str, suffix: str, encoding: str, offset: int) -> None:
             position=offset,
             scheme="did:bid",
         )
-
-
-def _b58decode(s: str) -> bytes:
-    n = 0
-    for ch in s:
-        n = n * 58 + _B58.index(ch)
-    body = n.to_bytes((n.bit_length() + 7) // 8, "big") if n else b""
-    zeros = len(s) - len(s.lstrip("1"))
-    return b"\x00" * zeros + body
-
-
-def b58encode(data: bytes) -> str:
-    """Bitcoin-alphabet Base58, as did:bid suffixes with encoding 'f' use."""
-    n = int.from_bytes(data, "big")
-    out = ""
-    while n:
-        n, r = divmod(n, 58)
-        out = _B58[r] + out
-    return "1" * (len(data) - len(data.lstrip(b"\x00"))) + out
 
 
 def _b64url_decode(s: str) -> bytes | None:
@@ -156,3 +158,13 @@ def _parse_cn(text: str, start: int) -> Identifier:
         canonical="did:cn:" + ".".join(segments),
         routing=RoutingKey(namespace=Namespace.HANDLE, labels=tuple(segments)),
     )
+
+
+def suffix_bytes(did: str) -> tuple[str, bytes]:
+    """The key-type letter and the 22 bytes of the suffix of ``did``, a did:bid as
+    ``parse_did`` accepted it."""
+    ident = did.rsplit(":", 1)[1]
+    decoded = {"f": _b58decode, "s": _b64url_decode, "t": _bech32_data_decode}[ident[1]](ident[2:])
+    if decoded is None:
+        raise ValueError(f"{did!r} is not a parsed did:bid")
+    return ident[0], decoded

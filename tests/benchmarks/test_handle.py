@@ -24,6 +24,7 @@ from benchmarks.handle import (
     table,
     top_frames,
     us_per_answer,
+    vs_floor,
 )
 from schemas.handle_wire import (
     ENVELOPE_SIZE,
@@ -174,8 +175,23 @@ def test_ratios_are_each_transport_against_http_at_one_bound() -> None:
         "handle_udp": 10_000,
         "handle_tcp": 1000,
         "handle_tcp_per_request": None,
+        "floor_tcp_per_request": None,
     }
     assert verdict["ratios"]["5"]["udp"] == 2.5
+
+
+def test_the_connection_a_request_figures_are_read_beside_the_reference_server() -> None:
+    steps = {
+        "handle_tcp_per_request": [step(1000, us=60), step(2000, us=55), step(4000, p99=30, us=50)],
+        "floor_tcp_per_request": [step(1000, us=50), step(2000, us=44), step(4000, us=40)],
+    }
+    # held 2,000/s against the reference's 4,000/s; CPU compared at 4,000/s, where both
+    # answered in full (the face's late tail is not a cost)
+    assert vs_floor(steps) == {"held": 0.5, "cpu": {"at": 4000, "ratio": 0.8}}
+    # 1% lost at 4,000/s: compared at 2,000/s
+    steps["handle_tcp_per_request"][2] = step(4000, lost=400, us=50)
+    assert vs_floor(steps) == {"held": 0.5, "cpu": {"at": 2000, "ratio": 0.8}}
+    assert vs_floor({}) == {"held": None, "cpu": None}
 
 
 def test_cpu_ratios_compare_at_the_highest_rate_both_answered_in_full() -> None:
@@ -208,7 +224,7 @@ def test_us_per_answer_is_the_node_cpu_over_its_answers(
 
 @pytest.mark.parametrize(
     ("kind", "want"),
-    [("http", 7_000 + 20 + 30), ("handle_udp", 5_000), ("handle_tcp_per_request", 5_000)],
+    [("http", 7_000 + 20 + 30), ("handle_udp", 5_000 + 400), ("handle_tcp_per_request", 5_400)],
 )
 def test_answers_are_read_from_the_counters_of_the_path_asked(kind: str, want: float) -> None:
     before = {
@@ -217,6 +233,7 @@ def test_answers_are_read_from_the_counters_of_the_path_asked(kind: str, want: f
         "idres_edge_forwarded_total": 5,
         "idres_handle_requests_total": 200,
         "idres_handle_kept_answers_total": 100,
+        "idres_edge_handle_hits_total": 100,  # over TCP, the edge's
     }
     after = {
         "idres_edge_hits_total": 8_000,
@@ -224,6 +241,7 @@ def test_answers_are_read_from_the_counters_of_the_path_asked(kind: str, want: f
         "idres_edge_forwarded_total": 35,
         "idres_handle_requests_total": 5_200,
         "idres_handle_kept_answers_total": 5_000,
+        "idres_edge_handle_hits_total": 500,
     }
     assert answers_of(kind, before, after) == want
 

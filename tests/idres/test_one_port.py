@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -15,14 +16,21 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import asyncpg
 import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_private_key,
+)
 
 from benchmarks.testbed import children, niceness
 from tests.handle_probe import RESPONSE, probe
+from tests.resolver.handle.conftest import ADMIN_KEY
 
 pytestmark = [pytest.mark.postgres]
 
@@ -31,11 +39,13 @@ RUN = [sys.executable, "-m", "idres"]
 
 
 def _serve(
-    db_url: str, tmp_path: Path, workers: int, *extra: str
+    db_url: str, tmp_path: Path, workers: int, *extra: str, admin: Path | None = None
 ) -> tuple[subprocess.Popen[str], Path]:
-    """``idres serve`` on a free port with its own admin key; the key's path."""
-    admin = tmp_path / "admin.pem"
-    assert subprocess.run([*RUN, "keygen", "--out", str(admin)], check=False).returncode == 0
+    """``idres serve`` on a free port with its own admin key (or ``admin``, a PEM
+    key); the key's path."""
+    if admin is None:
+        admin = tmp_path / "admin.pem"
+        assert subprocess.run([*RUN, "keygen", "--out", str(admin)], check=False).returncode == 0
     proc = subprocess.Popen(
         [
             *RUN,
@@ -115,6 +125,74 @@ def test_idres_serve_answers_reads_writes_and_metrics_on_one_port(
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+def test_handle_admin_writes_succeed_whichever_worker_each_connection_reaches(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The CNRI client answers a challenge on a new TCP connection, which either
+    worker may accept: the pending challenge is the node's (in its PostgreSQL), not
+    one process's, so every authenticated create succeeds, not about half of them."""
+    private = load_pem_private_key(ADMIN_KEY.read_bytes(), password=None)
+    public = tmp_path / "admin-public.pem"
+    public.write_bytes(
+        private.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    proc, _ = _serve(db_url, tmp_path, 2, "--handle-port", "0", admin=public)
+    try:
+        url = _serving(proc)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        handle_at = None
+        while handle_at is None and len(lines) < 10:  # the line naming the Handle face
+            lines.append(proc.stdout.readline())
+            handle_at = re.search(r"Handle protocol on ([\d.]+):(\d+) ", lines[-1])
+        assert handle_at is not None, lines
+        outcomes = []
+        for n in range(10):
+            status, out = probe(
+                *("create", "--tcp", *handle_at.groups(), f"88.100.1/TWO-WORKERS-{n}"),
+                *("--admin", "0.NA/node.admin:300", "--key", str(ADMIN_KEY)),
+                *("--value", f"1:URL:https://e.x/{n}"),
+            )
+            assert status == RESPONSE, out
+            outcomes.append(out["responseCode"])
+        assert outcomes == [1] * 10, outcomes
+        for n in (0, 9):
+            with urllib.request.urlopen(f"{url}/api/handles/88.100.1/TWO-WORKERS-{n}") as resp:
+                body = json.loads(resp.read())
+            assert body["values"][0]["data"]["value"] == f"https://e.x/{n}"
+        # a list longer than one message (500 handles) reaches the client whole through
+        # the node's edge, part by part (resolver/edge/forward.go)
+        bulk = [f"88.100.1/BULK-{n:04d}" for n in range(1, 601)]
+        asyncio.run(_insert_identifiers(db_url, bulk))
+        status, out = probe(
+            *("list", "--tcp", *handle_at.groups(), "0.NA/88.100.1"),
+            *("--admin", "0.NA/node.admin:300", "--key", str(ADMIN_KEY)),
+        )
+        assert status == RESPONSE, out
+        assert out["responseCode"] == 1, out
+        made = [f"88.100.1/TWO-WORKERS-{n}" for n in range(10)]
+        assert out["handles"] == sorted(made + bulk)
+        assert out["messages"] == 2, out  # 610 handles: 500, then 110
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err
+
+
+async def _insert_identifiers(db_url: str, handles: list[str]) -> None:
+    """Identifier rows alone (what a listing reads) under 88.100.1, straight into the
+    node's database."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.executemany(
+            "INSERT INTO identifiers (handle, scheme, routing_key, version)"
+            " VALUES ($1, 'handle', 'handle:88.100.1', 1)",
+            [(h,) for h in handles],
+        )
+    finally:
+        await conn.close()
 
 
 def test_a_node_whose_sync_process_dies_stops_and_says_so(db_url: str, tmp_path: Path) -> None:

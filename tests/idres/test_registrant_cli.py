@@ -1,4 +1,5 @@
-"""The registrant's whole flow with the real ``idres`` commands and a real ``idres serve``."""
+"""The registrant's whole flow, and ``idres verify``, with the real ``idres`` commands and
+a real ``idres serve``."""
 
 from __future__ import annotations
 
@@ -225,6 +226,13 @@ def count_handles(db_url: str) -> int:
     return asyncio.run(count())
 
 
+def batches_answered(checkpoint: Path) -> int:
+    try:
+        return len(json.loads(checkpoint.read_text())["done"])
+    except (OSError, ValueError):
+        return 0
+
+
 def test_an_interrupted_import_resumes_without_duplicates(
     server: tuple[str, Path], tmp_path: Path, db_url: str
 ) -> None:
@@ -260,8 +268,8 @@ def test_an_interrupted_import_resumes_without_duplicates(
     )
     checkpoint = tmp_path / "big.csv.idres-import.json"
     deadline = time.monotonic() + 60
-    while not checkpoint.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while not batches_answered(checkpoint) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the checkpoint exists from the start; wait for an answered batch
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -287,6 +295,99 @@ def test_an_interrupted_import_resumes_without_duplicates(
     assert f"{rows} registered" in resumed.stderr
     assert count_handles(db_url) == rows  # every row once: no row written twice
     assert not checkpoint.exists()
+
+
+def wait_for_a_batch_at_the_server(db_url: str, *, busy: bool, timeout: float = 60) -> None:
+    """Until a write with an Idempotency-Key (a batch) has been in its transaction at the
+    server for over 100 ms, not yet answered (``busy``); or until none has been for
+    half a second (not ``busy``)."""
+    import asyncio
+
+    async def wait() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            deadline = time.monotonic() + timeout
+            quiet_since = time.monotonic()
+            while time.monotonic() < deadline:
+                writing = await conn.fetchval(
+                    "SELECT count(*) FROM pg_locks l"
+                    " JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.database = (SELECT oid FROM pg_database"
+                    "                     WHERE datname = current_database())"
+                    " AND l.relation = 'idempotency'::regclass AND l.mode = 'RowExclusiveLock'"
+                    " AND clock_timestamp() - a.xact_start > interval '100 milliseconds'"
+                )
+                if writing:
+                    quiet_since = time.monotonic()
+                    if busy:
+                        return
+                elif not busy and time.monotonic() - quiet_since > 0.5:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"the server never became {'busy' if busy else 'idle'}")
+        finally:
+            await conn.close()
+
+    asyncio.run(wait())
+
+
+def versions_of_skus(db_url: str) -> set[int]:
+    import asyncio
+
+    async def read() -> set[int]:
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT DISTINCT version FROM identifiers WHERE handle LIKE '88.100.1/SKU-%'"
+            )
+            return {r["version"] for r in rows}
+        finally:
+            await conn.close()
+
+    return asyncio.run(read())
+
+
+def test_an_import_interrupted_before_its_first_answer_resumes_and_reports_truthfully(
+    server: tuple[str, Path], tmp_path: Path, db_url: str
+) -> None:
+    """Issue 16: Ctrl-C while the first batches are at the server, unanswered. The
+    server commits them after the client is gone; the same command again must resume
+    that run (its batches answered from the first time), not report its rows as
+    failed because they "already exist"."""
+    url, admin = server
+    data = tmp_path / "products.csv"
+    rows = 30_000
+    write_csv(data, rows)
+    command = [
+        *("import", str(data), "--batch-size", "10000", "--server", url),
+        *("--key", str(admin), "--key-id", ADMIN_ID),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "idres", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as at a terminal
+    )
+    try:
+        wait_for_a_batch_at_the_server(db_url, busy=True)
+    finally:
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "of 30000 rows answered" in err
+    assert "run the same command again to resume" in err
+    wait_for_a_batch_at_the_server(db_url, busy=False)
+    assert count_handles(db_url) > 0  # what the interrupted run sent was applied all the same
+
+    resumed = idres(*command, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"idres import: {rows} registered" in resumed.stderr
+    assert "failed" not in resumed.stderr
+    assert not (tmp_path / "products.csv.errors.jsonl").exists()
+    assert count_handles(db_url) == rows  # every row once
+    assert versions_of_skus(db_url) == {1}  # and never written twice
 
 
 def test_the_same_flow_with_curl_and_idres_sign(server: tuple[str, Path], tmp_path: Path) -> None:
@@ -363,3 +464,19 @@ def test_import_reads_spreadsheet_csv_and_reports_bytes_that_are_not_utf8(
     assert "1 registered, 1 rows failed" in proc.stderr
     assert "line 3: the line is not UTF-8" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_verify_takes_the_node_url_as_its_argument(server: tuple[str, Path]) -> None:
+    """Issue 16: ``idres verify http://host:port`` is what people type; --server still works."""
+    url, _ = server
+    for args in ([url], [f"{url}/"], ["--server", url], [url, "--server", url]):
+        checked = idres("verify", *args)
+        assert checked.returncode == 0, (args, checked.stdout + checked.stderr)
+        assert checked.stdout.startswith("node node: chains node (")
+        assert checked.stdout.rstrip().endswith("OK")
+    both = idres("verify", url, "--server", "http://127.0.0.1:9")
+    assert both.returncode == 2
+    assert "two nodes given" in both.stderr
+    bare = idres("verify", url.removeprefix("http://"))
+    assert bare.returncode == 2
+    assert "give the node's URL" in bare.stderr

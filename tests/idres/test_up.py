@@ -19,6 +19,7 @@ import dns.message
 import dns.query
 import pytest
 
+from idres.network import LAYOUT
 from tests.handle_probe import RESPONSE, probe
 
 pytestmark = [pytest.mark.postgres]
@@ -26,6 +27,8 @@ pytestmark = [pytest.mark.postgres]
 
 DNS_OUT: dict[str, str] = {}  # each node's DNS face, host:port, from the last start
 HANDLE_OUT: dict[str, str] = {}  # each node's Handle face, host:port, from the last start
+PRINTED: dict[str, str] = {}  # what idres up printed, and each node's URL, from the last start
+README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
 def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str, str]:
@@ -54,6 +57,8 @@ def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str
     HANDLE_OUT.clear()
     faces = re.findall(r"^  (\S+)\s+\w+\s+http://\S+\s+.*handle (\S+)", out, re.MULTILINE)
     HANDLE_OUT.update(faces)
+    PRINTED.clear()
+    PRINTED.update(urls, out=out)
     return proc, urls["super"], urls["sub-a"]
 
 
@@ -130,6 +135,34 @@ def idres(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def check_the_referral_examples() -> None:
+    """The ``recursive=false`` example idres up prints, and the README shows at the
+    default ports, is a referral (issue 16: it was answered from the super node's copy);
+    with ``auth=true`` the walk goes down the tree as the README says."""
+    (example,) = re.findall(r"curl '(\S+\?recursive=false)'", PRINTED["out"])
+    answer = fetch_json(example)
+    assert answer["responseCode"] == 302, answer  # not answered from a copy
+    assert answer["referral"] == {
+        "node": "super",
+        "role": "super",
+        "url": PRINTED["super"] + "/api/handles/88.200.7/LOT-42",
+        "prefix": "handle:88.200",
+    }
+    (asked,) = [n for n in PRINTED if n != "out" and example.startswith(PRINTED[n] + "/")]
+    (offset,) = [layout[3] for layout in LAYOUT if layout[0] == asked]
+    at_default_port = example.replace(PRINTED[asked], f"http://127.0.0.1:{8000 + offset}")
+    assert f"curl '{at_default_port}'" in README
+    walk: list[tuple[object, object]] = []
+    url = PRINTED["super"] + "/api/handles/1.2.156.3001.1"
+    while (answer := fetch_json(url + "?recursive=false&auth=true"))["responseCode"] != 1:
+        assert answer["responseCode"] in (302, 303), answer
+        walk.append((answer["responseCode"], answer["referral"]["node"]))  # type: ignore[index]
+        url = answer["referral"]["url"]  # type: ignore[index]
+        assert len(walk) < 4, walk
+    assert walk == [(303, "backbone-2"), (303, "sub-c")]
+    assert url.startswith(PRINTED["sub-c"] + "/")
+
+
 @pytest.mark.parametrize("transport", ["in-process", "kafka"])
 def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
     tmp_path: Path, transport: str, request: pytest.FixtureRequest
@@ -151,6 +184,7 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         assert resolved.returncode == 0, resolved.stdout + resolved.stderr
         answers = [json.loads(line) for line in resolved.stdout.splitlines()]
         assert [a["values"][0]["type"] for a in answers] == ["URL"] * len(seeds)
+        check_the_referral_examples()
         # the same through DNS: the super node resolves a GTIN (recursion desired), the
         # sub-chain answers a handle with authority
         assert set(DNS_OUT) == {"super", "backbone-1", "backbone-2", "sub-a", "sub-b", "sub-c"}

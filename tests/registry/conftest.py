@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -41,9 +42,22 @@ class Node:
 
 @pytest_asyncio.fixture
 async def node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
+    async with serving(pool, SERVED) as served:
+        yield served
+
+
+@pytest_asyncio.fixture
+async def bid_node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
+    """A node that holds sub-chain ab12's DIDs (did:bid:ab12:...)."""
+    async with serving(pool, ("bid:ab12",)) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def serving(pool: asyncpg.Pool, prefixes: tuple[str, ...]) -> AsyncIterator[Node]:
     store = PostgresStore(pool)
     admin = httpsig.generate_key()
-    served = tuple(parse_prefix(p) for p in SERVED)
+    served = tuple(parse_prefix(p) for p in prefixes)
     await bootstrap(store, served, httpsig.public_key_der(admin), now=int(time.time()))
     config = RegistryConfig(served=served, max_body_bytes=256 * 1024, max_batch=5000)
     runner = web.AppRunner(create_app(store, config), access_log=None)
@@ -53,8 +67,10 @@ async def node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
     site = web.SockSite(runner, sock)
     await site.start()
     host, port = sock.getsockname()
-    yield Node(url=f"http://{host}:{port}", store=store, pool=pool, admin=admin, config=config)
-    await runner.cleanup()
+    try:
+        yield Node(url=f"http://{host}:{port}", store=store, pool=pool, admin=admin, config=config)
+    finally:
+        await runner.cleanup()
 
 
 async def delegate(node: Node, prefix: str) -> tuple[httpsig.PrivateKey, str]:

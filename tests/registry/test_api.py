@@ -286,6 +286,35 @@ async def test_bad_signatures_are_refused_with_a_reason(
     assert await node.store.get("88.100.1/S") is None
 
 
+async def test_a_signature_over_another_path_says_what_it_covers_and_what_the_node_computed(
+    node: Node,
+) -> None:
+    """Issue 16: "signature does not verify" alone left the signer guessing. The answer
+    names the covered components and this node's @method, @authority, @path and @query,
+    and no header's value (a covered header may carry a credential)."""
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    _, headers = signed(
+        node, node.admin, ROOT_KEY_ID, "PUT", "88.100.1/SIGNED", body, idempotency_key="k-secret"
+    )
+    sent_to = URL(node.url + handle_path("88.100.1/SENT"), encoded=True)
+    async with (
+        aiohttp.ClientSession() as s,
+        s.put(sent_to, data=body, headers=headers) as resp,
+    ):
+        status, answer = resp.status, await resp.json()
+    assert (status, answer["responseCode"]) == (403, 400), answer
+    message = answer["message"]
+    assert message.startswith(
+        "signature does not verify: it covers @method @authority @path @query content-digest "
+        f"idempotency-key; this node computed @method PUT, @authority {sent_to.authority}, "
+        "@path /api/handles/88.100.1/SENT, @query ?."
+    ), message
+    assert ROOT_KEY_ID in message
+    for value in ("k-secret", headers["Content-Digest"], headers["Signature"].split("=", 1)[1]):
+        assert value not in message
+    assert await node.store.get("88.100.1/SENT") is None
+
+
 # --- bad input -------------------------------------------------------------------------
 
 
@@ -483,6 +512,40 @@ async def test_identifiers_with_slashes_and_history_suffixes(node: Node) -> None
     assert nested.body["handle"] == "88.100.1/a/b/c"
     assert hist.body["handle"] == "88.100.1/x/history"
     assert literal.body["handle"] == "88.100.1/x/history"
+
+
+@pytest.mark.parametrize("signed_by_admin", [False, True])
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+async def test_a_history_is_read_only_405_whether_signed_or_not(
+    node: Node, method: str, signed_by_admin: bool
+) -> None:
+    """Issue 16: ``PUT .../history`` answered 401 (or wrote an identifier ending in
+    /history) where the OpenAPI description, which has only GET there, means 405."""
+    body = b'{"values": [{"index": 1, "type": "URL", "data": "https://e.x/"}]}'
+    path = "/api/handles/88.100.1/H/history"
+    target, headers = URL(node.url + path, encoded=True), {"Content-Type": "application/json"}
+    if signed_by_admin:  # a signature good for exactly this request
+        headers.update(
+            httpsig.sign_request(
+                method=method,
+                path=path,
+                query="",
+                headers=headers,
+                body=body,
+                key=node.admin,
+                keyid=ROOT_KEY_ID,
+                created=int(time.time()),
+                authority=httpsig.authority_of(node.url),
+            )
+        )
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, target, data=body, headers=headers) as resp,
+    ):
+        status, allow, answer = resp.status, resp.headers.get("Allow"), await resp.json()
+    assert (status, answer["responseCode"], allow) == (405, 2, "GET,HEAD"), answer
+    assert await node.store.get("88.100.1/H/history") is None
+    assert await node.store.get("88.100.1/H") is None
 
 
 # --- batches and listing ---------------------------------------------------------------

@@ -174,7 +174,10 @@ async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         assert await migrate(conn) == []
         names = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
-    assert names == ["records", "registry", "sync", "value_salts", "coherence", "answers"]
+    assert names == [
+        *("records", "registry", "sync", "value_salts", "coherence", "answers"),
+        "pending_challenges",
+    ]
 
 
 async def test_lookup_by_identifier_is_one_index_probe(pool: asyncpg.Pool) -> None:

@@ -41,6 +41,8 @@ LAYOUT = [
     ("evil", Role.SUBCHAIN, "backbone", ("88.55",)),
 ]
 FAKES = {"hang", "junk", "evil"}
+# the network's name every node accepts in a signature's @authority (redirected writes)
+NETWORK = "net.idres.test"
 # what a hijacked node (or one whose traffic is intercepted) answers: valid JSON of
 # the Handle shape, with script where numbers and types belong
 EVIL_RECORD = (
@@ -145,6 +147,7 @@ async def net(pg_server_url: str, pg_template: str) -> AsyncIterator[Net]:
                 max_body_bytes=1 << 20,
                 upstream_timeout=0.5,
                 cache=CacheConfig(negative_ttl=30, stale_for=600),
+                network=NETWORK,
             )
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

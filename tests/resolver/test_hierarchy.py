@@ -51,6 +51,15 @@ async def test_every_scheme_routes_by_its_own_prefixes(net: Net) -> None:
     assert body["qualifiers"] == {"10": "LOT7"}  # Digital Link qualifiers passed through
 
 
+async def test_a_prefix_record_resolves_from_the_node_that_holds_its_prefix(net: Net) -> None:
+    # 0.NA/88.100 lives with 88.100 at the sub-chain node, not under a prefix "0"
+    status, body, _ = await get(net.urls["super"] + "/api/handles/0.NA/88.100")
+    assert (status, body["responseCode"]) == (200, 1), body
+    assert [v["type"] for v in body["values"]] == ["HS_ADMIN"]
+    status, body, _ = await get(net.urls["super"] + "/api/handles/0.NA/88.99")
+    assert (status, body["responseCode"]) == (404, 100)
+
+
 async def test_referral_mode_names_each_next_node_down_to_the_record(net: Net) -> None:
     await net.stores["sub"].put(record("88.100.1/REF"), actor="test")
     url = net.urls["super"] + "/api/handles/88.100.1/REF?recursive=false"

@@ -138,3 +138,15 @@ def test_the_headers_it_passes_on() -> None:
     )
     assert decision.accept == b"application/did-resolution, text/html"
     assert decision.via == ("super", "backbone-1")
+
+
+def test_a_browser_reads_language_is_passed_on() -> None:
+    # a Digital Link's default may depend on it (gs1:defaultLinkMulti)
+    decision = read(
+        b"GET /01/06901234567892 HTTP/1.1\r\nAccept-Language: fr-CH, fr;q=0.9\r\n"
+        b"accept-language: en;q=0.5\r\n\r\n"
+    )
+    assert (decision.kind, decision.accept_language) == (
+        Kind.PROXY,
+        b"fr-CH, fr;q=0.9, en;q=0.5",
+    )

@@ -8,14 +8,17 @@ import time
 
 import aiohttp
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from registry import httpsig
 from schemas.codec_json import values_from_json
+from schemas.identifiers.bid_address import address
 from schemas.record import Record
 from tests.resolver.conftest import Net
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
-DID = "did:bid:efGsChQR2U32pvwJcDNPoYHhGXL1Rgq"  # main chain: held by the super node
+KEY = httpsig.generate_key()
+DID = address(KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))  # main chain
 
 
 async def put(net: Net, node: str, handle: str, values: list[dict[str, object]]) -> None:
@@ -78,14 +81,15 @@ async def test_a_digital_link_redirects_to_its_default_link_with_a_linkset(net: 
     status, text, headers = await fetch(url, accept="application/linkset+json")
     assert headers["Content-Type"].startswith("application/linkset+json")
     entry = json.loads(text)["linkset"][0]
-    assert entry["anchor"] == "https://id.gs1.org/01/06901234567892/10/LOT7"
-    assert entry["https://gs1.org/voc/defaultLink"] == [{"href": "https://example.com/tea/info"}]
+    assert entry["anchor"] == "https://id.gs1.org/01/06901234567892"  # the record's key
+    assert entry["https://gs1.org/voc/defaultLink"] == [
+        {"href": "https://example.com/tea/info", "title": "Default link"}
+    ]
     assert entry["https://gs1.org/voc/pip"][0]["href"] == "https://example.com/tea/pip"
 
 
 async def test_dids_resolve_to_w3c_resolution_results(net: Net) -> None:
-    key = httpsig.generate_key()
-    der = base64.b64encode(httpsig.public_key_der(key)).decode()
+    der = base64.b64encode(httpsig.public_key_der(KEY)).decode()
     await put(
         net,
         "super",

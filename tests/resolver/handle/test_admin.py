@@ -15,7 +15,6 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from resolver.handle.admin import Challenges, Pending
 from resolver.handle.values import record_values, wire_value
 from schemas.errors import InvalidValue
 from schemas.handle_wire import (
@@ -24,7 +23,6 @@ from schemas.handle_wire import (
     ChallengeAnswerRequest,
     ChallengeResponse,
     CreateHandleRequest,
-    DeleteHandleRequest,
     Envelope,
     HandleValue,
     Header,
@@ -251,22 +249,23 @@ def _request(opcode: OpCode, body: Any, *, session_id: int = 0) -> Message:
     )
 
 
-@pytest.mark.asyncio
-async def test_a_challenge_answer_is_good_once(handle_net: HandleNet) -> None:
+async def challenged_create(net: HandleNet, handle: bytes, *, request_id: int) -> Message:
+    """The challenge to a create of ``handle`` (one URL value), sent as bytes."""
+    value = HandleValue(index=1, type=b"URL", data=b"https://example.com/x", timestamp=1)
+    create = _request(OpCode.CREATE_HANDLE, CreateHandleRequest(handle=handle, values=(value,)))
+    challenge = await exchange(net, create, request_id=request_id)
+    assert challenge.header.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    return challenge
+
+
+def admin_answer(challenge: Message) -> Message:
+    """The node admin's answer to ``challenge``, signed as CNRI's client signs it."""
     key = load_pem_private_key(ADMIN_KEY.read_bytes(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
-    value = HandleValue(index=1, type=b"URL", data=b"https://example.com/once", timestamp=1)
-    create = _request(
-        OpCode.CREATE_HANDLE, CreateHandleRequest(handle=b"88.100.1/ONCE", values=(value,))
-    )
-    challenge = await exchange(handle_net, create, request_id=11)
-    assert challenge.header.response_code == ResponseCode.AUTHENTICATION_NEEDED
     assert isinstance(challenge.body, ChallengeResponse)
     assert challenge.request_digest is not None
-    session = challenge.envelope.session_id
-    assert session != 0
     signed = sign_challenge(key, challenge.body.nonce, challenge.request_digest.digest)
-    answer = _request(
+    return _request(
         OpCode.CHALLENGE_RESPONSE,
         ChallengeAnswerRequest(
             auth_type=AUTH_TYPE_PUBKEY,
@@ -274,8 +273,16 @@ async def test_a_challenge_answer_is_good_once(handle_net: HandleNet) -> None:
             key_index=300,
             signed_response=signed,
         ),
-        session_id=session,
+        session_id=challenge.envelope.session_id,
     )
+
+
+@pytest.mark.asyncio
+async def test_a_challenge_answer_is_good_once(handle_net: HandleNet) -> None:
+    challenge = await challenged_create(handle_net, b"88.100.1/ONCE", request_id=11)
+    session = challenge.envelope.session_id
+    assert session != 0
+    answer = admin_answer(challenge)
     done = await exchange(handle_net, answer, request_id=12)
     assert (done.envelope.request_id, done.header.opcode) == (12, OpCode.CREATE_HANDLE)
     assert done.header.response_code == ResponseCode.SUCCESS
@@ -289,46 +296,38 @@ async def test_a_challenge_answer_is_good_once(handle_net: HandleNet) -> None:
     assert [e.op for e in history] == ["create"]
 
 
-# ---- pure parts: the pending challenges, the values a client sends ----------------------
+@pytest.mark.asyncio
+async def test_an_answer_after_sixty_seconds_is_refused_and_writes_nothing(
+    handle_net: HandleNet,
+) -> None:
+    challenge = await challenged_create(handle_net, b"88.100.1/LATE", request_id=21)
+    # the challenge as PostgreSQL keeps it for every process of the node, 61 s on
+    aged = await handle_net.stores["sub"].pool.execute(
+        "UPDATE pending_challenges SET opened_at = opened_at - 61 WHERE session_id = $1",
+        challenge.envelope.session_id,
+    )
+    assert aged == "UPDATE 1"
+    late = await exchange(handle_net, admin_answer(challenge), request_id=22)
+    assert late.header.response_code == ResponseCode.AUTHEN_TIMEOUT
+    assert await handle_net.stores["sub"].get("88.100.1/LATE") is None
 
 
-def _pending(at: float, size: int = 0) -> Pending:
-    message = _request(OpCode.DELETE_HANDLE, DeleteHandleRequest(handle=b"88.100.1/X"))
-    message = dataclasses.replace(message, header_and_body=bytes(size))  # as received
-    return Pending(request=message, nonce=bytes(16), digest=bytes(32), at=at)
+@pytest.mark.asyncio
+async def test_a_kept_request_is_decoded_again_not_trusted(handle_net: HandleNet) -> None:
+    """What PostgreSQL hands back is checked as a request from the network is: bytes
+    that do not decode to a write are refused, and nothing is written."""
+    challenge = await challenged_create(handle_net, b"88.100.1/ODD", request_id=31)
+    await handle_net.stores["sub"].pool.execute(  # cut short: no longer fills its length
+        "UPDATE pending_challenges SET request = substring(request FROM 1 FOR 60)"
+        " WHERE session_id = $1",
+        challenge.envelope.session_id,
+    )
+    refused = await exchange(handle_net, admin_answer(challenge), request_id=32)
+    assert refused.header.response_code == ResponseCode.ERROR
+    assert await handle_net.stores["sub"].get("88.100.1/ODD") is None
 
 
-def test_a_pending_challenge_is_handed_out_once_and_not_after_its_time() -> None:
-    ids = iter([0, 7, 7, 8, 9])  # 0 is never a session id, nor one in use
-    challenges = Challenges(ttl=60.0, limit=10, session_ids=lambda: next(ids))
-    first = challenges.open(_pending(at=100.0))
-    second = challenges.open(_pending(at=100.0))
-    assert (first, second) == (7, 8)
-    assert challenges.take(7, now=110.0) is not None
-    assert challenges.take(7, now=110.0) is None  # used
-    assert challenges.take(8, now=161.0) is None  # expired
-    assert challenges.take(12345, now=110.0) is None  # never opened
-
-
-def test_pending_challenges_are_bounded_oldest_first() -> None:
-    ids = iter(range(1, 100))
-    challenges = Challenges(limit=3, session_ids=lambda: next(ids))
-    opened = [challenges.open(_pending(at=float(n))) for n in range(5)]
-    assert len(challenges) == 3
-    assert challenges.take(opened[0], now=5.0) is None
-    assert challenges.take(opened[4], now=5.0) is not None
-
-
-def test_pending_challenges_keep_a_bounded_number_of_request_bytes() -> None:
-    ids = iter(range(1, 100))
-    challenges = Challenges(max_bytes=1000, session_ids=lambda: next(ids))
-    first = challenges.open(_pending(at=0.0, size=600))
-    second = challenges.open(_pending(at=1.0, size=300))
-    third = challenges.open(_pending(at=2.0, size=300))  # 1,200 bytes: the oldest goes
-    assert challenges.take(first, now=3.0) is None
-    assert challenges.take(second, now=3.0) is not None
-    assert challenges.take(third, now=3.0) is not None
-    assert len(challenges) == 0
+# ---- pure parts: the values a client sends -------------------------------------------
 
 
 _NOW = 1_800_000_000

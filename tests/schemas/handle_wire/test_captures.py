@@ -11,6 +11,7 @@ from schemas.handle_wire import (
     Envelope,
     GetSiteInfoRequest,
     HandleValue,
+    ListHandlesRequest,
     Message,
     OpCode,
     OpFlag,
@@ -43,6 +44,7 @@ EXPECTED: dict[str, tuple[int, object]] = {
     ),
     "resolve-utf8": (DEFAULT, ResolutionRequest(handle="88.100.1/Grüße-東京".encode())),
     "siteinfo": (DEFAULT, GetSiteInfoRequest(handle=b"/")),
+    "list": (DEFAULT, ListHandlesRequest(handle=b"0.NA/88.100.1")),
 }
 
 
@@ -78,9 +80,8 @@ def test_capture_fields(path: Path) -> None:
 
     assert message.header.op_flags == flags
     assert message.body == body
-    assert message.header.opcode == (
-        OpCode.GET_SITE_INFO if isinstance(body, GetSiteInfoRequest) else OpCode.RESOLUTION
-    )
+    opcodes = {GetSiteInfoRequest: OpCode.GET_SITE_INFO, ListHandlesRequest: OpCode.LIST_HANDLES}
+    assert message.header.opcode == opcodes.get(type(body), OpCode.RESOLUTION)
 
 
 @pytest.mark.parametrize(

@@ -18,6 +18,8 @@ from schemas.handle_wire import (
     HandleValue,
     HandleWireError,
     Header,
+    ListHandlesRequest,
+    ListHandlesResponse,
     Message,
     OpCode,
     OpFlag,
@@ -163,6 +165,26 @@ def test_keep_alive_is_ours_to_set() -> None:
     reply = answer(resolution_request(), ResponseCode.SUCCESS, EMPTY, keep_alive=True)
 
     assert reply.header.keep_alive
+
+
+@pytest.mark.parametrize("continuous", [True, False])
+def test_an_answer_of_several_messages_says_more_follow_on_all_but_its_last(
+    continuous: bool,
+) -> None:
+    request = Message(
+        envelope=Envelope(),
+        header=Header(opcode=OpCode.LIST_HANDLES),
+        body=ListHandlesRequest(handle=b"0.NA/88.100"),
+    )
+    reply = answer(
+        request,
+        ResponseCode.SUCCESS,
+        ListHandlesResponse(handles=(b"88.100/A", b"88.100/B")),
+        continuous=continuous,
+    )
+
+    assert reply.header.continuous is continuous
+    assert reply.body == ListHandlesResponse(handles=(b"88.100/A", b"88.100/B"))
 
 
 @pytest.mark.parametrize(
