@@ -187,6 +187,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         overrides["mirror_of"] = args.mirror_of
     if args.snapshot:
         overrides["snapshot"] = Path(args.snapshot)
+    if args.verify_every is not None:
+        overrides["verify_every"] = args.verify_every
     if args.allow_seckey:
         overrides["allow_seckey"] = True
     if args.network:
@@ -457,6 +459,8 @@ def _verify_proof(args: argparse.Namespace) -> int:
 async def _verify(args: argparse.Namespace) -> int:
     import aiohttp
 
+    from idres.verify_client import Shown, fetch_report
+
     if args.proof:
         if args.node:
             raise _Usage(f"--proof checks a file offline: give no node ({args.node})")
@@ -464,14 +468,13 @@ async def _verify(args: argparse.Namespace) -> int:
 
     url = _verify_node(args) + "/api/sync/verify"
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=args.timeout)) as session,
-            session.get(url) as response,
-        ):
-            if response.status != 200:
-                print(f"idres verify: {url} answered HTTP {response.status}", file=sys.stderr)
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=args.timeout)
+        ) as session:
+            status, report = await fetch_report(session, url, progress=Shown())
+            if report is None:
+                print(f"idres verify: {url} answered HTTP {status}", file=sys.stderr)
                 return EXIT_FAILED
-            report = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         print(f"idres verify: cannot ask {url}: {exc or type(exc).__name__}", file=sys.stderr)
         return EXIT_FAILED
@@ -487,6 +490,10 @@ async def _verify(args: argparse.Namespace) -> int:
         )
         for problem in report["problems"]:
             print(f"  PROBLEM: {problem}")
+        if report.get("repaired"):  # rewritten from the chain by the node (sync/repair.py)
+            print(f"  repaired from the chain: {', '.join(report['repaired'])}")
+        for lost in report.get("withheld", []):
+            print(f"  WITHHELD: {lost['handle']} value {lost['index']} (restore it from a backup)")
         print("  OK" if report["ok"] else f"  {len(report['problems'])} problem(s)")
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
@@ -759,6 +766,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--hash", choices=("sha256", "sm3"), help="hash of this node's chain (IDRES_HASH)"
+    )
+    p.add_argument(
+        "--verify-every",
+        type=float,
+        metavar="SECONDS",
+        help="check what changed in the node's database against its chains this often, "
+        "repairing what departs (default 30; 0: off; everything again every 6 hours)",
     )
     p.add_argument(
         "--mirror-of",

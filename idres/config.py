@@ -74,6 +74,7 @@ class NodeConfig:
     kafka_password: str = field(default="", repr=False)
     kafka_mechanism: str = DEFAULT_KAFKA_MECHANISM
     hash_alg: str = "sha256"  # of this node's chain: sha256 or sm3
+    verify_every: float = 30.0  # seconds between two continuous checks (sync/audit.py); 0: off
     mirror_of: str | None = None  # keep and answer copies of what this node keeps
     snapshot: Path | None = None  # start the chains this node keeps from this file
     # what one anonymous client may make this node ask other nodes (POST /api/resolve)

@@ -65,6 +65,7 @@ from resolver.sockets import bind
 from resolver.topology import Delegation, Directory, Role
 from schemas.errors import IdresError
 from schemas.identifiers import RoutingKey
+from sync.audit import AuditConfig
 from sync.kafka import KafkaCredentials, KafkaLog
 from sync.service import SyncConfig
 from sync.snapshot import SnapshotError
@@ -395,7 +396,10 @@ def kafka_credentials(config: NodeConfig) -> KafkaCredentials | None:
 def _sync_config(config: NodeConfig, directory: Directory) -> SyncConfig:
     name = config.name or "node"
     return SyncConfig(
-        alg=config.hash_alg, announce=(directory.by_name[name],), mirror_of=config.mirror_of
+        alg=config.hash_alg,
+        announce=(directory.by_name[name],),
+        mirror_of=config.mirror_of,
+        audit=AuditConfig(interval=config.verify_every),
     )
 
 

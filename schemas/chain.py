@@ -23,7 +23,7 @@ anchor payload (version 1): {"v": 1, "seq": last entry, "hash": block hash,
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -81,12 +81,27 @@ def link(
     alg: str, chain: str, first_seq: int, prev: bytes, items: Sequence[tuple[Kind, bytes]]
 ) -> list[Entry]:
     """Number and chain ``items`` after the entry whose hash is ``prev``."""
+    h = _constructor(alg)  # once per block: checking one hashes every entry thrice
     out = []
     for n, (kind, payload) in enumerate(items):
-        h = entry_hash(alg, chain, first_seq + n, kind, prev, payload)
-        out.append(Entry(seq=first_seq + n, kind=kind, payload=payload, prev=prev, hash=h))
-        prev = h
+        seq = first_seq + n
+        this: bytes = h(
+            # as entry_hash encodes it
+            dumps_ordered(
+                {"seq": seq, "kind": kind, "prev": prev, "chain": chain, "payload": payload}
+            )
+        ).digest()
+        out.append(Entry(seq=seq, kind=kind, payload=payload, prev=prev, hash=this))
+        prev = this
     return out
+
+
+def _constructor(alg: str) -> Callable[[bytes], Any]:
+    """The hash of ``alg`` as a constructor, as ``digest`` computes it."""
+    if alg == "sha256":
+        return hashlib.sha256
+    digest(alg, b"")  # raises ChainError for an algorithm this machine lacks
+    return lambda data: hashlib.new(alg, data)
 
 
 # --- Merkle tree (RFC 6962 §2.1; the verification algorithm of RFC 9162 §2.1.3.2) -----
@@ -109,10 +124,21 @@ def _split(n: int) -> int:
 
 
 def merkle_root(alg: str, leaves: Sequence[bytes]) -> bytes:
+    """Bottom up, with no recursion: RFC 6962's tree pairs the nodes of each level left
+    to right and carries an odd last one up unchanged, which is its split at the
+    largest power of two (``_root``; tests hold the two equal)."""
+    h = _constructor(alg)
     if not leaves:
-        return digest(alg, b"")
-    level = [_leaf(alg, h) for h in leaves]
-    return _root(alg, level)
+        return bytes(h(b"").digest())
+    level = [h(b"\x00" + x).digest() for x in leaves]
+    while len(level) > 1:
+        paired = [
+            h(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            paired.append(level[-1])
+        level = paired
+    return bytes(level[0])
 
 
 def _root(alg: str, hashed: Sequence[bytes]) -> bytes:

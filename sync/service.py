@@ -6,9 +6,10 @@ its own; ``idres up`` starts it with each node's HTTP application."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 import orjson
@@ -26,6 +27,7 @@ from schemas.identifiers import Identifier
 from schemas.record import Record
 from sync import proof
 from sync.apply import drop_unkept_answers
+from sync.audit import Audit, AuditConfig
 from sync.coherence import Publisher
 from sync.directory import LiveDirectory, Refusal
 from sync.follow import Follower, keep_dead_letter
@@ -33,12 +35,15 @@ from sync.judge import followed
 from sync.log import DIRECTORY_TOPIC, Log, LogUnavailable
 from sync.notices import FollowerView
 from sync.relay import Relay, RelayConfig, load_tip
+from sync.repair import Repaired, repair
 from sync.snapshot import take as take_snapshot
 from sync.tips import TIP_PATH, TipClient
 from sync.verify import verify
 
 logger = logging.getLogger("idres.sync")
 JSON = "application/json"
+NDJSON = "application/x-ndjson"  # idres verify's streamed report (idres/verify_client.py)
+PROGRESS_EVERY = 0.5  # seconds between two progress lines of a streamed verify
 
 
 def _json(
@@ -53,6 +58,8 @@ class SyncConfig:
     follow: bool = True  # keep copies of the chains below this node
     announce: tuple[Delegation, ...] = ()  # delegations this node publishes on start
     mirror_of: str | None = None  # keep copies of what this other node keeps, and its chain
+    # the continuous check (sync/audit.py)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 def _same_public(chained: Record, here: Record) -> bool:
@@ -66,6 +73,29 @@ def _same_public(chained: Record, here: Record) -> bool:
         return encode_record(replace(r, values=public)), private
 
     return parts(chained) == parts(here)
+
+
+def _not_found(ident: Identifier) -> dict[str, object]:
+    return {
+        "responseCode": 100,
+        "handle": ident.canonical,
+        "message": f"identifier not found: {ident.canonical}",
+    }
+
+
+def _departs(ident: Identifier, fixed: Repaired) -> dict[str, object]:
+    """The answer for a record that departs from its chain and could not be restored
+    from it: a fault that asking again will not mend (no Retry-After)."""
+    found = "; ".join(fixed.problems) or "it differs from its chain"
+    lost = ", ".join(str(i) for h, i in fixed.withheld if h == ident.canonical)
+    return {
+        "responseCode": 2,
+        "handle": ident.canonical,
+        "message": f"this node's copy of {ident.canonical} was changed outside the registry "
+        f"({found}); it was rewritten from its signed chain, but the private value(s) at "
+        f"index {lost or '?'} cannot be restored from a chain, which carries only their "
+        "commitments: they are withheld until the node's operator restores them",
+    }
 
 
 class Sync:
@@ -108,6 +138,7 @@ class Sync:
             metrics=self.metrics_lines,
         )
         directory.on_adopted = self.publisher.adopted
+        self.audit = Audit(pool, directory, me, mirror_of=config.mirror_of, config=config.audit)
 
     async def _keep_refused(self, offset: int, refusal: Refusal, raw: bytes) -> None:
         """A delegation refused from the directory topic, in dead_letters with why."""
@@ -132,6 +163,7 @@ class Sync:
         if self.follower is not None:
             self._supervise("follow", self.follower.run)
             self._supervise("tips", self.follower.confirm_forever)
+        self._supervise("audit", self.audit.run)
 
     async def _drop_unkept(self) -> None:
         """Once at start: the answers of copies this node no longer keeps go (a node
@@ -218,6 +250,17 @@ class Sync:
                 },
             )
         built = await proof.build(self.pool, directory, chain, ident.canonical, held)
+        if built is not None and built[1] is not None and not _same_public(built[1], record):
+            # not what the chain says: a write waiting in the outbox, or a record changed
+            # behind the registry's back, which is rewritten from the chain now
+            fixed = await repair(self.pool, directory, me, [ident.canonical], found_by="proof")
+            if fixed.repaired:
+                record = await store.get(ident.canonical)
+                built = await proof.build(self.pool, directory, chain, ident.canonical, held)
+                if record is None or built is None or built[1] is None:
+                    return _json(404, _not_found(ident))
+                if not _same_public(built[1], record):
+                    return _json(500, _departs(ident, fixed))
         top = built[0]["levels"][-1]["chain"] if built is not None else ""
         parent = directory.by_name[top].parent if top in directory.by_name else None
         pending = (
@@ -243,23 +286,68 @@ class Sync:
         public = tuple(v for v in record.values if v.permissions.public_read)
         return _json(200, {**record_to_json(record, values=public), "proof": built[0]})
 
+    async def _verify_and_repair(
+        self, me: str, progress: Callable[[int, int], None] | None
+    ) -> dict[str, object]:
+        """The report of ``idres verify``; each record it found departing from its chain
+        is rewritten from it (sync/repair.py) and named under ``repaired``."""
+        report = await verify(
+            self.pool, self.directory(), me, mirror_of=self.config.mirror_of, progress=progress
+        )
+        fixed = await repair(
+            self.pool,
+            self.directory(),
+            me,
+            [m.handle for m in report.mismatches],
+            found_by="verify",
+        )
+        return {
+            "node": me,
+            **report.to_json(),
+            "repaired": fixed.repaired,
+            "withheld": [{"handle": h, "index": i} for h, i in fixed.withheld],
+        }
+
     def install(self, app: web.Application, me: str, *, run: bool = True) -> None:
         """Add /api/sync/verify and /api/sync/snapshot; with ``run``, start the sync
         with the app (``idres up``; ``idres serve`` runs it in a process of its own)."""
         lock = asyncio.Lock()  # one check at a time: it reads every block and record
 
-        async def check(request: web.Request) -> web.Response:
+        async def check(request: web.Request) -> web.StreamResponse:
             # an operator's tool that reads every block: for this machine only
             if request.remote not in ("127.0.0.1", "::1"):
                 raise Forbidden(
                     "verify is answered on the node's own machine only (it reads every "
                     "block and record); run idres verify there"
                 )
-            async with lock:  # and across this node's workers: see verify()
-                report = await verify(
-                    self.pool, self.directory(), me, mirror_of=self.config.mirror_of
-                )
-            return web.json_response({"node": me, **report.to_json()})
+            if NDJSON not in request.headers.get("Accept", ""):
+                async with lock:  # and across this node's workers: see verify()
+                    body = await self._verify_and_repair(me, None)
+                return web.json_response(body)
+            # streamed: a progress line every PROGRESS_EVERY, then the report
+            response = web.StreamResponse(headers={"Content-Type": NDJSON})
+            await response.prepare(request)
+            counts = {"records": 0, "total": 0}
+
+            def progress(records: int, total: int) -> None:
+                counts.update(records=records, total=total)
+
+            async def tell() -> None:
+                while True:
+                    await asyncio.sleep(PROGRESS_EVERY)
+                    await response.write(dump({"progress": counts}) + b"\n")
+
+            async with lock:
+                teller = asyncio.create_task(tell())
+                try:
+                    body = await self._verify_and_repair(me, progress)
+                finally:
+                    teller.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                        await teller
+            await response.write(dump({"report": body}) + b"\n")
+            await response.write_eof()
+            return response
 
         async def snapshot(request: web.Request) -> web.StreamResponse:
             # the whole of every chain held: an operator's tool, for this machine only
@@ -330,4 +418,4 @@ class Sync:
         ]
         if self.follower is not None:
             lines += self.follower.metrics_lines()
-        return lines
+        return lines + self.audit.metrics_lines()

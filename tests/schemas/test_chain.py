@@ -16,13 +16,17 @@ from schemas.chain import (
     GENESIS,
     Block,
     ChainError,
+    Kind,
     Tip,
+    _root,
     anchor_of,
     check_block,
     cut_block,
     decode_anchor,
     decode_block,
     digest,
+    entry_hash,
+    link,
     merkle_path,
     merkle_root,
     root_from_path,
@@ -60,6 +64,26 @@ def test_merkle_root_follows_rfc6962() -> None:
     left = hashlib.sha256(b"\x01" + leaf[0] + leaf[1]).digest()
     assert merkle_root("sha256", leaves) == hashlib.sha256(b"\x01" + left + leaf[2]).digest()
     assert merkle_root("sha256", leaves[:1]) == leaf[0]
+
+
+@pytest.mark.parametrize("alg", ["sha256", "sm3"])
+@pytest.mark.parametrize("size", [*range(0, 40), 63, 64, 65, 999, 1000, 1001])
+def test_the_bottom_up_merkle_root_is_the_recursive_split(alg: str, size: int) -> None:
+    leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size)]
+    recursive = (
+        _root(alg, [digest(alg, b"\x00" + x) for x in leaves]) if leaves else digest(alg, b"")
+    )
+    assert merkle_root(alg, leaves) == recursive
+
+
+@pytest.mark.parametrize("alg", ["sha256", "sm3"])
+def test_a_link_hashes_each_entry_as_entry_hash_does(alg: str) -> None:
+    items: list[tuple[Kind, bytes]] = [("op", b"a"), ("anchor", b"b"), ("op", b"")]
+    prev = GENESIS
+    for e in link(alg, "sub-a", 7, GENESIS, items):
+        assert e.hash == entry_hash(alg, "sub-a", e.seq, e.kind, prev, e.payload)
+        assert e.prev == prev
+        prev = e.hash
 
 
 @given(st.integers(min_value=1, max_value=70), st.data())

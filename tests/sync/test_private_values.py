@@ -299,3 +299,51 @@ async def test_a_record_with_a_private_value_has_a_proof_that_shows_only_the_pub
     assert proof.check(leaked, directory.trust_anchor).problems == [
         "proof: the values answered differ from version 1 in the chain"
     ]
+
+
+async def test_a_repair_restores_public_values_and_withholds_a_private_one_it_cannot(
+    network: dict[str, Node],
+) -> None:
+    from sync.repair import repair  # issue 16: what the chain can give back, and not
+
+    sub = network["sub-a"]
+    await sub.store.put(_record(), actor="t")
+    await flush(sub)
+    directory = sub.follower.directory()
+    # a public value changed at the holder: the chain has it in clear
+    async with sub.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE handle_values SET data = $1 WHERE handle = $2 AND idx = 1",
+            b"https://evil.example/",
+            HANDLE,
+        )
+    fixed = await repair(sub.pool, directory, sub.name, [HANDLE], found_by="verify")
+    assert (fixed.repaired, fixed.withheld) == ([HANDLE], [])
+    record = await sub.store.get(HANDLE)
+    assert record is not None
+    assert [v.value for v in record.values] == ["https://e.x/p", SECRET]  # the secret kept
+    assert (await verify(sub.pool, directory, sub.name)).problems == []
+
+    # a private value changed: the chain holds only its commitment, so it is withheld
+    async with sub.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE handle_values SET data = $1 WHERE handle = $2 AND idx = 2",
+            b"attacker@evil.example",
+            HANDLE,
+        )
+    fixed = await repair(sub.pool, directory, sub.name, [HANDLE], found_by="verify")
+    assert fixed.withheld == [(HANDLE, 2)]
+    record = await sub.store.get(HANDLE)
+    assert record is not None
+    assert [v.index for v in record.values] == [1]  # the forged value is served to no one
+    async with sub.pool.acquire() as conn:
+        kept = await conn.fetch("SELECT idx, data FROM withheld_values WHERE handle = $1", HANDLE)
+        findings = await conn.fetch(
+            "SELECT found_by, repaired FROM integrity_findings WHERE handle = $1 ORDER BY id",
+            HANDLE,
+        )
+    assert [(r["idx"], bytes(r["data"])) for r in kept] == [(2, b"attacker@evil.example")]
+    assert [(r["found_by"], r["repaired"]) for r in findings] == [
+        ("verify", True),
+        ("verify", False),
+    ]
