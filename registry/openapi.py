@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.identifiers import pattern
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -17,11 +19,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _json(
-        _ref("Error"),
-        "Malformed identifier (102), invalid value (202), bad query or "
-        "JSON, or a prefix this node does not hold (301)",
-    ),
+    "400": {
+        "description": "Malformed identifier (102), invalid value (202), bad query or "
+        "JSON, or a prefix this node does not hold (301); a request line or header over "
+        "8190 bytes is refused by the HTTP layer in text/plain",
+        "content": {
+            "application/json": {"schema": _ref("Error")},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    },
     "401": _json(_ref("Error"), "Authentication needed (402): sign the request (RFC 9421)"),
     "403": _json(
         _ref("Error"), "The signature fails, is replayed, or the key lacks the permission (400)"
@@ -37,8 +43,15 @@ _IDENTIFIER = {
     "description": "Any identifier idres parses (88.100.1/ABC, 06901234567892, "
     "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is, but one that ends in "
     "/history is sent with that last slash as %2F (/history after it names the history, "
-    "which only GET reads: PUT and DELETE there are 405).",
-    "schema": {"type": "string"},
+    "which only GET reads: PUT and DELETE there are 405). The pattern is each scheme's "
+    "syntax; an identifier that fits it is still refused (400, responseCode 102) for what "
+    f"no pattern states: {pattern.NOT_IN_PATTERN}.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": pattern.MAX_INPUT_CHARS,
+        "pattern": pattern.IDENTIFIER,
+    },
 }
 _SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
 _IDEMPOTENCY = {
@@ -337,9 +350,19 @@ OPENAPI: dict[str, Any] = {
                         "name": "prefix",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "description": "88.100.1 (handles), gs1:690123, oid:1.2.156, "
+                        "ecode:1000 or bid:ab12",
+                        "schema": {
+                            "type": "string",
+                            "maxLength": pattern.MAX_INPUT_CHARS,
+                            "pattern": pattern.PREFIX,
+                        },
                     },
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 10**9},
+                    },
                     {
                         "name": "pageSize",
                         "in": "query",
