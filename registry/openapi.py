@@ -92,18 +92,13 @@ OPENAPI: dict[str, Any] = {
                     "responseCode": {"type": "integer"},
                     "message": {"type": "string"},
                     "position": {"type": "integer"},
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["field", "reason"],
-                            "properties": {
-                                "field": {"type": "string"},
-                                "reason": {"type": "string"},
-                            },
-                        },
-                    },
+                    "errors": {"type": "array", "items": _ref("FieldError")},
                 },
+            },
+            "FieldError": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
             },
             "Data": {
                 "oneOf": [
@@ -213,6 +208,18 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
             },
+            "BatchOperation": {
+                "type": "object",
+                "required": ["handle"],
+                "additionalProperties": False,
+                "properties": {
+                    "op": {"enum": ["put", "delete"]},
+                    "handle": {"type": "string"},
+                    "values": {"type": "array", "items": _ref("Value")},
+                    "overwrite": {"type": "boolean"},
+                    "index": {"type": "array", "items": {"type": "integer"}},
+                },
+            },
             "BatchRequest": {
                 "type": "object",
                 "required": ["operations"],
@@ -223,16 +230,12 @@ OPENAPI: dict[str, Any] = {
                         "minItems": 1,
                         "maxItems": 10000,
                         "items": {
-                            "type": "object",
-                            "required": ["handle"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "op": {"enum": ["put", "delete"]},
-                                "handle": {"type": "string"},
-                                "values": {"type": "array", "items": _ref("Value")},
-                                "overwrite": {"type": "boolean"},
-                                "index": {"type": "array", "items": {"type": "integer"}},
-                            },
+                            "description": "A BatchOperation. Each is read on its own, as "
+                            "a row of an import is: one that is not a BatchOperation does "
+                            "not refuse the batch but gets its own result (status 400, "
+                            "responseCode 202 with its fields in errors, or 102 for a "
+                            "malformed handle), while the others are carried out.",
+                            "anyOf": [_ref("BatchOperation"), {}],
                         },
                     }
                 },
@@ -254,6 +257,8 @@ OPENAPI: dict[str, Any] = {
                                 "status": {"type": "integer"},
                                 "version": {"type": "integer"},
                                 "message": {"type": "string"},
+                                "position": {"type": "integer"},
+                                "errors": {"type": "array", "items": _ref("FieldError")},
                             },
                         },
                     },
@@ -384,7 +389,12 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "422": _REUSED_KEY,
-                    "200": _json(_ref("BatchResponse"), "One result per operation"),
+                    "200": _json(
+                        _ref("BatchResponse"),
+                        "One result per operation, in order: each with its own status "
+                        "(201, 200, or the error status a single write would get) and "
+                        "responseCode; a malformed operation is one of them",
+                    ),
                     **_ERRORS,
                 },
             }
