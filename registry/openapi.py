@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.identifiers import pattern
+from schemas.record import MAX_VALUES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -141,7 +142,14 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["values"],
                 "additionalProperties": False,
-                "properties": {"values": {"type": "array", "items": _ref("Value")}},
+                "properties": {
+                    "values": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_VALUES,
+                        "items": _ref("Value"),
+                    }
+                },
             },
             "Record": {
                 "type": "object",
@@ -269,9 +277,20 @@ OPENAPI: dict[str, Any] = {
                 "required": ["prefix", "publicKey"],
                 "additionalProperties": False,
                 "properties": {
-                    "prefix": {"type": "string", "examples": ["88.100.1"]},
-                    "publicKey": {"type": "string", "contentEncoding": "base64"},
-                    "keyIndex": {"type": "integer", "minimum": 101},
+                    "prefix": {
+                        "type": "string",
+                        "pattern": pattern.PREFIX,
+                        "examples": ["88.100.1"],
+                    },
+                    "publicKey": {
+                        "description": "Base64 of a DER SubjectPublicKeyInfo (idres keygen "
+                        "prints it); one that is no key is refused 400 (202)",
+                        "type": "string",
+                        "contentEncoding": "base64",
+                        "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|"
+                        "[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$",
+                    },
+                    "keyIndex": {"type": "integer", "minimum": 101, "maximum": 2**31 - 1},
                 },
             },
         },
