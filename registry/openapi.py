@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.identifiers import pattern
-from schemas.record import MAX_VALUES
+from schemas.record import KNOWN_HS_TYPES, MAX_TYPE_BYTES, MAX_VALUES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -54,6 +54,9 @@ _IDENTIFIER = {
         "pattern": pattern.IDENTIFIER,
     },
 }
+# a type name (schemas/record.py): 1 to 128 of its characters, HS_ only as the known ones
+_KNOWN_HS = "|".join(sorted(t.removeprefix("HS_") for t in KNOWN_HS_TYPES))
+TYPE_NAME = f"^(?!HS_(?!(?:{_KNOWN_HS})$))[A-Za-z0-9_.:/+-]{{1,{MAX_TYPE_BYTES}}}$"
 _SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}]
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
@@ -129,7 +132,14 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "index": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-                    "type": {"type": "string"},
+                    "type": {
+                        "description": "Letters, digits and _ . : / + -; HS_ names only "
+                        "the known ones. Some types fix the data's format (HS_ADMIN admin, "
+                        "HS_PUBKEY key) and the data's rules (a URL is a URI): broken, "
+                        "400 (202) with the field",
+                        "type": "string",
+                        "pattern": TYPE_NAME,
+                    },
                     "data": _ref("Data"),
                     "ttl": {"type": "integer", "minimum": 0},
                     "ttlType": {"enum": ["relative", "absolute"]},
