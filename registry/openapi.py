@@ -22,8 +22,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 _ERRORS = {
     "400": {
         "description": "Malformed identifier (102), invalid value (202), bad query or "
-        "JSON, or a prefix this node does not hold (301); a request line or header over "
-        "8190 bytes is refused by the HTTP layer in text/plain",
+        "JSON, or a prefix this node does not hold (301); a request head over 16 KiB "
+        "is refused before any of that, in text/plain under --front python",
         "content": {
             "application/json": {"schema": _ref("Error")},
             "text/plain": {"schema": {"type": "string"}},
