@@ -29,10 +29,21 @@ JSON = "application/json"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+# The longest request line or header field a node reads: the node's edge reads heads of
+# up to 16 KiB (resolver/edge/main.go, ReadBufferSize) and passes them on, so aiohttp
+# must take any of them; at its own default (8190) it refused a longer line and closed
+# the socket while the edge still sent the body, and the client got 502, not 400.
+MAX_HEAD_LINE = 16 << 10
+
+
 def listener_limits(keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> dict[str, Any]:
     """Handler arguments for every aiohttp listener of a node (``web.Application(
     handler_args=...)`` or ``web.AppRunner(app, **...)``)."""
-    return {"keepalive_timeout": keepalive_timeout}
+    return {
+        "keepalive_timeout": keepalive_timeout,
+        "max_line_size": MAX_HEAD_LINE,
+        "max_field_size": MAX_HEAD_LINE,
+    }
 
 
 def json_response(body: dict[str, Any], status: int = 200) -> web.Response:

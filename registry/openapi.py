@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.identifiers import pattern
+from schemas.record import KNOWN_HS_TYPES, MAX_TYPE_BYTES, MAX_VALUES
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -17,12 +20,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 _ERRORS = {
-    "400": _json(
-        _ref("Error"),
-        "Malformed identifier (102), invalid value (202), bad query or "
-        "JSON, or a prefix this node does not hold (301; Location names the node "
-        "that holds it)",
-    ),
+    "400": {
+        "description": "Malformed identifier (102), invalid value (202), bad query or "
+        "JSON, or a prefix this node does not hold (301; Location names the node that "
+        "holds it); a request head over 16 KiB is refused before any of that, in "
+        "text/plain under --front python",
+        "content": {
+            "application/json": {"schema": _ref("Error")},
+            "text/plain": {"schema": {"type": "string"}},
+        },
+    },
     "401": _json(_ref("Error"), "Authentication needed (402): sign the request (RFC 9421)"),
     "403": _json(
         _ref("Error"), "The signature fails, is replayed, or the key lacks the permission (400)"
@@ -55,9 +62,19 @@ _IDENTIFIER = {
     "description": "Any identifier idres parses (88.100.1/ABC, 06901234567892, "
     "1.2.156.3001.1, did:bid:..., ...); '/' may stand as is, but one that ends in "
     "/history is sent with that last slash as %2F (/history after it names the history, "
-    "which only GET reads: PUT and DELETE there are 405).",
-    "schema": {"type": "string"},
+    "which only GET reads: PUT and DELETE there are 405). The pattern is each scheme's "
+    "syntax; an identifier that fits it is still refused (400, responseCode 102) for what "
+    f"no pattern states: {pattern.NOT_IN_PATTERN}.",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": pattern.MAX_INPUT_CHARS,
+        "pattern": pattern.IDENTIFIER,
+    },
 }
+# a type name (schemas/record.py): 1 to 128 of its characters, HS_ only as the known ones
+_KNOWN_HS = "|".join(sorted(t.removeprefix("HS_") for t in KNOWN_HS_TYPES))
+TYPE_NAME = f"^(?!HS_(?!(?:{_KNOWN_HS})$))[A-Za-z0-9_.:/+-]{{1,{MAX_TYPE_BYTES}}}$"
 # a write is signed, or carries a Handle.Net secret key where the node allows it
 _SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}, {"handleSecretKey": []}]
 _IDEMPOTENCY = {
@@ -105,18 +122,13 @@ OPENAPI: dict[str, Any] = {
                     "responseCode": {"type": "integer"},
                     "message": {"type": "string"},
                     "position": {"type": "integer"},
-                    "errors": {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["field", "reason"],
-                            "properties": {
-                                "field": {"type": "string"},
-                                "reason": {"type": "string"},
-                            },
-                        },
-                    },
+                    "errors": {"type": "array", "items": _ref("FieldError")},
                 },
+            },
+            "FieldError": {
+                "type": "object",
+                "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
             },
             "Data": {
                 "oneOf": [
@@ -146,7 +158,14 @@ OPENAPI: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "index": {"type": "integer", "minimum": 1, "maximum": 2147483647},
-                    "type": {"type": "string"},
+                    "type": {
+                        "description": "Letters, digits and _ . : / + -; HS_ names only "
+                        "the known ones. Some types fix the data's format (HS_ADMIN admin, "
+                        "HS_PUBKEY key) and the data's rules (a URL is a URI): broken, "
+                        "400 (202) with the field",
+                        "type": "string",
+                        "pattern": TYPE_NAME,
+                    },
                     "data": _ref("Data"),
                     "ttl": {"type": "integer", "minimum": 0},
                     "ttlType": {"enum": ["relative", "absolute"]},
@@ -159,7 +178,14 @@ OPENAPI: dict[str, Any] = {
                 "type": "object",
                 "required": ["values"],
                 "additionalProperties": False,
-                "properties": {"values": {"type": "array", "items": _ref("Value")}},
+                "properties": {
+                    "values": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": MAX_VALUES,
+                        "items": _ref("Value"),
+                    }
+                },
             },
             "Record": {
                 "type": "object",
@@ -226,6 +252,18 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
             },
+            "BatchOperation": {
+                "type": "object",
+                "required": ["handle"],
+                "additionalProperties": False,
+                "properties": {
+                    "op": {"enum": ["put", "delete"]},
+                    "handle": {"type": "string"},
+                    "values": {"type": "array", "items": _ref("Value")},
+                    "overwrite": {"type": "boolean"},
+                    "index": {"type": "array", "items": {"type": "integer"}},
+                },
+            },
             "BatchRequest": {
                 "type": "object",
                 "required": ["operations"],
@@ -236,16 +274,12 @@ OPENAPI: dict[str, Any] = {
                         "minItems": 1,
                         "maxItems": 10000,
                         "items": {
-                            "type": "object",
-                            "required": ["handle"],
-                            "additionalProperties": False,
-                            "properties": {
-                                "op": {"enum": ["put", "delete"]},
-                                "handle": {"type": "string"},
-                                "values": {"type": "array", "items": _ref("Value")},
-                                "overwrite": {"type": "boolean"},
-                                "index": {"type": "array", "items": {"type": "integer"}},
-                            },
+                            "description": "A BatchOperation. Each is read on its own, as "
+                            "a row of an import is: one that is not a BatchOperation does "
+                            "not refuse the batch but gets its own result (status 400, "
+                            "responseCode 202 with its fields in errors, or 102 for a "
+                            "malformed handle), while the others are carried out.",
+                            "anyOf": [_ref("BatchOperation"), {}],
                         },
                     }
                 },
@@ -267,6 +301,8 @@ OPENAPI: dict[str, Any] = {
                                 "status": {"type": "integer"},
                                 "version": {"type": "integer"},
                                 "message": {"type": "string"},
+                                "position": {"type": "integer"},
+                                "errors": {"type": "array", "items": _ref("FieldError")},
                             },
                         },
                     },
@@ -277,9 +313,20 @@ OPENAPI: dict[str, Any] = {
                 "required": ["prefix", "publicKey"],
                 "additionalProperties": False,
                 "properties": {
-                    "prefix": {"type": "string", "examples": ["88.100.1"]},
-                    "publicKey": {"type": "string", "contentEncoding": "base64"},
-                    "keyIndex": {"type": "integer", "minimum": 101},
+                    "prefix": {
+                        "type": "string",
+                        "pattern": pattern.PREFIX,
+                        "examples": ["88.100.1"],
+                    },
+                    "publicKey": {
+                        "description": "Base64 of a DER SubjectPublicKeyInfo (idres keygen "
+                        "prints it); one that is no key is refused 400 (202)",
+                        "type": "string",
+                        "contentEncoding": "base64",
+                        "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{4}|"
+                        "[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)$",
+                    },
+                    "keyIndex": {"type": "integer", "minimum": 101, "maximum": 2**31 - 1},
                 },
             },
         },
@@ -367,9 +414,19 @@ OPENAPI: dict[str, Any] = {
                         "name": "prefix",
                         "in": "query",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "description": "88.100.1 (handles), gs1:690123, oid:1.2.156, "
+                        "ecode:1000 or bid:ab12",
+                        "schema": {
+                            "type": "string",
+                            "maxLength": pattern.MAX_INPUT_CHARS,
+                            "pattern": pattern.PREFIX,
+                        },
                     },
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                    {
+                        "name": "page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 10**9},
+                    },
                     {
                         "name": "pageSize",
                         "in": "query",
@@ -391,7 +448,12 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "422": _REUSED_KEY,
-                    "200": _json(_ref("BatchResponse"), "One result per operation"),
+                    "200": _json(
+                        _ref("BatchResponse"),
+                        "One result per operation, in order: each with its own status "
+                        "(201, 200, or the error status a single write would get) and "
+                        "responseCode; a malformed operation is one of them",
+                    ),
                     **_ERRORS,
                 },
             }

@@ -52,6 +52,9 @@ from schemas.record import Record
 
 MAX_BATCH_RESOLVE = 1000
 JSON = "application/json"
+# The browser proxy's path: any but the API's own, so that /api/... answers 404, or 405
+# with an Allow that lists only what the API serves there
+BROWSER_TAIL = r"{tail:(?!api/)[\w\W]+}"
 # The host a Digital Link path is read under when this node answers it (GS1 DL URI
 # syntax 1.2 §4): configured, never the request's Host header, which the client writes.
 DEFAULT_DIGITAL_LINK_HOST = "id.gs1.org"
@@ -107,7 +110,7 @@ class ResolverAPI:
         self.gs1.install(app)
         DidAPI(self).install(app)
         # last: every other path names an identifier, as on hdl.handle.net or id.gs1.org
-        app.router.add_get("/" + TAIL, self.proxy)
+        app.router.add_get("/" + BROWSER_TAIL, self.proxy)
 
     def _from_peer(self, request: web.Request) -> bool:
         """Whether this request was forwarded by the node its ``Idres-Via`` names last,

@@ -21,14 +21,14 @@ from schemas.identifiers.base58 import b58encode
 from schemas.identifiers.handle import parse_prefix
 from schemas.identifiers.model import Identifier, Namespace, RoutingKey, Scheme
 
-__all__ = ["SERVED_METHODS", "b58encode", "method_of", "parse_did", "suffix_bytes"]
+__all__ = ["BECH32", "SERVED_METHODS", "b58encode", "method_of", "parse_did", "suffix_bytes"]
 
 SUFFIX_BYTES = 22
 KEY_TYPES = {"e": "Ed25519", "z": "SM2", "s": "secp256k1"}
 ENCODINGS = {"f": "Base58", "s": "Base64url", "t": "Bech32"}
 _CODE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-_BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+BECH32 = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 
 
 # DID Core §3.1: did = "did:" method-name ":" method-specific-id
@@ -109,7 +109,7 @@ def _parse_bid(text: str, start: int) -> Identifier:
 
 def _check_suffix(text: str, suffix: str, encoding: str, offset: int) -> None:
     name = ENCODINGS[encoding]
-    alphabet = {"f": _B58, "s": _B64URL, "t": frozenset(_BECH32)}[encoding]
+    alphabet = {"f": _B58, "s": _B64URL, "t": frozenset(BECH32)}[encoding]
     for k, ch in enumerate(suffix):
         if ch not in alphabet:
             raise InvalidIdentifier(
@@ -140,7 +140,7 @@ def _bech32_data_decode(s: str) -> bytes | None:
     acc = 0
     out = bytearray()
     for ch in s:
-        acc = (acc << 5) | _BECH32.index(ch)
+        acc = (acc << 5) | BECH32.index(ch)
         bits += 5
         if bits >= 8:
             bits -= 8

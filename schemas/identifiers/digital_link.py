@@ -20,10 +20,10 @@ PRIMARY_KEYS: dict[str, tuple[Scheme, tuple[str, ...]]] = {
 }
 # Qualifier values: GS1 AI encodable character set 82 (General Specifications §7.11),
 # at most 20 characters for each of these AIs.
-_CSET82 = frozenset(
+CSET82 = frozenset(
     "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
 )
-_QUALIFIER_MAX = 20
+QUALIFIER_MAX = 20
 CANONICAL_HOST = "https://id.gs1.org"
 
 
@@ -120,17 +120,17 @@ def _qualifier_value(text: str, raw: str, offset: int, ai: str) -> str:
             scheme="GS1 Digital Link",
         ) from None
     for k, ch in enumerate(value):
-        if ch not in _CSET82:
+        if ch not in CSET82:
             raise InvalidIdentifier(
                 text,
                 f"{ch!r} is not allowed in AI {ai} (GS1 character set 82)",
                 position=offset + min(k, len(raw) - 1),
                 scheme="GS1 Digital Link",
             )
-    if len(value) > _QUALIFIER_MAX:
+    if len(value) > QUALIFIER_MAX:
         raise InvalidIdentifier(
             text,
-            f"value of AI {ai} is {len(value)} characters; at most {_QUALIFIER_MAX}",
+            f"value of AI {ai} is {len(value)} characters; at most {QUALIFIER_MAX}",
             position=offset,
             scheme="GS1 Digital Link",
         )

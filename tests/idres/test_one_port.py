@@ -442,3 +442,28 @@ def test_the_edge_answers_dns_over_udp_from_what_it_keeps_and_forgets_a_changed_
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err
+
+
+def test_a_write_whose_request_line_is_long_gets_the_workers_400_not_a_502(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The edge passes heads of up to 16 KiB to the workers; a worker that refused a line
+    over aiohttp's default 8190 bytes closed the socket while the edge still sent the
+    body, and the client got 502 (found by schemathesis with signed writes)."""
+    proc, _ = _serve(db_url, tmp_path, 1)
+    try:
+        url = _serving(proc)
+        request = urllib.request.Request(
+            url + "/api/handles/88.100.1/" + "a" * 9000,
+            data=b"x" * 1_000_000,
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request)
+        assert refused.value.code == 400
+        assert json.loads(refused.value.read())["responseCode"] == 102
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "Traceback" not in err, err

@@ -58,6 +58,7 @@ async def test_answers_validate_against_the_documented_schemas(node: Node) -> No
                             "values": [{"index": 1, "type": "URL", "data": "https://e.x/"}],
                         },
                         {"handle": "bad x"},
+                        {"handle": "88.100.1/C", "values": [{"index": 0}], "extra": 1},
                     ]
                 ),
             ),
@@ -67,6 +68,11 @@ async def test_answers_validate_against_the_documented_schemas(node: Node) -> No
     for name, reply in checks:
         errors = list(validator(spec, name).iter_errors(reply.body))
         assert not errors, (name, reply.body, [e.message for e in errors])
+    # a malformed operation is answered in its own result, so the request schema admits it
+    batch = dict(checks)["BatchResponse"].body["results"]
+    assert [(r["status"], r["responseCode"]) for r in batch] == [(201, 1), (400, 102), (400, 202)]
+    assert {e["field"] for e in batch[2]["errors"]} >= {"operations[2].extra"}
     request_schema = validator(spec, "BatchRequest")
     assert not list(request_schema.iter_errors({"operations": [{"handle": "88.100.1/X"}]}))
+    assert not list(request_schema.iter_errors({"operations": [{"handle": 1}, "x"]}))
     assert list(request_schema.iter_errors({"operations": [], "extra": 1}))
