@@ -22,30 +22,12 @@ CACHE="${IDRES_CACHE:-$HOME/.cache/idres}/bif-sdk/$VERSION"
 log() { echo "sdk.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-mvn_quiet() {
-  # Batch mode, no stdin (CI has none); Maven 3.8 -q still emits colour codes.
-  mvn -q -B -Dstyle.color=never -f "$POM" "$@" </dev/null 2>&1 \
-    | sed 's/\x1b\[[0-9;]*m//g' >&2
-  return "${PIPESTATUS[0]}"
-}
-
-fetch() {
-  local sum; sum="$(sha256sum "$POM" | cut -c1-64)"
-  if [[ -f "$CACHE/pom.sha256" && "$(cat "$CACHE/pom.sha256")" == "$sum" ]]; then
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found (needed once to fetch bif-chain-sdk $VERSION)"
-  log "fetching bif-chain-sdk $VERSION jars from Maven Central into $CACHE"
-  local tmp="$CACHE.tmp.$$"
-  rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn_quiet dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib" \
-    || { rm -rf "$tmp"; die "mvn dependency:copy-dependencies failed"; }
-  echo "$sum" >"$tmp/pom.sha256"
-  rm -rf "$CACHE"; mv "$tmp" "$CACHE"
-}
+WHAT="bif-chain-sdk $VERSION"
+# shellcheck source=deploy/maven.sh
+. "$HERE/../maven.sh"
 
 build() {
-  fetch
+  maven_fetch
   local class="$CACHE/classes/BifProbe.class"
   if [[ -f "$class" && ! "$SRC" -nt "$class" ]]; then
     return 0

@@ -30,36 +30,12 @@ CACHE="${IDRES_CACHE:-$HOME/.cache/idres}/handle-client/$VERSION"
 log() { echo "client.sh: $*" >&2; }
 die() { log "$*"; exit 1; }
 
-mvn_quiet() {
-  # Batch mode, no stdin (CI has none); Maven 3.8 -q still emits colour codes.
-  mvn -q -B -Dstyle.color=never -f "$POM" "$@" </dev/null 2>&1 \
-    | sed 's/\x1b\[[0-9;]*m//g' >&2
-  return "${PIPESTATUS[0]}"
-}
-
-fetch() {
-  local sum; sum="$(sha256sum "$POM" | cut -c1-64)"
-  if [[ -f "$CACHE/pom.sha256" && "$(cat "$CACHE/pom.sha256")" == "$sum" ]]; then
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found (needed once to fetch handle-client $VERSION)"
-  log "fetching handle-client $VERSION jars from Maven Central into $CACHE"
-  # Fill a temp dir and rename, so an interrupted fetch never leaves a half-filled
-  # cache that looks done.
-  local tmp="$CACHE.tmp.$$"
-  rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn_quiet dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tmp/lib" \
-    || { rm -rf "$tmp"; die "mvn dependency:copy-dependencies failed"; }
-  # The sources jar is only for reading; a failure here is not fatal.
-  mvn_quiet dependency:copy-dependencies -DincludeScope=runtime -DincludeArtifactIds=handle-client \
-      -Dclassifier=sources -DoutputDirectory="$tmp/sources" \
-    || log "could not fetch the handle-client sources jar (not needed to run)"
-  echo "$sum" >"$tmp/pom.sha256"
-  rm -rf "$CACHE"; mv "$tmp" "$CACHE"
-}
+WHAT="handle-client $VERSION"
+# shellcheck source=deploy/maven.sh
+. "$HERE/../maven.sh"
 
 build() {
-  fetch
+  maven_fetch handle-client
   mkdir -p "$CACHE/config"
   local class="$CACHE/classes/HdlProbe.class"
   if [[ -f "$class" && ! "$SRC" -nt "$class" ]]; then
