@@ -54,6 +54,11 @@ MAX_KEYS = 200_000  # request targets remembered with their cache keys
 MAX_PENDING = 64  # answers owed on one connection; reading pauses at half of it
 HEADER_TIMEOUT = 10.0
 IDLE_TIMEOUT = 30.0
+# After a last answer the client may still be sending (a write's body the door refused
+# unread): its bytes are read and dropped this long before the socket closes, so that a
+# close with unread data (a reset) does not destroy the answer before the client reads it
+# (RFC 9112 §9.6, "tear-down": half-close, then read until the client closes)
+LINGER = 2.0
 PROBE_EVERY = 0.005  # seconds between two looks at how late the serving loop runs
 # Shedding (see Shedder): the loop's lateness past which work that costs more than a
 # cached answer is refused, and past which everything is
@@ -307,6 +312,8 @@ class FrontProtocol(asyncio.Protocol):
         self.write_paused = False
         self.since = door.now  # the last sign of life: connected, a request, an answer
         self.head_since = 0.0  # when the head now in ``buf`` began (0: none)
+        self.linger = False  # the last answer was sent with the client still sending
+        self.lingering = 0.0  # when the lingering close began (0: not yet)
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -353,6 +360,10 @@ class FrontProtocol(asyncio.Protocol):
     def expire(self, now: float) -> None:
         if self.transport is None or self.handing:
             return
+        if self.lingering:
+            if now - self.lingering > LINGER:
+                self.transport.abort()  # the answer has had its time; stop reading
+            return
         if self.head_since and now - self.head_since > self.door.header_timeout:
             # RFC 9110 §15.5.9: say why, after the answers still owed
             self.head_since = 0.0
@@ -390,7 +401,7 @@ class FrontProtocol(asyncio.Protocol):
                 self.closing = True
         self.buf = buf[start:] if start < len(buf) and not self.closing else b""
         if self.closing and not self.pending and self.transport is not None:
-            self.transport.close()
+            self._close()
 
     def _read(self, read: Read) -> None:
         door = self.door
@@ -526,17 +537,31 @@ class FrontProtocol(asyncio.Protocol):
         if self.handing:
             self._hand_over()
         elif self.closing:
-            self.transport.close()
+            self._close()
         else:
             self._maybe_resume()
 
     def _last(self, reply: Reply) -> None:
-        """A last answer (the stream is not read on), after those still owed."""
+        """A last answer after those still owed; what the client sends after it is read
+        and dropped (``data_received``) until it closes or ``LINGER`` passes."""
         self.closing = True
-        if self.transport is not None:
-            self.transport.pause_reading()
+        self.linger = True
         self._send(encode(reply, keep_alive=False, date=self.door.date))
         self._flush()
+
+    def _close(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if not self.linger or self.eof:
+            transport.close()
+            return
+        if self.lingering:
+            return
+        self.lingering = self.door.now
+        if transport.can_write_eof():
+            transport.write_eof()  # after the answer: the client reads it to its end
+        transport.resume_reading()
 
     def _maybe_pause(self) -> None:
         if self.transport is not None and len(self.pending) >= MAX_PENDING // 2:

@@ -282,3 +282,24 @@ async def test_a_node_below_that_sheds_is_a_503_with_retry_after_here(net: Net) 
         net.doors["backbone"].shedder.observe(0.0, net.doors["backbone"].now)
         async with s.get(url) as resp:  # nothing was cached from the refusal
             assert resp.status == 200
+
+
+async def test_a_write_shed_while_its_body_arrives_gets_its_503_not_a_reset(net: Net) -> None:
+    """A client (or the node's edge) writes a whole request before it reads: the door's
+    refusal must still reach it after the body it never read (RFC 9112 §9.6). A close
+    with that body unread reset the connection, and the node's edge answered 502."""
+    net.doors["super"].shedder = Late(very=False)
+    body = b"x" * (4 << 20)  # past any socket buffer: the door must read it to be heard
+    host, port = net.urls["super"].removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"PUT /api/handles/88.100.1/BIG HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    )
+    async with asyncio.timeout(10):
+        await writer.drain()  # a reset here, or below, was the defect
+        answer = await reader.read()
+    writer.close()
+    assert statuses_of(answer) == [503]
+    assert b"Retry-After: 1\r\n" in answer
+    assert b"Connection: close" in answer
