@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from schemas.errors import AuthenticationNeeded, Forbidden, InvalidIdentifier
 from schemas.identifiers import Identifier, Namespace, RoutingKey
-from schemas.identifiers.prefix import parse_prefix
+from schemas.identifiers.prefix import administered, delegated_prefix
 from schemas.record import AdminPerm, Record, same_content
 
 PREFIX_RECORD_PREFIX = "0.NA"
@@ -49,7 +49,7 @@ def named_prefix(ident: Identifier) -> RoutingKey | None:
     if ident.routing.namespace is not Namespace.HANDLE or ident.routing.labels != _NA_LABELS:
         return None
     try:
-        key = parse_prefix(ident.canonical[len(PREFIX_RECORD_PREFIX) + 1 :])
+        key = delegated_prefix(ident.canonical[len(PREFIX_RECORD_PREFIX) + 1 :])
     except InvalidIdentifier:
         return None
     return key if prefix_record_handle(key) == ident.canonical else None
@@ -74,7 +74,7 @@ def covering_prefix_handles(ident: Identifier) -> tuple[str, ...]:
 def _covering(key: RoutingKey, skip_self: bool) -> tuple[str, ...]:
     # Identifiers under one prefix share their routing key: a batch computes this once.
     prefixes = key.prefixes()[1 if skip_self else 0 :]
-    return tuple(prefix_record_handle(p) for p in prefixes if p.labels)
+    return tuple(prefix_record_handle(p) for p in prefixes if administered(p))
 
 
 def required_permissions(old: Record | None, new: Record | None) -> AdminPerm:

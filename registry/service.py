@@ -29,6 +29,7 @@ from registry.plan import PutOp, WriteOp, op_handle
 from registry.store import PostgresStore
 from schemas.errors import Forbidden, IdentifierExists, NotResponsible
 from schemas.identifiers import Identifier, RoutingKey, parse
+from schemas.identifiers.prefix import administered
 from schemas.record import ALL_ADMIN_PERMS, AdminPerm, AdminRef, DataFormat, HandleValue, Record
 
 ADMIN_INDEX = 100
@@ -265,7 +266,9 @@ async def authorize_listing(
     """Raise unless ``signer`` may list the identifiers under ``prefix``: an HS_ADMIN
     of the prefix record 0.NA/P, or of one above it, grants it list_handles. The rule
     of the HTTP API and the Handle protocol's List Handles alike."""
-    records = await store.get_many(prefix_record_handle(p) for p in prefix.prefixes() if p.labels)
+    records = await store.get_many(
+        prefix_record_handle(p) for p in prefix.prefixes() if administered(p)
+    )
     authorize(signer, AdminPerm.LIST_HANDLES, target=None, prefixes=records.values(), what=what)
 
 

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from schemas.errors import EncodingError, Forbidden
 from schemas.identifiers import Namespace, RoutingKey
-from schemas.identifiers.prefix import parse_prefix
+from schemas.identifiers.prefix import delegated_prefix
 
 DELEGATION_VERSION = 1
 MAX_NODES = 10_000  # a directory bigger than any national system's node count
@@ -382,9 +382,7 @@ class Directory:
 
 def prefix_key(text: str) -> RoutingKey:
     """A delegated prefix; ``bid:`` alone is the main chain (did:bid without a code)."""
-    if text == "bid:":
-        return RoutingKey(namespace=Namespace.BID, labels=())
-    return parse_prefix(text)
+    return delegated_prefix(text)
 
 
 def covers(outer: RoutingKey, inner: RoutingKey) -> bool:

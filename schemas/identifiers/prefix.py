@@ -1,5 +1,7 @@
 """Prefixes as users write them: ``88.100.1`` for handles, ``gs1:690123``, ``oid:1.2.156``,
-``ecode:1000`` and ``bid:ab12`` for the other namespaces. Pure; nothing here does I/O.
+``ecode:1000`` and ``bid:ab12`` for the other namespaces; and, where a node's
+delegation or a prefix record names it, ``bid:`` alone for the did:bid main chain.
+Pure; nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -52,3 +54,18 @@ def parse_prefix(text: str) -> RoutingKey:
         position=0,
         scheme="prefix",
     )
+
+
+MAIN_CHAIN = RoutingKey(namespace=Namespace.BID, labels=())
+
+
+def delegated_prefix(text: str) -> RoutingKey:
+    """A prefix a node may hold and a prefix record may administer: what ``parse_prefix``
+    accepts, and ``bid:`` alone, the main chain (did:bid without a sub-chain code)."""
+    return MAIN_CHAIN if text == "bid:" else parse_prefix(text)
+
+
+def administered(prefix: RoutingKey) -> bool:
+    """Whether a prefix record ``0.NA/P`` may stand for ``prefix``: any prefix with labels,
+    and the main chain; never the bare root of another namespace."""
+    return bool(prefix.labels) or prefix == MAIN_CHAIN

@@ -17,7 +17,7 @@ from registry.api import RegistryConfig, create_app
 from registry.client import RegistryClient
 from registry.service import bootstrap
 from registry.store import PostgresStore
-from schemas.identifiers.prefix import parse_prefix
+from schemas.identifiers.prefix import delegated_prefix
 
 SERVED = ("88.100", "gs1:690")
 ROOT_KEY_ID = "300:0.NA/node.admin"
@@ -53,11 +53,19 @@ async def bid_node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
         yield served
 
 
+@pytest_asyncio.fixture
+async def main_chain_node(pool: asyncpg.Pool) -> AsyncIterator[Node]:
+    """A node that holds the did:bid main chain (``bid:``, DIDs without a sub-chain
+    code), as the super node of ``idres up`` does."""
+    async with serving(pool, ("bid:",)) as served:
+        yield served
+
+
 @contextlib.asynccontextmanager
 async def serving(pool: asyncpg.Pool, prefixes: tuple[str, ...]) -> AsyncIterator[Node]:
     store = PostgresStore(pool)
     admin = httpsig.generate_key()
-    served = tuple(parse_prefix(p) for p in prefixes)
+    served = tuple(delegated_prefix(p) for p in prefixes)
     await bootstrap(store, served, httpsig.public_key_der(admin), now=int(time.time()))
     config = RegistryConfig(served=served, max_body_bytes=256 * 1024, max_batch=5000)
     runner = web.AppRunner(create_app(store, config), access_log=None)

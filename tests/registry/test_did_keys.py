@@ -98,3 +98,32 @@ async def test_a_did_registers_with_its_own_key_and_not_with_another(
         results = reply.body["results"]
         assert [(r["status"], r["responseCode"]) for r in results] == [(400, 202), (201, 1)]
         assert first["did"] in results[0]["errors"][0]["reason"]
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio
+async def test_a_main_chain_did_is_written_under_the_main_chains_prefix_record(
+    main_chain_node: Node, tmp_path: Path
+) -> None:
+    """A DID without a sub-chain code lives on the main chain, ``bid:``, whose prefix
+    record ``0.NA/bid:`` governs it as ``0.NA/bid:ab12`` governs sub-chain ab12's: the
+    node admin of the node that holds it writes it; nobody else does."""
+    made = keygen_did(tmp_path / "main.pem")
+    values = [pubkey(base64.b64decode(made["publicKey"]))]
+    async with main_chain_node.admin_client() as c:
+        created = await c.put(made["did"], values)
+        assert created.status == 201, created.body
+        assert (await c.get(made["did"])).status == 200
+        assert (await c.get("0.NA/bid:")).status == 200  # the record that governs it
+    async with main_chain_node.client() as anonymous:
+        refused = await anonymous.put(made["did"], values)
+        assert refused.status == 401, refused.body
+    # the DID's own key, named by the DID's HS_PUBKEY, holds no HS_ADMIN: the prefix
+    # record decides, as for any identifier
+    own = httpsig.load_private_key((tmp_path / "main.pem").read_bytes())
+    async with main_chain_node.client(own, f"300:{made['did']}") as holder:
+        refused = await holder.delete(made["did"])
+        assert refused.status == 403, refused.body
+        assert "delete" in refused.body["message"]
+    async with main_chain_node.admin_client() as c:
+        assert (await c.get(made["did"])).status == 200
