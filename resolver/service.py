@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from registry.authz import governing_key
+from registry.authz import governing_key, named_prefix
 from registry.httpio import TooManyRequests, dump
 from resolver.cache import Cache, CacheConfig, Entry, record_ttl
 from resolver.metrics import Metrics
@@ -182,10 +182,13 @@ class Resolver:
                 self.cache.put_positive(key, answer.body, ttl)
                 self.metrics.inc("idres_replica_answers_total")
                 return dataclasses.replace(answer, ttl=ttl)
-            if copy is None and self.current(route):
+            if copy is None and self.current(route) and named_prefix(ident) is None:
                 # not in a copy that holds every block the log held a moment ago: not
                 # registered, or registered within the replication lag (the negative
-                # cache below would hide such a write for longer anyway)
+                # cache below would hide such a write for longer anyway). A prefix
+                # record may be missing from the chain: the node that holds the prefix
+                # writes its own at start (registry.service.bootstrap), outside any
+                # block, so only that node can say it is not there
                 entry = self.cache.put_negative(key, not_found(key))
                 self.metrics.inc("idres_replica_answers_total", 'result="not_found"')
                 return Answer(status=404, body=entry.body, source="replica", ttl=HEARD_NEGATIVE_TTL)

@@ -88,3 +88,13 @@ async def test_a_record_held_but_not_public_is_never_called_missing() -> None:
     answer = await resolver.resolve(parse("88.100.1/PRIVATE"))
     assert answer.status == 200  # the holder's answer, not "not found"
     assert len(below.asked) == 1
+
+
+async def test_a_prefix_record_missing_from_a_current_copy_is_asked_for_below() -> None:
+    """The node that holds a prefix writes the prefix's record ``0.NA/P`` itself when it
+    starts, outside its chain: a copy without it proves nothing (``idres up``'s super
+    node answered 404 for 0.NA/88.100, which sub-a holds)."""
+    resolver, below = _resolver(None, current=True)
+    answer = await resolver.resolve(parse("0.NA/88.100"))
+    assert answer.status == 200
+    assert below.asked == ["http://b/api/handles/0.NA/88.100"]
