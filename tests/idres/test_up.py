@@ -3,6 +3,7 @@ that keeps the data."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -17,9 +18,12 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.query
+import pydid
 import pytest
+from pyhandle.client.resthandleclient import RESTHandleClient
 
 from idres.network import LAYOUT
+from tests.did_clients import resolve_all
 from tests.handle_probe import RESPONSE, probe
 
 pytestmark = [pytest.mark.postgres]
@@ -60,6 +64,53 @@ def start(data_dir: Path, kafka: str | None) -> tuple[subprocess.Popen[str], str
     PRINTED.clear()
     PRINTED.update(urls, out=out)
     return proc, urls["super"], urls["sub-a"]
+
+
+GS1_SDK = Path(__file__).parents[2] / "deploy" / "gs1" / "digital-link.sh"
+MAIN_DID = "did:bid:efGsChQR2u32pvwJcDNPoYHhGXL1Rgq"
+SUB_DID = "did:bid:ab12:efGsChQR2u32pvwJcDNPoYHhGXL1Rgq"
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None  # the redirect itself is the answer looked at
+
+
+def check_the_standard_clients(entry: str) -> None:
+    """Issue 15's clients, none of them ours, against the network as the README starts
+    it, all at the super node: npm's DID clients, the BIF path, a GS1 Digital Link made
+    by GS1's digital-link.js, and pyhandle reading."""
+    outcomes = asyncio.run(resolve_all(entry, [{"did": MAIN_DID}, {"did": SUB_DID}]))
+    for did, endpoint in (
+        (MAIN_DID, "https://example.com/main-chain/agent"),
+        (SUB_DID, "https://example.com/agents/ab12"),
+    ):
+        for via in ("did-resolver", "uni-client", "uni-driver"):
+            (got,) = [o for o in outcomes if (o["via"], o["did"]) == (via, did)]
+            assert "thrown" not in got, got
+            assert got.get("status", 200) == 200, got  # did-resolver reports its status
+            document = pydid.DIDDocument.deserialize(got["result"]["didDocument"])
+            assert document.id == did
+            assert [s.service_endpoint for s in document.service or []] == [endpoint], via
+    bif = fetch_json(f"{entry}/bif/v1/did/{MAIN_DID}")
+    assert bif["errorCode"] == 0, bif
+    assert bif["data"]["didDocument"]["id"] == MAIN_DID  # type: ignore[index]
+    job = {"build": {"domain": entry, "identifier": {"01": "06901234567892"}}}
+    made = subprocess.run(
+        ["bash", str(GS1_SDK), "run"], input=json.dumps([job]), capture_output=True,
+        text=True, timeout=600, check=True,
+    )  # fmt: skip
+    ((built),) = json.loads(made.stdout)
+    assert built["valid"], built
+    opener = urllib.request.build_opener(_NoRedirect)
+    with pytest.raises(urllib.error.HTTPError) as moved:
+        opener.open(built["uri"], timeout=10)
+    assert moved.value.code == 307
+    assert moved.value.headers["Location"] == "https://example.com/gtin/06901234567892"
+    assert 'rel="linkset"' in moved.value.headers["Link"]
+    reader = RESTHandleClient(handle_server_url=entry, HTTPS_verify=False)
+    url = reader.get_value_from_handle("88.200.7/LOT-42", "URL")
+    assert url == "https://example.com/batches/LOT-42"
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -185,6 +236,8 @@ def test_up_resolves_every_seeded_scheme_and_keeps_data_across_restarts(
         answers = [json.loads(line) for line in resolved.stdout.splitlines()]
         assert [a["values"][0]["type"] for a in answers] == ["URL"] * len(seeds)
         check_the_referral_examples()
+        if transport == "in-process":  # the transport changes nothing these clients see
+            check_the_standard_clients(entry)
         # the same through DNS: the super node resolves a GTIN (recursion desired), the
         # sub-chain answers a handle with authority
         assert set(DNS_OUT) == {"super", "backbone-1", "backbone-2", "sub-a", "sub-b", "sub-c"}
