@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,7 +33,10 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
-	schemeHeader = "Idres-Scheme"      // "https" when the client's connection is TLS
+	schemeHeader = "Idres-Scheme" // "https" when the client's connection is TLS
+	// the client's TLS certificate (its leaf, DER in standard base64), when it sent one:
+	// the workers match its key against an HS_PUBKEY (registry/clientcert.py)
+	certHeader   = "Idres-Client-Cert"
 	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
 	retryAfter   = "1"
 )
@@ -134,9 +138,14 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	// what the client's connection was: the workers accept some credentials over TLS
 	// only (registry/seckey.py), and they see only the edge's unix socket
 	req.Header.Del(schemeHeader)
+	req.Header.Del(certHeader)
 	if ctx.IsTLS() {
 		req.Header.Set(schemeHeader, "https")
 		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
+		if state := ctx.TLSConnectionState(); state != nil && len(state.PeerCertificates) > 0 {
+			// requested, not verified (withTLS): the workers judge the key, not the issuer
+			req.Header.Set(certHeader, base64.StdEncoding.EncodeToString(state.PeerCertificates[0].Raw))
+		}
 	}
 	gen, keep := e.cache.Gen()
 	if fill && keep {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -382,6 +383,57 @@ func TestTheWorkersHearWhetherTheClientSpokeTLSAndNeverTheClientsOwnWord(t *test
 		want := map[bool]string{false: "", true: "https"}[secure]
 		if got := sent.Get(schemeHeader); got != want {
 			t.Fatalf("TLS %v: the workers heard Idres-Scheme %q, want %q", secure, got, want)
+		}
+	}
+}
+
+func TestTheWorkersHearTheClientsOwnCertificateOnlyFromTheHandshake(t *testing.T) {
+	cert, key := selfSigned(t)
+	mine, err := tls.LoadX509KeyPair(cert, key) // a self-signed client certificate: no CA asked
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := base64.StdEncoding.EncodeToString([]byte("not from the handshake"))
+	for _, tc := range []struct {
+		name   string
+		secure bool
+		certs  []tls.Certificate
+		want   string
+	}{
+		{"plain HTTP", false, nil, ""},
+		{"TLS without a certificate", true, nil, ""},
+		{"TLS with a certificate", true, []tls.Certificate{mine}, base64.StdEncoding.EncodeToString(mine.Certificate[0])},
+	} {
+		h := newHarness(t, 16, 0)
+		front := fasthttputil.NewInmemoryListener()
+		ln := net.Listener(front)
+		if tc.secure {
+			if ln, err = withTLS(front, cert, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		server := &fasthttp.Server{Handler: h.edge.Serve, NoDefaultContentType: true}
+		go func() { _ = server.Serve(ln) }()
+		t.Cleanup(func() { _ = server.Shutdown() })
+		client := &fasthttp.Client{
+			Dial: func(string) (net.Conn, error) { return front.Dial() },
+			TLSConfig: &tls.Config{
+				InsecureSkipVerify: true, //nolint:gosec // our own test certificate
+				Certificates:       tc.certs,
+			},
+		}
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod("PUT")
+		req.SetRequestURI(map[bool]string{false: "http", true: "https"}[tc.secure] + "://node/api/handles/88.100.1/A")
+		req.Header.Set(certHeader, forged) // a client's own word counts for nothing
+		resp := &fasthttp.Response{}
+		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		fasthttp.ReleaseRequest(req)
+		sent := <-h.worker.headers
+		if got := sent.Get(certHeader); got != tc.want {
+			t.Fatalf("%s: the workers heard Idres-Client-Cert %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }
