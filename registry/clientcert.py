@@ -27,11 +27,19 @@ EDGE_CERT_HEADER = "Idres-Client-Cert"
 # Where the edge's word lands on a request (aiohttp's per-request mapping): set by
 # the middleware that trusts the edge, so a client's own header never gets here.
 CLIENT_CERT = "idres.client_cert"
+TOO_LARGE = "too-large"  # what the edge passes for a leaf over MAX_CERT_BYTES (edge.go)
+MAX_CERT_BYTES = 8 << 10
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def certificate(header: str) -> x509.Certificate:
     """The certificate the edge passed on (base64 of its DER)."""
+    if header == TOO_LARGE:
+        raise AuthenticationFailed(
+            f"the TLS client certificate is larger than {MAX_CERT_BYTES} bytes (DER), more "
+            "than this node takes; a self-signed certificate with a UID and a key is a few "
+            "hundred bytes"
+        )
     try:
         return x509.load_der_x509_certificate(base64.b64decode(header, validate=True))
     except (binascii.Error, ValueError):

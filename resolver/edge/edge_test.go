@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -310,6 +311,29 @@ func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
 	}
 }
 
+// bigCertificate is a client certificate of more than maxClientCert bytes.
+func bigCertificate(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "300:0.NA/88.100.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	for i := 0; len(tmpl.DNSNames)*40 < 2*maxClientCert; i++ {
+		tmpl.DNSNames = append(tmpl.DNSNames, strings.Repeat("x", 30)+strconv.Itoa(i)+".example")
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 // selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
 func selfSigned(t *testing.T) (string, string) {
 	t.Helper()
@@ -393,6 +417,7 @@ func TestTheWorkersHearTheClientsOwnCertificateOnlyFromTheHandshake(t *testing.T
 	if err != nil {
 		t.Fatal(err)
 	}
+	oversize := bigCertificate(t)
 	forged := base64.StdEncoding.EncodeToString([]byte("not from the handshake"))
 	for _, tc := range []struct {
 		name   string
@@ -403,6 +428,7 @@ func TestTheWorkersHearTheClientsOwnCertificateOnlyFromTheHandshake(t *testing.T
 		{"plain HTTP", false, nil, ""},
 		{"TLS without a certificate", true, nil, ""},
 		{"TLS with a certificate", true, []tls.Certificate{mine}, base64.StdEncoding.EncodeToString(mine.Certificate[0])},
+		{"TLS with an oversize certificate", true, []tls.Certificate{oversize}, certTooLarge},
 	} {
 		h := newHarness(t, 16, 0)
 		front := fasthttputil.NewInmemoryListener()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
 from registry.authz import Signer
-from registry.clientcert import check_key, identity
+from registry.clientcert import TOO_LARGE, certificate, check_key, identity
 from registry.handleauth import HandleAuthorization, Proof, handle_authorization, verify_proof
 from schemas.errors import AuthenticationFailed
 from schemas.record import DataFormat, HandleValue, Record
@@ -194,3 +194,10 @@ def test_the_certificates_key_must_be_the_hs_pubkey_at_its_index() -> None:
         check_key(record(301, KEY), signer, cert)
     with pytest.raises(AuthenticationFailed, match="names no HS_PUBKEY"):
         check_key(None, signer, cert)
+
+
+def test_a_certificate_the_edge_could_not_pass_is_refused_saying_why() -> None:
+    with pytest.raises(AuthenticationFailed, match="larger than 8192 bytes"):
+        certificate(TOO_LARGE)
+    with pytest.raises(AuthenticationFailed, match=r"could not be read as X\.509"):
+        certificate("bm90IGEgY2VydA==")
