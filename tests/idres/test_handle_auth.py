@@ -270,13 +270,15 @@ def sign_nonce(key: ClientKey, nonce: str, cnonce: bytes) -> tuple[str, str]:
     return "SHA256", base64.b64encode(key.sign(data, ec.ECDSA(hashes.SHA256()))).decode()
 
 
-def session_header(session_id: str, key: ClientKey | None = None, nonce: str = "") -> str:
+def session_header(
+    session_id: str, key: ClientKey | None = None, nonce: str = "", who: str = OWNER
+) -> str:
     if key is None:
         return f'Handle sessionId="{session_id}"'
     cnonce = secrets.token_bytes(16)
     alg, signature = sign_nonce(key, nonce, cnonce)
     return (
-        f'Handle sessionId="{session_id}", id="{OWNER.replace(":", "%3A", 1)}", '
+        f'Handle sessionId="{session_id}", id="{who.replace(":", "%3A", 1)}", '
         f'type="HS_PUBKEY", cnonce="{base64.b64encode(cnonce).decode()}", '
         f'alg="{alg}", signature="{signature}"'
     )
@@ -353,7 +355,15 @@ def test_session_mistakes_are_refused_with_what_and_where(db_url: str, tmp_path:
     key = ec.generate_private_key(ec.SECP256R1())
     other = ec.generate_private_key(ec.SECP256R1())
     with serve(db_url, tmp_path) as node:  # loopback HTTP: sessions are allowed here
-        give_prefix_keys(node, key)
+        give_prefix_keys(node, key, other)  # other: an HS_PUBKEY at 301 no HS_ADMIN names
+        # authenticated as 301, refused as a signed write by 301 would be
+        _, second = call(node, "POST", "/api/sessions")
+        as_301 = session_header(second["sessionId"], other, second["nonce"], "301:0.NA/88.100.1")
+        status, body = call(
+            node, "PUT", "/api/handles/88.100.1/M", as_301, json={"values": URL_VALUE}
+        )
+        assert (status, body["responseCode"]) == (403, 400)
+        assert "key 301:0.NA/88.100.1 may not create 88.100.1/M" in body["message"]
         _, opened = call(node, "POST", "/api/sessions")
         sid, nonce = opened["sessionId"], opened["nonce"]
         cases = [
