@@ -3,6 +3,7 @@ proofs checked, and TLS client certificates' identities (registry/clientcert.py)
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 
 import pytest
@@ -11,6 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry.authz import Signer
 from registry.clientcert import TOO_LARGE, certificate, check_key, identity
@@ -201,3 +204,23 @@ def test_a_certificate_the_edge_could_not_pass_is_refused_saying_why() -> None:
         certificate(TOO_LARGE)
     with pytest.raises(AuthenticationFailed, match=r"could not be read as X\.509"):
         certificate("bm90IGEgY2VydA==")
+
+
+@given(st.text(max_size=200))
+def test_any_handle_authorization_is_read_or_refused_as_a_failed_authentication(
+    params: str,
+) -> None:
+    with contextlib.suppress(AuthenticationFailed):  # anything else would be a 500
+        handle_authorization("Handle " + params)
+
+
+@given(
+    st.text(
+        alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=128
+    )
+)
+def test_a_quoted_session_id_reads_back_as_sent(session_id: str) -> None:
+    quoted = session_id.replace("\\", "\\\\").replace('"', '\\"')
+    assert handle_authorization(f'Handle sessionId="{quoted}"') == HandleAuthorization(
+        session_id=session_id
+    )
