@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import (
 
 from idres.keyfiles import write_secret
 from registry.api import RegistryAPI, RegistryConfig
+from registry.clientcert import CLIENT_CERT, EDGE_CERT_HEADER
 from registry.httpio import errors_middleware, listener_limits
 from registry.store import PostgresStore
 from resolver.api import DEFAULT_DIGITAL_LINK_HOST, ResolverAPI, local_answer
@@ -136,12 +137,15 @@ def delegations(
 
 @web.middleware
 async def client_of_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The client's address as the edge saw it, and whether it spoke TLS to the edge
-    (the edge always sets or drops both): the peer here is always the edge."""
+    """The client's address as the edge saw it, whether it spoke TLS to the edge, and
+    the TLS client certificate it showed (the edge always sets or drops all three):
+    the peer here is always the edge."""
     scheme = "https" if request.headers.get(EDGE_SCHEME) == "https" else "http"
-    return await handler(
-        request.clone(remote=request.headers.get(EDGE_CLIENT, "unknown"), scheme=scheme)
-    )
+    seen = request.clone(remote=request.headers.get(EDGE_CLIENT, "unknown"), scheme=scheme)
+    cert = request.headers.get(EDGE_CERT_HEADER)
+    if cert is not None and scheme == "https":
+        seen[CLIENT_CERT] = cert
+    return await handler(seen)
 
 
 def build_app(

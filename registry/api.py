@@ -2,7 +2,8 @@
 
 PUT/GET/DELETE /api/handles/{identifier}, GET /api/handles?prefix=, POST /api/batch,
 GET /api/handles/{identifier}/history, POST /api/prefixes, GET /openapi.json.
-Writes are signed (RFC 9421) or, where the operator allows it, carry a Handle.Net
+Writes are signed (RFC 9421), carry Handle.Net's Authorization: Handle (a TLS client
+certificate or a session, registry/sessionapi.py) or, where the operator allows it, an
 HS_SECKEY secret (registry/seckey.py); handlers translate HTTP to store operations and back.
 """
 
@@ -52,6 +53,8 @@ from registry.service import (
     fingerprint,
     prefix_record,
 )
+from registry.sessionapi import HandleAuth
+from registry.sessions import SessionStore
 from registry.store import (
     Guard,
     Outcome,
@@ -126,6 +129,7 @@ class RegistryAPI:
         self.clock = clock
         # more names of this node, e.g. its URL in the directory (the resolver sets it)
         self.public_authorities: Callable[[], Collection[str]] = lambda: ()
+        self.handle_auth = HandleAuth(store, SessionStore(store.pool), clock=clock)
 
     def install(self, app: web.Application, *, reads: bool = True) -> None:
         """Add the registry's routes; ``reads=False`` leaves GET of a record and
@@ -138,6 +142,7 @@ class RegistryAPI:
         app.router.add_post("/api/batch", self.batch)
         app.router.add_post("/api/prefixes", self.delegate_prefix)
         app.router.add_get("/openapi.json", self.openapi)
+        self.handle_auth.install(app)
         if reads:
             app.router.add_get("/healthz", self.healthz)
         app.cleanup_ctx.append(self._purge_loop)
@@ -372,6 +377,8 @@ class RegistryAPI:
                     if self.config.allow_seckey
                     else ""
                 )
+                + "; or Authorization: Handle with a session (POST /api/sessions) "
+                + 'or clientCert="true"'
             )
         return raw, auth
 
@@ -443,6 +450,8 @@ class RegistryAPI:
                 enabled=self.config.allow_seckey, secure=request.secure, peer=request.remote
             )
             auth = await authenticate_secret(self.store, credentials, now=int(self.clock()))
+        elif auth is None:  # Authorization: Handle (a client certificate, a session)
+            auth = await self.handle_auth.authenticate(request)
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and (
             not 1 <= len(key) <= 255 or not key.isascii() or not key.isprintable()

@@ -77,6 +77,25 @@ _KNOWN_HS = "|".join(sorted(t.removeprefix("HS_") for t in KNOWN_HS_TYPES))
 TYPE_NAME = f"^(?!HS_(?!(?:{_KNOWN_HS})$))[A-Za-z0-9_.:/+-]{{1,{MAX_TYPE_BYTES}}}$"
 # a write is signed, or carries a Handle.Net secret key where the node allows it
 _SIGNED: list[dict[str, list[str]]] = [{"httpMessageSignature": []}, {"handleSecretKey": []}]
+# ... or Handle.Net's Authorization: Handle: a TLS client certificate, or a session
+_SIGNED += [{"handleClientCert": []}, {"handleSession": []}]
+_SESSION_HEADER = {
+    "name": "Authorization",
+    "in": "header",
+    "required": True,
+    "description": 'Handle sessionId="..." naming the session; with id, type="HS_PUBKEY", '
+    "cnonce, alg and signature (base64, over the nonce's bytes then the cnonce's) it "
+    "authenticates the session first",
+    "schema": {"type": "string"},
+}
+_SESSION_ERRORS = {
+    "401": _json(
+        _ref("Error"),
+        "No session named (402), a session unknown or expired, a used nonce, a signature "
+        "that does not verify, or a malformed Authorization: Handle (403); or a session "
+        "in clear text across a network (402)",
+    ),
+}
 _IDEMPOTENCY = {
     "name": "Idempotency-Key",
     "in": "header",
@@ -105,6 +124,24 @@ OPENAPI: dict[str, Any] = {
                 "description": "RFC 9421 Signature and Signature-Input headers; alg ed25519, "
                 "ecdsa-p256-sha256, rsa-v1_5-sha256 or rsa-pss-sha512; created within the "
                 "node's window.",
+            },
+            "handleClientCert": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": 'Authorization: Handle clientCert="true" with a TLS client '
+                "certificate (through the node's edge, over https): self-signed is fine; its "
+                "subject's UID, or else CN, names index:handle and its key must be the "
+                "HS_PUBKEY there.",
+            },
+            "handleSession": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "Authorization",
+                "description": 'Authorization: Handle sessionId="..." of a session '
+                "authenticated with an HS_PUBKEY (POST /api/sessions); over TLS or from "
+                "loopback only. alg: Ed25519 (or EdDSA) for Ed25519 keys, SHA256 for ECDSA "
+                "P-256 (DER or r||s) and RSA (PKCS#1 v1.5).",
             },
             "handleSecretKey": {
                 "type": "http",
@@ -308,6 +345,22 @@ OPENAPI: dict[str, Any] = {
                     },
                 },
             },
+            "Session": {
+                "type": "object",
+                "required": ["responseCode", "sessionId"],
+                "properties": {
+                    "responseCode": {"type": "integer"},
+                    "sessionId": {"type": "string"},
+                    "nonce": {
+                        "description": "Base64; sign its bytes followed by your cnonce's",
+                        "type": "string",
+                        "contentEncoding": "base64",
+                    },
+                    "authenticated": {"type": "boolean"},
+                    "id": {"description": "index:handle it stands for", "type": "string"},
+                    "ended": {"type": "boolean"},
+                },
+            },
             "Delegation": {
                 "type": "object",
                 "required": ["prefix", "publicKey"],
@@ -475,6 +528,37 @@ OPENAPI: dict[str, Any] = {
                     **_ERRORS,
                 },
             }
+        },
+        "/api/sessions": {
+            "post": {
+                "summary": "Open a Handle.Net REST session: its id and the nonce to sign "
+                "(over TLS or from loopback)",
+                "responses": {
+                    "201": _json(_ref("Session"), "Opened, not yet authenticated"),
+                    "200": _json(
+                        _ref("Session"),
+                        "The session named by an authenticating Authorization: Handle",
+                    ),
+                    **_SESSION_ERRORS,
+                },
+            }
+        },
+        "/api/sessions/this": {
+            "get": {
+                "summary": "The state of the session in Authorization: Handle",
+                "parameters": [_SESSION_HEADER],
+                "responses": {"200": _json(_ref("Session"), "Its state"), **_SESSION_ERRORS},
+            },
+            "post": {
+                "summary": "Authenticate the session in Authorization: Handle, and its state",
+                "parameters": [_SESSION_HEADER],
+                "responses": {"200": _json(_ref("Session"), "Its state"), **_SESSION_ERRORS},
+            },
+            "delete": {
+                "summary": "End the session in Authorization: Handle",
+                "parameters": [_SESSION_HEADER],
+                "responses": {"200": _json(_ref("Session"), "Ended"), **_SESSION_ERRORS},
+            },
         },
         "/openapi.json": {
             "get": {

@@ -75,7 +75,7 @@ def check_transport(*, enabled: bool, secure: bool, peer: str | None) -> None:
         raise AuthenticationNeeded(
             "this node does not accept HS_SECKEY secrets (Authorization: Basic); " + ENABLE_HINT
         )
-    if secure or _loopback(peer):
+    if secure or is_loopback(peer):
         return
     raise AuthenticationNeeded(
         "an HS_SECKEY secret (Authorization: Basic) is accepted only over https or from "
@@ -106,7 +106,8 @@ def check_secret(record: Record | None, credentials: SecretKeyCredentials) -> No
         raise AuthenticationFailed(f"wrong secret key for {who}")
 
 
-def _loopback(peer: str | None) -> bool:
+def is_loopback(peer: str | None) -> bool:
+    """Whether ``peer`` (an address as aiohttp gives it) is on this machine."""
     if not peer:
         return False
     try:

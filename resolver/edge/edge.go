@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,9 +33,16 @@ const (
 	edgeKey      = "Idres-Edge-Key"
 	edgeTTL      = "Idres-Edge-TTL"
 	clientHeader = "Idres-Client"
-	schemeHeader = "Idres-Scheme"      // "https" when the client's connection is TLS
-	forgetHeader = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
-	retryAfter   = "1"
+	schemeHeader = "Idres-Scheme" // "https" when the client's connection is TLS
+	// the client's TLS certificate (its leaf, DER in standard base64), when it sent one:
+	// the workers match its key against an HS_PUBKEY (registry/clientcert.py)
+	certHeader = "Idres-Client-Cert"
+	// a leaf past this many bytes of DER would not fit the workers' head limits (16
+	// KiB a line, base64 adds a third): they hear only that it was too large
+	maxClientCert = 8 << 10
+	certTooLarge  = "too-large"
+	forgetHeader  = "Idres-Edge-Forget" // on a write's answer: the identifier it changed
+	retryAfter    = "1"
 )
 
 // hopHeaders are not forwarded (RFC 9110 §7.6.1); Expect is answered here.
@@ -134,9 +142,19 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	// what the client's connection was: the workers accept some credentials over TLS
 	// only (registry/seckey.py), and they see only the edge's unix socket
 	req.Header.Del(schemeHeader)
+	req.Header.Del(certHeader)
 	if ctx.IsTLS() {
 		req.Header.Set(schemeHeader, "https")
 		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
+		if state := ctx.TLSConnectionState(); state != nil && len(state.PeerCertificates) > 0 {
+			// requested, not verified (withTLS): the workers judge the key, not the issuer
+			leaf := state.PeerCertificates[0].Raw
+			if len(leaf) > maxClientCert {
+				req.Header.Set(certHeader, certTooLarge) // the workers say so, if it is asked for
+			} else {
+				req.Header.Set(certHeader, base64.StdEncoding.EncodeToString(leaf))
+			}
+		}
 	}
 	gen, keep := e.cache.Gen()
 	if fill && keep {

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -309,6 +311,29 @@ func TestATargetThatIsNotUTF8IsRefusedHereNotPassedOn(t *testing.T) {
 	}
 }
 
+// bigCertificate is a client certificate of more than maxClientCert bytes.
+func bigCertificate(t *testing.T) tls.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "300:0.NA/88.100.1"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	for i := 0; len(tmpl.DNSNames)*40 < 2*maxClientCert; i++ {
+		tmpl.DNSNames = append(tmpl.DNSNames, strings.Repeat("x", 30)+strconv.Itoa(i)+".example")
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
 // selfSigned writes a certificate for 127.0.0.1 and its key as PEM files.
 func selfSigned(t *testing.T) (string, string) {
 	t.Helper()
@@ -382,6 +407,59 @@ func TestTheWorkersHearWhetherTheClientSpokeTLSAndNeverTheClientsOwnWord(t *test
 		want := map[bool]string{false: "", true: "https"}[secure]
 		if got := sent.Get(schemeHeader); got != want {
 			t.Fatalf("TLS %v: the workers heard Idres-Scheme %q, want %q", secure, got, want)
+		}
+	}
+}
+
+func TestTheWorkersHearTheClientsOwnCertificateOnlyFromTheHandshake(t *testing.T) {
+	cert, key := selfSigned(t)
+	mine, err := tls.LoadX509KeyPair(cert, key) // a self-signed client certificate: no CA asked
+	if err != nil {
+		t.Fatal(err)
+	}
+	oversize := bigCertificate(t)
+	forged := base64.StdEncoding.EncodeToString([]byte("not from the handshake"))
+	for _, tc := range []struct {
+		name   string
+		secure bool
+		certs  []tls.Certificate
+		want   string
+	}{
+		{"plain HTTP", false, nil, ""},
+		{"TLS without a certificate", true, nil, ""},
+		{"TLS with a certificate", true, []tls.Certificate{mine}, base64.StdEncoding.EncodeToString(mine.Certificate[0])},
+		{"TLS with an oversize certificate", true, []tls.Certificate{oversize}, certTooLarge},
+	} {
+		h := newHarness(t, 16, 0)
+		front := fasthttputil.NewInmemoryListener()
+		ln := net.Listener(front)
+		if tc.secure {
+			if ln, err = withTLS(front, cert, key); err != nil {
+				t.Fatal(err)
+			}
+		}
+		server := &fasthttp.Server{Handler: h.edge.Serve, NoDefaultContentType: true}
+		go func() { _ = server.Serve(ln) }()
+		t.Cleanup(func() { _ = server.Shutdown() })
+		client := &fasthttp.Client{
+			Dial: func(string) (net.Conn, error) { return front.Dial() },
+			TLSConfig: &tls.Config{
+				InsecureSkipVerify: true, //nolint:gosec // our own test certificate
+				Certificates:       tc.certs,
+			},
+		}
+		req := fasthttp.AcquireRequest()
+		req.Header.SetMethod("PUT")
+		req.SetRequestURI(map[bool]string{false: "http", true: "https"}[tc.secure] + "://node/api/handles/88.100.1/A")
+		req.Header.Set(certHeader, forged) // a client's own word counts for nothing
+		resp := &fasthttp.Response{}
+		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		fasthttp.ReleaseRequest(req)
+		sent := <-h.worker.headers
+		if got := sent.Get(certHeader); got != tc.want {
+			t.Fatalf("%s: the workers heard Idres-Client-Cert %q, want %q", tc.name, got, tc.want)
 		}
 	}
 }

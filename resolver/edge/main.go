@@ -17,7 +17,9 @@
 // -forward-target for -standing (CoDel on their sojourn, RFC 8289 §3).
 //
 // With -tls-cert and -tls-key the port speaks HTTPS (TLS 1.2 or later) and the
-// workers are told so (Idres-Scheme: https).
+// workers are told so (Idres-Scheme: https); a client may then present a certificate
+// of its own, which the workers hear of in Idres-Client-Cert (Handle.Net's client
+// certificates: self-signed, its key an HS_PUBKEY; no CA is asked).
 //
 //	idres-edge -fd 3 -backend /run/idres/w.sock -database postgresql://... -name node
 package main
@@ -209,6 +211,11 @@ func withTLS(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{"http/1.1"},
+		// Handle.Net's client certificates are self-signed and name an HS_PUBKEY: the
+		// edge asks for one and checks only that the client holds its key (the TLS
+		// handshake does); whether the key may act is the workers' decision. A client
+		// without one goes on without, as before.
+		ClientAuth: tls.RequestClientCert,
 	}), nil
 }
 

@@ -176,7 +176,7 @@ async def test_migrations_apply_once(pool: asyncpg.Pool) -> None:
         names = [r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")]
     assert names == [
         *("records", "registry", "sync", "value_salts", "coherence", "answers"),
-        *("pending_challenges", "integrity"),
+        *("pending_challenges", "integrity", "handle_sessions"),
     ]
 
 
