@@ -466,6 +466,7 @@ def test_a_write_whose_request_line_is_long_gets_the_workers_400_not_a_502(
                 urllib.request.urlopen(request)
             if refused.value.code != 503:
                 break
+            refused.value.close()  # its socket: an HTTPError left open leaks it (GC later)
             time.sleep(float(refused.value.headers["Retry-After"]))
         assert refused.value.code == 400
         assert json.loads(refused.value.read())["responseCode"] == 102

@@ -105,6 +105,7 @@ def check_the_standard_clients(entry: str) -> None:
     opener = urllib.request.build_opener(_NoRedirect)
     with pytest.raises(urllib.error.HTTPError) as moved:
         opener.open(built["uri"], timeout=10)
+    moved.value.close()  # an HTTPError holds its socket open until closed
     assert moved.value.code == 307
     assert moved.value.headers["Location"] == "https://example.com/gtin/06901234567892"
     assert 'rel="linkset"' in moved.value.headers["Link"]
