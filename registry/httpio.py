@@ -63,10 +63,19 @@ def error_body(exc: IdresError) -> dict[str, Any]:
     return body
 
 
+# RFC 9110 §11.6.1: a 401 carries at least one challenge. Handle.Net's scheme is the one
+# a challenge can name (a session from POST /api/sessions, or clientCert="true"); RFC 9421
+# signatures and HS_SECKEY need none. No nonce in it: a session costs a database row,
+# which an unauthenticated 401 must not make
+CHALLENGE = 'Handle realm="idres"'
+
+
 def error_response(exc: IdresError) -> web.Response:
     response = json_response(error_body(exc), status=exc.http_status)
     if exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
+    if exc.http_status == 401:
+        response.headers["WWW-Authenticate"] = CHALLENGE
     return response
 
 

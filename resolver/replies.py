@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from registry.httpio import dump, error_body
+from registry.httpio import CHALLENGE, dump, error_body
 from resolver import did
 from resolver import web as web_view
 from resolver.service import Answer, decorate, not_found
@@ -42,7 +42,13 @@ class Reply:
 def error(exc: IdresError) -> Reply:
     """A domain error as JSON, as registry/httpio.py's middleware answers it."""
     retry = () if exc.retry_after is None else (("Retry-After", str(exc.retry_after)),)
-    return Reply(exc.http_status, dump(error_body(exc)), headers=retry)
+    return Reply(
+        exc.http_status, dump(error_body(exc)), headers=retry + _challenge(exc.http_status)
+    )
+
+
+def _challenge(status: int) -> tuple[tuple[str, str], ...]:
+    return (("WWW-Authenticate", CHALLENGE),) if status == 401 else ()
 
 
 def overloaded(retry_after: int) -> Reply:
@@ -73,6 +79,7 @@ def handle(
     ``edge``: the node's edge asked, and may keep the plain answer (see edge_headers).
     """
     headers: tuple[tuple[str, str], ...] = (("Idres-Source", answer.source),)
+    headers += _challenge(answer.status)  # values none but their admins may read
     if answer.stale:
         headers += (("Idres-Stale", "true"),)
     if not (types or indexes is not None or ident.qualifiers or answer.stale):

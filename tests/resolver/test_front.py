@@ -4,6 +4,7 @@ other request to the application, on the same connection, in order."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 
 import aiohttp
@@ -11,6 +12,7 @@ import pytest
 
 from registry import httpsig
 from resolver.front import Shedder
+from schemas.record import Permissions, Record
 from tests.resolver.conftest import Net, record
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
@@ -303,3 +305,25 @@ async def test_a_write_shed_while_its_body_arrives_gets_its_503_not_a_reset(net:
     assert statuses_of(answer) == [503]
     assert b"Retry-After: 1\r\n" in answer
     assert b"Connection: close" in answer
+
+
+async def test_every_401_names_a_challenge(net: Net) -> None:
+    """RFC 9110 §11.6.1: a 401 carries WWW-Authenticate, whether the door answers it (a
+    record with no public value) or the application does (an unsigned write)."""
+    private = dataclasses.replace(
+        record("88.100.1/SECRET").values[0],
+        permissions=Permissions(
+            admin_read=True, admin_write=True, public_read=False, public_write=False
+        ),
+    )
+    await net.stores["sub"].put(Record(handle="88.100.1/SECRET", values=(private,)), actor="t")
+    async with aiohttp.ClientSession() as s:
+        async with s.get(net.urls["sub"] + "/api/handles/88.100.1/SECRET") as resp:
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"] == 'Handle realm="idres"'
+        async with s.put(net.urls["sub"] + "/api/handles/88.100.1/NEW", json=[]) as resp:
+            assert resp.status == 401
+            assert resp.headers["WWW-Authenticate"] == 'Handle realm="idres"'
+        async with s.get(net.urls["sub"] + "/api/handles/88.100.1/NONE") as resp:
+            assert resp.status == 404
+            assert "WWW-Authenticate" not in resp.headers
