@@ -22,7 +22,7 @@ import asyncpg
 
 from idres.network import LAYOUT
 from registry.httpio import dump
-from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
+from registry.rows import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
 from schemas.codec_json import public_answer, record_to_json
 from schemas.identifiers import parse
 from schemas.identifiers.did import b58encode

@@ -45,7 +45,7 @@ from benchmarks.resolution import Proc, ensure_packages
 from benchmarks.scratch import scratch
 from benchmarks.testbed import LOADGEN_CPU, SERVER_CPU, children, pin
 from registry.database import start_embedded
-from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
+from registry.rows import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
 from resolver.dns.names import owner, zone_name
 from resolver.dns.rdata import rrsets
 from schemas.codec_json import public_answer

@@ -33,7 +33,7 @@ from benchmarks.scratch import scratch
 from registry import httpsig
 from registry.client import handle_path
 from registry.database import create_pool, start_embedded
-from registry.store import VALUE_COLUMNS
+from registry.rows import VALUE_COLUMNS
 
 ADMIN_ID = "300:0.NA/node.admin"
 ROOT = Path(__file__).resolve().parent.parent

@@ -43,7 +43,7 @@ from benchmarks.registration import machine
 from benchmarks.scratch import scratch
 from idres.assembly import NodeSpec, delegations, node_public_key, save_node_key
 from registry.database import create_pool, start_embedded
-from registry.store import VALUE_COLUMNS
+from registry.rows import VALUE_COLUMNS
 from resolver.topology import Role
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from benchmarks.registration import machine
 from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool, start_embedded
-from registry.store import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
+from registry.rows import ANSWER_COLUMNS, VALUE_COLUMNS, in_index_order, value_to_row
 from resolver.topology import Directory, Role
 from schemas.chain import Block, Kind, Tip, anchor_of, cut_block, tip_after
 from schemas.codec_json import public_answer

@@ -55,14 +55,7 @@ from registry.service import (
 )
 from registry.sessionapi import HandleAuth
 from registry.sessions import SessionStore
-from registry.store import (
-    Guard,
-    Outcome,
-    PostgresStore,
-    StoredResponse,
-    WriteResult,
-    listing_match,
-)
+from registry.store import Guard, Outcome, PostgresStore, StoredResponse, WriteResult, listing_match
 from schemas.codec_json import value_to_json, values_from_json
 from schemas.errors import (
     AuthenticationNeeded,

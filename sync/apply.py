@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 import asyncpg
 
 from registry.plan import diff
-from registry.store import VALUE_COLUMNS, fetch_records, value_to_row, write_answers
+from registry.rows import VALUE_COLUMNS, fetch_records, value_to_row, write_answers
 from resolver.topology import Directory
 from schemas.commitment import encode as encode_committed
 from schemas.identifiers import Namespace, RoutingKey, parse

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import asyncpg
 
-from registry.store import announce_changed, append_outbox
+from registry.rows import announce_changed, append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
     Block,

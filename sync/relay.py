@@ -26,7 +26,7 @@ import asyncpg
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from registry.store import fetch_salts
+from registry.rows import fetch_salts
 from schemas.chain import Block, Kind, Tip, cut_block
 from schemas.commitment import SALT_BYTES, commit_record, in_clear, record_from_obj
 from schemas.errors import EncodingError, StoreUnavailable

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from registry.store import (
+from registry.rows import (
     SALTED_COLUMNS,
     announce_changed,
     fetch_records,

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import asyncpg
 
-from registry.store import append_outbox
+from registry.rows import append_outbox
 from resolver.topology import Directory
 from schemas.chain import (
     Anchor,

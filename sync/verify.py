@@ -27,7 +27,7 @@ from typing import Any
 import asyncpg
 
 from registry.authz import PREFIX_RECORD_PREFIX
-from registry.store import fetch_records, fetch_salts, in_index_order
+from registry.rows import fetch_records, fetch_salts, in_index_order
 from resolver.topology import Directory
 from schemas.chain import Block, Tip, check_block, decode_anchor, decode_block, tip_after
 from schemas.codec_json import public_answer

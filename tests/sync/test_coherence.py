@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import NodeSpec, delegations
 from registry.database import create_pool
-from registry.store import PostgresStore, announce_changed
+from registry.rows import announce_changed
+from registry.store import PostgresStore
 from resolver.cache import Cache
 from resolver.topology import Directory, Role
 from schemas.errors import EncodingError

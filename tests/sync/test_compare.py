@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from registry.store import value_to_row
+from registry.rows import value_to_row
 from schemas.commitment import commit, commit_record, record_obj
 from schemas.oplog import Operation, encode_operation
 from schemas.record import (

@@ -14,7 +14,7 @@ import cbor2
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from registry.store import fetch_salts
+from registry.rows import fetch_salts
 from schemas.codec_cbor import record_to_cbor_obj
 from schemas.codec_json import record_to_json
 from schemas.commitment import COMMITTED_TYPE, CommittedValue, opens

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from registry import httpsig
+from registry.rows import append_outbox
 from registry.service import bootstrap
-from registry.store import append_outbox
 from schemas.chain import decode_anchor, decode_block
 from schemas.codec_json import record_to_json
 from schemas.identifiers.prefix import parse_prefix

@@ -19,8 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from idres.assembly import node_public_key
 from registry import httpsig
+from registry.rows import append_outbox
 from registry.service import NODE_ADMIN, bootstrap
-from registry.store import PostgresStore, append_outbox
+from registry.store import PostgresStore
 from resolver.topology import Delegation, Directory, Role, _index_of, sign_delegation
 from schemas.chain import Anchor, decode_anchor
 from schemas.codec_json import record_to_json
