@@ -32,12 +32,10 @@ from resolver.topology import Directory
 from schemas.chain import Block, Tip, check_block, decode_anchor, decode_block, tip_after
 from schemas.codec_json import public_answer
 from schemas.commitment import SaltMissing, commit_record
-from schemas.commitment import encode as encode_record
 from schemas.errors import EncodingError
 from schemas.oplog import Operation, decode_operation
-from schemas.record import Record
 from sync import native
-from sync.compare import NoSalt, OpFields, Unreadable, op_fields, stored_map
+from sync.compare import NoSalt, OpFields, Unreadable, difference, op_fields, stored_map
 from sync.judge import followed, holds
 from sync.native import pages
 
@@ -197,11 +195,15 @@ async def verify(
             if progress is not None:
                 progress(report.records, total)
 
-        fast = module.Checker(me, checker.pending, checker.scope.applies) if module else None
-        for chain in held:
-            if module is not None and fast is not None:
-                await _check_chain_compiled(ahead, directory, chain, checker, tick, module, fast)
-            else:
+        if module is not None:
+            fast = module.Checker(me, checker.pending, checker.scope.applies)
+            async with pages.spare(pool, snapshot) as side:
+                for chain in held:
+                    await _check_chain_compiled(
+                        ahead, side, directory, chain, checker, tick, module, fast
+                    )
+        else:
+            for chain in held:
                 await _check_chain(ahead, directory, chain, report, checker, tick)
         await checker.unexplained()
         for chain in held:
@@ -382,6 +384,7 @@ async def _check_chain(
 
 async def _check_chain_compiled(
     ahead: asyncpg.Connection,
+    side: asyncpg.Connection | None,
     directory: Directory,
     chain: str,
     checker: _Records,
@@ -400,7 +403,7 @@ async def _check_chain_compiled(
     fast.start()
     tip: Tip | None = Tip()  # None once a block did not check: nothing after it is proven
     count = 0
-    async for b, fed in _ahead(pages.blocks(ahead, module, chain)):
+    async for b, fed in _ahead(pages.blocks(ahead, side, module, chain)):
         for page in fed:
             fast.feed(page)
         before = None if tip is None else (tip.height, tip.block_hash, tip.seq, tip.head)
@@ -658,7 +661,7 @@ class _Records:
                     salts = await fetch_salts(self.conn, [handle])
                     have = commit_record(have, salts.get(handle, {}))
                 where = (
-                    _difference(have, want)
+                    difference(have, want)
                     if have is not None and want is not None
                     else "the record"
                 )
@@ -676,22 +679,6 @@ class _Records:
         ):
             if row["handle"] not in self.pending:
                 self.report.problems.append(f"{row['handle']}: a record here that no chain holds")
-
-
-def _difference(have: Record, want: Record) -> str:
-    """Which part of ``have`` first departs from ``want``."""
-    mine = {v.index: v for v in have.values}
-    theirs = {v.index: v for v in want.values}
-    for index in sorted(mine.keys() | theirs.keys()):
-        a, b = mine.get(index), theirs.get(index)
-        if (
-            a is None
-            or b is None
-            or encode_record(Record(handle=have.handle, values=(a,)))
-            != encode_record(Record(handle=have.handle, values=(b,)))
-        ):
-            return f"the value at index {index}"
-    return "the record"
 
 
 async def _check_anchors(conn: asyncpg.Connection, chain: str, parent: str, report: Report) -> None:

@@ -6,72 +6,181 @@ its operations name (as ``sync.verify._fetch_state`` reads it).
 Entries come in seq order, a page at a time (the primary key (chain, seq) serves
 them), so that the checker merges them with the blocks exactly as ``sync.verify._read``
 does; a block's pages are read until an entry above its height has come, or the last.
+With a second connection in the same snapshot, a page's records are read on it while
+the first reads the next page's entries and last operations: PostgreSQL's lookups by
+identifier are most of the time a check takes, and so they run on two of its cores.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
 from sync.native import Module, Page
 
 PAGE = 2000  # entries a page
+SPARE_WAIT = 0.5  # seconds to wait for a third connection
+PAGES_AHEAD = 2
 _BLOCKS_AHEAD = 8  # block rows a fetch (a block message holds every entry's payload)
+_BLOCKS = (
+    "SELECT height, hash, message FROM chain_blocks WHERE chain = $1 AND height > $2"
+    " ORDER BY height LIMIT $3"
+)
 _ENTRIES = (
     "SELECT seq, height, kind, handle, version, hash, payload FROM chain_entries"
     " WHERE chain = {chain} AND seq > {after} ORDER BY seq LIMIT {limit}"
 )
+# ANY(ARRAY(...)): PostgreSQL looks the page's identifiers up in the index; with
+# "IN (SELECT ...)" it plans a hash join over the whole table
 _NAMES = (
-    "SELECT handle FROM chain_entries"
-    " WHERE chain = {chain} AND seq > {after} AND seq <= {upto} AND kind = 'op'"
+    "ARRAY(SELECT handle FROM chain_entries"
+    " WHERE chain = {chain} AND seq > {after} AND seq <= {upto} AND kind = 'op')"
 )
 _LAST = (
     "SELECT handle, chain, max(version) FROM chain_entries"
-    " WHERE kind = 'op' AND handle IN ({names}) GROUP BY handle, chain"
+    " WHERE kind = 'op' AND handle = ANY({names}) GROUP BY handle, chain"
 )
+# the checker puts each record's values in index order
 _RECORDS = (
     "SELECT i.handle, i.version, i.routing_key, v.idx, v.type, v.format, v.data, v.ttl,"
     " v.ttl_type, v.ts, v.perms, v.refs, v.salt FROM identifiers i LEFT JOIN handle_values v"
-    " USING (handle) WHERE i.handle IN ({names}) ORDER BY i.handle, v.idx"
+    " USING (handle) WHERE i.handle = ANY({names})"
 )
 
 
-async def _copy(conn: asyncpg.Connection, query: str) -> bytes:
-    parts: list[bytes] = []
+@dataclass(frozen=True, slots=True)
+class _Conn:
+    """A connection and the lock its users take turns with."""
 
-    async def sink(chunk: bytes) -> None:
-        parts.append(chunk)
+    conn: asyncpg.Connection
+    lock: asyncio.Lock
 
-    await conn.copy_from_query(query, output=sink, format="binary")
-    return b"".join(parts)
+    async def copy(self, query: str) -> bytes:
+        parts: list[bytes] = []
+
+        async def sink(chunk: bytes) -> None:
+            parts.append(chunk)
+
+        async with self.lock:
+            await self.conn.copy_from_query(query, output=sink, format="binary")
+        return b"".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class _Fetched:
+    page: Page
+    state: Awaitable[tuple[bytes, bytes]] | None  # last operations, records
+
+
+_Item = _Fetched | BaseException | None  # a page, what stopped the reading, the end
+
+
+async def _pages(
+    main: _Conn,
+    side: _Conn,
+    module: Module,
+    literal: str,
+    out: asyncio.Queue[_Item],
+    started: list[asyncio.Future[bytes]],
+) -> None:
+    """Every page of entries of the chain ``literal`` names, into ``out``: a page's
+    records read on ``side`` (the reads ``started``) while ``main`` goes on."""
+    try:
+        await _fill(main, side, module, literal, out, started)
+    except Exception as exc:  # handed to the reader, which raises it
+        await out.put(exc)
+
+
+async def _fill(
+    main: _Conn,
+    side: _Conn,
+    module: Module,
+    literal: str,
+    out: asyncio.Queue[_Item],
+    started: list[asyncio.Future[bytes]],
+) -> None:
+    after = 0
+    while True:
+        page = module.Page(await main.copy(_ENTRIES.format(chain=literal, after=after, limit=PAGE)))
+        state = None
+        if page.count:
+            names = _NAMES.format(chain=literal, after=after, upto=int(page.last_seq))
+            records = asyncio.ensure_future(side.copy(_RECORDS.format(names=names)))
+            started.append(records)
+            last = await main.copy(_LAST.format(names=names))
+            state = _state(last, records)
+            after = int(page.last_seq)
+        await out.put(_Fetched(page, state))
+        if page.count < PAGE:
+            await out.put(None)
+            return
+
+
+async def _state(last: bytes, records: Awaitable[bytes]) -> tuple[bytes, bytes]:
+    return last, await records
 
 
 async def blocks(
-    conn: asyncpg.Connection, module: Module, chain: str
+    conn: asyncpg.Connection, side: asyncpg.Connection | None, module: Module, chain: str
 ) -> AsyncIterator[tuple[asyncpg.Record, list[Page]]]:
     """Each stored block of ``chain`` in height order, with the pages to feed the
-    checker before it (inside the caller's transaction)."""
+    checker before it, read inside the transactions of ``conn`` and ``side`` (which
+    share one snapshot; without ``side``, all on ``conn``)."""
+    main = _Conn(conn, asyncio.Lock())
+    other = _Conn(side, asyncio.Lock()) if side is not None else main
     # COPY takes no parameters: the chain's name goes in as PostgreSQL quotes it
-    literal = await conn.fetchval("SELECT quote_literal($1::text)", chain)
-    after, highest, done = 0, 0, False
-    async for b in conn.cursor(
-        "SELECT height, hash, message FROM chain_blocks WHERE chain = $1 ORDER BY height",
-        chain,
-        prefetch=_BLOCKS_AHEAD,
-    ):
-        pages: list[Page] = []
-        while not done and highest <= b["height"]:
-            page = module.Page(
-                await _copy(conn, _ENTRIES.format(chain=literal, after=after, limit=PAGE))
-            )
-            if page.count:
-                names = _NAMES.format(chain=literal, after=after, upto=int(page.last_seq))
-                page.add_state(
-                    await _copy(conn, _LAST.format(names=names)),
-                    await _copy(conn, _RECORDS.format(names=names)),
-                )
-                after, highest = int(page.last_seq), max(highest, int(page.max_height))
-            done = page.count < PAGE
-            pages.append(page)
-        yield b, pages
+    async with main.lock:
+        literal = await conn.fetchval("SELECT quote_literal($1::text)", chain)
+    fetched: asyncio.Queue[_Item] = asyncio.Queue(PAGES_AHEAD)
+    started: list[asyncio.Future[bytes]] = []
+    producer = asyncio.create_task(_pages(main, other, module, literal, fetched, started))
+    try:
+        height, highest, done = 0, 0, False
+        while True:
+            async with other.lock:
+                rows = await other.conn.fetch(_BLOCKS, chain, height, _BLOCKS_AHEAD)
+            for b in rows:
+                pages: list[Page] = []
+                while not done and highest <= b["height"]:
+                    item = await fetched.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is None:
+                        done = True
+                        break
+                    if item.state is not None:
+                        item.page.add_state(*await item.state)
+                        highest = max(highest, int(item.page.max_height))
+                    pages.append(item.page)
+                    started[:] = [f for f in started if not f.done()]
+                yield b, pages
+            if len(rows) < _BLOCKS_AHEAD:
+                return
+            height = rows[-1]["height"]
+    finally:
+        tasks: list[asyncio.Future[Any]] = [producer, *started]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def spare(pool: asyncpg.Pool, snapshot: str) -> AsyncIterator[asyncpg.Connection | None]:
+    """A third connection in ``snapshot`` if the pool has one free soon, else None: the
+    compiled checker reads records on it beside the others (``blocks``)."""
+    try:
+        conn = await pool.acquire(timeout=SPARE_WAIT)
+    except TimeoutError:
+        yield None
+        return
+    try:
+        async with conn.transaction(readonly=True, isolation="repeatable_read"):
+            await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            yield conn
+    finally:
+        await pool.release(conn)

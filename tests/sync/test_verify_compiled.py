@@ -12,6 +12,7 @@ import pytest
 
 import sync.verify
 from benchmarks.verify import load, record_of
+from registry.database import create_pool
 from sync import native
 from sync.verify import Report, verify
 
@@ -187,3 +188,21 @@ async def test_the_compiled_checker_finds_what_python_finds(
         assert handed_back == []  # every block proven by the compiled checker
     else:
         assert compiled.problems
+
+
+async def test_the_compiled_checker_reads_on_two_connections_when_the_pool_has_no_third(
+    db_url: str,
+) -> None:
+    two = await create_pool(db_url, min_size=1, max_size=2)
+    try:
+        loaded = await load(two, RECORDS)
+        await two.execute(f"UPDATE handle_values SET data = 'x' WHERE handle = '{h(5)}'")
+        compiled = await verify(two, loaded["directory"], "super")
+        python = await verify(two, loaded["directory"], "super", compiled=False)
+    finally:
+        await two.close()
+    assert compiled == python
+    assert compiled.problems == [
+        f"{h(5)}: the value at index 1 differs from operation 6 (version 1) in block 1 "
+        "of chain 'sub'"
+    ]

@@ -94,6 +94,9 @@ impl Page {
                 stored.rows.push(value_row(&f[3..]).map_err(bad)?);
             }
         }
+        for stored in self.state.records.values_mut() {
+            stored.rows.sort_unstable_by_key(|r| r.idx); // the index is unique per record
+        }
         Ok(())
     }
 }
