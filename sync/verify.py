@@ -418,10 +418,9 @@ async def _check_chain_compiled(
         else:
             after, records, undecided = outcome
             if after is not None:
-                tip, count = (
-                    Tip(height=after[0], block_hash=after[1], seq=after[2], head=after[3]),
-                    count + 1,
-                )
+                height, block_hash, seq, head = after
+                tip = Tip(height=height, block_hash=block_hash, seq=seq, head=head)
+                count += 1
             report.records += records
             await checker.check(
                 [_Op(chain, seq, b["height"], p, op_fields(p)) for seq, p in undecided]
