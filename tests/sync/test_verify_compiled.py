@@ -4,7 +4,12 @@ repair, on a database tampered with in each way verify knows of."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -16,8 +21,7 @@ from registry.database import create_pool
 from sync import native
 from sync.verify import Report, verify
 
-pytestmark = pytest.mark.asyncio
-
+ROOT = Path(__file__).resolve().parents[2]
 RECORDS = 2500  # three blocks of the sub-chain (1,000, 1,000, 500), one of the super chain
 PRIVATE = "format = 'commitment'"  # every tenth record's value 2, as the super node keeps it
 # the holder keeps its private values in clear, with their salts (the loader's: zeros)
@@ -161,6 +165,7 @@ def _built() -> None:
         pytest.skip("no compiled checker (deploy/setup.sh builds it where cargo is)")
 
 
+@pytest.mark.asyncio
 @pytest.mark.parametrize(("case", "me", "tamper"), CASES, ids=[c[0] for c in CASES])
 async def test_the_compiled_checker_finds_what_python_finds(
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch, case: str, me: str, tamper: list[str]
@@ -190,6 +195,7 @@ async def test_the_compiled_checker_finds_what_python_finds(
         assert compiled.problems
 
 
+@pytest.mark.asyncio
 async def test_the_compiled_checker_reads_on_two_connections_when_the_pool_has_no_third(
     db_url: str,
 ) -> None:
@@ -206,3 +212,26 @@ async def test_the_compiled_checker_reads_on_two_connections_when_the_pool_has_n
         f"{h(5)}: the value at index 1 differs from operation 6 (version 1) in block 1 "
         "of chain 'sub'"
     ]
+
+
+def test_the_checker_passes_its_own_tests() -> None:
+    """The crate's unit tests (sync/native/src/tests.rs: blocks and records the Python
+    reference wrote), linked against this Python rather than loaded by it."""
+    cargo = shutil.which("cargo")
+    if cargo is None:
+        pytest.skip("no cargo")
+    env = {
+        **os.environ,
+        "PYO3_PYTHON": sys.executable,
+        "CARGO_TARGET_DIR": str(ROOT / ".venv" / "native-target"),
+        "LD_LIBRARY_PATH": str(sysconfig.get_config_var("LIBDIR")),
+    }
+    done = subprocess.run(
+        [cargo, "test", "--release", "--quiet", "--no-default-features", "--locked"],
+        cwd=ROOT / "sync" / "native",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -120,7 +120,9 @@ pub fn check<'a>(
     let sig = field(&mut r, "sig", Reader::bytes)?;
     let header_bytes = field(&mut r, "header", Reader::bytes)?;
     expect_key(&mut r, "entries")?;
-    let (4, n) = r.head()? else { return Err(Refused) };
+    let (4, n) = r.head()? else {
+        return Err(Refused);
+    };
     let mut raw = Vec::new();
     for _ in 0..n {
         if r.head()? != (4, 2) {
@@ -142,7 +144,8 @@ pub fn check<'a>(
     let signature = Signature::from_slice(sig).map_err(|_| Refused)?;
     // verify_strict refuses what OpenSSL's Ed25519 (the Python path's) may accept, never
     // the reverse, for the directory's keys: a pass here is a pass there
-    key.verify_strict(header_bytes, &signature).map_err(|_| Refused)?;
+    key.verify_strict(header_bytes, &signature)
+        .map_err(|_| Refused)?;
     if h.height != tip.height + 1 || h.prev != tip.hash || h.first != tip.seq + 1 {
         return Err(Refused);
     }
@@ -153,7 +156,11 @@ pub fn check<'a>(
         let hash = entry_hash(&mut buf, h.chain, h.first + n as u64, kind, &prev, payload);
         prev.clear();
         prev.extend_from_slice(&hash);
-        entries.push(Signed { kind, payload, hash });
+        entries.push(Signed {
+            kind,
+            payload,
+            hash,
+        });
     }
     if prev != h.head || merkle_root(&entries) != h.root {
         return Err(Refused);
@@ -168,7 +175,11 @@ pub fn check<'a>(
         seq: h.first + h.count - 1,
         head: h.head.to_vec(),
     };
-    Ok(Checked { first: h.first, entries, tip })
+    Ok(Checked {
+        first: h.first,
+        entries,
+        tip,
+    })
 }
 
 /// H(CBOR {"seq", "kind", "prev", "chain", "payload"}), keys in RFC 8949 §4.2.1 order
@@ -201,22 +212,34 @@ fn entry_hash(
 fn merkle_root(entries: &[Signed<'_>]) -> [u8; 32] {
     let mut level: Vec<[u8; 32]> = entries
         .iter()
-        .map(|e| Sha256::new().chain_update([0u8]).chain_update(e.hash).finalize().into())
+        .map(|e| {
+            Sha256::new()
+                .chain_update([0u8])
+                .chain_update(e.hash)
+                .finalize()
+                .into()
+        })
         .collect();
     while level.len() > 1 {
         let mut up = Vec::with_capacity(level.len().div_ceil(2));
         for pair in level.chunks(2) {
             up.push(match pair {
-                [l, r] => {
-                    Sha256::new().chain_update([1u8]).chain_update(l).chain_update(r).finalize().into()
-                }
+                [l, r] => Sha256::new()
+                    .chain_update([1u8])
+                    .chain_update(l)
+                    .chain_update(r)
+                    .finalize()
+                    .into(),
                 [one] => *one,
                 _ => unreachable!(),
             });
         }
         level = up;
     }
-    level.first().copied().unwrap_or_else(|| Sha256::digest(b"").into())
+    level
+        .first()
+        .copied()
+        .unwrap_or_else(|| Sha256::digest(b"").into())
 }
 
 /// An anchor payload's chain and height, in exactly the form `Anchor.encode` writes.

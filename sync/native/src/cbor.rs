@@ -51,8 +51,12 @@ impl<'a> Reader<'a> {
         let arg = match info {
             0..=23 => return Ok((major, u64::from(info))),
             24 => u64::from(self.take(1)?[0]),
-            25 => u64::from(u16::from_be_bytes(self.take(2)?.try_into().map_err(|_| Refused)?)),
-            26 => u64::from(u32::from_be_bytes(self.take(4)?.try_into().map_err(|_| Refused)?)),
+            25 => u64::from(u16::from_be_bytes(
+                self.take(2)?.try_into().map_err(|_| Refused)?,
+            )),
+            26 => u64::from(u32::from_be_bytes(
+                self.take(4)?.try_into().map_err(|_| Refused)?,
+            )),
             27 => u64::from_be_bytes(self.take(8)?.try_into().map_err(|_| Refused)?),
             _ => return Err(Refused),
         };
@@ -223,6 +227,9 @@ mod tests {
         assert_eq!(Reader::new(&[0xc1, 0x00]).item(), Err(Refused)); // a tag
         assert_eq!(Reader::new(&[0xf9, 0x7e, 0x00]).item(), Err(Refused)); // NaN
         assert_eq!(Reader::new(&[0x62, 0xff, 0xfe]).item(), Err(Refused)); // not UTF-8
-        assert_eq!(Reader::new(&[0x82, 0xf5, 0xf6]).item(), Ok(&[0x82, 0xf5, 0xf6][..]));
+        assert_eq!(
+            Reader::new(&[0x82, 0xf5, 0xf6]).item(),
+            Ok(&[0x82, 0xf5, 0xf6][..])
+        );
     }
 }

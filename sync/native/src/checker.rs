@@ -76,9 +76,16 @@ impl Page {
     /// (`handle, version, routing_key` and a value row, or NULLs) of the page's handles.
     fn add_state(&mut self, last: &[u8], records: &[u8]) -> PyResult<()> {
         for f in pgcopy::rows(last, 3).map_err(bad)? {
-            let (handle, chain) = (pgcopy::text(f[0]).map_err(bad)?, pgcopy::text(f[1]).map_err(bad)?);
+            let (handle, chain) = (
+                pgcopy::text(f[0]).map_err(bad)?,
+                pgcopy::text(f[1]).map_err(bad)?,
+            );
             let version = pgcopy::int(f[2]).map_err(bad)?;
-            self.state.last.entry(handle).or_default().push((chain, version));
+            self.state
+                .last
+                .entry(handle)
+                .or_default()
+                .push((chain, version));
         }
         for f in pgcopy::rows(records, 13).map_err(bad)? {
             let handle = pgcopy::text(f[0]).map_err(bad)?;
@@ -150,7 +157,11 @@ impl Checker {
     #[new]
     fn new(me: String, pending: HashSet<String>, applies: PyObject) -> Self {
         Checker {
-            scope: Scope { me, applies, by_key: HashMap::new() },
+            scope: Scope {
+                me,
+                applies,
+                by_key: HashMap::new(),
+            },
             pending,
             waiting: VecDeque::new(),
             pages: VecDeque::new(),
@@ -164,7 +175,11 @@ impl Checker {
     fn feed(&mut self, mut page: PyRefMut<'_, Page>) {
         let id = self.first_page + self.pages.len();
         self.pages.push_back(std::mem::take(&mut page.state));
-        self.waiting.extend(std::mem::take(&mut page.entries).into_iter().map(|e| (e, id)));
+        self.waiting.extend(
+            std::mem::take(&mut page.entries)
+                .into_iter()
+                .map(|e| (e, id)),
+        );
     }
 
     /// Forget the pages of the chain before.
@@ -180,6 +195,7 @@ impl Checker {
     /// block before did not check (its entries are then not compared, as in Python).
     /// None: hand the whole block to the Python path (`rows` gives its entries).
     #[pyo3(signature = (chain, key, tip, height, hash, message))]
+    #[allow(clippy::too_many_arguments)] // a chain, its key and tip, and a block's row
     fn check(
         &mut self,
         py: Python<'_>,
@@ -231,7 +247,10 @@ impl Checker {
     }
 
     fn drop_pages(&mut self) {
-        let keep = self.waiting.front().map_or(self.first_page + self.pages.len(), |w| w.1);
+        let keep = self
+            .waiting
+            .front()
+            .map_or(self.first_page + self.pages.len(), |w| w.1);
         while self.first_page < keep && !self.pages.is_empty() {
             self.pages.pop_front();
             self.first_page += 1;
@@ -276,8 +295,15 @@ impl Checker {
         }
         let mut new_tip = None;
         if let Some((height, hash_before, seq, head)) = tip {
-            let before = Tip { height, hash: hash_before, seq, head };
-            let Ok(key) = block::key(key) else { return Ok(None) };
+            let before = Tip {
+                height,
+                hash: hash_before,
+                seq,
+                head,
+            };
+            let Ok(key) = block::key(key) else {
+                return Ok(None);
+            };
             let Ok(checked) = block::check(message, hash, &before, &key) else {
                 return Ok(None);
             };
@@ -287,7 +313,9 @@ impl Checker {
             for (n, ((e, _), s)) in taken.iter().zip(&checked.entries).enumerate() {
                 let names = match s.kind {
                     "op" => record::op(s.payload).ok().map(|o| (o.handle, o.version)),
-                    _ => block::anchor(s.payload).ok().map(|(c, h)| (c, i128::from(h))),
+                    _ => block::anchor(s.payload)
+                        .ok()
+                        .map(|(c, h)| (c, i128::from(h))),
                 };
                 if e.seq != (checked.first + n as u64) as i64
                     || e.kind != s.kind
@@ -329,7 +357,11 @@ impl Checker {
         let routing_key = stored.map(|s| s.routing_key.as_str());
         let Some((c, v)) = self.scope.deciding(py, op.handle, last, routing_key)? else {
             // a record no chain holds: said once, in Python
-            return Ok(if stored.is_some() { Verdict::Python } else { Verdict::Passed });
+            return Ok(if stored.is_some() {
+                Verdict::Python
+            } else {
+                Verdict::Passed
+            });
         };
         if c != chain || i128::from(v) != op.version {
             return Ok(Verdict::Passed); // an older operation, or another chain's

@@ -5,6 +5,8 @@ mod cbor;
 mod checker;
 mod pgcopy;
 mod record;
+#[cfg(test)]
+mod tests;
 
 use pyo3::prelude::*;
 

@@ -35,7 +35,11 @@ pub fn rows(data: &[u8], width: usize) -> Result<Vec<Vec<Field<'_>>>, Malformed>
         let mut row = Vec::with_capacity(width);
         for _ in 0..width {
             let n = r.i32()?;
-            row.push(if n < 0 { None } else { Some(r.take(n as usize)?) });
+            row.push(if n < 0 {
+                None
+            } else {
+                Some(r.take(n as usize)?)
+            });
         }
         out.push(row);
     }
@@ -48,7 +52,10 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], Malformed> {
-        let out = self.data.get(self.pos..self.pos + n).ok_or(Malformed("truncated"))?;
+        let out = self
+            .data
+            .get(self.pos..self.pos + n)
+            .ok_or(Malformed("truncated"))?;
         self.pos += n;
         Ok(out)
     }
@@ -71,7 +78,9 @@ pub fn int(field: Field<'_>) -> Result<i64, Malformed> {
 
 pub fn text(field: Field<'_>) -> Result<String, Malformed> {
     let b = field.ok_or(Malformed("a NULL text"))?;
-    Ok(std::str::from_utf8(b).map_err(|_| Malformed("text not UTF-8"))?.to_owned())
+    Ok(std::str::from_utf8(b)
+        .map_err(|_| Malformed("text not UTF-8"))?
+        .to_owned())
 }
 
 pub fn bytes(field: Field<'_>) -> Result<Vec<u8>, Malformed> {

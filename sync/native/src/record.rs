@@ -55,7 +55,11 @@ pub fn op(payload: &[u8]) -> Result<Op<'_>> {
         return Err(Refused);
     }
     match (handle, version, record) {
-        (Some(handle), Some(version), Some(record)) => Ok(Op { handle, version, record }),
+        (Some(handle), Some(version), Some(record)) => Ok(Op {
+            handle,
+            version,
+            record,
+        }),
         _ => Err(Refused),
     }
 }
@@ -196,5 +200,9 @@ fn commit(handle: &str, row: &Row) -> Result<[u8; 32]> {
     put_text(&mut bound, &row.format);
     put_key(&mut bound, "handle");
     put_text(&mut bound, handle);
-    Ok(Sha256::new().chain_update(salt).chain_update(&bound).finalize().into())
+    Ok(Sha256::new()
+        .chain_update(salt)
+        .chain_update(&bound)
+        .finalize()
+        .into())
 }
