@@ -5,6 +5,7 @@ repair, on a database tampered with in each way verify knows of."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -235,3 +236,46 @@ def test_the_checker_passes_its_own_tests() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# Tampers drawn at random, n a record, s an entry of the sub-chain, b a byte of a block.
+RANDOM_TAMPERS = [
+    "UPDATE handle_values SET data = 'x' WHERE handle = '{h}' AND idx = 1",
+    "UPDATE handle_values SET perms = perms # 2 WHERE handle = '{h}'",
+    "UPDATE handle_values SET ts = ts + 1 WHERE handle = '{h}'",
+    "DELETE FROM handle_values WHERE handle = '{h}'",
+    "DELETE FROM identifiers WHERE handle = '{h}'",
+    "UPDATE identifiers SET version = version + 1 WHERE handle = '{h}'",
+    "UPDATE identifiers SET routing_key = 'handle:99' WHERE handle = '{h}'",
+    "UPDATE chain_entries SET payload = substring(payload from 1 for length(payload) - 1)"
+    " WHERE chain = 'sub' AND seq = {s}",
+    "UPDATE chain_entries SET height = height + 1 WHERE chain = 'sub' AND seq = {s}",
+    "UPDATE chain_entries SET seq = seq + 100000 WHERE chain = 'sub' AND seq = {s}",
+    "DELETE FROM chain_entries WHERE chain = 'sub' AND seq = {s}",
+    "UPDATE chain_blocks SET message = overlay(message placing '\\x01'::bytea from {b})"
+    " WHERE chain = 'sub' AND height = 3",
+    # the same operation again in the super node's own chain, as a later version
+    "INSERT INTO chain_entries (chain, seq, height, kind, handle, version, hash, payload)"
+    " SELECT 'super', 1000 + seq, 1, kind, handle, 2, hash, payload FROM chain_entries"
+    " WHERE chain = 'sub' AND handle = '{h}'",
+    "INSERT INTO outbox (handle, version, op, payload) VALUES ('{h}', 2, 'replace', '\\x00')",
+]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("seed", range(12))
+async def test_the_compiled_checker_finds_what_python_finds_after_random_tampers(
+    pool: asyncpg.Pool, seed: int
+) -> None:
+    draw = random.Random(seed)
+    loaded = await load(pool, RECORDS)
+    me = "sub" if seed % 3 == 0 else "super"
+    if me == "sub":
+        await pool.execute(IN_CLEAR)
+    for template in draw.sample(RANDOM_TAMPERS, 4):
+        n, s, b = draw.randrange(RECORDS), draw.randrange(1, RECORDS + 1), draw.randrange(1, 400)
+        await pool.execute(template.format(h=h(n), s=s, b=b))
+    compiled = await verify(pool, loaded["directory"], me)
+    python = await verify(pool, loaded["directory"], me, compiled=False)
+    assert compiled.problems == python.problems
+    assert compiled == python
