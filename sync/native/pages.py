@@ -173,7 +173,10 @@ async def blocks(
 async def spare(pool: asyncpg.Pool, snapshot: str) -> AsyncIterator[asyncpg.Connection | None]:
     """A third connection in ``snapshot`` if the pool has one free soon, else None: the
     compiled checker reads records on it beside the others (``blocks``)."""
-    try:
+    if not pool.get_idle_size() and pool.get_size() >= pool.get_max_size():
+        yield None  # every connection taken: none is waited for
+        return
+    try:  # another task may take the free one first
         conn = await pool.acquire(timeout=SPARE_WAIT)
     except TimeoutError:
         yield None
