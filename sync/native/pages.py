@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,8 @@ class _Conn:
 @dataclass(frozen=True, slots=True)
 class _Fetched:
     page: Page
-    state: Awaitable[tuple[bytes, bytes]] | None  # last operations, records
+    last: bytes  # the last operations on its identifiers
+    records: asyncio.Future[bytes] | None  # their records, being read; None: no entries
 
 
 _Item = _Fetched | BaseException | None  # a page, what stopped the reading, the end
@@ -107,22 +108,17 @@ async def _fill(
     after = 0
     while True:
         page = module.Page(await main.copy(_ENTRIES.format(chain=literal, after=after, limit=PAGE)))
-        state = None
+        last, records = b"", None
         if page.count:
             names = _NAMES.format(chain=literal, after=after, upto=int(page.last_seq))
             records = asyncio.ensure_future(side.copy(_RECORDS.format(names=names)))
             started.append(records)
             last = await main.copy(_LAST.format(names=names))
-            state = _state(last, records)
             after = int(page.last_seq)
-        await out.put(_Fetched(page, state))
+        await out.put(_Fetched(page, last, records))
         if page.count < PAGE:
             await out.put(None)
             return
-
-
-async def _state(last: bytes, records: Awaitable[bytes]) -> tuple[bytes, bytes]:
-    return last, await records
 
 
 async def blocks(
@@ -153,11 +149,11 @@ async def blocks(
                     if item is None:
                         done = True
                         break
-                    if item.state is not None:
-                        item.page.add_state(*await item.state)
+                    if item.records is not None:
+                        item.page.add_state(item.last, await item.records)
+                        started.remove(item.records)
                         highest = max(highest, int(item.page.max_height))
                     pages.append(item.page)
-                    started[:] = [f for f in started if not f.done()]
                 yield b, pages
             if len(rows) < _BLOCKS_AHEAD:
                 return
