@@ -6,6 +6,7 @@ Python (sync/verify.py), which stays the reference; which one runs is logged onc
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 from collections.abc import Callable
@@ -52,19 +53,15 @@ class Module(Protocol):
 
 
 _NAME = "idres_native"
-_said: list[bool] = []
 
 
+@functools.cache  # looked for, and said, once a process
 def compiled() -> Module | None:
     """The compiled checker, or None (then verify checks in Python)."""
     try:
         module: Module = importlib.import_module(_NAME)
     except ImportError as exc:
-        if not _said:
-            _said.append(True)
-            log.info("verify checks blocks in Python (no compiled checker: %s)", exc)
+        log.info("verify checks blocks in Python (no compiled checker: %s)", exc)
         return None
-    if not _said:
-        _said.append(True)
-        log.info("verify checks blocks with the compiled checker (%s)", _NAME)
+    log.info("verify checks blocks with the compiled checker (%s)", _NAME)
     return module
