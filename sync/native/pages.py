@@ -16,8 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
 
 import asyncpg
 
@@ -55,12 +54,25 @@ _RECORDS = (
 
 @dataclass(frozen=True, slots=True)
 class _Conn:
-    """A connection and the lock its users take turns with."""
+    """A connection, the lock its users take turns with, and the reads on it. A read is
+    never cancelled halfway: PostgreSQL would abort the snapshot's transaction, which
+    the next chain reads in; a reader that stops waits for them (``settle``)."""
 
     conn: asyncpg.Connection
-    lock: asyncio.Lock
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reads: list[asyncio.Future[bytes]] = field(default_factory=list)
+
+    def start(self, query: str) -> asyncio.Future[bytes]:
+        """The rows of ``query`` as binary COPY, read in a task of their own."""
+        self.reads[:] = [r for r in self.reads if not r.done()]  # the ones awaited
+        read = asyncio.ensure_future(self._copy(query))
+        self.reads.append(read)
+        return read
 
     async def copy(self, query: str) -> bytes:
+        return await asyncio.shield(self.start(query))
+
+    async def _copy(self, query: str) -> bytes:
         parts: list[bytes] = []
 
         async def sink(chunk: bytes) -> None:
@@ -69,6 +81,10 @@ class _Conn:
         async with self.lock:
             await self.conn.copy_from_query(query, output=sink, format="binary")
         return b"".join(parts)
+
+    async def settle(self) -> None:
+        await asyncio.gather(*self.reads, return_exceptions=True)
+        self.reads.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,28 +98,18 @@ _Item = _Fetched | BaseException | None  # a page, what stopped the reading, the
 
 
 async def _pages(
-    main: _Conn,
-    side: _Conn,
-    module: Module,
-    literal: str,
-    out: asyncio.Queue[_Item],
-    started: list[asyncio.Future[bytes]],
+    main: _Conn, side: _Conn, module: Module, literal: str, out: asyncio.Queue[_Item]
 ) -> None:
     """Every page of entries of the chain ``literal`` names, into ``out``: a page's
-    records read on ``side`` (the reads ``started``) while ``main`` goes on."""
+    records read on ``side`` while ``main`` goes on."""
     try:
-        await _fill(main, side, module, literal, out, started)
+        await _fill(main, side, module, literal, out)
     except Exception as exc:  # handed to the reader, which raises it
         await out.put(exc)
 
 
 async def _fill(
-    main: _Conn,
-    side: _Conn,
-    module: Module,
-    literal: str,
-    out: asyncio.Queue[_Item],
-    started: list[asyncio.Future[bytes]],
+    main: _Conn, side: _Conn, module: Module, literal: str, out: asyncio.Queue[_Item]
 ) -> None:
     after = 0
     while True:
@@ -111,8 +117,7 @@ async def _fill(
         last, records = b"", None
         if page.count:
             names = _NAMES.format(chain=literal, after=after, upto=int(page.last_seq))
-            records = asyncio.ensure_future(side.copy(_RECORDS.format(names=names)))
-            started.append(records)
+            records = side.start(_RECORDS.format(names=names))
             last = await main.copy(_LAST.format(names=names))
             after = int(page.last_seq)
         await out.put(_Fetched(page, last, records))
@@ -127,14 +132,13 @@ async def blocks(
     """Each stored block of ``chain`` in height order, with the pages to feed the
     checker before it, read inside the transactions of ``conn`` and ``side`` (which
     share one snapshot; without ``side``, all on ``conn``)."""
-    main = _Conn(conn, asyncio.Lock())
-    other = _Conn(side, asyncio.Lock()) if side is not None else main
+    main = _Conn(conn)
+    other = _Conn(side) if side is not None else main
     # COPY takes no parameters: the chain's name goes in as PostgreSQL quotes it
     async with main.lock:
         literal = await conn.fetchval("SELECT quote_literal($1::text)", chain)
     fetched: asyncio.Queue[_Item] = asyncio.Queue(PAGES_AHEAD)
-    started: list[asyncio.Future[bytes]] = []
-    producer = asyncio.create_task(_pages(main, other, module, literal, fetched, started))
+    producer = asyncio.create_task(_pages(main, other, module, literal, fetched))
     try:
         height, highest, done = 0, 0, False
         while True:
@@ -151,7 +155,6 @@ async def blocks(
                         break
                     if item.records is not None:
                         item.page.add_state(item.last, await item.records)
-                        started.remove(item.records)
                         highest = max(highest, int(item.page.max_height))
                     pages.append(item.page)
                 yield b, pages
@@ -159,10 +162,10 @@ async def blocks(
                 return
             height = rows[-1]["height"]
     finally:
-        tasks: list[asyncio.Future[Any]] = [producer, *started]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        producer.cancel()  # where it waits: its reads go on to their end
+        await asyncio.gather(producer, return_exceptions=True)
+        await main.settle()
+        await other.settle()
 
 
 @contextlib.asynccontextmanager
