@@ -11,10 +11,12 @@ commitment here, as at any node but its holder). Then, in the same run:
 - the **reference**: a plain ``SELECT`` of the same rows verify reads (every entry
   of both chains with its payload, every block message, every identifier and value),
   streamed through asyncpg with nothing done to them;
-- ``sync.verify.verify`` on the same database, as ``GET /api/sync/verify`` runs it,
-  with the CPU time of this process beside its wall time (the machine is shared:
-  records per CPU second is what it would reach with a core of its own, PostgreSQL
-  working on the other).
+- ``sync.verify.verify`` on the same database, as ``GET /api/sync/verify`` runs it
+  (with the compiled checker of sync/native when it is built), with the CPU time of
+  this process beside its wall time (the machine is shared: records per CPU second is
+  what it would reach with a core of its own, PostgreSQL working on the other);
+- then the same with the Python path only (``compiled=False``), the reference the
+  compiled checker must agree with (``same_report``), unless ``--profile``.
 
     python -m benchmarks.verify --records 1000000 [--profile]
 """
@@ -203,8 +205,31 @@ async def reference(pool: asyncpg.Pool) -> tuple[float, int]:
     return time.perf_counter() - t, rows
 
 
-async def run(url: str, records: int, profile: bool) -> dict[str, Any]:
-    pool = await create_pool(url, min_size=1, max_size=2)
+def postgres_cpu(data_dir: Path) -> float | None:
+    """CPU seconds of the PostgreSQL server in ``data_dir`` and of its live backends
+    so far (Linux /proc; None elsewhere): verify's lookups run there, beside it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    servers = set()
+    try:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue  # ended meanwhile
+            stats[int(pid)] = stat
+            if str(data_dir).encode() in cmdline:
+                servers.add(int(pid))
+    except OSError:
+        return None
+    # fields after the name: state, ppid (index 1), ..., utime (11), stime (12)
+    ours = [s for pid, s in stats.items() if pid in servers or int(s[1]) in servers]
+    return sum(int(s[11]) + int(s[12]) for s in ours) / tick if servers else None
+
+
+async def run(url: str, records: int, profile: bool, data_dir: Path) -> dict[str, Any]:
+    pool = await create_pool(url, min_size=1, max_size=4)  # verify takes 3
     try:
         t = time.perf_counter()
         loaded = await load(pool, records)
@@ -212,17 +237,25 @@ async def run(url: str, records: int, profile: bool) -> dict[str, Any]:
         directory = loaded.pop("directory")
         ref_s, ref_rows = await reference(pool)
         profiler = cProfile.Profile() if profile else None
-        t, cpu = time.perf_counter(), time.process_time()
-        if profiler is not None:
-            profiler.enable()
-        report = await verify(pool, directory, "super")
-        if profiler is not None:
-            profiler.disable()
-        verify_s = time.perf_counter() - t
-        verify_cpu = time.process_time() - cpu  # this process's CPU: the machine's load aside
+        runs = {}
+        for name, compiled in (("compiled", True), ("python", False)):
+            if profiler is not None and name == "python":
+                continue  # profile the compiled checker only
+            t, cpu, pg = time.perf_counter(), time.process_time(), postgres_cpu(data_dir)
+            if profiler is not None:
+                profiler.enable()
+            report = await verify(pool, directory, "super", compiled=compiled)
+            if profiler is not None:
+                profiler.disable()
+            verify_s = time.perf_counter() - t
+            verify_cpu = time.process_time() - cpu  # this process's CPU: the machine's load aside
+            pg_after = postgres_cpu(data_dir)
+            pg_s = None if pg is None or pg_after is None else round(pg_after - pg, 2)
+            runs[name] = (report, verify_s, verify_cpu, pg_s, os.getloadavg()[0])
         ref2_s, _ = await reference(pool)  # again after: the machine may have changed
     finally:
         await pool.close()
+    report, verify_s, verify_cpu, pg_s, load_1m = runs["compiled"]
     out: dict[str, Any] = {
         "records": records,
         **loaded,
@@ -234,9 +267,23 @@ async def run(url: str, records: int, profile: bool) -> dict[str, Any]:
         "verify_vs_reference": round(verify_s / min(ref_s, ref2_s), 2),
         "verify_cpu_s": round(verify_cpu, 2),
         "verify_records_per_cpu_s": round(report.records / verify_cpu),
+        "verify_postgres_cpu_s": pg_s,
+        "load_average_1m_after": load_1m,
         "report": {k: v for k, v in report.to_json().items() if k != "problems"},
         "problems": report.problems[:5],
     }
+    if "python" in runs:
+        py_report, py_s, py_cpu, py_pg_s, py_load = runs["python"]
+        out["python_verify"] = {
+            "verify_s": round(py_s, 2),
+            "verify_records_per_s": round(py_report.records / py_s),
+            "verify_vs_reference": round(py_s / min(ref_s, ref2_s), 2),
+            "verify_cpu_s": round(py_cpu, 2),
+            "verify_records_per_cpu_s": round(py_report.records / py_cpu),
+            "verify_postgres_cpu_s": py_pg_s,
+            "load_average_1m_after": py_load,
+            "same_report": py_report == report,
+        }
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
@@ -252,7 +299,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="idres-verify-") as tmp:
         url = start_embedded(Path(tmp) / "pg")
-        result = asyncio.run(run(url, args.records, args.profile))
+        result = asyncio.run(run(url, args.records, args.profile, (Path(tmp) / "pg").resolve()))
     profile = result.pop("profile", None)
     result = {"machine": {**machine(), "load": os.getloadavg()}, **result}
     print(json.dumps(result, indent=2))

@@ -32,6 +32,27 @@ else
   echo "setup: Go not found: nodes will serve without the compiled edge" >&2
 fi
 
+# The compiled checker of idres verify (sync/native, Rust with PyO3): built into .venv
+# as the module idres_native, again only when its sources change; cargo fetches its
+# crates from crates.io once. Without cargo, verify checks in Python (and says so).
+native_stamp=".venv/.idres-native-built"
+native_want="$(cat sync/native/Cargo.toml sync/native/Cargo.lock sync/native/src/*.rs | sha256sum | cut -c1-64)"
+native_so="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["platlib"])')/idres_native.so"
+if [[ -f "$native_so" && -f "$native_stamp" && "$(cat "$native_stamp")" == "$native_want" ]]; then
+  :
+elif command -v cargo >/dev/null; then
+  echo "setup: building verify's compiled checker (Rust)" >&2
+  PYO3_PYTHON="$PWD/.venv/bin/python" cargo build --release --quiet --locked \
+    --manifest-path sync/native/Cargo.toml --target-dir .venv/native-target
+  built=.venv/native-target/release/libidres_native.so
+  [[ -f "$built" ]] || built=.venv/native-target/release/libidres_native.dylib
+  # a new file renamed into place: a process that loaded the old one keeps it intact
+  cp "$built" "$native_so.new" && mv -f "$native_so.new" "$native_so"
+  echo "$native_want" >"$native_stamp"
+else
+  echo "setup: cargo not found: idres verify will check in Python" >&2
+fi
+
 extra=""
 [[ "${1:-}" == "--dev" ]] && extra="[dev]"
 [[ "${1:-}" == "--bench" ]] && extra="[bench]"

@@ -24,7 +24,8 @@ from schemas.commitment import (
     COMMITTED_RECORD_VERSION,
     PLAIN_RECORD_VERSION,
 )
-from schemas.record import DataFormat
+from schemas.commitment import encode as encode_record
+from schemas.record import DataFormat, Record
 
 # a stored value row: idx, type, format, data, ttl, ttl_type, ts, perms, refs, salt
 ValueRow = Sequence[Any]
@@ -152,3 +153,19 @@ def _commitment_map(
         "ttlType": ttl_type,
         "timestamp": ts,
     }
+
+
+def difference(have: Record, want: Record) -> str:
+    """Which part of ``have`` first departs from ``want``."""
+    mine = {v.index: v for v in have.values}
+    theirs = {v.index: v for v in want.values}
+    for index in sorted(mine.keys() | theirs.keys()):
+        a, b = mine.get(index), theirs.get(index)
+        if (
+            a is None
+            or b is None
+            or encode_record(Record(handle=have.handle, values=(a,)))
+            != encode_record(Record(handle=have.handle, values=(b,)))
+        ):
+            return f"the value at index {index}"
+    return "the record"

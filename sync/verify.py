@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -32,12 +32,12 @@ from resolver.topology import Directory
 from schemas.chain import Block, Tip, check_block, decode_anchor, decode_block, tip_after
 from schemas.codec_json import public_answer
 from schemas.commitment import SaltMissing, commit_record
-from schemas.commitment import encode as encode_record
 from schemas.errors import EncodingError
 from schemas.oplog import Operation, decode_operation
-from schemas.record import Record
-from sync.compare import NoSalt, OpFields, Unreadable, op_fields, stored_map
+from sync import native
+from sync.compare import NoSalt, OpFields, Unreadable, difference, op_fields, stored_map
 from sync.judge import followed, holds
+from sync.native import pages
 
 _BATCH = 2000
 _VERIFY_LOCK = 0x1D5E2
@@ -167,11 +167,14 @@ async def verify(
     *,
     mirror_of: str | None = None,
     progress: Progress | None = None,
+    compiled: bool = True,
 ) -> Report:
     """Check everything this node holds (see the module's docstring). Two connections
     share one snapshot: one reads blocks, entries and the records they wrote ahead,
-    while the other's task checks what was read."""
+    while the other's task checks what was read. ``compiled``: with the compiled
+    checker where it is built (sync/native), which finds what the Python path finds."""
     report = Report()
+    module = native.compiled() if compiled else None
     held = [me, *followed(directory, me, mirror_of=mirror_of)]
     async with (
         pool.acquire() as conn,
@@ -192,8 +195,16 @@ async def verify(
             if progress is not None:
                 progress(report.records, total)
 
-        for chain in held:
-            await _check_chain(ahead, directory, chain, report, checker, tick)
+        if module is not None:
+            fast = module.Checker(me, checker.pending, checker.scope.applies)
+            async with pages.spare(pool, snapshot) as side:
+                for chain in held:
+                    await _check_chain_compiled(
+                        ahead, side, directory, chain, checker, tick, module, fast
+                    )
+        else:
+            for chain in held:
+                await _check_chain(ahead, directory, chain, report, checker, tick)
         await checker.unexplained()
         for chain in held:
             parent = directory.by_name[chain].parent if chain in directory.by_name else None
@@ -282,12 +293,16 @@ async def _rows(
         yield row
 
 
+Row = Mapping[str, Any]  # a row of chain_blocks or chain_entries, by column
+_T = TypeVar("_T")
+
+
 @dataclass(frozen=True, slots=True)
 class _Read:
     """One stored block, its stored entries, and the state of the records they name."""
 
-    block: asyncpg.Record
-    entries: list[asyncpg.Record]
+    block: Row
+    entries: Sequence[Row]
     state: _State
 
 
@@ -319,10 +334,10 @@ async def _read(conn: asyncpg.Connection, chain: str) -> AsyncIterator[_Read]:
         yield _Read(b, stored, await _fetch_state(conn, names))
 
 
-async def _ahead(items: AsyncIterator[_Read], depth: int = 2) -> AsyncIterator[_Read]:
+async def _ahead(items: AsyncIterator[_T], depth: int = 2) -> AsyncIterator[_T]:
     """``items``, read by a task of their own up to ``depth`` ahead of the caller:
     while the caller checks one block, PostgreSQL reads the next."""
-    queue: asyncio.Queue[_Read | BaseException | None] = asyncio.Queue(depth)
+    queue: asyncio.Queue[_T | BaseException | None] = asyncio.Queue(depth)
 
     async def fill() -> None:
         try:
@@ -367,9 +382,55 @@ async def _check_chain(
     report.chains[chain] = count
 
 
-def _check_signed(
-    key: bytes, chain: str, b: asyncpg.Record, tip: Tip, report: Report
-) -> Block | None:
+async def _check_chain_compiled(
+    ahead: asyncpg.Connection,
+    side: asyncpg.Connection | None,
+    directory: Directory,
+    chain: str,
+    checker: _Records,
+    tick: Callable[[], None],
+    module: native.Module,
+    fast: native.Checker,
+) -> None:
+    """``_check_chain`` with the compiled checker: it checks the blocks and records it
+    can prove agree; a block it cannot is checked here in full, and the records it
+    does not find as chained are decided here, so the findings are the same."""
+    report = checker.report
+    node = directory.by_name.get(chain)
+    if node is None:
+        report.problems.append(f"chain {chain!r} is held here but not in the directory")
+        return
+    fast.start()
+    tip: Tip | None = Tip()  # None once a block did not check: nothing after it is proven
+    count = 0
+    async for b, fed in _ahead(pages.blocks(ahead, side, module, chain)):
+        for page in fed:
+            fast.feed(page)
+        before = None if tip is None else (tip.height, tip.block_hash, tip.seq, tip.head)
+        outcome = fast.check(chain, node.public_key, before, b["height"], b["hash"], b["message"])
+        if outcome is None:  # checked here in full, and said what is wrong
+            rows = fast.rows()
+            names = sorted({r["handle"] for r in rows if r["kind"] == "op"})
+            read = _Read(b, rows, await _fetch_state(checker.conn, names))
+            block = None if tip is None else _check_signed(node.public_key, chain, b, tip, report)
+            tip, count = (None, count) if block is None else (tip_after(block), count + 1)
+            await _check_entries(chain, read, block, report, checker)
+        else:
+            after, records, undecided = outcome
+            if after is not None:
+                height, block_hash, seq, head = after
+                tip = Tip(height=height, block_hash=block_hash, seq=seq, head=head)
+                count += 1
+            report.records += records
+            await checker.check(
+                [_Op(chain, seq, b["height"], p, op_fields(p)) for seq, p in undecided]
+            )
+            await checker.describe()
+        tick()
+    report.chains[chain] = count
+
+
+def _check_signed(key: bytes, chain: str, b: Row, tip: Tip, report: Report) -> Block | None:
     """The stored block ``b`` checked against ``tip`` and its node's key; None (and the
     problem reported) when it does not check."""
     where = f"block {b['height']} of chain {chain!r}"
@@ -599,7 +660,7 @@ class _Records:
                     salts = await fetch_salts(self.conn, [handle])
                     have = commit_record(have, salts.get(handle, {}))
                 where = (
-                    _difference(have, want)
+                    difference(have, want)
                     if have is not None and want is not None
                     else "the record"
                 )
@@ -617,22 +678,6 @@ class _Records:
         ):
             if row["handle"] not in self.pending:
                 self.report.problems.append(f"{row['handle']}: a record here that no chain holds")
-
-
-def _difference(have: Record, want: Record) -> str:
-    """Which part of ``have`` first departs from ``want``."""
-    mine = {v.index: v for v in have.values}
-    theirs = {v.index: v for v in want.values}
-    for index in sorted(mine.keys() | theirs.keys()):
-        a, b = mine.get(index), theirs.get(index)
-        if (
-            a is None
-            or b is None
-            or encode_record(Record(handle=have.handle, values=(a,)))
-            != encode_record(Record(handle=have.handle, values=(b,)))
-        ):
-            return f"the value at index {index}"
-    return "the record"
 
 
 async def _check_anchors(conn: asyncpg.Connection, chain: str, parent: str, report: Report) -> None:
