@@ -123,11 +123,19 @@ CASES: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
-        "an anchor's entry changed",  # (its payload changed: _check_anchors raises, both ways)
+        "an anchor's entry changed",
         "super",
         [
             "UPDATE chain_entries SET hash = sha256(hash) WHERE chain = 'super' AND seq = 2",
             "UPDATE chain_entries SET version = 9 WHERE chain = 'super' AND seq = 3",
+        ],
+    ),
+    (
+        "an anchor's payload replaced by bytes that do not decode",  # was a crash, both ways
+        "super",
+        [
+            "UPDATE chain_entries SET payload = '\\x00'"
+            " WHERE chain = 'super' AND kind = 'anchor' AND seq = 2"
         ],
     ),
     (
