@@ -37,7 +37,17 @@ def test_a_fresh_setup_prints_its_steps_and_no_warning_box(tmp_path: Path) -> No
         if shutil.which("go")
         else "setup: Go not found: nodes will serve without the compiled edge"
     )
-    assert steps == ["setup: creating .venv", edge, "setup: installing idres into .venv"]
+    checker = (
+        "setup: building verify's compiled checker (Rust)"
+        if shutil.which("cargo")
+        else "setup: cargo not found: idres verify will check in Python"
+    )
+    assert steps == [
+        "setup: creating .venv",
+        edge,
+        checker,
+        "setup: installing idres into .venv",
+    ]
     assert done.stdout == ""
     version = subprocess.run(
         [str(checkout / ".venv/bin/idres"), "--version"], capture_output=True, text=True
