@@ -146,7 +146,10 @@ func (e *Edge) Serve(ctx *fasthttp.RequestCtx) {
 	if ctx.IsTLS() {
 		req.Header.Set(schemeHeader, "https")
 		req.URI().SetScheme("http") // the workers' socket speaks plain HTTP
-		if state := ctx.TLSConnectionState(); state != nil && len(state.PeerCertificates) > 0 {
+		// only a request with credentials can ask for it (Authorization: Handle
+		// clientCert="true"): the workers are not sent it, base64, with every read
+		state := ctx.TLSConnectionState()
+		if state != nil && len(state.PeerCertificates) > 0 && len(req.Header.Peek("Authorization")) > 0 {
 			// requested, not verified (withTLS): the workers judge the key, not the issuer
 			leaf := state.PeerCertificates[0].Raw
 			if len(leaf) > maxClientCert {

@@ -451,15 +451,26 @@ func TestTheWorkersHearTheClientsOwnCertificateOnlyFromTheHandshake(t *testing.T
 		req := fasthttp.AcquireRequest()
 		req.Header.SetMethod("PUT")
 		req.SetRequestURI(map[bool]string{false: "http", true: "https"}[tc.secure] + "://node/api/handles/88.100.1/A")
-		req.Header.Set(certHeader, forged) // a client's own word counts for nothing
+		req.Header.Set(certHeader, forged)                          // a client's own word counts for nothing
+		req.Header.Set("Authorization", `Handle clientCert="true"`) // as pyhandle asks
 		resp := &fasthttp.Response{}
 		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		fasthttp.ReleaseRequest(req)
 		sent := <-h.worker.headers
 		if got := sent.Get(certHeader); got != tc.want {
 			t.Fatalf("%s: the workers heard Idres-Client-Cert %q, want %q", tc.name, got, tc.want)
+		}
+		// a request with no credentials cannot use it: it is not sent along
+		req.Header.Del("Authorization")
+		req.Header.Set(certHeader, forged)
+		if err := client.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		fasthttp.ReleaseRequest(req)
+		sent = <-h.worker.headers
+		if got := sent.Get(certHeader); got != "" {
+			t.Fatalf("%s, no Authorization: the workers heard Idres-Client-Cert %q", tc.name, got)
 		}
 	}
 }
