@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from registry.httpsig import MIN_RSA_BITS
 from schemas.errors import AuthenticationFailed
 
 SCHEME = "handle"
@@ -46,7 +47,6 @@ _KNOWN = (
 )
 MAX_SESSION_ID = 128  # characters; ours are 43
 MAX_CNONCE = 256  # bytes, decoded
-MIN_RSA_BITS = 2048
 MAX_SIGNATURE = 1024  # bytes, decoded (an RSA-4096 signature is 512)
 
 
